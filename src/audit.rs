@@ -1,0 +1,175 @@
+//! The audit log: one JSON line per decision and per outcome, appended before a call is forwarded.
+//!
+//! If a decision cannot be written, the call is not forwarded: a call nobody can account for
+//! later must not run. Records carry a format version `v` and the session and call numbers, so
+//! a later format can chain them by hash without breaking readers.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::policy::{Decision, Gate, Tier};
+
+/// Who settled a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecidedBy {
+    /// The policy alone.
+    Policy,
+    /// A human, on some channel.
+    Human,
+    /// Nobody answered in time.
+    Timeout,
+    /// A hold ran out without being cancelled.
+    Timer,
+    /// toolgate itself, because it could not do what the policy asked (no channel, no audit).
+    Toolgate,
+}
+
+/// What was done with the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Forwarded to the server.
+    Forwarded,
+    /// Answered by toolgate; the server never saw it.
+    Refused,
+}
+
+/// One decision, as written.
+#[derive(Debug, Serialize)]
+pub struct DecisionRecord<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub arguments: &'a Map<String, Value>,
+    pub request_id: Value,
+    pub gate: Gate,
+    pub tier: Tier,
+    pub rules: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    pub verdict: Verdict,
+    pub decided_by: DecidedBy,
+    /// Why the verdict differs from the gate, when it does (e.g. no approval channel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'a str>,
+    pub policy: &'a str,
+    pub waited_ms: u64,
+}
+
+impl<'a> DecisionRecord<'a> {
+    pub fn rules_of(decision: &'a Decision) -> Vec<&'a str> {
+        decision.matched.iter().map(|m| m.rule.as_str()).collect()
+    }
+}
+
+/// How a forwarded call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A result without `isError`.
+    Ok,
+    /// A result with `isError: true`.
+    ToolError,
+    /// A JSON-RPC error.
+    Error,
+    /// The server went away before answering.
+    NoAnswer,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    v: u32,
+    ts: String,
+    event: &'a str,
+    session: &'a str,
+    call: u64,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// An append-only audit log for one proxy session.
+pub struct AuditLog {
+    path: PathBuf,
+    file: Result<File, String>,
+    session: String,
+    next_call: u64,
+}
+
+impl AuditLog {
+    /// Opens (creating) the log. A log that cannot be opened is not fatal here: every call is
+    /// then refused with the reason, which reaches the model and the human.
+    pub fn open(path: &Path) -> Self {
+        let file = (|| {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            OpenOptions::new().create(true).append(true).open(path)
+        })()
+        .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()));
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        AuditLog {
+            path: path.to_owned(),
+            file,
+            session: format!("{}-{}", std::process::id(), started.as_millis()),
+            next_call: 1,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why the log cannot be written, if it cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.file.as_ref().err().map(String::as_str)
+    }
+
+    /// Writes a decision and returns the call number that its outcome will refer to.
+    pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
+        let call = self.next_call;
+        self.next_call += 1;
+        self.append("decision", call, record)?;
+        Ok(call)
+    }
+
+    /// Writes how a forwarded call ended. Failing here cannot un-run the call, so it is logged.
+    pub fn outcome(&mut self, call: u64, outcome: Outcome, took: Duration) {
+        #[derive(Serialize)]
+        struct Body {
+            outcome: Outcome,
+            ms: f64,
+        }
+        let body = Body {
+            outcome,
+            ms: (took.as_secs_f64() * 1e6).round() / 1e3,
+        };
+        if let Err(e) = self.append("outcome", call, &body) {
+            tracing::error!("{e}");
+        }
+    }
+
+    fn append<T: Serialize>(&mut self, event: &str, call: u64, body: &T) -> Result<(), String> {
+        let file = self.file.as_mut().map_err(|e| e.clone())?;
+        let record = Envelope {
+            v: 1,
+            ts: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            event,
+            session: &self.session,
+            call,
+            body,
+        };
+        let mut line = serde_json::to_vec(&record)
+            .map_err(|e| format!("cannot encode an audit record: {e}"))?;
+        line.push(b'\n');
+        // One write per record: with O_APPEND, concurrent writers never interleave inside it.
+        file.write_all(&line)
+            .map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
+    }
+}

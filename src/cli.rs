@@ -1,0 +1,251 @@
+//! The command line: raw flags, turned into validated options before anything runs.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::policy::{EMBEDDED_ORIGIN, Policy, Source};
+use crate::proxy::{self, Options, ProxyError};
+use crate::{demo, paths, wire};
+
+/// Exit codes of toolgate's own making (`run` otherwise exits with the server's status).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A check failed or a runtime error stopped toolgate.
+    pub const FAILURE: i32 = 1;
+    /// The command line was not understood.
+    pub const USAGE: i32 = 2;
+    /// The policy could not be loaded, so nothing was started.
+    pub const POLICY: i32 = 3;
+    /// The server command exists but could not be run.
+    pub const CANNOT_RUN: i32 = 126;
+    /// The server command was not found.
+    pub const NOT_FOUND: i32 = 127;
+    /// Stopped by SIGINT.
+    pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM.
+    pub const TERMINATED: i32 = 143;
+}
+
+/// toolgate: a human-in-the-loop gate for AI tool calls.
+#[derive(Debug, Parser)]
+#[command(name = "toolgate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an MCP server behind the gate, speaking MCP on stdin/stdout.
+    #[command(
+        after_help = "Example:\n  toolgate run --name fs --policy ~/policy.toml -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+    )]
+    Run(RunArgs),
+    /// Check policy files and report every problem with its file, line and column.
+    #[command(
+        after_help = "Example:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml"
+    )]
+    Check {
+        /// Policy files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
+    Demo,
+    /// The demo's built-in MCP server on stdin/stdout.
+    #[command(hide = true)]
+    DemoServer,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Policy file (default: $TOOLGATE_POLICY, then $XDG_CONFIG_HOME/toolgate/policy.toml, then
+    /// the embedded default).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The server's name, as rules' `servers` and the audit log see it (default: the command's
+    /// file name).
+    #[arg(long, value_name = "SERVER")]
+    pub name: Option<String>,
+    /// Audit log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Largest message accepted in either direction; larger ones are refused whole, never cut.
+    /// Accepts a plain number of bytes or a KiB/MiB/GiB suffix.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
+    pub max_message_bytes: usize,
+    /// The server command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Parses `1048576`, `512KiB`, `16MiB` or `1GiB`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 16MiB"))?;
+    n.checked_mul(scale)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn execute(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(run(args))),
+        Command::Check { files } => check(&files),
+        Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
+        Command::DemoServer => {
+            match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    tracing::error!("demo server: {e}");
+                    exit::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    // One thread: every event is handled in order on it, with no cross-thread wake-ups.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let source = Source::locate(args.policy.as_deref());
+    let policy = match source.load() {
+        Ok(policy) => policy,
+        Err(errors) => {
+            tracing::error!("the policy has errors; nothing was started:\n{errors}");
+            return exit::POLICY;
+        }
+    };
+    if policy.origin == EMBEDDED_ORIGIN {
+        tracing::info!("no policy file given or found; using the embedded default policy");
+    } else {
+        tracing::info!("policy {} ({})", policy.origin, policy.version);
+    }
+    let Some(audit_path) = args.audit.or_else(paths::default_audit_log) else {
+        tracing::error!("no audit log location: set --audit, XDG_STATE_HOME or HOME");
+        return exit::FAILURE;
+    };
+    let server_name = args.name.unwrap_or_else(|| {
+        let program = PathBuf::from(&args.command[0]);
+        program
+            .file_name()
+            .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let options = Options {
+        command: args.command,
+        server_name,
+        policy,
+        audit_path,
+        max_message_bytes: args.max_message_bytes,
+        max_depth: wire::DEFAULT_MAX_DEPTH,
+    };
+    let (input, output) = match (proxy::stdio::stdin(), proxy::stdio::stdout()) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot use stdin/stdout: {e}");
+            return exit::FAILURE;
+        }
+    };
+    match proxy::run(options, input, output).await {
+        Ok(code) => code,
+        Err(ProxyError::Spawn(e)) => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn check(files: &[PathBuf]) -> i32 {
+    let mut failed = false;
+    let mut stdout = std::io::stdout().lock();
+    for file in files {
+        match Policy::load(file) {
+            Ok(policy) => {
+                let _ = writeln!(
+                    stdout,
+                    "{}: ok ({} rules, {})",
+                    file.display(),
+                    policy.rules.rules().len(),
+                    policy.version
+                );
+            }
+            Err(errors) => {
+                failed = true;
+                let _ = writeln!(stdout, "{errors}");
+            }
+        }
+    }
+    if failed { exit::FAILURE } else { exit::OK }
+}
+
+async fn demo() -> i32 {
+    let dir = std::env::temp_dir().join(format!("toolgate-demo-{}", std::process::id()));
+    let mut stdout = std::io::stdout();
+    match demo::run(&mut stdout, dir.join("audit.jsonl")).await {
+        Ok(_) => exit::OK,
+        Err(e) => {
+            tracing::error!("the demo failed: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("12MB").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

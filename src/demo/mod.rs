@@ -1,0 +1,124 @@
+//! `toolgate demo`: toolgate in front of a built-in server, under the embedded default policy,
+//! driven by a short scripted client that shows each call and what the gate made of it.
+
+pub mod server;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::policy::{Call, Gate, Policy};
+use crate::proxy::{self, Options, ProxyError};
+use crate::wire;
+
+/// The calls the demo makes, in order: (tool, arguments).
+pub fn script() -> Vec<(&'static str, Value)> {
+    vec![
+        ("read_file", json!({"path": "notes/todo.txt"})),
+        ("list_directory", json!({"path": "notes"})),
+        (
+            "write_file",
+            json!({"path": "notes/todo.txt", "content": "buy milk; call the bank; water plants"}),
+        ),
+        (
+            "send_email",
+            json!({"to": "boss@example.com", "subject": "done", "body": "All done."}),
+        ),
+        ("send_payment", json!({"to": "ACME Ltd", "amount": 1200})),
+        ("delete_file", json!({"path": "notes/budget.csv"})),
+    ]
+}
+
+/// Runs the demo, writing what happens to `out`. Returns the proxy's exit code.
+pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i32, ProxyError> {
+    let exe = std::env::current_exe()?;
+    let policy = Policy::embedded();
+    let shown = policy.clone();
+    let (client_side, proxy_side) = tokio::io::duplex(1 << 20);
+    let (proxy_in, proxy_out) = tokio::io::split(proxy_side);
+    let options = Options {
+        command: vec![exe.into_os_string(), "demo-server".into()],
+        server_name: "demo".into(),
+        policy,
+        audit_path: audit_path.clone(),
+        max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
+        max_depth: wire::DEFAULT_MAX_DEPTH,
+    };
+    let proxy = tokio::spawn(proxy::run(options, proxy_in, proxy_out));
+
+    let (from_proxy, mut to_proxy) = tokio::io::split(client_side);
+    let mut lines = BufReader::new(from_proxy).lines();
+    let mut next_id = 0;
+    let mut request = async |method: &str, params: Value| -> std::io::Result<Value> {
+        next_id += 1;
+        let msg = json!({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params});
+        to_proxy.write_all(format!("{msg}\n").as_bytes()).await?;
+        while let Some(line) = lines.next_line().await? {
+            let reply: Value = serde_json::from_str(&line).unwrap_or_default();
+            if reply.get("id") == Some(&json!(next_id)) {
+                return Ok(reply);
+            }
+        }
+        Err(std::io::Error::other("the proxy closed before answering"))
+    };
+
+    writeln!(
+        out,
+        "toolgate demo: a pretend server behind the gate, under the embedded default policy.\n"
+    )?;
+    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "toolgate-demo-client", "version": "1"}});
+    request("initialize", init).await?;
+    let listed = request("tools/list", json!({})).await?;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    writeln!(out, "The server offers: {}\n", names.join(", "))?;
+
+    for (tool, arguments) in script() {
+        let args: Map<String, Value> = arguments.as_object().cloned().unwrap_or_default();
+        let decision = shown.decide(&Call {
+            server: "demo",
+            tool,
+            arguments: &args,
+            annotations: None,
+        });
+        writeln!(out, "→ {tool} {arguments}")?;
+        let rules: Vec<&str> = decision.deciding_rules().collect();
+        let why = if rules.is_empty() {
+            "no rule matched: default tier".to_owned()
+        } else {
+            format!("rule {:?}", rules.join(", "))
+        };
+        writeln!(
+            out,
+            "  gate: {} (tier {}, {why})",
+            decision.gate.as_str(),
+            decision.tier.as_str()
+        )?;
+        let reply = request("tools/call", json!({"name": tool, "arguments": arguments})).await?;
+        let text = reply["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("(no text)");
+        let ran = reply["result"]["isError"] != json!(true);
+        match (ran, decision.gate) {
+            (true, Gate::Notify) => writeln!(out, "  ran, and the human was told: {text}\n")?,
+            (true, _) => writeln!(out, "  ran: {text}\n")?,
+            (false, _) => writeln!(out, "  not run. The model reads: {text}\n")?,
+        }
+    }
+    drop(request);
+    // End of input tells the proxy the session is over; it stops the server and returns.
+    to_proxy.shutdown().await?;
+    let code = proxy.await.map_err(std::io::Error::other)??;
+    writeln!(
+        out,
+        "Every decision above is in the audit log: {}",
+        audit_path.display()
+    )?;
+    Ok(code)
+}

@@ -1,0 +1,14 @@
+//! toolgate: a human-in-the-loop gate for AI tool calls.
+//!
+//! A transparent stdio proxy between an MCP client and the server it launches. Every
+//! `tools/call` is decided by a TOML policy (`policy`) at one decision point (`proxy::gate`);
+//! everything else crosses untouched, after a strict check of every line (`wire`).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod audit;
+pub mod cli;
+pub mod demo;
+pub mod paths;
+pub mod policy;
+pub mod proxy;
+pub mod wire;

@@ -1,0 +1,315 @@
+//! The proxy: toolgate between an MCP client (its own stdin/stdout) and the server it launches.
+//!
+//! Four tasks own the four pipe ends (a reader and a writer per side). Readers frame and check
+//! lines and hand them to one dispatcher, which owns every piece of session state, decides, and
+//! hands bytes to the writers. Writers never block the dispatcher (their queues are unbounded),
+//! and each reader waits for byte credit from its own direction's writer, so a slow peer slows
+//! only the traffic going to it, and memory stays bounded.
+
+pub mod child;
+mod gate;
+mod session;
+pub mod stdio;
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::audit::AuditLog;
+use crate::policy::Policy;
+use crate::wire::{Envelope, Frame, LineReader, Refusal, envelope, frame};
+pub use child::SpawnError;
+use session::Session;
+
+/// After the client closes its side, how long the server gets to exit before SIGTERM.
+const EOF_GRACE: Duration = Duration::from_millis(1000);
+/// After SIGTERM, how long before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(500);
+/// After the server exits, how long its output is still drained (a grandchild may hold it).
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// Bytes read but not yet written, per direction, before the reader waits.
+const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything `toolgate run` needs.
+pub struct Options {
+    /// The server command and its arguments.
+    pub command: Vec<OsString>,
+    /// The server's name in rules and records (`--name`).
+    pub server_name: String,
+    pub policy: Policy,
+    pub audit_path: PathBuf,
+    pub max_message_bytes: usize,
+    pub max_depth: usize,
+}
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// One line read from a peer, checked and classified, with the byte credit it holds.
+struct Inbound {
+    line: Vec<u8>,
+    read: Read,
+    _credit: Option<OwnedSemaphorePermit>,
+}
+
+/// What a reader made of a frame.
+enum Read {
+    Message(Envelope),
+    Refused(Refusal),
+    Oversized {
+        len: usize,
+        id: Option<serde_json::Value>,
+    },
+    Unterminated,
+}
+
+/// Bytes for a writer, with the credit to give back once written.
+pub(crate) struct Outgoing {
+    bytes: Vec<u8>,
+    _credit: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        Outgoing {
+            bytes,
+            _credit: None,
+        }
+    }
+}
+
+/// Runs the proxy until the server is gone, and returns the exit code toolgate should report.
+pub async fn run<I, O>(opts: Options, client_in: I, client_out: O) -> Result<i32, ProxyError>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin + Send + 'static,
+{
+    let server = child::Server::spawn(&opts.command)?;
+    let (mut child, server_in, server_out, group) = server.into_parts();
+    let max = opts.max_message_bytes;
+    let depth = opts.max_depth;
+
+    let to_server_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+    let to_client_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+    let (client_tx, mut from_client) = mpsc::channel(256);
+    let (server_tx, mut from_server) = mpsc::channel(256);
+    tokio::spawn(read_loop(
+        client_in,
+        max,
+        depth,
+        to_server_credit,
+        client_tx,
+        "client",
+    ));
+    tokio::spawn(read_loop(
+        server_out,
+        max,
+        depth,
+        to_client_credit,
+        server_tx,
+        "server",
+    ));
+    let (to_client, rx) = mpsc::unbounded_channel();
+    let client_writer = tokio::spawn(write_loop(client_out, rx, "client"));
+    let (to_server, rx) = mpsc::unbounded_channel();
+    let server_writer = tokio::spawn(write_loop(server_in, rx, "server"));
+
+    let audit = AuditLog::open(&opts.audit_path);
+    if let Some(problem) = audit.unavailable() {
+        tracing::error!("{problem}; every tools/call will be refused");
+    }
+    let mut session = Session::new(
+        opts.server_name,
+        Arc::new(opts.policy),
+        audit,
+        max,
+        to_client,
+        to_server,
+    );
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut client_open = true;
+    let mut server_open = true;
+    let mut status = None;
+    let mut stopped_by: Option<i32> = None;
+    // The next step in stopping the server, once stopping has begun.
+    let mut escalation: Option<(Instant, Signal)> = None;
+    let mut drain_until: Option<Instant> = None;
+
+    while server_open || status.is_none() {
+        let escalate_at = escalation.map(|(at, _)| at);
+        tokio::select! {
+            inbound = from_client.recv(), if client_open => match inbound {
+                Some(inbound) => session.from_client(inbound),
+                None => {
+                    tracing::debug!("client closed its side; closing the server's stdin");
+                    client_open = false;
+                    session.close_server_input();
+                    escalation.get_or_insert((Instant::now() + EOF_GRACE, Signal::SIGTERM));
+                }
+            },
+            inbound = from_server.recv(), if server_open => match inbound {
+                Some(inbound) => session.from_server(inbound),
+                None => server_open = false,
+            },
+            exited = child.wait(), if status.is_none() => {
+                let exited = exited?;
+                tracing::debug!("server exited: {exited}");
+                status = Some(exited);
+                escalation = None;
+                drain_until = Some(Instant::now() + DRAIN_GRACE);
+            },
+            _ = interrupt.recv() => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
+            _ = terminate.recv() => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
+            () = sleep_until(escalate_at), if escalate_at.is_some() => {
+                if let Some((_, sig)) = escalation.take() {
+                    tracing::debug!("server still running; sending {sig}");
+                    group.signal(sig);
+                    if sig == Signal::SIGTERM {
+                        escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
+                    }
+                }
+            },
+            () = sleep_until(drain_until), if drain_until.is_some() && server_open => {
+                tracing::debug!("server output still open after it exited; no longer waiting for it");
+                server_open = false;
+            },
+        }
+    }
+    // Whatever the server started must not outlive it.
+    group.signal(Signal::SIGKILL);
+    let code = match status {
+        Some(status) => child::exit_code(status),
+        None => 1,
+    };
+    session.fail_pending(code);
+    drop(session);
+    // Give the writers a bounded time to flush: a client that stopped reading must not hang us.
+    let flush = async {
+        let _ = client_writer.await;
+        let _ = server_writer.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(2), flush)
+        .await
+        .is_err()
+    {
+        tracing::warn!("could not deliver the last messages to the client in time");
+    }
+    Ok(stopped_by.unwrap_or(code))
+}
+
+/// Begins stopping on a signal: the server gets SIGTERM now and SIGKILL a little later.
+fn stop(
+    session: &mut Session,
+    stopped_by: &mut Option<i32>,
+    escalation: &mut Option<(Instant, Signal)>,
+    group: child::Group,
+    code: i32,
+) {
+    tracing::info!("stopping on signal; stopping the server");
+    stopped_by.get_or_insert(code);
+    session.close_server_input();
+    group.signal(Signal::SIGTERM);
+    *escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Frames and checks one peer's lines and hands them to the dispatcher.
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: R,
+    max: usize,
+    depth: usize,
+    credit: Arc<Semaphore>,
+    tx: mpsc::Sender<Inbound>,
+    peer: &'static str,
+) {
+    let mut lines = LineReader::new(reader, max);
+    loop {
+        let frame = match lines.next().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("cannot read from the {peer}: {e}");
+                break;
+            }
+        };
+        let (line, read) = match frame {
+            Frame::Line(line) => {
+                let read = match envelope::parse(&line, depth) {
+                    Ok(env) => Read::Message(env),
+                    Err(refusal) => Read::Refused(refusal),
+                };
+                (line, read)
+            }
+            Frame::Oversized { prefix, len } => {
+                let id = envelope::sniff_id(&prefix);
+                (prefix, Read::Oversized { len, id })
+            }
+            Frame::Unterminated(rest) => (rest, Read::Unterminated),
+        };
+        let wanted = u32::try_from(line.len().clamp(1, IN_FLIGHT_BYTES)).unwrap_or(u32::MAX);
+        let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
+            break;
+        };
+        if tx
+            .send(Inbound {
+                line,
+                read,
+                _credit: Some(permit),
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// Owns one peer's input: writes what it is given, flushing when the queue runs dry.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    peer: &'static str,
+) {
+    let mut out = BufWriter::with_capacity(frame::OVERSIZED_PREFIX * 16, writer);
+    let mut broken = false;
+    while let Some(first) = rx.recv().await {
+        if broken {
+            continue;
+        }
+        let mut result = out.write_all(&first.bytes).await;
+        drop(first);
+        while result.is_ok() {
+            match rx.try_recv() {
+                Ok(next) => result = out.write_all(&next.bytes).await,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = result.and(out.flush().await) {
+            tracing::warn!("cannot write to the {peer}: {e}; dropping what it is sent from now on");
+            broken = true;
+        }
+    }
+    let _ = out.shutdown().await;
+}

@@ -1,0 +1,293 @@
+//! The dispatcher's state for one session: what is pending, what the server listed, and where
+//! each checked line goes. Every event passes through here, one at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use super::{Inbound, Outgoing, Read, gate};
+use crate::audit::{AuditLog, Outcome};
+use crate::policy::{Annotations, Policy};
+use crate::wire::envelope::readable_ids;
+use crate::wire::{Id, Kind, reply};
+
+/// What a client request that went to the server was.
+pub(super) enum Waiting {
+    /// A forwarded `tools/call`, with its audit call number.
+    ToolsCall {
+        call: u64,
+    },
+    /// A `tools/list`, whose answer teaches toolgate the tools' annotations.
+    ToolsList,
+    Other,
+}
+
+pub(super) struct Pending {
+    pub what: Waiting,
+    pub since: Instant,
+}
+
+pub(super) struct Session {
+    pub server: String,
+    pub policy: Arc<Policy>,
+    pub audit: AuditLog,
+    pub max_message_bytes: usize,
+    to_client: UnboundedSender<Outgoing>,
+    to_server: Option<UnboundedSender<Outgoing>>,
+    /// Client requests the server has not answered yet, by id.
+    pub pending: HashMap<Id, Pending>,
+    /// Each tool's hints, from the latest `tools/list`.
+    pub annotations: HashMap<String, Annotations>,
+}
+
+impl Session {
+    pub fn new(
+        server: String,
+        policy: Arc<Policy>,
+        audit: AuditLog,
+        max_message_bytes: usize,
+        to_client: UnboundedSender<Outgoing>,
+        to_server: UnboundedSender<Outgoing>,
+    ) -> Self {
+        Session {
+            server,
+            policy,
+            audit,
+            max_message_bytes,
+            to_client,
+            to_server: Some(to_server),
+            pending: HashMap::new(),
+            annotations: HashMap::new(),
+        }
+    }
+
+    /// Sends bytes to the client.
+    pub fn to_client(&self, bytes: Vec<u8>) {
+        let _ = self.to_client.send(Outgoing::new(bytes));
+    }
+
+    /// Passes a checked line on to the server, exactly as it arrived.
+    pub fn forward_to_server(&self, inbound: Inbound) {
+        match &self.to_server {
+            Some(tx) => {
+                let _ = tx.send(Outgoing {
+                    bytes: inbound.line,
+                    _credit: inbound._credit,
+                });
+            }
+            None => tracing::debug!("server input already closed; a message was dropped"),
+        }
+    }
+
+    /// Closes the server's stdin once everything queued for it is written.
+    pub fn close_server_input(&mut self) {
+        self.to_server = None;
+    }
+
+    pub fn from_client(&mut self, inbound: Inbound) {
+        match &inbound.read {
+            Read::Message(env) => match &env.kind {
+                Kind::Request { id, method } if method == "tools/call" => {
+                    let (id, env) = (id.clone(), env.clone());
+                    gate::call(self, id, env, inbound);
+                }
+                Kind::Request { id, method } => {
+                    let what = if method == "tools/list" {
+                        Waiting::ToolsList
+                    } else {
+                        Waiting::Other
+                    };
+                    self.pending.insert(
+                        id.clone(),
+                        Pending {
+                            what,
+                            since: Instant::now(),
+                        },
+                    );
+                    self.forward_to_server(inbound);
+                }
+                Kind::Notification { method } if method == "tools/call" => {
+                    tracing::warn!(
+                        "dropped a tools/call without an id (a call must be a request): {}",
+                        preview(&inbound.line)
+                    );
+                }
+                Kind::Notification { .. } | Kind::Response { .. } => {
+                    self.forward_to_server(inbound)
+                }
+            },
+            Read::Refused(refusal) => {
+                tracing::warn!(
+                    "refused a line from the client: {}: {}",
+                    refusal.reason,
+                    preview(&inbound.line)
+                );
+                for r in readable_ids(&inbound.line)
+                    .into_iter()
+                    .filter(|r| r.is_request)
+                {
+                    let message = format!("toolgate refused this message: {}", refusal.reason);
+                    self.to_client(reply::error(&r.id, refusal.code, &message));
+                }
+            }
+            Read::Oversized { len, id } => {
+                let message = format!(
+                    "toolgate refused a message of {len} bytes: larger than --max-message-bytes ({})",
+                    self.max_message_bytes
+                );
+                tracing::warn!("{message}");
+                if let Some(id) = id {
+                    self.to_client(reply::error(id, -32600, &message));
+                }
+            }
+            Read::Unterminated => {
+                tracing::warn!(
+                    "dropped an unterminated line at the end of the client's input: {}",
+                    preview(&inbound.line)
+                );
+            }
+        }
+    }
+
+    pub fn from_server(&mut self, inbound: Inbound) {
+        match &inbound.read {
+            Read::Message(env) => {
+                if let Kind::Response {
+                    id: Some(id),
+                    is_error,
+                } = &env.kind
+                {
+                    if let Some(pending) = self.pending.remove(id) {
+                        self.answered(pending, *is_error, &inbound.line);
+                    }
+                }
+                let _ = self.to_client.send(Outgoing {
+                    bytes: inbound.line,
+                    _credit: inbound._credit,
+                });
+            }
+            Read::Refused(refusal) => {
+                tracing::warn!(
+                    "refused a line from the server: {}: {}",
+                    refusal.reason,
+                    preview(&inbound.line)
+                );
+                for r in readable_ids(&inbound.line)
+                    .into_iter()
+                    .filter(|r| !r.is_request)
+                {
+                    let message =
+                        format!("toolgate refused the server's reply: {}", refusal.reason);
+                    self.fail_one(&r.id, &message);
+                }
+            }
+            Read::Oversized { len, id } => {
+                let message = format!(
+                    "toolgate refused a message of {len} bytes from the server: larger than --max-message-bytes ({})",
+                    self.max_message_bytes
+                );
+                tracing::warn!("{message}");
+                if let Some(id) = id {
+                    self.fail_one(id, &message);
+                }
+            }
+            Read::Unterminated => {
+                tracing::warn!(
+                    "dropped an unterminated line at the end of the server's output: {}",
+                    preview(&inbound.line)
+                );
+            }
+        }
+    }
+
+    /// Answers a pending client request with an error, if it is pending.
+    fn fail_one(&mut self, id: &Value, message: &str) {
+        if let Some(pending) = Id::from_value(id).and_then(|id| self.pending.remove(&id)) {
+            if let Waiting::ToolsCall { call } = pending.what {
+                self.audit
+                    .outcome(call, Outcome::Error, pending.since.elapsed());
+            }
+            self.to_client(reply::error(id, -32603, message));
+        }
+    }
+
+    /// Bookkeeping for a server's answer to a client request.
+    fn answered(&mut self, pending: Pending, is_error: bool, line: &[u8]) {
+        match pending.what {
+            Waiting::ToolsCall { call } => {
+                let outcome = if is_error {
+                    Outcome::Error
+                } else if result_is_error(line) {
+                    Outcome::ToolError
+                } else {
+                    Outcome::Ok
+                };
+                self.audit.outcome(call, outcome, pending.since.elapsed());
+            }
+            Waiting::ToolsList if !is_error => self.learn_tools(line),
+            Waiting::ToolsList | Waiting::Other => {}
+        }
+    }
+
+    fn learn_tools(&mut self, line: &[u8]) {
+        #[derive(Deserialize)]
+        struct Response {
+            result: ListResult,
+        }
+        #[derive(Deserialize)]
+        struct ListResult {
+            #[serde(default)]
+            tools: Vec<Value>,
+        }
+        let Ok(response) = serde_json::from_slice::<Response>(line) else {
+            return;
+        };
+        for tool in response.result.tools {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                self.annotations
+                    .insert(name.to_owned(), Annotations::from_tool(&tool));
+            }
+        }
+    }
+
+    /// Answers every request the server will now never answer.
+    pub fn fail_pending(&mut self, status: i32) {
+        let message = format!("the MCP server exited (status {status}) before answering");
+        for (id, pending) in std::mem::take(&mut self.pending) {
+            if let Waiting::ToolsCall { call } = pending.what {
+                self.audit
+                    .outcome(call, Outcome::NoAnswer, pending.since.elapsed());
+            }
+            self.to_client(reply::error(&id.to_value(), -32000, &message));
+        }
+    }
+}
+
+/// Whether a `tools/call` result says `isError: true`.
+fn result_is_error(line: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Response {
+        result: Flag,
+    }
+    #[derive(Deserialize)]
+    struct Flag {
+        #[serde(default, rename = "isError")]
+        is_error: bool,
+    }
+    serde_json::from_slice::<Response>(line).is_ok_and(|r| r.result.is_error)
+}
+
+/// The start of a line, escaped, for logs.
+pub(super) fn preview(line: &[u8]) -> String {
+    const MAX: usize = 200;
+    let shown = &line[..line.len().min(MAX)];
+    let mut text: String = shown.escape_ascii().to_string();
+    if line.len() > MAX {
+        text.push_str(&format!("… ({} bytes)", line.len()));
+    }
+    text
+}

@@ -1,0 +1,284 @@
+//! The strict JSON check every line passes before toolgate looks at it.
+//!
+//! The official MCP SDKs are lenient in ways an attacker can use to make a gate and a server read
+//! different messages out of the same bytes (duplicate keys are last-wins, a lone `\r` ends a
+//! line in Python, a batch is valid JSON). This module refuses every such shape, so that the one
+//! reading toolgate decides on is the only reading there is.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+/// Why a line was refused before it was understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("the line starts with a byte-order mark")]
+    Bom,
+    #[error("the line is not valid UTF-8 (at byte {at})")]
+    InvalidUtf8 { at: usize },
+    #[error(
+        "the line holds a raw carriage return at byte {at}; only one right before the newline is allowed"
+    )]
+    RawCarriageReturn { at: usize },
+    #[error("the line is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("the key {key:?} appears twice in one object")]
+    DuplicateKey { key: String },
+    #[error("the message nests deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("the line is a JSON array (a batch); toolgate refuses batches")]
+    Batch,
+    #[error("the line is not a JSON object")]
+    NotAnObject,
+}
+
+impl Violation {
+    /// The JSON-RPC error code for a reply: -32700 when the bytes are not one JSON value,
+    /// -32600 when they are valid JSON that is not an acceptable message.
+    pub fn code(&self) -> i64 {
+        match self {
+            Violation::Bom
+            | Violation::InvalidUtf8 { .. }
+            | Violation::RawCarriageReturn { .. }
+            | Violation::Syntax(_)
+            | Violation::TooDeep { .. } => -32700,
+            Violation::DuplicateKey { .. } | Violation::Batch | Violation::NotAnObject => -32600,
+        }
+    }
+}
+
+/// Checks one line (with or without its `\n`) and returns its text without the line ending.
+pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(Violation::Bom);
+    }
+    if let Some(at) = memchr::memchr(b'\r', body) {
+        return Err(Violation::RawCarriageReturn { at });
+    }
+    let text = std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 {
+        at: e.valid_up_to(),
+    })?;
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = Strict {
+        depth: 0,
+        max_depth,
+        found: &found,
+        top: true,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match (result, found.into_inner()) {
+        (_, Some(violation)) => Err(violation),
+        (Err(e), None) => Err(Violation::Syntax(e.to_string())),
+        (Ok(()), None) => Ok(text),
+    }
+}
+
+/// A visitor that walks a whole value, remembering the first violation it meets.
+struct Strict<'a> {
+    depth: usize,
+    max_depth: usize,
+    found: &'a RefCell<Option<Violation>>,
+    top: bool,
+}
+
+impl Strict<'_> {
+    fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
+        let message = violation.to_string();
+        self.found.borrow_mut().get_or_insert(violation);
+        E::custom(message)
+    }
+
+    fn nested(&self) -> Strict<'_> {
+        Strict {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+            found: self.found,
+            top: false,
+        }
+    }
+
+    fn scalar<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.top {
+            Err(self.fail(Violation::NotAnObject))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn enter<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.depth >= self.max_depth {
+            return Err(self.fail(Violation::TooDeep {
+                limit: self.max_depth,
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.scalar()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.scalar()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.top {
+            return Err(self.fail(Violation::Batch));
+        }
+        self.enter()?;
+        while seq.next_element_seed(self.nested())?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.enter()?;
+        // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if keys.iter().any(|k| *k == key) {
+                return Err(self.fail(Violation::DuplicateKey {
+                    key: key.into_owned(),
+                }));
+            }
+            keys.push(key);
+            map.next_value_seed(self.nested())?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads an object key, borrowing it when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(line: &[u8]) -> Result<(), Violation> {
+        check(line, 8).map(|_| ())
+    }
+
+    #[test]
+    fn accepts_an_ordinary_message_with_one_trailing_cr() {
+        assert_eq!(
+            verdict(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r\n"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn duplicate_method_key_is_refused() {
+        let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#;
+        assert_eq!(
+            verdict(line),
+            Err(Violation::DuplicateKey {
+                key: "method".into()
+            })
+        );
+    }
+
+    #[test]
+    fn duplicate_key_deep_inside_arguments_is_refused() {
+        let line = br#"{"params":{"arguments":{"a":{"path":"/ok","path":"/etc/passwd"}}}}"#;
+        assert_eq!(
+            verdict(line),
+            Err(Violation::DuplicateKey { key: "path".into() })
+        );
+    }
+
+    #[test]
+    fn duplicate_key_spelled_with_an_escape_is_still_a_duplicate() {
+        let line = br#"{"name":"a","n\u0061me":"b"}"#;
+        assert_eq!(
+            verdict(line),
+            Err(Violation::DuplicateKey { key: "name".into() })
+        );
+    }
+
+    #[test]
+    fn lone_cr_between_two_messages_is_refused() {
+        let line = b"{\"id\":1,\"method\":\"tools/list\"}\r{\"id\":2,\"method\":\"tools/call\"}\n";
+        assert_eq!(verdict(line), Err(Violation::RawCarriageReturn { at: 30 }));
+    }
+
+    #[test]
+    fn bom_invalid_utf8_batch_scalar_and_trailing_data_are_refused() {
+        assert_eq!(verdict(b"\xEF\xBB\xBF{}"), Err(Violation::Bom));
+        assert_eq!(
+            verdict(b"{\"a\":\"\xff\"}"),
+            Err(Violation::InvalidUtf8 { at: 6 })
+        );
+        assert_eq!(verdict(b"[{\"id\":1}]"), Err(Violation::Batch));
+        assert_eq!(verdict(b"17"), Err(Violation::NotAnObject));
+        assert!(matches!(verdict(b"{} {}"), Err(Violation::Syntax(_))));
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        // The limit counts containers: the object and seven arrays make eight.
+        assert_eq!(verdict(b"{\"a\":[[[[[[[1]]]]]]]}"), Ok(()));
+        assert_eq!(
+            verdict(b"{\"a\":[[[[[[[[1]]]]]]]]}"),
+            Err(Violation::TooDeep { limit: 8 })
+        );
+    }
+}
