@@ -1,0 +1,163 @@
+//! Shared support for integration tests: the real binary over real pipes, and the real MCP
+//! software that `tests/setup.sh` installs.
+#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long any single expected event may take before a test gives up (a hang guard, not a
+/// timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn toolgate() -> &'static str {
+    env!("CARGO_BIN_EXE_toolgate")
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the test venv, with the pinned `mcp` SDK. Run `tests/setup.sh` first.
+pub fn python() -> PathBuf {
+    let p = root().join("target/test-deps/venv/bin/python");
+    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
+    p
+}
+
+/// A pinned npm MCP server's entry point, e.g. `mcp-server-everything`.
+pub fn node_server(bin: &str) -> PathBuf {
+    let p = root().join("tests/node/node_modules/.bin").join(bin);
+    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
+    p
+}
+
+/// A policy file in a temporary directory.
+pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `toolgate run` (or any process) with line-oriented access to its stdio.
+pub struct Peer {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    /// Starts `program args` with piped stdin/stdout (stderr inherited, so it shows in test logs).
+    pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Peer {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Peer::start(cmd)
+    }
+
+    /// `toolgate run --policy P --audit A -- server...`.
+    pub fn toolgate(policy: &Path, audit: &Path, server: &[&str]) -> Peer {
+        let mut cmd = Command::new(toolgate());
+        cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("test").arg("--");
+        cmd.args(server);
+        Peer::start(cmd)
+    }
+
+    pub fn start(mut cmd: Command) -> Peer {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn");
+        let stdin = child.stdin.take();
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer { child, stdin, lines }
+    }
+
+    /// Writes raw bytes (a line must bring its own `\n`).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Writes one JSON message as a line.
+    pub fn send(&mut self, msg: &Value) {
+        self.send_raw(format!("{msg}\n").as_bytes());
+    }
+
+    /// The next line, or `None` at end of output. Panics after [`PATIENCE`].
+    pub fn next_line(&self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no output within {PATIENCE:?}"),
+        }
+    }
+
+    /// The next message, parsed.
+    pub fn recv(&self) -> Value {
+        let line = self.next_line().expect("output ended");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Reads messages until the response with this id, returning it (others are skipped).
+    pub fn response(&self, id: &Value) -> Value {
+        loop {
+            let msg = self.recv();
+            if msg.get("id") == Some(id) && msg.get("method").is_none() {
+                return msg;
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn request(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&Value::from(id))
+    }
+
+    /// Closes stdin (EOF for the peer).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the process to exit; panics after [`PATIENCE`].
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit within {PATIENCE:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The standard `initialize` handshake through a peer.
+pub fn initialize(peer: &mut Peer, version: &str) -> Value {
+    let init = peer.request(
+        0,
+        "initialize",
+        serde_json::json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "toolgate-tests", "version": "0"}}),
+    );
+    peer.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    init
+}
