@@ -86,6 +86,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
             tool,
             arguments: &args,
             annotations: None,
+            confidence: None,
         });
         writeln!(out, "→ {tool} {arguments}")?;
         let rules: Vec<&str> = decision.deciding_rules().collect();

@@ -107,13 +107,17 @@ pub struct Call<'a> {
     pub arguments: &'a Map<String, Value>,
     /// The tool's hints from the latest `tools/list`, if it was listed.
     pub annotations: Option<Annotations>,
+    /// The confidence (0 to 1) the model reported for this call, if it did.
+    pub confidence: Option<f64>,
 }
 
 /// One rule that matched a call, and what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Matched {
     pub rule: String,
-    pub gate: Gate,
+    /// `None` for a rule that only sets `min_confidence`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +137,7 @@ pub enum Basis {
 }
 
 /// The policy's verdict on one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub gate: Gate,
     pub tier: Tier,
@@ -146,6 +150,20 @@ pub struct Decision {
     /// How long a `hold` gate waits.
     #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde_opt")]
     pub hold: Option<Duration>,
+    /// A matching rule says `always_ask`: no autonomy level or earned trust may lower the gate.
+    pub always_ask: bool,
+    /// The confidence threshold that applied, if any, and whether it escalated the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<ConfidenceCheck>,
+}
+
+/// A confidence threshold applied to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ConfidenceCheck {
+    pub threshold: f64,
+    pub reported: Option<f64>,
+    /// The call was raised to ask because of it.
+    pub escalated: bool,
 }
 
 impl Decision {
@@ -153,7 +171,7 @@ impl Decision {
     pub fn deciding_rules(&self) -> impl Iterator<Item = &str> {
         self.matched
             .iter()
-            .filter(move |m| m.gate == self.gate)
+            .filter(move |m| m.gate == Some(self.gate))
             .map(|m| m.rule.as_str())
     }
 }

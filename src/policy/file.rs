@@ -1,5 +1,8 @@
 //! The policy file as written: serde structs that refuse unknown keys, with spans kept so that
-//! later checks can point at the exact place. Nothing here is used at match time; see `rule.rs`.
+//! later checks can point at the exact place. Nothing here is used at match time; see
+//! `compile.rs` for the step that turns it into rules.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -21,10 +24,14 @@ pub struct SettingsFile {
     pub default_tier: Option<Spanned<DefaultTier>>,
     pub approval_timeout: Option<Spanned<String>>,
     pub autonomy: Option<Spanned<Autonomy>>,
+    /// A confidence every call must reach (rules can ask for more).
+    pub min_confidence: Option<Spanned<f64>>,
+    /// What a call without a reported confidence gets when a threshold applies.
+    pub missing_confidence: Option<MissingConfidence>,
 }
 
 /// The tier of a call no rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultTier {
     Low,
@@ -47,14 +54,61 @@ pub enum Autonomy {
     Autonomous,
 }
 
+/// What a missing confidence counts as, where a threshold applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingConfidence {
+    /// Below any threshold: the call escalates to ask.
+    #[default]
+    Ask,
+    /// No opinion: the threshold is not applied.
+    Ignore,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub name: Spanned<String>,
     pub tools: Option<Spanned<Vec<Spanned<String>>>>,
     pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub args: Option<BTreeMap<String, Spanned<ConditionFile>>>,
     pub tier: Option<Tier>,
     pub action: Option<Gate>,
     pub hold: Option<Spanned<String>>,
     pub reason: Option<String>,
+    #[serde(default)]
+    pub always_ask: bool,
+    pub min_confidence: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub examples: Vec<Spanned<ExampleFile>>,
+    #[serde(default)]
+    pub counter_examples: Vec<Spanned<ExampleFile>>,
+}
+
+/// The tests on one argument, e.g. `{ not_glob = "/home/me/project/**" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionFile {
+    pub regex: Option<Spanned<String>>,
+    pub not_regex: Option<Spanned<String>>,
+    pub glob: Option<Spanned<String>>,
+    pub not_glob: Option<Spanned<String>>,
+    pub equals: Option<toml::Value>,
+    pub one_of: Option<Vec<toml::Value>>,
+    pub lt: Option<f64>,
+    pub le: Option<f64>,
+    pub gt: Option<f64>,
+    pub ge: Option<f64>,
+    pub exists: Option<bool>,
+}
+
+/// A call a rule must (or must not) match, checked when the policy loads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleFile {
+    pub tool: String,
+    #[serde(default)]
+    pub args: toml::Table,
+    pub server: Option<String>,
+    pub confidence: Option<f64>,
 }

@@ -3,6 +3,8 @@
 //! `file.rs` is the text as written, `rule.rs` the compiled form that decides, `decision.rs` the
 //! outcome, `error.rs` the errors that point into the file. [`Policy`] ties them together.
 
+mod compile;
+pub mod condition;
 pub mod decision;
 pub mod error;
 pub mod file;
@@ -13,10 +15,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use decision::{Annotations, Basis, Call, Decision, Gate, Matched, Tier};
+pub use decision::{Annotations, Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
 pub use error::{PolicyError, PolicyErrors};
-pub use file::{Autonomy, DefaultTier};
-pub use rule::{Rule, RuleSet, Settings};
+pub use file::{Autonomy, DefaultTier, MissingConfidence};
+pub use rule::{NearMiss, Rule, RuleSet, Settings};
 
 /// The policy used when no file is given or found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../policies/default.toml");
@@ -67,148 +69,22 @@ impl Policy {
     /// Compiles policy text; `origin` names it in errors. Every problem is reported, not just
     /// the first.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, PolicyErrors> {
-        let raw: file::PolicyFile = toml::from_str(text).map_err(|e| {
-            PolicyErrors(vec![PolicyError::at(
-                origin,
-                text,
-                e.span(),
-                e.message().trim_end(),
-            )])
-        })?;
-        let mut errors = Vec::new();
-        let err = |span, message: String| PolicyError::at(origin, text, Some(span), message);
+        compile::compile(text, origin)
+    }
 
-        let mut settings = Settings::default();
-        if let Some(t) = raw.settings.default_tier {
-            settings.default_tier = t.into_inner();
-        }
-        if let Some(a) = raw.settings.autonomy {
-            settings.autonomy = a.into_inner();
-        }
-        if let Some(t) = raw.settings.approval_timeout {
-            match parse_duration(t.get_ref()) {
-                Ok(d) => settings.approval_timeout = d,
-                Err(m) => errors.push(err(t.span(), format!("approval_timeout: {m}"))),
-            }
-        }
+    /// Decides a call and lists the rules that almost matched it.
+    pub fn explain(&self, call: &Call<'_>) -> (Decision, Vec<NearMiss>) {
+        self.rules.explain(&self.settings, call)
+    }
 
-        let mut rules = Vec::new();
-        let mut tool_globs = Vec::new();
-        let mut names = std::collections::HashMap::new();
-        for spanned in raw.rules {
-            let span = spanned.span();
-            let r = spanned.into_inner();
-            let name = r.name.get_ref().clone();
-            if name.trim().is_empty() {
-                errors.push(err(r.name.span(), "a rule needs a non-empty name".into()));
-            }
-            if let Some(first) = names.insert(name.clone(), r.name.span()) {
-                let (line, _) = error::line_column(text, first.start);
-                errors.push(err(
-                    r.name.span(),
-                    format!("a rule named {name:?} already exists (line {line})"),
-                ));
-            }
-            let gate = match (r.action, r.tier) {
-                (Some(action), _) => action,
-                (None, Some(tier)) => tier.gate(),
-                (None, None) => {
-                    errors.push(err(
-                        span.clone(),
-                        format!("rule {name:?} sets neither `tier` nor `action`"),
-                    ));
-                    continue;
-                }
-            };
-            let hold = match (&r.hold, gate) {
-                (Some(h), Gate::Hold) => match parse_duration(h.get_ref()) {
-                    Ok(d) => Some(d),
-                    Err(m) => {
-                        errors.push(err(h.span(), format!("rule {name:?}: hold: {m}")));
-                        None
-                    }
-                },
-                (Some(h), _) => {
-                    errors.push(err(
-                        h.span(),
-                        format!("rule {name:?} sets `hold` but its action is not \"hold\""),
-                    ));
-                    None
-                }
-                (None, Gate::Hold) => {
-                    errors.push(err(
-                        span.clone(),
-                        format!("rule {name:?} has action \"hold\" but no `hold` duration"),
-                    ));
-                    None
-                }
-                (None, _) => None,
-            };
-            let globs = |list: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
-                         what: &str,
-                         errors: &mut Vec<PolicyError>| {
-                let list = list.as_ref()?;
-                if list.get_ref().is_empty() {
-                    errors.push(err(list.span(), format!("rule {name:?}: `{what}` is empty, so the rule could never match; remove it to match every {}", &what[..what.len() - 1])));
-                }
-                Some(
-                    list.get_ref()
-                        .iter()
-                        .filter_map(|p| match rule::name_glob(p.get_ref()) {
-                            Ok(g) => Some(g),
-                            Err(e) => {
-                                errors.push(err(
-                                    p.span(),
-                                    format!("rule {name:?}: bad glob in `{what}`: {}", e.kind()),
-                                ));
-                                None
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let tools = globs(&r.tools, "tools", &mut errors);
-            let servers = globs(&r.servers, "servers", &mut errors).map(|gs| {
-                let mut b = globset::GlobSetBuilder::new();
-                gs.into_iter().for_each(|g| {
-                    b.add(g);
-                });
-                b.build()
-            });
-            let servers = match servers.transpose() {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(err(span.clone(), format!("rule {name:?}: servers: {e}")));
-                    None
-                }
-            };
-            rules.push(Rule {
-                name,
-                servers,
-                tier: r.tier,
-                gate,
-                hold,
-                reason: r.reason,
-            });
-            tool_globs.push(tools);
-        }
-        if !errors.is_empty() {
-            return Err(PolicyErrors(errors));
-        }
-        let rules = RuleSet::new(rules, tool_globs).map_err(|e| {
-            PolicyErrors(vec![PolicyError::at(
-                origin,
-                text,
-                None,
-                format!("cannot build the tool index: {e}"),
-            )])
-        })?;
-        Ok(Policy {
-            settings,
-            rules,
-            origin: origin.to_owned(),
-            version: version_of(text),
-        })
+    /// Whether any rule or setting uses the model's confidence.
+    pub fn uses_confidence(&self) -> bool {
+        self.settings.min_confidence.is_some()
+            || self
+                .rules
+                .rules()
+                .iter()
+                .any(|r| r.min_confidence.is_some())
     }
 }
 

@@ -1,22 +1,27 @@
 //! Compiled rules and the evaluation of a call against them.
 //!
-//! Compilation turns every glob into one shared [`GlobSet`] over all rules' tool patterns, so a
-//! call is matched against the whole policy in one pass over its tool name, then only the few
-//! candidate rules are checked further. Nothing here can fail at match time.
+//! Every rule's tool globs go into one shared [`GlobSet`], so a call is matched against the
+//! whole policy in one pass over its tool name; only the few candidate rules are then checked
+//! for server and arguments. Nothing here can fail at match time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Serialize;
 
-use super::decision::{Basis, Call, Decision, Gate, Matched, Tier};
-use super::file::{Autonomy, DefaultTier};
+use super::condition::{Condition, Miss};
+use super::decision::{Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
+use super::file::{Autonomy, DefaultTier, MissingConfidence};
 
 /// The settings a policy runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub default_tier: DefaultTier,
     pub approval_timeout: Duration,
     pub autonomy: Autonomy,
+    pub min_confidence: Option<f64>,
+    pub missing_confidence: MissingConfidence,
 }
 
 impl Default for Settings {
@@ -25,6 +30,8 @@ impl Default for Settings {
             default_tier: DefaultTier::High,
             approval_timeout: Duration::from_secs(60),
             autonomy: Autonomy::Standard,
+            min_confidence: None,
+            missing_confidence: MissingConfidence::Ask,
         }
     }
 }
@@ -32,14 +39,95 @@ impl Default for Settings {
 /// One compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub name: String,
-    /// `None` matches every server.
-    pub servers: Option<GlobSet>,
+    pub name: Arc<str>,
+    /// The tool globs as written; `None` matches every tool.
+    pub tool_patterns: Option<Vec<String>>,
+    tools: Option<GlobSet>,
+    /// The server globs as written; `None` matches every server.
+    pub server_patterns: Option<Vec<String>>,
+    servers: Option<GlobSet>,
+    pub conditions: Vec<Condition>,
     pub tier: Option<Tier>,
-    /// The gate this rule asks for: its `action`, or its tier's gate.
-    pub gate: Gate,
+    /// The gate this rule asks for (its `action`, else its tier's gate, raised to ask by
+    /// `always_ask`), or `None` for a rule that only sets `min_confidence`.
+    pub gate: Option<Gate>,
+    pub hold: Option<Duration>,
+    pub reason: Option<Arc<str>>,
+    pub always_ask: bool,
+    pub min_confidence: Option<f64>,
+}
+
+/// The parts of a rule as `compile.rs` reads them.
+pub struct RuleParts {
+    pub name: String,
+    pub tools: Option<Vec<(String, Glob)>>,
+    pub servers: Option<Vec<(String, Glob)>>,
+    pub conditions: Vec<Condition>,
+    pub tier: Option<Tier>,
+    pub gate: Option<Gate>,
     pub hold: Option<Duration>,
     pub reason: Option<String>,
+    pub always_ask: bool,
+    pub min_confidence: Option<f64>,
+}
+
+impl Rule {
+    pub fn new(parts: RuleParts) -> Result<Self, globset::Error> {
+        let set = |globs: &Option<Vec<(String, Glob)>>| -> Result<Option<GlobSet>, globset::Error> {
+            globs
+                .as_ref()
+                .map(|gs| {
+                    let mut b = GlobSetBuilder::new();
+                    for (_, g) in gs {
+                        b.add(g.clone());
+                    }
+                    b.build()
+                })
+                .transpose()
+        };
+        Ok(Rule {
+            tools: set(&parts.tools)?,
+            servers: set(&parts.servers)?,
+            tool_patterns: parts
+                .tools
+                .map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
+            server_patterns: parts
+                .servers
+                .map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
+            name: parts.name.into(),
+            conditions: parts.conditions,
+            tier: parts.tier,
+            gate: parts.gate,
+            hold: parts.hold,
+            reason: parts.reason.map(Into::into),
+            always_ask: parts.always_ask,
+            min_confidence: parts.min_confidence,
+        })
+    }
+
+    pub fn matches_tool(&self, tool: &str) -> bool {
+        self.tools.as_ref().is_none_or(|t| t.is_match(tool))
+    }
+
+    pub fn matches_server(&self, server: &str) -> bool {
+        self.servers.as_ref().is_none_or(|s| s.is_match(server))
+    }
+
+    /// Whether this rule, alone, matches the call.
+    pub fn matches(&self, call: &Call<'_>) -> bool {
+        self.matches_tool(call.tool)
+            && self.matches_server(call.server)
+            && self.conditions.iter().all(|c| c.holds(call.arguments))
+    }
+
+    fn matched(&self) -> Matched {
+        Matched {
+            rule: self.name.to_string(),
+            gate: self.gate,
+            tier: self.tier,
+            reason: self.reason.as_deref().map(str::to_owned),
+        }
+    }
 }
 
 /// All rules, indexed by tool pattern.
@@ -53,13 +141,29 @@ pub struct RuleSet {
     any_tool: Vec<usize>,
 }
 
+/// A rule whose tool matched but that did not match the call, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NearMiss {
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
+    /// The server, when the rule's `servers` did not include it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_not_in: Option<Vec<String>>,
+    /// The argument tests that did not hold.
+    pub failed: Vec<Miss>,
+}
+
 impl RuleSet {
-    /// Builds the index. `tools[i]` holds rule `i`'s tool globs, or `None` for every tool.
-    pub fn new(rules: Vec<Rule>, tools: Vec<Option<Vec<Glob>>>) -> Result<Self, globset::Error> {
+    /// Builds the tool index over the rules.
+    pub fn new(
+        rules: Vec<Rule>,
+        tool_globs: Vec<Option<Vec<Glob>>>,
+    ) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut glob_owner = Vec::new();
         let mut any_tool = Vec::new();
-        for (i, globs) in tools.into_iter().enumerate() {
+        for (i, globs) in tool_globs.into_iter().enumerate() {
             match globs {
                 None => any_tool.push(i),
                 Some(globs) => {
@@ -82,74 +186,150 @@ impl RuleSet {
         &self.rules
     }
 
-    /// Decides one call: every matching rule counts, the strictest gate wins.
-    pub fn decide(&self, settings: &Settings, call: &Call<'_>) -> Decision {
-        let mut candidates: Vec<usize> = self.any_tool.clone();
-        for g in self.tool_globs.matches(call.tool) {
-            candidates.push(self.glob_owner[g]);
-        }
+    /// Indices of the rules whose tool globs match, in file order.
+    fn candidates(&self, tool: &str) -> Vec<usize> {
+        let mut candidates = self.any_tool.clone();
+        candidates.extend(
+            self.tool_globs
+                .matches(tool)
+                .into_iter()
+                .map(|g| self.glob_owner[g]),
+        );
         candidates.sort_unstable();
         candidates.dedup();
+        candidates
+    }
 
-        let matched: Vec<&Rule> = candidates
+    /// Decides one call: every matching rule counts, the strictest gate wins.
+    pub fn decide(&self, settings: &Settings, call: &Call<'_>) -> Decision {
+        let matched: Vec<&Rule> = self
+            .candidates(call.tool)
             .into_iter()
             .map(|i| &self.rules[i])
-            .filter(|r| r.servers.as_ref().is_none_or(|s| s.is_match(call.server)))
+            .filter(|r| {
+                r.matches_server(call.server)
+                    && r.conditions.iter().all(|c| c.holds(call.arguments))
+            })
             .collect();
+        evaluate(settings, call, &matched)
+    }
 
-        let (gate, tier, basis) = match matched.iter().map(|r| r.gate).max() {
-            Some(gate) => {
-                let tier = matched
-                    .iter()
-                    .filter_map(|r| r.tier)
-                    .max()
-                    .unwrap_or_else(|| implied_tier(gate));
-                (gate, tier, Basis::Rules)
-            }
-            None => {
-                let (tier, basis) = match settings.default_tier {
-                    DefaultTier::Low => (Tier::Low, Basis::DefaultTier),
-                    DefaultTier::Medium => (Tier::Medium, Basis::DefaultTier),
-                    DefaultTier::High => (Tier::High, Basis::DefaultTier),
-                    DefaultTier::Annotations => (
-                        call.annotations.map_or(Tier::High, |a| a.tier()),
-                        Basis::Annotations,
-                    ),
-                };
-                (tier.gate(), tier, basis)
-            }
-        };
-        let gate = match settings.autonomy {
-            Autonomy::Standard => gate,
-            // Every call a rule does not deny or park needs a yes.
-            Autonomy::Supervised => gate.max(Gate::Ask),
-            Autonomy::Autonomous if gate == Gate::Ask => Gate::Notify,
-            Autonomy::Autonomous => gate,
-        };
-        let deciding = matched.iter().find(|r| r.gate == gate);
-        Decision {
-            gate,
-            tier,
-            basis,
-            reason: deciding.and_then(|r| r.reason.clone()),
-            hold: match gate {
-                Gate::Hold => matched
-                    .iter()
-                    .filter(|r| r.gate == Gate::Hold)
-                    .filter_map(|r| r.hold)
-                    .max(),
-                _ => None,
-            },
-            matched: matched
+    /// Decides a call and also lists the rules that almost matched it.
+    pub fn explain(&self, settings: &Settings, call: &Call<'_>) -> (Decision, Vec<NearMiss>) {
+        let mut matched = Vec::new();
+        let mut near = Vec::new();
+        for i in self.candidates(call.tool) {
+            let rule = &self.rules[i];
+            let failed: Vec<Miss> = rule
+                .conditions
                 .iter()
-                .map(|r| Matched {
-                    rule: r.name.clone(),
-                    gate: r.gate,
-                    tier: r.tier,
-                    reason: r.reason.clone(),
-                })
-                .collect(),
+                .filter_map(|c| c.miss(call.arguments))
+                .collect();
+            let server_ok = rule.matches_server(call.server);
+            if server_ok && failed.is_empty() {
+                matched.push(rule);
+            } else {
+                near.push(NearMiss {
+                    rule: rule.name.to_string(),
+                    gate: rule.gate,
+                    server_not_in: (!server_ok)
+                        .then(|| rule.server_patterns.clone().unwrap_or_default()),
+                    failed,
+                });
+            }
         }
+        (evaluate(settings, call, &matched), near)
+    }
+}
+
+/// The strictest-wins evaluation over the rules that matched.
+fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision {
+    let gated = matched.iter().filter_map(|r| r.gate.map(|g| (r, g)));
+    let (mut gate, tier, basis) = match gated.clone().map(|(_, g)| g).max() {
+        Some(gate) => {
+            let tier = gated
+                .filter_map(|(r, _)| r.tier)
+                .max()
+                .unwrap_or_else(|| implied_tier(gate));
+            (gate, tier, Basis::Rules)
+        }
+        None => {
+            let (tier, basis) = match settings.default_tier {
+                DefaultTier::Low => (Tier::Low, Basis::DefaultTier),
+                DefaultTier::Medium => (Tier::Medium, Basis::DefaultTier),
+                DefaultTier::High => (Tier::High, Basis::DefaultTier),
+                DefaultTier::Annotations => (
+                    call.annotations.map_or(Tier::High, |a| a.tier()),
+                    Basis::Annotations,
+                ),
+            };
+            (tier.gate(), tier, basis)
+        }
+    };
+    let always_ask = matched.iter().any(|r| r.always_ask);
+    let mut reason = matched
+        .iter()
+        .find(|r| r.gate == Some(gate))
+        .and_then(|r| r.reason.as_deref().map(str::to_owned));
+
+    gate = match settings.autonomy {
+        Autonomy::Standard => gate,
+        Autonomy::Supervised if gate < Gate::Ask => {
+            reason = Some("autonomy is \"supervised\": every call needs a yes".into());
+            Gate::Ask
+        }
+        Autonomy::Supervised => gate,
+        // `always_ask` is a ceiling that autonomy cannot lower.
+        Autonomy::Autonomous if gate == Gate::Ask && !always_ask => Gate::Notify,
+        Autonomy::Autonomous => gate,
+    };
+
+    let threshold = matched
+        .iter()
+        .filter_map(|r| r.min_confidence)
+        .chain(settings.min_confidence)
+        .reduce(f64::max);
+    let confidence = threshold.map(|threshold| {
+        let escalated = match call.confidence {
+            Some(reported) => reported < threshold,
+            None => settings.missing_confidence == MissingConfidence::Ask,
+        };
+        ConfidenceCheck {
+            threshold,
+            reported: call.confidence,
+            escalated,
+        }
+    });
+    if let Some(check) = confidence
+        .as_ref()
+        .filter(|c| c.escalated && gate < Gate::Ask)
+    {
+        gate = Gate::Ask;
+        reason = Some(match check.reported {
+            Some(c) => format!("the model's confidence {c} is below {}", check.threshold),
+            None => format!(
+                "the model did not report its confidence, and {} is required",
+                check.threshold
+            ),
+        });
+    }
+
+    Decision {
+        gate,
+        tier,
+        basis,
+        reason,
+        hold: match gate {
+            Gate::Hold => matched
+                .iter()
+                .filter(|r| r.gate == Some(Gate::Hold))
+                .filter_map(|r| r.hold)
+                .max(),
+            _ => None,
+        },
+        always_ask,
+        confidence,
+        matched: matched.iter().map(|r| r.matched()).collect(),
     }
 }
 

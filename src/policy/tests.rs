@@ -15,6 +15,7 @@ fn decide(p: &Policy, server: &str, tool: &str) -> Decision {
         tool,
         arguments: &args,
         annotations: None,
+        confidence: None,
     })
 }
 
@@ -60,19 +61,21 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             matched: vec![
                 Matched {
                     rule: "reads".into(),
-                    gate: Gate::Allow,
+                    gate: Some(Gate::Allow),
                     tier: Some(Tier::Low),
                     reason: None
                 },
                 Matched {
                     rule: "secrets".into(),
-                    gate: Gate::Deny,
+                    gate: Some(Gate::Deny),
                     tier: None,
                     reason: Some("no secrets".into())
                 },
             ],
             reason: Some("no secrets".into()),
             hold: None,
+            always_ask: false,
+            confidence: None,
         }
     );
     assert_eq!(
@@ -84,19 +87,21 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             matched: vec![
                 Matched {
                     rule: "reads".into(),
-                    gate: Gate::Allow,
+                    gate: Some(Gate::Allow),
                     tier: Some(Tier::Low),
                     reason: None
                 },
                 Matched {
                     rule: "prod".into(),
-                    gate: Gate::Ask,
+                    gate: Some(Gate::Ask),
                     tier: Some(Tier::High),
                     reason: None
                 },
             ],
             reason: None,
             hold: None,
+            always_ask: false,
+            confidence: None,
         }
     );
 }
@@ -112,7 +117,9 @@ fn unmatched_call_gets_the_default_tier() {
             basis: Basis::DefaultTier,
             matched: vec![],
             reason: None,
-            hold: None
+            hold: None,
+            always_ask: false,
+            confidence: None,
         }
     );
 }
@@ -136,6 +143,7 @@ fn annotations_choose_the_tier_only_when_the_policy_says_so() {
             tool: "t",
             arguments: &args,
             annotations: Some(Annotations::from_tool(&tool)),
+            confidence: None,
         })
     };
     assert_eq!(
@@ -155,6 +163,7 @@ fn annotations_choose_the_tier_only_when_the_policy_says_so() {
         tool: "t",
         arguments: &args,
         annotations: None,
+        confidence: None,
     });
     assert_eq!(
         (never_listed.gate, never_listed.basis),
@@ -241,7 +250,7 @@ fn semantic_errors_are_all_reported_with_places() {
         errs[4]
     );
     assert!(
-        errs[5].contains("rule \"c\" sets neither `tier` nor `action`"),
+        errs[5].contains("rule \"c\" sets none of `tier`, `action`"),
         "{}",
         errs[5]
     );
@@ -254,4 +263,261 @@ fn embedded_default_loads_and_denies_deletes() {
     assert_eq!(decide(&p, "fs", "read_file").gate, Gate::Allow);
     assert_eq!(decide(&p, "fs", "unknown_tool").gate, Gate::Ask);
     assert!(p.version.starts_with("sha256:"));
+}
+
+fn decide_with(p: &Policy, tool: &str, arguments: Value, confidence: Option<f64>) -> Decision {
+    let args = arguments.as_object().cloned().unwrap();
+    p.decide(&Call {
+        server: "fs",
+        tool,
+        arguments: &args,
+        annotations: None,
+        confidence,
+    })
+}
+
+const PROJECT: &str = r#"
+[settings]
+default_tier = "low"
+
+[[rules]]
+name = "writes outside the project"
+tools = ["write_file", "edit_file"]
+args = { "/path" = { not_glob = "/home/me/project/**" } }
+tier = "high"
+reason = "writes outside the project"
+examples = [{ tool = "write_file", args = { path = "/etc/hosts" } }]
+counter_examples = [{ tool = "write_file", args = { path = "/home/me/project/src/a.rs" } }]
+
+[[rules]]
+name = "mail leaves the company"
+tools = ["send_email"]
+args = { "/to" = { not_regex = "@example\\.com$" } }
+action = "hold"
+hold = "5m"
+
+[[rules]]
+name = "big payments"
+tools = ["pay"]
+args = { "/amount" = { gt = 1000 }, "/currency" = { one_of = ["EUR", "USD"] } }
+action = "deny"
+
+[[rules]]
+name = "force push"
+tools = ["git_push"]
+args = { "/force" = { equals = true } }
+always_ask = true
+"#;
+
+#[test]
+fn argument_conditions_decide_after_decoding_and_normalizing() {
+    let p = policy(PROJECT);
+    assert_eq!(
+        decide_with(
+            &p,
+            "write_file",
+            json!({"path": "/home/me/project/a"}),
+            None
+        )
+        .gate,
+        Gate::Allow
+    );
+    assert_eq!(
+        decide_with(
+            &p,
+            "write_file",
+            json!({"path": "/home/me/project/../../../etc/passwd"}),
+            None
+        )
+        .gate,
+        Gate::Ask
+    );
+    assert_eq!(
+        decide_with(&p, "edit_file", json!({"path": "/tmp/x"}), None)
+            .reason
+            .as_deref(),
+        Some("writes outside the project")
+    );
+    // A rule about an argument does not match a call without it.
+    assert_eq!(
+        decide_with(&p, "write_file", json!({}), None).gate,
+        Gate::Allow
+    );
+    let mail = decide_with(&p, "send_email", json!({"to": "eve@evil.test"}), None);
+    assert_eq!(
+        (mail.gate, mail.hold),
+        (Gate::Hold, Some(std::time::Duration::from_secs(300)))
+    );
+    assert_eq!(
+        decide_with(&p, "send_email", json!({"to": "bob@example.com"}), None).gate,
+        Gate::Allow
+    );
+    assert_eq!(
+        decide_with(
+            &p,
+            "pay",
+            json!({"amount": "5000", "currency": "EUR"}),
+            None
+        )
+        .gate,
+        Gate::Deny
+    );
+    assert_eq!(
+        decide_with(&p, "pay", json!({"amount": 5000, "currency": "GBP"}), None).gate,
+        Gate::Allow
+    );
+    assert_eq!(
+        decide_with(&p, "pay", json!({"amount": 50, "currency": "EUR"}), None).gate,
+        Gate::Allow
+    );
+}
+
+#[test]
+fn always_ask_is_a_ceiling_autonomy_cannot_lower() {
+    let p = policy(&PROJECT.replace(
+        "default_tier = \"low\"",
+        "default_tier = \"low\"\nautonomy = \"autonomous\"",
+    ));
+    let d = decide_with(&p, "git_push", json!({"force": true}), None);
+    assert_eq!((d.gate, d.always_ask), (Gate::Ask, true));
+    assert_eq!(
+        decide_with(&p, "write_file", json!({"path": "/etc/x"}), None).gate,
+        Gate::Notify
+    );
+}
+
+#[test]
+fn low_confidence_escalates_to_ask_but_never_loosens() {
+    let text = r#"
+[settings]
+default_tier = "low"
+min_confidence = 0.5
+missing_confidence = "ignore"
+
+[[rules]]
+name = "payments need certainty"
+tools = ["pay"]
+min_confidence = 0.9
+
+[[rules]]
+name = "no deletes"
+tools = ["rm"]
+action = "deny"
+"#;
+    let p = policy(text);
+    let d = decide_with(&p, "pay", json!({}), Some(0.8));
+    assert_eq!(
+        (d.gate, d.basis, d.confidence),
+        (
+            Gate::Ask,
+            Basis::DefaultTier,
+            Some(ConfidenceCheck {
+                threshold: 0.9,
+                reported: Some(0.8),
+                escalated: true
+            })
+        )
+    );
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("the model's confidence 0.8 is below 0.9")
+    );
+    assert_eq!(
+        decide_with(&p, "pay", json!({}), Some(0.95)).gate,
+        Gate::Allow
+    );
+    assert_eq!(
+        decide_with(&p, "read", json!({}), Some(0.6)).gate,
+        Gate::Allow
+    );
+    assert_eq!(
+        decide_with(&p, "read", json!({}), Some(0.4)).gate,
+        Gate::Ask
+    );
+    assert_eq!(decide_with(&p, "read", json!({}), None).gate, Gate::Allow);
+    assert_eq!(decide_with(&p, "rm", json!({}), Some(0.1)).gate, Gate::Deny);
+    let strict = policy(&text.replace(
+        "missing_confidence = \"ignore\"",
+        "missing_confidence = \"ask\"",
+    ));
+    assert_eq!(
+        decide_with(&strict, "read", json!({}), None).gate,
+        Gate::Ask
+    );
+}
+
+#[test]
+fn examples_that_fail_refuse_the_load_and_say_why() {
+    let errs = errors(concat!(
+        "[[rules]]\nname = \"outside\"\ntools = [\"write_file\"]\n",
+        "args = { \"/path\" = { not_glob = \"/proj/**\" } }\ntier = \"high\"\n",
+        "examples = [{ tool = \"write_file\", args = { path = \"/proj/a\" } }]\n",
+        "counter_examples = [{ tool = \"write_file\", args = { path = \"/etc/a\" } }]\n",
+    ));
+    assert_eq!(
+        errs,
+        vec![
+            "p.toml:6:13: rule \"outside\": example `write_file` {\"path\":\"/proj/a\"} does not match it: /path not_glob \"/proj/**\" fails for \"/proj/a\"",
+            "p.toml:7:21: rule \"outside\": counter-example `write_file` {\"path\":\"/etc/a\"} matches it",
+        ]
+    );
+}
+
+#[test]
+fn bad_patterns_and_pointers_fail_at_load_with_places() {
+    let errs = errors(concat!(
+        "[[rules]]\nname = \"r\"\ntools = [\"t\"]\ntier = \"high\"\n",
+        "args = { \"/a\" = { regex = \"(unclosed\" }, \"b\" = { exists = true }, \"/c\" = { glob = \"[z-a]\" }, \"/d\" = {} }\n",
+    ));
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("p.toml:5:27: rule \"r\": args \"/a\": bad regex:"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("p.toml:5:83: rule \"r\": args \"/c\": bad glob"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].contains("args: the condition on \"/d\" has no test"),
+        "{}",
+        errs[2]
+    );
+    assert!(
+        errs[3].contains("\"b\" is not a JSON pointer: it must start with \"/\""),
+        "{}",
+        errs[3]
+    );
+}
+
+#[test]
+fn explain_lists_near_misses_with_the_failing_test() {
+    let p = policy(PROJECT);
+    let args = json!({"path": "/home/me/project/ok"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let (decision, near) = p.explain(&Call {
+        server: "fs",
+        tool: "write_file",
+        arguments: &args,
+        annotations: None,
+        confidence: None,
+    });
+    assert_eq!(decision.gate, Gate::Allow);
+    assert_eq!(
+        near,
+        vec![NearMiss {
+            rule: "writes outside the project".into(),
+            gate: Some(Gate::Ask),
+            server_not_in: None,
+            failed: vec![condition::Miss {
+                pointer: "/path".into(),
+                test: "not_glob \"/home/me/project/**\"".into(),
+                actual: Some(json!("/home/me/project/ok")),
+            }],
+        }]
+    );
 }

@@ -35,6 +35,7 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
         tool: &params.name,
         arguments: &params.arguments,
         annotations: session.annotations.get(&params.name).copied(),
+        confidence: None,
     });
     let (verdict, decided_by, note) = match decision.gate {
         Gate::Allow | Gate::Notify => (Verdict::Forwarded, DecidedBy::Policy, None),

@@ -1,0 +1,392 @@
+//! Policy text to compiled rules. Every problem is collected with its place in the file, and
+//! a policy with any problem is refused whole: a rule that silently never matches is the
+//! failure users fear most, so nothing here is skipped or guessed.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+use toml::Spanned;
+
+use super::condition::{self, CompareOp, Condition, Test};
+use super::decision::{Call, Gate};
+use super::error::{PolicyError, PolicyErrors, line_column};
+use super::file::{ConditionFile, ExampleFile, PolicyFile, RuleFile};
+use super::rule::{self, Rule, RuleParts, RuleSet, Settings};
+use super::{Policy, parse_duration, version_of};
+
+/// Compiles policy text; `origin` names it in errors.
+pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
+    let raw: PolicyFile = toml::from_str(text).map_err(|e| {
+        PolicyErrors(vec![PolicyError::at(
+            origin,
+            text,
+            e.span(),
+            e.message().trim_end(),
+        )])
+    })?;
+    let mut c = Compiler {
+        origin,
+        text,
+        errors: Vec::new(),
+    };
+
+    let mut settings = Settings::default();
+    let s = raw.settings;
+    if let Some(t) = s.default_tier {
+        settings.default_tier = t.into_inner();
+    }
+    if let Some(a) = s.autonomy {
+        settings.autonomy = a.into_inner();
+    }
+    if let Some(t) = s.approval_timeout {
+        match parse_duration(t.get_ref()) {
+            Ok(d) => settings.approval_timeout = d,
+            Err(m) => c.error(t.span(), format!("approval_timeout: {m}")),
+        }
+    }
+    settings.min_confidence = s
+        .min_confidence
+        .and_then(|m| c.confidence(&m, "settings: min_confidence"));
+    settings.missing_confidence = s.missing_confidence.unwrap_or_default();
+
+    let mut rules = Vec::new();
+    let mut tool_globs = Vec::new();
+    let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    for spanned in raw.rules {
+        let span = spanned.span();
+        let r = spanned.into_inner();
+        let name = r.name.get_ref().clone();
+        if name.trim().is_empty() {
+            c.error(r.name.span(), "a rule needs a non-empty name".into());
+        }
+        if let Some(first) = names.insert(name.clone(), r.name.span()) {
+            let (line, _) = line_column(text, first.start);
+            c.error(
+                r.name.span(),
+                format!("a rule named {name:?} already exists (line {line})"),
+            );
+        }
+        if let Some((parts, globs)) = c.rule(&name, span, &r) {
+            match Rule::new(parts) {
+                Ok(rule) => {
+                    c.examples(&rule, &r);
+                    rules.push(rule);
+                    tool_globs.push(globs);
+                }
+                Err(e) => c.error(r.name.span(), format!("rule {name:?}: {e}")),
+            }
+        }
+    }
+    if !c.errors.is_empty() {
+        return Err(PolicyErrors(c.errors));
+    }
+    let rules = RuleSet::new(rules, tool_globs).map_err(|e| {
+        PolicyErrors(vec![PolicyError::at(
+            origin,
+            text,
+            None,
+            format!("cannot build the tool index: {e}"),
+        )])
+    })?;
+    Ok(Policy {
+        settings,
+        rules,
+        origin: origin.to_owned(),
+        version: version_of(text),
+    })
+}
+
+struct Compiler<'a> {
+    origin: &'a str,
+    text: &'a str,
+    errors: Vec<PolicyError>,
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors
+            .push(PolicyError::at(self.origin, self.text, Some(span), message));
+    }
+
+    fn confidence(&mut self, value: &Spanned<f64>, what: &str) -> Option<f64> {
+        let v = *value.get_ref();
+        if (0.0..=1.0).contains(&v) {
+            Some(v)
+        } else {
+            self.error(
+                value.span(),
+                format!("{what}: {v} is not a confidence between 0 and 1"),
+            );
+            None
+        }
+    }
+
+    /// Compiles one rule's parts; `None` when it had errors (already recorded).
+    fn rule(
+        &mut self,
+        name: &str,
+        span: Range<usize>,
+        r: &RuleFile,
+    ) -> Option<(RuleParts, Option<Vec<globset::Glob>>)> {
+        let before = self.errors.len();
+        let min_confidence = r
+            .min_confidence
+            .as_ref()
+            .and_then(|m| self.confidence(m, &format!("rule {name:?}: min_confidence")));
+        let gate = match (r.action, r.tier) {
+            (Some(action), _) => Some(action),
+            (None, Some(tier)) => Some(tier.gate()),
+            (None, None) if r.always_ask => Some(Gate::Ask),
+            (None, None) if min_confidence.is_some() => None,
+            (None, None) => {
+                self.error(span.clone(), format!("rule {name:?} sets none of `tier`, `action`, `always_ask` or `min_confidence`, so it would do nothing"));
+                None
+            }
+        };
+        let gate = match gate {
+            Some(g) if r.always_ask && g < Gate::Ask => Some(Gate::Ask),
+            g => g,
+        };
+        let hold = match (&r.hold, gate) {
+            (Some(h), Some(Gate::Hold)) => match parse_duration(h.get_ref()) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    self.error(h.span(), format!("rule {name:?}: hold: {m}"));
+                    None
+                }
+            },
+            (Some(h), _) => {
+                self.error(
+                    h.span(),
+                    format!("rule {name:?} sets `hold` but its action is not \"hold\""),
+                );
+                None
+            }
+            (None, Some(Gate::Hold)) => {
+                self.error(span.clone(), format!("rule {name:?} has action \"hold\" but no `hold` duration, like hold = \"30s\""));
+                None
+            }
+            (None, _) => None,
+        };
+        let tools = self.globs(name, &r.tools, "tools");
+        let servers = self.globs(name, &r.servers, "servers");
+        let mut conditions = Vec::new();
+        for (pointer, cond) in r.args.iter().flatten() {
+            if let Some(c) = self.condition(name, pointer, cond) {
+                conditions.push(c);
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        let globs = tools
+            .as_ref()
+            .map(|ts| ts.iter().map(|(_, g)| g.clone()).collect());
+        let parts = RuleParts {
+            name: name.to_owned(),
+            tools,
+            servers,
+            conditions,
+            tier: r.tier,
+            gate,
+            hold,
+            reason: r.reason.clone(),
+            always_ask: r.always_ask,
+            min_confidence,
+        };
+        Some((parts, globs))
+    }
+
+    fn globs(
+        &mut self,
+        name: &str,
+        list: &Option<Spanned<Vec<Spanned<String>>>>,
+        what: &str,
+    ) -> Option<Vec<(String, globset::Glob)>> {
+        let list = list.as_ref()?;
+        if list.get_ref().is_empty() {
+            let every = if what == "tools" { "tool" } else { "server" };
+            self.error(list.span(), format!("rule {name:?}: `{what}` is empty, so the rule could never match; remove it to match every {every}"));
+        }
+        let mut out = Vec::new();
+        for p in list.get_ref() {
+            match rule::name_glob(p.get_ref()) {
+                Ok(g) => out.push((p.get_ref().clone(), g)),
+                Err(e) => self.error(
+                    p.span(),
+                    format!("rule {name:?}: bad glob in `{what}`: {}", e.kind()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn condition(
+        &mut self,
+        name: &str,
+        pointer: &str,
+        cond: &Spanned<ConditionFile>,
+    ) -> Option<Condition> {
+        let span = cond.span();
+        let f = cond.get_ref();
+        let before = self.errors.len();
+        let mut tests = Vec::new();
+        for (pattern, negate) in [(&f.regex, false), (&f.not_regex, true)] {
+            if let Some(p) = pattern {
+                match Regex::new(p.get_ref()) {
+                    Ok(regex) => tests.push(Test::Regex { regex, negate }),
+                    Err(e) => self.error(
+                        p.span(),
+                        format!(
+                            "rule {name:?}: args {pointer:?}: bad regex: {}",
+                            first_line(&e.to_string())
+                        ),
+                    ),
+                }
+            }
+        }
+        for (pattern, negate) in [(&f.glob, false), (&f.not_glob, true)] {
+            if let Some(p) = pattern {
+                match condition::path_glob(p.get_ref()) {
+                    Ok(glob) => tests.push(Test::Glob { glob, negate }),
+                    Err(e) => self.error(
+                        p.span(),
+                        format!("rule {name:?}: args {pointer:?}: bad glob: {}", e.kind()),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = &f.equals {
+            tests.push(Test::Equals(json(v)));
+        }
+        if let Some(vs) = &f.one_of {
+            if vs.is_empty() {
+                self.error(span.clone(), format!("rule {name:?}: args {pointer:?}: `one_of` is empty, so it could never match"));
+            }
+            tests.push(Test::OneOf(vs.iter().map(json).collect()));
+        }
+        for (bound, op) in [
+            (f.lt, CompareOp::Lt),
+            (f.le, CompareOp::Le),
+            (f.gt, CompareOp::Gt),
+            (f.ge, CompareOp::Ge),
+        ] {
+            if let Some(bound) = bound {
+                tests.push(Test::Compare { op, bound });
+            }
+        }
+        if let Some(e) = f.exists {
+            tests.push(Test::Exists(e));
+        }
+        if f.exists == Some(false) && tests.len() > 1 {
+            self.error(span.clone(), format!("rule {name:?}: args {pointer:?}: `exists = false` cannot be combined with tests on the value"));
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        match Condition::new(pointer, tests) {
+            Ok(c) => Some(c),
+            Err(m) => {
+                self.error(span, format!("rule {name:?}: args: {m}"));
+                None
+            }
+        }
+    }
+
+    /// Runs a rule's `examples` (must match) and `counter_examples` (must not).
+    fn examples(&mut self, rule: &Rule, r: &RuleFile) {
+        for (list, must_match) in [(&r.examples, true), (&r.counter_examples, false)] {
+            for example in list {
+                let e: &ExampleFile = example.get_ref();
+                let arguments: Map<String, Value> = match json(&toml::Value::Table(e.args.clone()))
+                {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                let server = e
+                    .server
+                    .as_deref()
+                    .or_else(|| literal(rule.server_patterns.as_deref()))
+                    .unwrap_or("any");
+                let call = Call {
+                    server,
+                    tool: &e.tool,
+                    arguments: &arguments,
+                    annotations: None,
+                    confidence: e.confidence,
+                };
+                if rule.matches(&call) != must_match {
+                    let (kind, verb) = if must_match {
+                        ("example", "does not match it")
+                    } else {
+                        ("counter-example", "matches it")
+                    };
+                    let detail = if must_match {
+                        why_not(rule, &call)
+                    } else {
+                        String::new()
+                    };
+                    self.error(
+                        example.span(),
+                        format!(
+                            "rule {:?}: {kind} `{}` {} {verb}{detail}",
+                            rule.name,
+                            e.tool,
+                            Value::Object(arguments.clone())
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Why a rule does not match a call, for an example that should.
+fn why_not(rule: &Rule, call: &Call<'_>) -> String {
+    if !rule.matches_tool(call.tool) {
+        return format!(
+            ": the tool is not in {:?}",
+            rule.tool_patterns.clone().unwrap_or_default()
+        );
+    }
+    if !rule.matches_server(call.server) {
+        return format!(
+            ": the server {:?} is not in {:?}",
+            call.server,
+            rule.server_patterns.clone().unwrap_or_default()
+        );
+    }
+    match rule.conditions.iter().find_map(|c| c.miss(call.arguments)) {
+        Some(m) => format!(
+            ": {} {} fails for {}",
+            m.pointer,
+            m.test,
+            m.actual
+                .map_or("a missing argument".to_owned(), |v| v.to_string())
+        ),
+        None => String::new(),
+    }
+}
+
+/// The only server a rule names, when it names exactly one literal server.
+fn literal(patterns: Option<&[String]>) -> Option<&str> {
+    match patterns {
+        Some([one]) if !one.contains(['*', '?', '[', '{', '\\']) => Some(one),
+        _ => None,
+    }
+}
+
+fn json(v: &toml::Value) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or(s)
+        .trim()
+        .to_owned()
+}
