@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::policy::{EMBEDDED_ORIGIN, Policy, Source};
+use crate::policy::{Call, EMBEDDED_ORIGIN, Policy, Source, lint};
 use crate::proxy::{self, Options, ProxyError};
 use crate::{demo, paths, wire};
 
@@ -51,20 +51,59 @@ pub enum Command {
         after_help = "Example:\n  toolgate run --name fs --policy ~/policy.toml -- npx -y @modelcontextprotocol/server-filesystem ~/project"
     )]
     Run(RunArgs),
-    /// Check policy files and report every problem with its file, line and column.
+    /// Check policy files: every error with its file, line and column, rules' examples, and
+    /// warnings about rules that can never win or globs that match no tool.
     #[command(
-        after_help = "Example:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml"
+        after_help = "Examples:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml\n  toolgate check --tools tools.json --server fs policy.toml"
     )]
-    Check {
-        /// Policy files to check.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Check(CheckArgs),
+    /// Show how a policy decides one call: the gate, every rule that matched and why, and the
+    /// rules that almost matched.
+    #[command(
+        after_help = "Example:\n  toolgate explain --policy policy.toml --tool write_file --args '{\"path\":\"/etc/hosts\"}' --server fs"
+    )]
+    Explain(ExplainArgs),
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
     #[command(hide = true)]
     DemoServer,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Policy files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A server's tools, to find globs that match none of them: a saved `tools/list` response
+    /// or result, or a JSON array of tools.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
+    /// The server those tools belong to (default: every rule is checked against them).
+    #[arg(long, value_name = "SERVER", requires = "tools")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Policy file (default: as for `run`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The tool's name.
+    #[arg(long, value_name = "NAME")]
+    pub tool: String,
+    /// The call's arguments, as a JSON object.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub args: String,
+    /// The server's name, as `run --name` gives it.
+    #[arg(long, value_name = "NAME", default_value = "server")]
+    pub server: String,
+    /// The model's reported confidence, 0 to 1.
+    #[arg(long, value_name = "N")]
+    pub confidence: Option<f64>,
+    /// Print the stable JSON form (see the README) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -103,38 +142,30 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "G" | "GiB" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
     };
-    let n: usize = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 16MiB"))?;
-    n.checked_mul(scale)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
+    let n: usize = number.parse().map_err(|_| format!("{text:?} is not a size like 16MiB"))?;
+    n.checked_mul(scale).filter(|&n| n > 0).ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(run(args))),
-        Command::Check { files } => check(&files),
+        Command::Check(args) => check(&args),
+        Command::Explain(args) => explain(&args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
-        Command::DemoServer => {
-            match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    tracing::error!("demo server: {e}");
-                    exit::FAILURE
-                }
+        Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                tracing::error!("demo server: {e}");
+                exit::FAILURE
             }
-        }
+        },
     }
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
     // One thread: every event is handled in order on it, with no cross-thread wake-ups.
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -163,9 +194,7 @@ async fn run(args: RunArgs) -> i32 {
     };
     let server_name = args.name.unwrap_or_else(|| {
         let program = PathBuf::from(&args.command[0]);
-        program
-            .file_name()
-            .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
+        program.file_name().map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
     });
     let options = Options {
         command: args.command,
@@ -195,27 +224,102 @@ async fn run(args: RunArgs) -> i32 {
     }
 }
 
-fn check(files: &[PathBuf]) -> i32 {
+fn check(args: &CheckArgs) -> i32 {
+    let listed = match args.tools.as_deref().map(read_tool_names).transpose() {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::USAGE;
+        }
+    };
     let mut failed = false;
     let mut stdout = std::io::stdout().lock();
-    for file in files {
-        match Policy::load(file) {
-            Ok(policy) => {
-                let _ = writeln!(
-                    stdout,
-                    "{}: ok ({} rules, {})",
-                    file.display(),
-                    policy.rules.rules().len(),
-                    policy.version
-                );
-            }
+    for file in &args.files {
+        let policy = match Policy::load(file) {
+            Ok(policy) => policy,
             Err(errors) => {
                 failed = true;
                 let _ = writeln!(stdout, "{errors}");
+                continue;
             }
+        };
+        let mut warnings = lint::shadowed(&policy);
+        if let Some(listed) = &listed {
+            let server = args.server.as_deref().unwrap_or("");
+            warnings.extend(lint::unmatched_tools(&policy, server, listed, args.server.is_none()));
         }
+        for w in &warnings {
+            let _ = writeln!(stdout, "{}: warning: {}", file.display(), w.message);
+        }
+        let rules = policy.rules.rules();
+        let examples: usize = rules.len();
+        let _ = writeln!(
+            stdout,
+            "{}: ok: {} rules, examples checked, {} warning{} ({})",
+            file.display(),
+            examples,
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" },
+            policy.version
+        );
     }
     if failed { exit::FAILURE } else { exit::OK }
+}
+
+/// Tool names from a saved `tools/list` response, its result, or an array of tools.
+fn read_tool_names(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let tools = value
+        .pointer("/result/tools")
+        .or_else(|| value.get("tools"))
+        .or(Some(&value))
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| {
+            format!("{}: expected a tools/list response, its result, or an array of tools", path.display())
+        })?;
+    Ok(tools.iter().filter_map(|t| t.get("name").and_then(serde_json::Value::as_str).map(str::to_owned)).collect())
+}
+
+fn explain(args: &ExplainArgs) -> i32 {
+    let arguments = match serde_json::from_str::<serde_json::Value>(&args.args) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => {
+            tracing::error!("--args must be a JSON object, like '{{\"path\": \"/tmp/x\"}}'");
+            return exit::USAGE;
+        }
+        Err(e) => {
+            tracing::error!("--args is not JSON: {e}");
+            return exit::USAGE;
+        }
+    };
+    if let Some(c) = args.confidence.filter(|c| !(0.0..=1.0).contains(c)) {
+        tracing::error!("--confidence {c} is not between 0 and 1");
+        return exit::USAGE;
+    }
+    let policy = match Source::locate(args.policy.as_deref()).load() {
+        Ok(policy) => policy,
+        Err(errors) => {
+            tracing::error!("the policy has errors:\n{errors}");
+            return exit::POLICY;
+        }
+    };
+    let call = Call {
+        server: &args.server,
+        tool: &args.tool,
+        arguments: &arguments,
+        annotations: None,
+        confidence: args.confidence,
+    };
+    let explanation = crate::explain::explain(&policy, &call);
+    let text = if args.json {
+        serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n"
+    } else {
+        crate::explain::render(&explanation)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    exit::OK
 }
 
 async fn demo() -> i32 {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cli;
 pub mod demo;
+pub mod explain;
 pub mod paths;
 pub mod policy;
 pub mod proxy;

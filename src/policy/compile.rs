@@ -18,19 +18,9 @@ use super::{Policy, parse_duration, version_of};
 
 /// Compiles policy text; `origin` names it in errors.
 pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
-    let raw: PolicyFile = toml::from_str(text).map_err(|e| {
-        PolicyErrors(vec![PolicyError::at(
-            origin,
-            text,
-            e.span(),
-            e.message().trim_end(),
-        )])
-    })?;
-    let mut c = Compiler {
-        origin,
-        text,
-        errors: Vec::new(),
-    };
+    let raw: PolicyFile = toml::from_str(text)
+        .map_err(|e| PolicyErrors(vec![PolicyError::at(origin, text, e.span(), e.message().trim_end())]))?;
+    let mut c = Compiler { origin, text, errors: Vec::new() };
 
     let mut settings = Settings::default();
     let s = raw.settings;
@@ -46,9 +36,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
             Err(m) => c.error(t.span(), format!("approval_timeout: {m}")),
         }
     }
-    settings.min_confidence = s
-        .min_confidence
-        .and_then(|m| c.confidence(&m, "settings: min_confidence"));
+    settings.min_confidence = s.min_confidence.and_then(|m| c.confidence(&m, "settings: min_confidence"));
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
 
     let mut rules = Vec::new();
@@ -63,10 +51,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         }
         if let Some(first) = names.insert(name.clone(), r.name.span()) {
             let (line, _) = line_column(text, first.start);
-            c.error(
-                r.name.span(),
-                format!("a rule named {name:?} already exists (line {line})"),
-            );
+            c.error(r.name.span(), format!("a rule named {name:?} already exists (line {line})"));
         }
         if let Some((parts, globs)) = c.rule(&name, span, &r) {
             match Rule::new(parts) {
@@ -80,22 +65,13 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         }
     }
     if !c.errors.is_empty() {
+        c.errors.sort_by_key(|e| (e.line, e.column));
         return Err(PolicyErrors(c.errors));
     }
     let rules = RuleSet::new(rules, tool_globs).map_err(|e| {
-        PolicyErrors(vec![PolicyError::at(
-            origin,
-            text,
-            None,
-            format!("cannot build the tool index: {e}"),
-        )])
+        PolicyErrors(vec![PolicyError::at(origin, text, None, format!("cannot build the tool index: {e}"))])
     })?;
-    Ok(Policy {
-        settings,
-        rules,
-        origin: origin.to_owned(),
-        version: version_of(text),
-    })
+    Ok(Policy { settings, rules, origin: origin.to_owned(), version: version_of(text) })
 }
 
 struct Compiler<'a> {
@@ -106,8 +82,7 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn error(&mut self, span: Range<usize>, message: String) {
-        self.errors
-            .push(PolicyError::at(self.origin, self.text, Some(span), message));
+        self.errors.push(PolicyError::at(self.origin, self.text, Some(span), message));
     }
 
     fn confidence(&mut self, value: &Spanned<f64>, what: &str) -> Option<f64> {
@@ -115,10 +90,7 @@ impl Compiler<'_> {
         if (0.0..=1.0).contains(&v) {
             Some(v)
         } else {
-            self.error(
-                value.span(),
-                format!("{what}: {v} is not a confidence between 0 and 1"),
-            );
+            self.error(value.span(), format!("{what}: {v} is not a confidence between 0 and 1"));
             None
         }
     }
@@ -131,10 +103,8 @@ impl Compiler<'_> {
         r: &RuleFile,
     ) -> Option<(RuleParts, Option<Vec<globset::Glob>>)> {
         let before = self.errors.len();
-        let min_confidence = r
-            .min_confidence
-            .as_ref()
-            .and_then(|m| self.confidence(m, &format!("rule {name:?}: min_confidence")));
+        let min_confidence =
+            r.min_confidence.as_ref().and_then(|m| self.confidence(m, &format!("rule {name:?}: min_confidence")));
         let gate = match (r.action, r.tier) {
             (Some(action), _) => Some(action),
             (None, Some(tier)) => Some(tier.gate()),
@@ -158,14 +128,14 @@ impl Compiler<'_> {
                 }
             },
             (Some(h), _) => {
-                self.error(
-                    h.span(),
-                    format!("rule {name:?} sets `hold` but its action is not \"hold\""),
-                );
+                self.error(h.span(), format!("rule {name:?} sets `hold` but its action is not \"hold\""));
                 None
             }
             (None, Some(Gate::Hold)) => {
-                self.error(span.clone(), format!("rule {name:?} has action \"hold\" but no `hold` duration, like hold = \"30s\""));
+                self.error(
+                    span.clone(),
+                    format!("rule {name:?} has action \"hold\" but no `hold` duration, like hold = \"30s\""),
+                );
                 None
             }
             (None, _) => None,
@@ -181,9 +151,7 @@ impl Compiler<'_> {
         if self.errors.len() > before {
             return None;
         }
-        let globs = tools
-            .as_ref()
-            .map(|ts| ts.iter().map(|(_, g)| g.clone()).collect());
+        let globs = tools.as_ref().map(|ts| ts.iter().map(|(_, g)| g.clone()).collect());
         let parts = RuleParts {
             name: name.to_owned(),
             tools,
@@ -208,27 +176,24 @@ impl Compiler<'_> {
         let list = list.as_ref()?;
         if list.get_ref().is_empty() {
             let every = if what == "tools" { "tool" } else { "server" };
-            self.error(list.span(), format!("rule {name:?}: `{what}` is empty, so the rule could never match; remove it to match every {every}"));
+            self.error(
+                list.span(),
+                format!(
+                    "rule {name:?}: `{what}` is empty, so the rule could never match; remove it to match every {every}"
+                ),
+            );
         }
         let mut out = Vec::new();
         for p in list.get_ref() {
             match rule::name_glob(p.get_ref()) {
                 Ok(g) => out.push((p.get_ref().clone(), g)),
-                Err(e) => self.error(
-                    p.span(),
-                    format!("rule {name:?}: bad glob in `{what}`: {}", e.kind()),
-                ),
+                Err(e) => self.error(p.span(), format!("rule {name:?}: bad glob in `{what}`: {}", e.kind())),
             }
         }
         Some(out)
     }
 
-    fn condition(
-        &mut self,
-        name: &str,
-        pointer: &str,
-        cond: &Spanned<ConditionFile>,
-    ) -> Option<Condition> {
+    fn condition(&mut self, name: &str, pointer: &str, cond: &Spanned<ConditionFile>) -> Option<Condition> {
         let span = cond.span();
         let f = cond.get_ref();
         let before = self.errors.len();
@@ -239,10 +204,7 @@ impl Compiler<'_> {
                     Ok(regex) => tests.push(Test::Regex { regex, negate }),
                     Err(e) => self.error(
                         p.span(),
-                        format!(
-                            "rule {name:?}: args {pointer:?}: bad regex: {}",
-                            first_line(&e.to_string())
-                        ),
+                        format!("rule {name:?}: args {pointer:?}: bad regex: {}", first_line(&e.to_string())),
                     ),
                 }
             }
@@ -251,10 +213,7 @@ impl Compiler<'_> {
             if let Some(p) = pattern {
                 match condition::path_glob(p.get_ref()) {
                     Ok(glob) => tests.push(Test::Glob { glob, negate }),
-                    Err(e) => self.error(
-                        p.span(),
-                        format!("rule {name:?}: args {pointer:?}: bad glob: {}", e.kind()),
-                    ),
+                    Err(e) => self.error(p.span(), format!("rule {name:?}: args {pointer:?}: bad glob: {}", e.kind())),
                 }
             }
         }
@@ -263,16 +222,15 @@ impl Compiler<'_> {
         }
         if let Some(vs) = &f.one_of {
             if vs.is_empty() {
-                self.error(span.clone(), format!("rule {name:?}: args {pointer:?}: `one_of` is empty, so it could never match"));
+                self.error(
+                    span.clone(),
+                    format!("rule {name:?}: args {pointer:?}: `one_of` is empty, so it could never match"),
+                );
             }
             tests.push(Test::OneOf(vs.iter().map(json).collect()));
         }
-        for (bound, op) in [
-            (f.lt, CompareOp::Lt),
-            (f.le, CompareOp::Le),
-            (f.gt, CompareOp::Gt),
-            (f.ge, CompareOp::Ge),
-        ] {
+        for (bound, op) in [(f.lt, CompareOp::Lt), (f.le, CompareOp::Le), (f.gt, CompareOp::Gt), (f.ge, CompareOp::Ge)]
+        {
             if let Some(bound) = bound {
                 tests.push(Test::Compare { op, bound });
             }
@@ -281,7 +239,10 @@ impl Compiler<'_> {
             tests.push(Test::Exists(e));
         }
         if f.exists == Some(false) && tests.len() > 1 {
-            self.error(span.clone(), format!("rule {name:?}: args {pointer:?}: `exists = false` cannot be combined with tests on the value"));
+            self.error(
+                span.clone(),
+                format!("rule {name:?}: args {pointer:?}: `exists = false` cannot be combined with tests on the value"),
+            );
         }
         if self.errors.len() > before {
             return None;
@@ -300,34 +261,17 @@ impl Compiler<'_> {
         for (list, must_match) in [(&r.examples, true), (&r.counter_examples, false)] {
             for example in list {
                 let e: &ExampleFile = example.get_ref();
-                let arguments: Map<String, Value> = match json(&toml::Value::Table(e.args.clone()))
-                {
+                let arguments: Map<String, Value> = match json(&toml::Value::Table(e.args.clone())) {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
-                let server = e
-                    .server
-                    .as_deref()
-                    .or_else(|| literal(rule.server_patterns.as_deref()))
-                    .unwrap_or("any");
-                let call = Call {
-                    server,
-                    tool: &e.tool,
-                    arguments: &arguments,
-                    annotations: None,
-                    confidence: e.confidence,
-                };
+                let server = e.server.as_deref().or_else(|| literal(rule.server_patterns.as_deref())).unwrap_or("any");
+                let call =
+                    Call { server, tool: &e.tool, arguments: &arguments, annotations: None, confidence: e.confidence };
                 if rule.matches(&call) != must_match {
-                    let (kind, verb) = if must_match {
-                        ("example", "does not match it")
-                    } else {
-                        ("counter-example", "matches it")
-                    };
-                    let detail = if must_match {
-                        why_not(rule, &call)
-                    } else {
-                        String::new()
-                    };
+                    let (kind, verb) =
+                        if must_match { ("example", "does not match it") } else { ("counter-example", "matches it") };
+                    let detail = if must_match { why_not(rule, &call) } else { String::new() };
                     self.error(
                         example.span(),
                         format!(
@@ -346,10 +290,7 @@ impl Compiler<'_> {
 /// Why a rule does not match a call, for an example that should.
 fn why_not(rule: &Rule, call: &Call<'_>) -> String {
     if !rule.matches_tool(call.tool) {
-        return format!(
-            ": the tool is not in {:?}",
-            rule.tool_patterns.clone().unwrap_or_default()
-        );
+        return format!(": the tool is not in {:?}", rule.tool_patterns.clone().unwrap_or_default());
     }
     if !rule.matches_server(call.server) {
         return format!(
@@ -363,8 +304,7 @@ fn why_not(rule: &Rule, call: &Call<'_>) -> String {
             ": {} {} fails for {}",
             m.pointer,
             m.test,
-            m.actual
-                .map_or("a missing argument".to_owned(), |v| v.to_string())
+            m.actual.map_or("a missing argument".to_owned(), |v| v.to_string())
         ),
         None => String::new(),
     }
@@ -383,10 +323,5 @@ fn json(v: &toml::Value) -> Value {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
-        .unwrap_or(s)
-        .trim()
-        .to_owned()
+    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_owned()
 }

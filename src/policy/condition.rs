@@ -60,11 +60,7 @@ impl Condition {
                 "the condition on {pointer:?} has no test (regex, glob, equals, one_of, lt, exists, ...)"
             ));
         }
-        Ok(Condition {
-            pointer: pointer.to_owned(),
-            tokens,
-            tests,
-        })
+        Ok(Condition { pointer: pointer.to_owned(), tokens, tests })
     }
 
     /// The value the pointer names in the arguments.
@@ -118,9 +114,7 @@ impl Test {
         match self {
             Test::Exists(expected) => *expected,
             Test::Regex { regex, negate } => all_texts(value, |s| regex.is_match(s)) != *negate,
-            Test::Glob { glob, negate } => {
-                all_texts(value, |s| glob.is_match(normalize_path(s))) != *negate
-            }
+            Test::Glob { glob, negate } => all_texts(value, |s| glob.is_match(normalize_path(s))) != *negate,
             Test::Equals(expected) => same(value, expected),
             Test::OneOf(choices) => choices.iter().any(|c| same(value, c)),
             Test::Compare { op, bound } => number(value).is_some_and(|n| match op {
@@ -159,11 +153,7 @@ impl fmt::Display for Test {
 
 /// Compiles a path glob: `*` stays within one path segment, `**` crosses segments, `\` escapes.
 pub fn path_glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    Ok(GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()?
-        .compile_matcher())
+    Ok(GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()?.compile_matcher())
 }
 
 /// The texts a pattern test sees: a string itself; a number or boolean as its JSON text; an
@@ -173,9 +163,7 @@ fn all_texts(value: &Value, test: impl Fn(&str) -> bool + Copy) -> bool {
         Value::String(s) => test(s),
         Value::Number(n) => test(&n.to_string()),
         Value::Bool(b) => test(if *b { "true" } else { "false" }),
-        Value::Array(items) => {
-            !items.is_empty() && items.iter().all(|v| !v.is_array() && all_texts(v, test))
-        }
+        Value::Array(items) => !items.is_empty() && items.iter().all(|v| !v.is_array() && all_texts(v, test)),
         Value::Null | Value::Object(_) => false,
     }
 }
@@ -228,20 +216,15 @@ pub fn normalize_path(path: &str) -> String {
 
 fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
     if pointer.is_empty() {
-        return Err(
-            "the pointer \"\" names the whole arguments object; name one argument, like \"/path\""
-                .into(),
-        );
+        return Err("the pointer \"\" names the whole arguments object; name one argument, like \"/path\"".into());
     }
-    let rest = pointer.strip_prefix('/').ok_or_else(|| {
-        format!("{pointer:?} is not a JSON pointer: it must start with \"/\", like \"/{pointer}\"")
-    })?;
+    let rest = pointer
+        .strip_prefix('/')
+        .ok_or_else(|| format!("{pointer:?} is not a JSON pointer: it must start with \"/\", like \"/{pointer}\""))?;
     rest.split('/')
         .map(|t| {
             if t.replace("~0", "").replace("~1", "").contains('~') {
-                return Err(format!(
-                    "{pointer:?}: `~` must be written `~0` (and `/` inside a key `~1`)"
-                ));
+                return Err(format!("{pointer:?}: `~` must be written `~0` (and `/` inside a key `~1`)"));
             }
             Ok(t.replace("~1", "/").replace("~0", "~"))
         })
@@ -266,18 +249,12 @@ mod tests {
     }
 
     fn glob(p: &str, negate: bool) -> Test {
-        Test::Glob {
-            glob: path_glob(p).unwrap(),
-            negate,
-        }
+        Test::Glob { glob: path_glob(p).unwrap(), negate }
     }
 
     #[test]
     fn paths_are_normalized_before_globbing() {
-        assert_eq!(
-            normalize_path("/home/me/project/../../../etc/passwd"),
-            "/etc/passwd"
-        );
+        assert_eq!(normalize_path("/home/me/project/../../../etc/passwd"), "/etc/passwd");
         assert_eq!(normalize_path("/home//me/./x"), "/home/me/x");
         assert_eq!(normalize_path("C:\\Users\\me\\..\\x"), "C:/Users/x");
         assert_eq!(normalize_path("../x"), "../x");
@@ -298,14 +275,7 @@ mod tests {
 
     #[test]
     fn negated_tests_are_exact_negations_for_present_values() {
-        for value in [
-            json!("/etc/x"),
-            json!(["/tmp/a", "/etc/x"]),
-            json!(5),
-            json!({"p": 1}),
-            json!(null),
-            json!([]),
-        ] {
+        for value in [json!("/etc/x"), json!(["/tmp/a", "/etc/x"]), json!(5), json!({"p": 1}), json!(null), json!([])] {
             let pos = glob("/tmp/**", false).holds(Some(&value));
             let neg = glob("/tmp/**", true).holds(Some(&value));
             assert_ne!(pos, neg, "{value}");
@@ -322,14 +292,7 @@ mod tests {
 
     #[test]
     fn missing_argument_fails_every_test_but_exists_false() {
-        let c = Condition::new(
-            "/to",
-            vec![Test::Regex {
-                regex: Regex::new("x").unwrap(),
-                negate: true,
-            }],
-        )
-        .unwrap();
+        let c = Condition::new("/to", vec![Test::Regex { regex: Regex::new("x").unwrap(), negate: true }]).unwrap();
         assert!(!c.holds(&args(json!({}))));
         let absent = Condition::new("/to", vec![Test::Exists(false)]).unwrap();
         assert!(absent.holds(&args(json!({}))));
@@ -346,10 +309,7 @@ mod tests {
 
     #[test]
     fn numbers_compare_by_value_including_numeric_strings() {
-        let gt = Test::Compare {
-            op: CompareOp::Gt,
-            bound: 1000.0,
-        };
+        let gt = Test::Compare { op: CompareOp::Gt, bound: 1000.0 };
         assert!(gt.holds(Some(&json!(1200))));
         assert!(gt.holds(Some(&json!("5000"))));
         assert!(gt.holds(Some(&json!("5e3"))));
@@ -363,11 +323,7 @@ mod tests {
         let c = Condition::new("/path", vec![glob("/home/**", false)]).unwrap();
         assert_eq!(
             c.miss(&args(json!({"path": "/etc/x"}))),
-            Some(Miss {
-                pointer: "/path".into(),
-                test: "glob \"/home/**\"".into(),
-                actual: Some(json!("/etc/x"))
-            })
+            Some(Miss { pointer: "/path".into(), test: "glob \"/home/**\"".into(), actual: Some(json!("/etc/x")) })
         );
     }
 }

@@ -77,15 +77,9 @@ impl Annotations {
     /// (`readOnlyHint` false, `openWorldHint` true) for missing hints.
     pub fn from_tool(tool: &Value) -> Self {
         let hint = |key: &str, default: bool| {
-            tool.get("annotations")
-                .and_then(|a| a.get(key))
-                .and_then(Value::as_bool)
-                .unwrap_or(default)
+            tool.get("annotations").and_then(|a| a.get(key)).and_then(Value::as_bool).unwrap_or(default)
         };
-        Annotations {
-            read_only: hint("readOnlyHint", false),
-            open_world: hint("openWorldHint", true),
-        }
+        Annotations { read_only: hint("readOnlyHint", false), open_world: hint("openWorldHint", true) }
     }
 
     /// The tier these hints suggest: read-only and closed-world is low, read-only and
@@ -169,10 +163,7 @@ pub struct ConfidenceCheck {
 impl Decision {
     /// The names of the rules that asked for the winning gate.
     pub fn deciding_rules(&self) -> impl Iterator<Item = &str> {
-        self.matched
-            .iter()
-            .filter(move |m| m.gate == Some(self.gate))
-            .map(|m| m.rule.as_str())
+        self.matched.iter().filter(move |m| m.gate == Some(self.gate)).map(|m| m.rule.as_str())
     }
 }
 

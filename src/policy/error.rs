@@ -16,29 +16,15 @@ pub struct PolicyError {
 
 impl PolicyError {
     /// An error at a byte span of `text`.
-    pub fn at(
-        origin: &str,
-        text: &str,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(origin: &str, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         let (line, column) = span.map_or((1, 1), |s| line_column(text, s.start));
-        PolicyError {
-            origin: origin.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        }
+        PolicyError { origin: origin.to_owned(), line, column, message: message.into() }
     }
 }
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.origin, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.origin, self.line, self.column, self.message)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod condition;
 pub mod decision;
 pub mod error;
 pub mod file;
+pub mod lint;
 pub mod rule;
 
 use std::path::{Path, PathBuf};
@@ -79,12 +80,7 @@ impl Policy {
 
     /// Whether any rule or setting uses the model's confidence.
     pub fn uses_confidence(&self) -> bool {
-        self.settings.min_confidence.is_some()
-            || self
-                .rules
-                .rules()
-                .iter()
-                .any(|r| r.min_confidence.is_some())
+        self.settings.min_confidence.is_some() || self.rules.rules().iter().any(|r| r.min_confidence.is_some())
     }
 }
 
@@ -97,8 +93,7 @@ pub fn version_of(text: &str) -> String {
 
 /// Parses a duration such as `90s`, `5m` or `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({e})"))
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({e})"))
 }
 
 /// Where a policy comes from, in order of precedence.

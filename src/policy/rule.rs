@@ -88,12 +88,8 @@ impl Rule {
         Ok(Rule {
             tools: set(&parts.tools)?,
             servers: set(&parts.servers)?,
-            tool_patterns: parts
-                .tools
-                .map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
-            server_patterns: parts
-                .servers
-                .map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
+            tool_patterns: parts.tools.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
+            server_patterns: parts.servers.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             name: parts.name.into(),
             conditions: parts.conditions,
             tier: parts.tier,
@@ -156,10 +152,7 @@ pub struct NearMiss {
 
 impl RuleSet {
     /// Builds the tool index over the rules.
-    pub fn new(
-        rules: Vec<Rule>,
-        tool_globs: Vec<Option<Vec<Glob>>>,
-    ) -> Result<Self, globset::Error> {
+    pub fn new(rules: Vec<Rule>, tool_globs: Vec<Option<Vec<Glob>>>) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut glob_owner = Vec::new();
         let mut any_tool = Vec::new();
@@ -174,12 +167,7 @@ impl RuleSet {
                 }
             }
         }
-        Ok(RuleSet {
-            rules,
-            tool_globs: builder.build()?,
-            glob_owner,
-            any_tool,
-        })
+        Ok(RuleSet { rules, tool_globs: builder.build()?, glob_owner, any_tool })
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -189,12 +177,7 @@ impl RuleSet {
     /// Indices of the rules whose tool globs match, in file order.
     fn candidates(&self, tool: &str) -> Vec<usize> {
         let mut candidates = self.any_tool.clone();
-        candidates.extend(
-            self.tool_globs
-                .matches(tool)
-                .into_iter()
-                .map(|g| self.glob_owner[g]),
-        );
+        candidates.extend(self.tool_globs.matches(tool).into_iter().map(|g| self.glob_owner[g]));
         candidates.sort_unstable();
         candidates.dedup();
         candidates
@@ -206,10 +189,7 @@ impl RuleSet {
             .candidates(call.tool)
             .into_iter()
             .map(|i| &self.rules[i])
-            .filter(|r| {
-                r.matches_server(call.server)
-                    && r.conditions.iter().all(|c| c.holds(call.arguments))
-            })
+            .filter(|r| r.matches_server(call.server) && r.conditions.iter().all(|c| c.holds(call.arguments)))
             .collect();
         evaluate(settings, call, &matched)
     }
@@ -220,11 +200,7 @@ impl RuleSet {
         let mut near = Vec::new();
         for i in self.candidates(call.tool) {
             let rule = &self.rules[i];
-            let failed: Vec<Miss> = rule
-                .conditions
-                .iter()
-                .filter_map(|c| c.miss(call.arguments))
-                .collect();
+            let failed: Vec<Miss> = rule.conditions.iter().filter_map(|c| c.miss(call.arguments)).collect();
             let server_ok = rule.matches_server(call.server);
             if server_ok && failed.is_empty() {
                 matched.push(rule);
@@ -232,8 +208,7 @@ impl RuleSet {
                 near.push(NearMiss {
                     rule: rule.name.to_string(),
                     gate: rule.gate,
-                    server_not_in: (!server_ok)
-                        .then(|| rule.server_patterns.clone().unwrap_or_default()),
+                    server_not_in: (!server_ok).then(|| rule.server_patterns.clone().unwrap_or_default()),
                     failed,
                 });
             }
@@ -247,10 +222,7 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
     let gated = matched.iter().filter_map(|r| r.gate.map(|g| (r, g)));
     let (mut gate, tier, basis) = match gated.clone().map(|(_, g)| g).max() {
         Some(gate) => {
-            let tier = gated
-                .filter_map(|(r, _)| r.tier)
-                .max()
-                .unwrap_or_else(|| implied_tier(gate));
+            let tier = gated.filter_map(|(r, _)| r.tier).max().unwrap_or_else(|| implied_tier(gate));
             (gate, tier, Basis::Rules)
         }
         None => {
@@ -258,19 +230,13 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
                 DefaultTier::Low => (Tier::Low, Basis::DefaultTier),
                 DefaultTier::Medium => (Tier::Medium, Basis::DefaultTier),
                 DefaultTier::High => (Tier::High, Basis::DefaultTier),
-                DefaultTier::Annotations => (
-                    call.annotations.map_or(Tier::High, |a| a.tier()),
-                    Basis::Annotations,
-                ),
+                DefaultTier::Annotations => (call.annotations.map_or(Tier::High, |a| a.tier()), Basis::Annotations),
             };
             (tier.gate(), tier, basis)
         }
     };
     let always_ask = matched.iter().any(|r| r.always_ask);
-    let mut reason = matched
-        .iter()
-        .find(|r| r.gate == Some(gate))
-        .and_then(|r| r.reason.as_deref().map(str::to_owned));
+    let mut reason = matched.iter().find(|r| r.gate == Some(gate)).and_then(|r| r.reason.as_deref().map(str::to_owned));
 
     gate = match settings.autonomy {
         Autonomy::Standard => gate,
@@ -284,33 +250,19 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
         Autonomy::Autonomous => gate,
     };
 
-    let threshold = matched
-        .iter()
-        .filter_map(|r| r.min_confidence)
-        .chain(settings.min_confidence)
-        .reduce(f64::max);
+    let threshold = matched.iter().filter_map(|r| r.min_confidence).chain(settings.min_confidence).reduce(f64::max);
     let confidence = threshold.map(|threshold| {
         let escalated = match call.confidence {
             Some(reported) => reported < threshold,
             None => settings.missing_confidence == MissingConfidence::Ask,
         };
-        ConfidenceCheck {
-            threshold,
-            reported: call.confidence,
-            escalated,
-        }
+        ConfidenceCheck { threshold, reported: call.confidence, escalated }
     });
-    if let Some(check) = confidence
-        .as_ref()
-        .filter(|c| c.escalated && gate < Gate::Ask)
-    {
+    if let Some(check) = confidence.as_ref().filter(|c| c.escalated && gate < Gate::Ask) {
         gate = Gate::Ask;
         reason = Some(match check.reported {
             Some(c) => format!("the model's confidence {c} is below {}", check.threshold),
-            None => format!(
-                "the model did not report its confidence, and {} is required",
-                check.threshold
-            ),
+            None => format!("the model did not report its confidence, and {} is required", check.threshold),
         });
     }
 
@@ -320,11 +272,7 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
         basis,
         reason,
         hold: match gate {
-            Gate::Hold => matched
-                .iter()
-                .filter(|r| r.gate == Some(Gate::Hold))
-                .filter_map(|r| r.hold)
-                .max(),
+            Gate::Hold => matched.iter().filter(|r| r.gate == Some(Gate::Hold)).filter_map(|r| r.hold).max(),
             _ => None,
         },
         always_ask,
@@ -345,9 +293,5 @@ fn implied_tier(gate: Gate) -> Tier {
 /// Compiles a name glob (tools, servers): `*` and `?` match any character, `[...]` classes work,
 /// and a backslash escapes on every platform.
 pub fn name_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .empty_alternates(true)
-        .build()
+    GlobBuilder::new(pattern).literal_separator(false).backslash_escape(true).empty_alternates(true).build()
 }

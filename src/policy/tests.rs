@@ -10,22 +10,11 @@ fn policy(text: &str) -> Policy {
 
 fn decide(p: &Policy, server: &str, tool: &str) -> Decision {
     let args = Map::new();
-    p.decide(&Call {
-        server,
-        tool,
-        arguments: &args,
-        annotations: None,
-        confidence: None,
-    })
+    p.decide(&Call { server, tool, arguments: &args, annotations: None, confidence: None })
 }
 
 fn errors(text: &str) -> Vec<String> {
-    Policy::from_toml(text, "p.toml")
-        .unwrap_err()
-        .0
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    Policy::from_toml(text, "p.toml").unwrap_err().0.iter().map(ToString::to_string).collect()
 }
 
 const LAYERED: &str = r#"
@@ -59,12 +48,7 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             tier: Tier::Low,
             basis: Basis::Rules,
             matched: vec![
-                Matched {
-                    rule: "reads".into(),
-                    gate: Some(Gate::Allow),
-                    tier: Some(Tier::Low),
-                    reason: None
-                },
+                Matched { rule: "reads".into(), gate: Some(Gate::Allow), tier: Some(Tier::Low), reason: None },
                 Matched {
                     rule: "secrets".into(),
                     gate: Some(Gate::Deny),
@@ -85,18 +69,8 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             tier: Tier::High,
             basis: Basis::Rules,
             matched: vec![
-                Matched {
-                    rule: "reads".into(),
-                    gate: Some(Gate::Allow),
-                    tier: Some(Tier::Low),
-                    reason: None
-                },
-                Matched {
-                    rule: "prod".into(),
-                    gate: Some(Gate::Ask),
-                    tier: Some(Tier::High),
-                    reason: None
-                },
+                Matched { rule: "reads".into(), gate: Some(Gate::Allow), tier: Some(Tier::Low), reason: None },
+                Matched { rule: "prod".into(), gate: Some(Gate::Ask), tier: Some(Tier::High), reason: None },
             ],
             reason: None,
             hold: None,
@@ -146,29 +120,12 @@ fn annotations_choose_the_tier_only_when_the_policy_says_so() {
             confidence: None,
         })
     };
-    assert_eq!(
-        with(json!({"annotations": {"readOnlyHint": true, "openWorldHint": false}})).gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        with(json!({"annotations": {"readOnlyHint": true}})).gate,
-        Gate::Notify
-    );
-    assert_eq!(
-        with(json!({"annotations": {"destructiveHint": false}})).gate,
-        Gate::Ask
-    );
-    let never_listed = p.decide(&Call {
-        server: "s",
-        tool: "t",
-        arguments: &args,
-        annotations: None,
-        confidence: None,
-    });
-    assert_eq!(
-        (never_listed.gate, never_listed.basis),
-        (Gate::Ask, Basis::Annotations)
-    );
+    assert_eq!(with(json!({"annotations": {"readOnlyHint": true, "openWorldHint": false}})).gate, Gate::Allow);
+    assert_eq!(with(json!({"annotations": {"readOnlyHint": true}})).gate, Gate::Notify);
+    assert_eq!(with(json!({"annotations": {"destructiveHint": false}})).gate, Gate::Ask);
+    let never_listed =
+        p.decide(&Call { server: "s", tool: "t", arguments: &args, annotations: None, confidence: None });
+    assert_eq!((never_listed.gate, never_listed.basis), (Gate::Ask, Basis::Annotations));
 }
 
 #[test]
@@ -177,10 +134,7 @@ fn hold_takes_the_longest_hold_of_the_rules_that_hold() {
         "[[rules]]\nname = \"a\"\naction = \"hold\"\nhold = \"5s\"\n[[rules]]\nname = \"b\"\naction = \"hold\"\nhold = \"2m\"\n",
     );
     let d = decide(&p, "s", "anything");
-    assert_eq!(
-        (d.gate, d.hold),
-        (Gate::Hold, Some(std::time::Duration::from_secs(120)))
-    );
+    assert_eq!((d.gate, d.hold), (Gate::Hold, Some(std::time::Duration::from_secs(120))));
 }
 
 #[test]
@@ -198,21 +152,13 @@ fn autonomy_levels_move_the_gate_but_never_past_deny() {
 fn unknown_key_is_an_error_with_line_and_column() {
     let errs = errors("[[rules]]\nname = \"x\"\ntools = [\"a\"]\nacton = \"deny\"\n");
     assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].starts_with("p.toml:4:1: unknown field `acton`"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].starts_with("p.toml:4:1: unknown field `acton`"), "{}", errs[0]);
 }
 
 #[test]
 fn bad_enum_value_names_the_choices() {
     let errs = errors("[[rules]]\nname = \"x\"\ntier = \"hihg\"\n");
-    assert!(
-        errs[0].starts_with("p.toml:3:8: unknown variant `hihg`, expected one of"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].starts_with("p.toml:3:8: unknown variant `hihg`, expected one of"), "{}", errs[0]);
 }
 
 #[test]
@@ -224,36 +170,12 @@ fn semantic_errors_are_all_reported_with_places() {
         "[[rules]]\nname = \"c\"\ntools = [\"x\"]\n",
     ));
     assert_eq!(errs.len(), 6, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("p.toml:2:20: approval_timeout:"),
-        "{}",
-        errs[0]
-    );
-    assert!(
-        errs[1].starts_with("p.toml:5:10: rule \"a\": bad glob in `tools`"),
-        "{}",
-        errs[1]
-    );
-    assert!(
-        errs[2].starts_with("p.toml:8:8: a rule named \"a\" already exists (line 4)"),
-        "{}",
-        errs[2]
-    );
-    assert!(
-        errs[3].contains("has action \"hold\" but no `hold` duration"),
-        "{}",
-        errs[3]
-    );
-    assert!(
-        errs[4].starts_with("p.toml:9:9: rule \"a\": `tools` is empty"),
-        "{}",
-        errs[4]
-    );
-    assert!(
-        errs[5].contains("rule \"c\" sets none of `tier`, `action`"),
-        "{}",
-        errs[5]
-    );
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:2:20: approval_timeout:")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:5:10: rule \"a\": bad glob in `tools`")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:8:8: a rule named \"a\" already exists (line 4)")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("has action \"hold\" but no `hold` duration")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:9:9: rule \"a\": `tools` is empty")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("rule \"c\" sets none of `tier`, `action`")), "{errs:#?}");
 }
 
 #[test]
@@ -267,13 +189,7 @@ fn embedded_default_loads_and_denies_deletes() {
 
 fn decide_with(p: &Policy, tool: &str, arguments: Value, confidence: Option<f64>) -> Decision {
     let args = arguments.as_object().cloned().unwrap();
-    p.decide(&Call {
-        server: "fs",
-        tool,
-        arguments: &args,
-        annotations: None,
-        confidence,
-    })
+    p.decide(&Call { server: "fs", tool, arguments: &args, annotations: None, confidence })
 }
 
 const PROJECT: &str = r#"
@@ -312,78 +228,31 @@ always_ask = true
 #[test]
 fn argument_conditions_decide_after_decoding_and_normalizing() {
     let p = policy(PROJECT);
+    assert_eq!(decide_with(&p, "write_file", json!({"path": "/home/me/project/a"}), None).gate, Gate::Allow);
     assert_eq!(
-        decide_with(
-            &p,
-            "write_file",
-            json!({"path": "/home/me/project/a"}),
-            None
-        )
-        .gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        decide_with(
-            &p,
-            "write_file",
-            json!({"path": "/home/me/project/../../../etc/passwd"}),
-            None
-        )
-        .gate,
+        decide_with(&p, "write_file", json!({"path": "/home/me/project/../../../etc/passwd"}), None).gate,
         Gate::Ask
     );
     assert_eq!(
-        decide_with(&p, "edit_file", json!({"path": "/tmp/x"}), None)
-            .reason
-            .as_deref(),
+        decide_with(&p, "edit_file", json!({"path": "/tmp/x"}), None).reason.as_deref(),
         Some("writes outside the project")
     );
     // A rule about an argument does not match a call without it.
-    assert_eq!(
-        decide_with(&p, "write_file", json!({}), None).gate,
-        Gate::Allow
-    );
+    assert_eq!(decide_with(&p, "write_file", json!({}), None).gate, Gate::Allow);
     let mail = decide_with(&p, "send_email", json!({"to": "eve@evil.test"}), None);
-    assert_eq!(
-        (mail.gate, mail.hold),
-        (Gate::Hold, Some(std::time::Duration::from_secs(300)))
-    );
-    assert_eq!(
-        decide_with(&p, "send_email", json!({"to": "bob@example.com"}), None).gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        decide_with(
-            &p,
-            "pay",
-            json!({"amount": "5000", "currency": "EUR"}),
-            None
-        )
-        .gate,
-        Gate::Deny
-    );
-    assert_eq!(
-        decide_with(&p, "pay", json!({"amount": 5000, "currency": "GBP"}), None).gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        decide_with(&p, "pay", json!({"amount": 50, "currency": "EUR"}), None).gate,
-        Gate::Allow
-    );
+    assert_eq!((mail.gate, mail.hold), (Gate::Hold, Some(std::time::Duration::from_secs(300))));
+    assert_eq!(decide_with(&p, "send_email", json!({"to": "bob@example.com"}), None).gate, Gate::Allow);
+    assert_eq!(decide_with(&p, "pay", json!({"amount": "5000", "currency": "EUR"}), None).gate, Gate::Deny);
+    assert_eq!(decide_with(&p, "pay", json!({"amount": 5000, "currency": "GBP"}), None).gate, Gate::Allow);
+    assert_eq!(decide_with(&p, "pay", json!({"amount": 50, "currency": "EUR"}), None).gate, Gate::Allow);
 }
 
 #[test]
 fn always_ask_is_a_ceiling_autonomy_cannot_lower() {
-    let p = policy(&PROJECT.replace(
-        "default_tier = \"low\"",
-        "default_tier = \"low\"\nautonomy = \"autonomous\"",
-    ));
+    let p = policy(&PROJECT.replace("default_tier = \"low\"", "default_tier = \"low\"\nautonomy = \"autonomous\""));
     let d = decide_with(&p, "git_push", json!({"force": true}), None);
     assert_eq!((d.gate, d.always_ask), (Gate::Ask, true));
-    assert_eq!(
-        decide_with(&p, "write_file", json!({"path": "/etc/x"}), None).gate,
-        Gate::Notify
-    );
+    assert_eq!(decide_with(&p, "write_file", json!({"path": "/etc/x"}), None).gate, Gate::Notify);
 }
 
 #[test]
@@ -408,42 +277,16 @@ action = "deny"
     let d = decide_with(&p, "pay", json!({}), Some(0.8));
     assert_eq!(
         (d.gate, d.basis, d.confidence),
-        (
-            Gate::Ask,
-            Basis::DefaultTier,
-            Some(ConfidenceCheck {
-                threshold: 0.9,
-                reported: Some(0.8),
-                escalated: true
-            })
-        )
+        (Gate::Ask, Basis::DefaultTier, Some(ConfidenceCheck { threshold: 0.9, reported: Some(0.8), escalated: true }))
     );
-    assert_eq!(
-        d.reason.as_deref(),
-        Some("the model's confidence 0.8 is below 0.9")
-    );
-    assert_eq!(
-        decide_with(&p, "pay", json!({}), Some(0.95)).gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        decide_with(&p, "read", json!({}), Some(0.6)).gate,
-        Gate::Allow
-    );
-    assert_eq!(
-        decide_with(&p, "read", json!({}), Some(0.4)).gate,
-        Gate::Ask
-    );
+    assert_eq!(d.reason.as_deref(), Some("the model's confidence 0.8 is below 0.9"));
+    assert_eq!(decide_with(&p, "pay", json!({}), Some(0.95)).gate, Gate::Allow);
+    assert_eq!(decide_with(&p, "read", json!({}), Some(0.6)).gate, Gate::Allow);
+    assert_eq!(decide_with(&p, "read", json!({}), Some(0.4)).gate, Gate::Ask);
     assert_eq!(decide_with(&p, "read", json!({}), None).gate, Gate::Allow);
     assert_eq!(decide_with(&p, "rm", json!({}), Some(0.1)).gate, Gate::Deny);
-    let strict = policy(&text.replace(
-        "missing_confidence = \"ignore\"",
-        "missing_confidence = \"ask\"",
-    ));
-    assert_eq!(
-        decide_with(&strict, "read", json!({}), None).gate,
-        Gate::Ask
-    );
+    let strict = policy(&text.replace("missing_confidence = \"ignore\"", "missing_confidence = \"ask\""));
+    assert_eq!(decide_with(&strict, "read", json!({}), None).gate, Gate::Ask);
 }
 
 #[test]
@@ -470,42 +313,18 @@ fn bad_patterns_and_pointers_fail_at_load_with_places() {
         "args = { \"/a\" = { regex = \"(unclosed\" }, \"b\" = { exists = true }, \"/c\" = { glob = \"[z-a]\" }, \"/d\" = {} }\n",
     ));
     assert_eq!(errs.len(), 4, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("p.toml:5:27: rule \"r\": args \"/a\": bad regex:"),
-        "{}",
-        errs[0]
-    );
-    assert!(
-        errs[1].starts_with("p.toml:5:83: rule \"r\": args \"/c\": bad glob"),
-        "{}",
-        errs[1]
-    );
-    assert!(
-        errs[2].contains("args: the condition on \"/d\" has no test"),
-        "{}",
-        errs[2]
-    );
-    assert!(
-        errs[3].contains("\"b\" is not a JSON pointer: it must start with \"/\""),
-        "{}",
-        errs[3]
-    );
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:5:27: rule \"r\": args \"/a\": bad regex:")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("p.toml:5:83: rule \"r\": args \"/c\": bad glob")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("args: the condition on \"/d\" has no test")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("\"b\" is not a JSON pointer: it must start with \"/\"")), "{errs:#?}");
 }
 
 #[test]
 fn explain_lists_near_misses_with_the_failing_test() {
     let p = policy(PROJECT);
-    let args = json!({"path": "/home/me/project/ok"})
-        .as_object()
-        .cloned()
-        .unwrap();
-    let (decision, near) = p.explain(&Call {
-        server: "fs",
-        tool: "write_file",
-        arguments: &args,
-        annotations: None,
-        confidence: None,
-    });
+    let args = json!({"path": "/home/me/project/ok"}).as_object().cloned().unwrap();
+    let (decision, near) =
+        p.explain(&Call { server: "fs", tool: "write_file", arguments: &args, annotations: None, confidence: None });
     assert_eq!(decision.gate, Gate::Allow);
     assert_eq!(
         near,
@@ -520,4 +339,36 @@ fn explain_lists_near_misses_with_the_failing_test() {
             }],
         }]
     );
+}
+
+#[test]
+fn error_messages_read_well() {
+    let text = r#"[settings]
+default_tier = "hgh"
+"#;
+    let broken_syntax = Policy::from_toml(text, "policy.toml").unwrap_err().to_string();
+    let text = r#"[settings]
+approval_timeout = "a minute"
+min_confidence = 1.5
+
+[[rules]]
+name = "writes"
+tools = ["write_*", "[oops"]
+args = { "path" = { glob = "/home/**" }, "/mode" = { regex = "(" }, "/size" = { exists = false, gt = 3 } }
+tier = "high"
+hold = "5m"
+
+[[rules]]
+name = "writes"
+action = "hold"
+reason = "same name, no duration"
+
+[[rules]]
+name = "quiet"
+tools = ["x"]
+"#;
+    let semantic = Policy::from_toml(text, "policy.toml").unwrap_err().to_string();
+    let text = "[[rules]]\nname = \"x\"\ntools = [\"a\"]\nacton = \"deny\"\n";
+    let unknown = Policy::from_toml(text, "policy.toml").unwrap_err().to_string();
+    insta::assert_snapshot!(format!("{broken_syntax}\n---\n{semantic}\n---\n{unknown}"));
 }

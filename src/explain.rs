@@ -1,0 +1,228 @@
+//! `toolgate explain`: why a policy decides a call the way it does, for people and for scripts.
+//!
+//! The JSON form is a stable contract (documented in the README): fields are only ever added.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::policy::condition::Miss;
+use crate::policy::{Call, Decision, NearMiss, Policy};
+
+/// Format version of the JSON form.
+pub const JSON_VERSION: u32 = 1;
+
+/// Everything `explain` reports about one call.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub version: u32,
+    pub policy: PolicyRef,
+    pub call: CallRef,
+    pub decision: Decision,
+    /// Each rule that matched, with the patterns and tests that made it match.
+    pub matched: Vec<MatchedRule>,
+    /// Rules whose tool glob matched but whose server or argument tests did not.
+    pub near_misses: Vec<NearMiss>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyRef {
+    pub origin: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CallRef {
+    pub server: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MatchedRule {
+    pub rule: String,
+    /// The rule's `tools` globs, or `None` when it applies to every tool.
+    pub tools: Option<Vec<String>>,
+    pub servers: Option<Vec<String>>,
+    /// The argument tests, each with the value it held for.
+    pub conditions: Vec<Miss>,
+}
+
+/// Explains one call.
+pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
+    let (decision, near_misses) = policy.explain(call);
+    let matched = decision
+        .matched
+        .iter()
+        .filter_map(|m| policy.rules.rules().iter().find(|r| *r.name == *m.rule))
+        .map(|r| MatchedRule {
+            rule: r.name.to_string(),
+            tools: r.tool_patterns.clone(),
+            servers: r.server_patterns.clone(),
+            conditions: r
+                .conditions
+                .iter()
+                .flat_map(|c| {
+                    let actual = c.resolve(call.arguments).cloned();
+                    c.tests.iter().map(move |t| Miss {
+                        pointer: c.pointer.clone(),
+                        test: t.to_string(),
+                        actual: actual.clone(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    Explanation {
+        version: JSON_VERSION,
+        policy: PolicyRef { origin: policy.origin.clone(), version: policy.version.clone() },
+        call: CallRef {
+            server: call.server.to_owned(),
+            tool: call.tool.to_owned(),
+            arguments: call.arguments.clone(),
+            confidence: call.confidence,
+        },
+        decision,
+        matched,
+        near_misses,
+    }
+}
+
+/// The explanation as text for a person.
+pub fn render(e: &Explanation) -> String {
+    let mut out = String::new();
+    let d = &e.decision;
+    let _ = writeln!(out, "call      {} on server {:?}", e.call.tool, e.call.server);
+    let _ = writeln!(out, "arguments {}", Value::Object(e.call.arguments.clone()));
+    if let Some(c) = e.call.confidence {
+        let _ = writeln!(out, "confidence {c}");
+    }
+    let _ = writeln!(out);
+    let basis = match d.basis {
+        crate::policy::Basis::Rules => "by the rules below".to_owned(),
+        crate::policy::Basis::DefaultTier => "no rule chose a gate: default_tier".to_owned(),
+        crate::policy::Basis::Annotations => "no rule chose a gate: tier from the tool's annotations".to_owned(),
+    };
+    let _ = writeln!(out, "decision  {} (tier {}), {basis}", d.gate.as_str(), d.tier.as_str());
+    if let Some(reason) = &d.reason {
+        let _ = writeln!(out, "reason    {reason}");
+    }
+    if let Some(hold) = d.hold {
+        let _ = writeln!(out, "hold      {}", humantime::format_duration(hold));
+    }
+    if d.always_ask {
+        let _ = writeln!(out, "always_ask: no autonomy level or earned trust can lower this");
+    }
+    if let Some(c) = &d.confidence {
+        let reported = c.reported.map_or("not reported".to_owned(), |r| r.to_string());
+        let effect = if c.escalated { "escalated to ask" } else { "met" };
+        let _ = writeln!(out, "confidence threshold {} (reported: {reported}): {effect}", c.threshold);
+    }
+
+    let _ = writeln!(out, "\nmatched:");
+    if e.matched.is_empty() {
+        let _ = writeln!(out, "  (no rule)");
+    }
+    for (m, rule) in d.matched.iter().zip(&e.matched) {
+        let gate = m.gate.map_or("min_confidence only".to_owned(), |g| g.as_str().to_owned());
+        let _ = write!(out, "  {:?} -> {gate}", m.rule);
+        if let Some(reason) = &m.reason {
+            let _ = write!(out, ": {reason}");
+        }
+        let _ = writeln!(out);
+        let tools = rule.tools.as_ref().map_or("every tool".to_owned(), |t| format!("tools {t:?}"));
+        let servers = rule.servers.as_ref().map_or(String::new(), |s| format!(", servers {s:?}"));
+        let _ = writeln!(out, "      {tools}{servers}");
+        for c in &rule.conditions {
+            let _ = writeln!(out, "      {} {} holds for {}", c.pointer, c.test, shown(&c.actual));
+        }
+    }
+    if !e.near_misses.is_empty() {
+        let _ = writeln!(out, "\nalmost matched (the tool matched, something else did not):");
+        for n in &e.near_misses {
+            let gate = n.gate.map_or("min_confidence only".to_owned(), |g| g.as_str().to_owned());
+            let _ = writeln!(out, "  {:?} -> {gate}", n.rule);
+            if let Some(servers) = &n.server_not_in {
+                let _ = writeln!(out, "      server {:?} is not in {servers:?}", e.call.server);
+            }
+            for f in &n.failed {
+                let _ = writeln!(out, "      {} {} fails for {}", f.pointer, f.test, shown(&f.actual));
+            }
+        }
+    }
+    let _ = writeln!(out, "\npolicy    {} ({})", e.policy.origin, e.policy.version);
+    out
+}
+
+fn shown(v: &Option<Value>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "a missing argument".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const POLICY: &str = r#"
+[settings]
+default_tier = "medium"
+
+[[rules]]
+name = "reads are safe"
+tools = ["read_*"]
+tier = "low"
+
+[[rules]]
+name = "writes outside the project"
+tools = ["write_file", "edit_file"]
+args = { "/path" = { not_glob = "/home/me/project/**" } }
+tier = "high"
+reason = "writes outside the project"
+
+[[rules]]
+name = "prod is read-only"
+servers = ["prod-*"]
+tools = ["write_*"]
+action = "deny"
+reason = "production"
+
+[[rules]]
+name = "careful writes"
+tools = ["write_*"]
+min_confidence = 0.8
+"#;
+
+    fn explained(tool: &str, args: Value, confidence: Option<f64>) -> Explanation {
+        let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
+        let args = args.as_object().cloned().unwrap();
+        explain(&policy, &Call { server: "fs", tool, arguments: &args, annotations: None, confidence })
+    }
+
+    #[test]
+    fn explain_text_for_a_held_write() {
+        insta::assert_snapshot!(render(&explained("write_file", json!({"path": "/etc/hosts"}), Some(0.9))));
+    }
+
+    #[test]
+    fn explain_text_for_a_write_inside_the_project_with_low_confidence() {
+        insta::assert_snapshot!(render(&explained("write_file", json!({"path": "/home/me/project/a.rs"}), Some(0.5))));
+    }
+
+    #[test]
+    fn explain_text_when_no_rule_matches() {
+        insta::assert_snapshot!(render(&explained("fetch", json!({"url": "https://example.com"}), None)));
+    }
+
+    #[test]
+    fn explain_json_is_stable() {
+        let e = explained("write_file", json!({"path": "/etc/hosts"}), Some(0.9));
+        insta::assert_snapshot!(serde_json::to_string_pretty(&e).unwrap());
+    }
+}
