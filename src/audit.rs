@@ -111,9 +111,7 @@ impl AuditLog {
             OpenOptions::new().create(true).append(true).open(path)
         })()
         .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()));
-        let started = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         AuditLog {
             path: path.to_owned(),
             file,
@@ -146,10 +144,7 @@ impl AuditLog {
             outcome: Outcome,
             ms: f64,
         }
-        let body = Body {
-            outcome,
-            ms: (took.as_secs_f64() * 1e6).round() / 1e3,
-        };
+        let body = Body { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3 };
         if let Err(e) = self.append("outcome", call, &body) {
             tracing::error!("{e}");
         }
@@ -165,11 +160,9 @@ impl AuditLog {
             call,
             body,
         };
-        let mut line = serde_json::to_vec(&record)
-            .map_err(|e| format!("cannot encode an audit record: {e}"))?;
+        let mut line = serde_json::to_vec(&record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
         line.push(b'\n');
         // One write per record: with O_APPEND, concurrent writers never interleave inside it.
-        file.write_all(&line)
-            .map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
+        file.write_all(&line).map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
     }
 }

@@ -18,14 +18,8 @@ pub fn script() -> Vec<(&'static str, Value)> {
     vec![
         ("read_file", json!({"path": "notes/todo.txt"})),
         ("list_directory", json!({"path": "notes"})),
-        (
-            "write_file",
-            json!({"path": "notes/todo.txt", "content": "buy milk; call the bank; water plants"}),
-        ),
-        (
-            "send_email",
-            json!({"to": "boss@example.com", "subject": "done", "body": "All done."}),
-        ),
+        ("write_file", json!({"path": "notes/todo.txt", "content": "buy milk; call the bank; water plants"})),
+        ("send_email", json!({"to": "boss@example.com", "subject": "done", "body": "All done."})),
         ("send_payment", json!({"to": "ACME Ltd", "amount": 1200})),
         ("delete_file", json!({"path": "notes/budget.csv"})),
     ]
@@ -64,30 +58,18 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         Err(std::io::Error::other("the proxy closed before answering"))
     };
 
-    writeln!(
-        out,
-        "toolgate demo: a pretend server behind the gate, under the embedded default policy.\n"
-    )?;
+    writeln!(out, "toolgate demo: a pretend server behind the gate, under the embedded default policy.\n")?;
     let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "toolgate-demo-client", "version": "1"}});
     request("initialize", init).await?;
     let listed = request("tools/list", json!({})).await?;
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     writeln!(out, "The server offers: {}\n", names.join(", "))?;
 
     for (tool, arguments) in script() {
         let args: Map<String, Value> = arguments.as_object().cloned().unwrap_or_default();
-        let decision = shown.decide(&Call {
-            server: "demo",
-            tool,
-            arguments: &args,
-            annotations: None,
-            confidence: None,
-        });
+        let decision =
+            shown.decide(&Call { server: "demo", tool, arguments: &args, annotations: None, confidence: None });
         writeln!(out, "→ {tool} {arguments}")?;
         let rules: Vec<&str> = decision.deciding_rules().collect();
         let why = if rules.is_empty() {
@@ -95,16 +77,9 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         } else {
             format!("rule {:?}", rules.join(", "))
         };
-        writeln!(
-            out,
-            "  gate: {} (tier {}, {why})",
-            decision.gate.as_str(),
-            decision.tier.as_str()
-        )?;
+        writeln!(out, "  gate: {} (tier {}, {why})", decision.gate.as_str(), decision.tier.as_str())?;
         let reply = request("tools/call", json!({"name": tool, "arguments": arguments})).await?;
-        let text = reply["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("(no text)");
+        let text = reply["result"]["content"][0]["text"].as_str().unwrap_or("(no text)");
         let ran = reply["result"]["isError"] != json!(true);
         match (ran, decision.gate) {
             (true, Gate::Notify) => writeln!(out, "  ran, and the human was told: {text}\n")?,
@@ -116,10 +91,6 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     // End of input tells the proxy the session is over; it stops the server and returns.
     to_proxy.shutdown().await?;
     let code = proxy.await.map_err(std::io::Error::other)??;
-    writeln!(
-        out,
-        "Every decision above is in the audit log: {}",
-        audit_path.display()
-    )?;
+    writeln!(out, "Every decision above is in the audit log: {}", audit_path.display())?;
     Ok(code)
 }

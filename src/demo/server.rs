@@ -24,8 +24,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        let (Some(id), Some(method)) = (msg.get("id"), msg.get("method").and_then(Value::as_str))
-        else {
+        let (Some(id), Some(method)) = (msg.get("id"), msg.get("method").and_then(Value::as_str)) else {
             continue; // notifications and responses need no answer
         };
         let params = msg.get("params").cloned().unwrap_or(Value::Null);
@@ -62,26 +61,13 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
 
 fn call(params: &Value) -> Value {
     let args = params.get("arguments").cloned().unwrap_or(json!({}));
-    let arg = |k: &str| {
-        args.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned()
-    };
-    let text = match params
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-    {
+    let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+    let text = match params.get("name").and_then(Value::as_str).unwrap_or_default() {
         "read_file" => format!("(contents of {}) buy milk; call the bank", arg("path")),
         "list_directory" => format!("{}: notes/ todo.txt budget.csv", arg("path")),
         "write_file" => format!("wrote {} bytes to {}", arg("content").len(), arg("path")),
         "send_email" => format!("sent to {}", arg("to")),
-        "send_payment" => format!(
-            "paid {} to {}",
-            args.get("amount").cloned().unwrap_or(json!(0)),
-            arg("to")
-        ),
+        "send_payment" => format!("paid {} to {}", args.get("amount").cloned().unwrap_or(json!(0)), arg("to")),
         "delete_file" => format!("deleted {}", arg("path")),
         other => {
             return json!({"content": [{"type": "text", "text": format!("unknown tool {other}")}], "isError": true});

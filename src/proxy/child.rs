@@ -59,34 +59,22 @@ impl Server {
                     // If toolgate dies, even by SIGKILL, the server is killed too.
                     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                     if nix::unistd::getppid() != parent {
-                        return Err(io::Error::other(
-                            "toolgate exited while starting the server",
-                        ));
+                        return Err(io::Error::other("toolgate exited while starting the server"));
                     }
                     Ok(())
                 });
             }
         }
-        let mut child = cmd.spawn().map_err(|source| SpawnError::Io {
-            program: program.to_string_lossy().into_owned(),
-            source,
-        })?;
-        let pid = child
-            .id()
-            .map(|id| Pid::from_raw(id as i32))
-            .unwrap_or(Pid::from_raw(0));
+        let mut child =
+            cmd.spawn().map_err(|source| SpawnError::Io { program: program.to_string_lossy().into_owned(), source })?;
+        let pid = child.id().map(|id| Pid::from_raw(id as i32)).unwrap_or(Pid::from_raw(0));
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(SpawnError::Io {
                 program: program.to_string_lossy().into_owned(),
                 source: io::Error::other("the server's pipes were not created"),
             });
         };
-        Ok(Server {
-            child,
-            stdin,
-            stdout,
-            pgid: pid,
-        })
+        Ok(Server { child, stdin, stdout, pgid: pid })
     }
 
     /// The parts the proxy drives separately.
@@ -111,8 +99,5 @@ impl Group {
 /// The exit code toolgate reports for the server's status: its code, or 128 + the signal.
 pub fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
 }

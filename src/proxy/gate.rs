@@ -17,15 +17,8 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     let params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
         Ok(params) => params,
         Err(why) => {
-            tracing::warn!(
-                "refused a malformed tools/call: {why}: {}",
-                preview(&inbound.line)
-            );
-            session.to_client(reply::error(
-                &id.to_value(),
-                -32602,
-                &format!("toolgate refused this call: {why}"),
-            ));
+            tracing::warn!("refused a malformed tools/call: {why}: {}", preview(&inbound.line));
+            session.to_client(reply::error(&id.to_value(), -32602, &format!("toolgate refused this call: {why}")));
             return;
         }
     };
@@ -40,9 +33,7 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     let (verdict, decided_by, note) = match decision.gate {
         Gate::Allow | Gate::Notify => (Verdict::Forwarded, DecidedBy::Policy, None),
         Gate::Deny => (Verdict::Refused, DecidedBy::Policy, None),
-        Gate::Hold | Gate::Ask | Gate::Queue => {
-            (Verdict::Refused, DecidedBy::Toolgate, Some(NO_CHANNEL))
-        }
+        Gate::Hold | Gate::Ask | Gate::Queue => (Verdict::Refused, DecidedBy::Toolgate, Some(NO_CHANNEL)),
     };
     let record = DecisionRecord {
         server: &session.server,
@@ -76,22 +67,13 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     match verdict {
         Verdict::Forwarded => {
             if decision.gate == Gate::Notify {
-                tracing::info!(
-                    "notice: {} called `{}`{}",
-                    session.server,
-                    params.name,
-                    because(&decision)
-                );
+                tracing::info!("notice: {} called `{}`{}", session.server, params.name, because(&decision));
             } else {
                 tracing::debug!("allowed `{}`{}", params.name, because(&decision));
             }
-            session.pending.insert(
-                id,
-                Pending {
-                    what: Waiting::ToolsCall { call: call_no },
-                    since: tokio::time::Instant::now(),
-                },
-            );
+            session
+                .pending
+                .insert(id, Pending { what: Waiting::ToolsCall { call: call_no }, since: tokio::time::Instant::now() });
             session.forward_to_server(inbound);
         }
         Verdict::Refused => {
@@ -109,10 +91,7 @@ pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
     match decision.gate {
         Gate::Deny => format!(
             "toolgate refused this call to `{tool}`: {}{}. The call was not run.",
-            decision
-                .reason
-                .as_deref()
-                .unwrap_or("the policy does not allow it"),
+            decision.reason.as_deref().unwrap_or("the policy does not allow it"),
             rules_clause(decision),
         ),
         Gate::Hold | Gate::Ask | Gate::Queue => format!(
@@ -120,11 +99,7 @@ pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
              approval channel is available, so the call was not run. Tell the user that this call \
              needs their approval.",
             decision.tier.as_str(),
-            decision
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default(),
+            decision.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
             rules_clause(decision),
         ),
         Gate::Allow | Gate::Notify => format!("toolgate did not run this call to `{tool}`."),
@@ -133,10 +108,7 @@ pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
 
 /// `(rule "a", "b")`, naming the rules that chose the gate.
 fn rules_clause(decision: &Decision) -> String {
-    let rules: Vec<String> = decision
-        .deciding_rules()
-        .map(|r| format!("{r:?}"))
-        .collect();
+    let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
     match rules.len() {
         0 => String::new(),
         1 => format!(" (rule {})", rules[0]),

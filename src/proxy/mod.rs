@@ -70,10 +70,7 @@ struct Inbound {
 enum Read {
     Message(Envelope),
     Refused(Refusal),
-    Oversized {
-        len: usize,
-        id: Option<serde_json::Value>,
-    },
+    Oversized { len: usize, id: Option<serde_json::Value> },
     Unterminated,
 }
 
@@ -85,10 +82,7 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     pub(crate) fn new(bytes: Vec<u8>) -> Self {
-        Outgoing {
-            bytes,
-            _credit: None,
-        }
+        Outgoing { bytes, _credit: None }
     }
 }
 
@@ -107,22 +101,8 @@ where
     let to_client_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let (client_tx, mut from_client) = mpsc::channel(256);
     let (server_tx, mut from_server) = mpsc::channel(256);
-    tokio::spawn(read_loop(
-        client_in,
-        max,
-        depth,
-        to_server_credit,
-        client_tx,
-        "client",
-    ));
-    tokio::spawn(read_loop(
-        server_out,
-        max,
-        depth,
-        to_client_credit,
-        server_tx,
-        "server",
-    ));
+    tokio::spawn(read_loop(client_in, max, depth, to_server_credit, client_tx, "client"));
+    tokio::spawn(read_loop(server_out, max, depth, to_client_credit, server_tx, "server"));
     let (to_client, rx) = mpsc::unbounded_channel();
     let client_writer = tokio::spawn(write_loop(client_out, rx, "client"));
     let (to_server, rx) = mpsc::unbounded_channel();
@@ -132,14 +112,7 @@ where
     if let Some(problem) = audit.unavailable() {
         tracing::error!("{problem}; every tools/call will be refused");
     }
-    let mut session = Session::new(
-        opts.server_name,
-        Arc::new(opts.policy),
-        audit,
-        max,
-        to_client,
-        to_server,
-    );
+    let mut session = Session::new(opts.server_name, Arc::new(opts.policy), audit, max, to_client, to_server);
 
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -204,10 +177,7 @@ where
         let _ = client_writer.await;
         let _ = server_writer.await;
     };
-    if tokio::time::timeout(Duration::from_secs(2), flush)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(2), flush).await.is_err() {
         tracing::warn!("could not deliver the last messages to the client in time");
     }
     Ok(stopped_by.unwrap_or(code))
@@ -272,26 +242,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
             break;
         };
-        if tx
-            .send(Inbound {
-                line,
-                read,
-                _credit: Some(permit),
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(Inbound { line, read, _credit: Some(permit) }).await.is_err() {
             break;
         }
     }
 }
 
 /// Owns one peer's input: writes what it is given, flushing when the queue runs dry.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    writer: W,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    peer: &'static str,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Outgoing>, peer: &'static str) {
     let mut out = BufWriter::with_capacity(frame::OVERSIZED_PREFIX * 16, writer);
     let mut broken = false;
     while let Some(first) = rx.recv().await {

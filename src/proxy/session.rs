@@ -74,10 +74,7 @@ impl Session {
     pub fn forward_to_server(&self, inbound: Inbound) {
         match &self.to_server {
             Some(tx) => {
-                let _ = tx.send(Outgoing {
-                    bytes: inbound.line,
-                    _credit: inbound._credit,
-                });
+                let _ = tx.send(Outgoing { bytes: inbound.line, _credit: inbound._credit });
             }
             None => tracing::debug!("server input already closed; a message was dropped"),
         }
@@ -96,18 +93,8 @@ impl Session {
                     gate::call(self, id, env, inbound);
                 }
                 Kind::Request { id, method } => {
-                    let what = if method == "tools/list" {
-                        Waiting::ToolsList
-                    } else {
-                        Waiting::Other
-                    };
-                    self.pending.insert(
-                        id.clone(),
-                        Pending {
-                            what,
-                            since: Instant::now(),
-                        },
-                    );
+                    let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
+                    self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { method } if method == "tools/call" => {
@@ -116,20 +103,11 @@ impl Session {
                         preview(&inbound.line)
                     );
                 }
-                Kind::Notification { .. } | Kind::Response { .. } => {
-                    self.forward_to_server(inbound)
-                }
+                Kind::Notification { .. } | Kind::Response { .. } => self.forward_to_server(inbound),
             },
             Read::Refused(refusal) => {
-                tracing::warn!(
-                    "refused a line from the client: {}: {}",
-                    refusal.reason,
-                    preview(&inbound.line)
-                );
-                for r in readable_ids(&inbound.line)
-                    .into_iter()
-                    .filter(|r| r.is_request)
-                {
+                tracing::warn!("refused a line from the client: {}: {}", refusal.reason, preview(&inbound.line));
+                for r in readable_ids(&inbound.line).into_iter().filter(|r| r.is_request) {
                     let message = format!("toolgate refused this message: {}", refusal.reason);
                     self.to_client(reply::error(&r.id, refusal.code, &message));
                 }
@@ -156,32 +134,17 @@ impl Session {
     pub fn from_server(&mut self, inbound: Inbound) {
         match &inbound.read {
             Read::Message(env) => {
-                if let Kind::Response {
-                    id: Some(id),
-                    is_error,
-                } = &env.kind
-                {
+                if let Kind::Response { id: Some(id), is_error } = &env.kind {
                     if let Some(pending) = self.pending.remove(id) {
                         self.answered(pending, *is_error, &inbound.line);
                     }
                 }
-                let _ = self.to_client.send(Outgoing {
-                    bytes: inbound.line,
-                    _credit: inbound._credit,
-                });
+                let _ = self.to_client.send(Outgoing { bytes: inbound.line, _credit: inbound._credit });
             }
             Read::Refused(refusal) => {
-                tracing::warn!(
-                    "refused a line from the server: {}: {}",
-                    refusal.reason,
-                    preview(&inbound.line)
-                );
-                for r in readable_ids(&inbound.line)
-                    .into_iter()
-                    .filter(|r| !r.is_request)
-                {
-                    let message =
-                        format!("toolgate refused the server's reply: {}", refusal.reason);
+                tracing::warn!("refused a line from the server: {}: {}", refusal.reason, preview(&inbound.line));
+                for r in readable_ids(&inbound.line).into_iter().filter(|r| !r.is_request) {
+                    let message = format!("toolgate refused the server's reply: {}", refusal.reason);
                     self.fail_one(&r.id, &message);
                 }
             }
@@ -208,8 +171,7 @@ impl Session {
     fn fail_one(&mut self, id: &Value, message: &str) {
         if let Some(pending) = Id::from_value(id).and_then(|id| self.pending.remove(&id)) {
             if let Waiting::ToolsCall { call } = pending.what {
-                self.audit
-                    .outcome(call, Outcome::Error, pending.since.elapsed());
+                self.audit.outcome(call, Outcome::Error, pending.since.elapsed());
             }
             self.to_client(reply::error(id, -32603, message));
         }
@@ -248,8 +210,7 @@ impl Session {
         };
         for tool in response.result.tools {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
-                self.annotations
-                    .insert(name.to_owned(), Annotations::from_tool(&tool));
+                self.annotations.insert(name.to_owned(), Annotations::from_tool(&tool));
             }
         }
     }
@@ -259,8 +220,7 @@ impl Session {
         let message = format!("the MCP server exited (status {status}) before answering");
         for (id, pending) in std::mem::take(&mut self.pending) {
             if let Waiting::ToolsCall { call } = pending.what {
-                self.audit
-                    .outcome(call, Outcome::NoAnswer, pending.since.elapsed());
+                self.audit.outcome(call, Outcome::NoAnswer, pending.since.elapsed());
             }
             self.to_client(reply::error(&id.to_value(), -32000, &message));
         }

@@ -52,10 +52,7 @@ impl Pollable {
         // A duplicate shares the file description, so its flags are the original's.
         let owned = fd.try_clone_to_owned()?;
         let original_flags = OFlag::from_bits_truncate(fcntl(&owned, FcntlArg::F_GETFL)?);
-        fcntl(
-            &owned,
-            FcntlArg::F_SETFL(original_flags | OFlag::O_NONBLOCK),
-        )?;
+        fcntl(&owned, FcntlArg::F_SETFL(original_flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the descriptor is an `OwnedFd` the `AsyncFd` owns until it is dropped, so it
         // stays open and names the same file description for the whole registration.
         let fd = unsafe { AsyncFd::register(owned) }?;
@@ -71,17 +68,11 @@ impl Drop for Pollable {
 }
 
 impl AsyncRead for Pollable {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard
-                .try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -94,15 +85,10 @@ impl AsyncRead for Pollable {
 }
 
 impl AsyncWrite for Pollable {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }

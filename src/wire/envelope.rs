@@ -94,19 +94,13 @@ pub struct Refusal {
 
 impl From<Violation> for Refusal {
     fn from(v: Violation) -> Self {
-        Refusal {
-            code: v.code(),
-            reason: v.to_string(),
-        }
+        Refusal { code: v.code(), reason: v.to_string() }
     }
 }
 
 impl Refusal {
     fn invalid(reason: impl Into<String>) -> Self {
-        Refusal {
-            code: -32600,
-            reason: reason.into(),
-        }
+        Refusal { code: -32600, reason: reason.into() }
     }
 }
 
@@ -124,47 +118,26 @@ pub fn parse(line: &[u8], max_depth: usize) -> Result<Envelope, Refusal> {
     });
     let kind = match (raw.method, raw.result, raw.error) {
         (Some(method), None, None) => match raw.id {
-            IdField::Absent => Kind::Notification {
-                method: method.into_owned(),
-            },
-            IdField::Valid(id) => Kind::Request {
-                id,
-                method: method.into_owned(),
-            },
+            IdField::Absent => Kind::Notification { method: method.into_owned() },
+            IdField::Valid(id) => Kind::Request { id, method: method.into_owned() },
             IdField::Null | IdField::Invalid => {
-                return Err(Refusal::invalid(
-                    "the request id must be a string or an integer",
-                ));
+                return Err(Refusal::invalid("the request id must be a string or an integer"));
             }
         },
         (Some(_), _, _) => {
-            return Err(Refusal::invalid(
-                "a message cannot carry both a method and a result or error",
-            ));
+            return Err(Refusal::invalid("a message cannot carry both a method and a result or error"));
         }
         (None, Some(_), Some(_)) => {
-            return Err(Refusal::invalid(
-                "a response cannot carry both a result and an error",
-            ));
+            return Err(Refusal::invalid("a response cannot carry both a result and an error"));
         }
         (None, None, None) => {
-            return Err(Refusal::invalid(
-                "the message has neither a method nor a result or error",
-            ));
+            return Err(Refusal::invalid("the message has neither a method nor a result or error"));
         }
         (None, result, _) => match raw.id {
-            IdField::Valid(id) => Kind::Response {
-                id: Some(id),
-                is_error: result.is_none(),
-            },
-            IdField::Absent | IdField::Null if result.is_none() => Kind::Response {
-                id: None,
-                is_error: true,
-            },
+            IdField::Valid(id) => Kind::Response { id: Some(id), is_error: result.is_none() },
+            IdField::Absent | IdField::Null if result.is_none() => Kind::Response { id: None, is_error: true },
             _ => {
-                return Err(Refusal::invalid(
-                    "the response id must be a string or an integer",
-                ));
+                return Err(Refusal::invalid("the response id must be a string or an integer"));
             }
         },
     };
@@ -266,8 +239,7 @@ impl CallToolParams {
             meta: Option<Value>,
         }
         let params = params.ok_or("tools/call needs params")?;
-        let raw: Raw = serde_json::from_str(params)
-            .map_err(|e| format!("tools/call params are not an object: {e}"))?;
+        let raw: Raw = serde_json::from_str(params).map_err(|e| format!("tools/call params are not an object: {e}"))?;
         let name = match raw.name {
             Some(Value::String(name)) => name,
             _ => return Err("tools/call params need a string \"name\"".into()),
@@ -282,18 +254,12 @@ impl CallToolParams {
             Some(Value::Object(map)) => Some(map),
             Some(_) => return Err("tools/call \"_meta\" must be an object".into()),
         };
-        Ok(CallToolParams {
-            name,
-            arguments,
-            meta,
-        })
+        Ok(CallToolParams { name, arguments, meta })
     }
 
     /// True when the request is of the 2026-07-28 kind (its version travels in `_meta`).
     pub fn is_stateless_era(&self) -> bool {
-        self.meta
-            .as_ref()
-            .is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION))
+        self.meta.as_ref().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION))
     }
 
     pub fn progress_token(&self) -> Option<&Value> {
@@ -315,10 +281,9 @@ pub struct ReadableId {
 pub fn readable_ids(line: &[u8]) -> Vec<ReadableId> {
     let text = String::from_utf8_lossy(line).replace(['\r', '\u{feff}'], " ");
     let id_of = |v: &Value| match v.get("id") {
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(ReadableId {
-            id: id.clone(),
-            is_request: v.get("method").is_some(),
-        }),
+        Some(id @ (Value::String(_) | Value::Number(_))) => {
+            Some(ReadableId { id: id.clone(), is_request: v.get("method").is_some() })
+        }
         _ => None,
     };
     match serde_json::from_str::<Value>(text.trim()) {
@@ -396,37 +361,23 @@ mod tests {
     fn classifies_requests_notifications_and_responses() {
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#),
-            Ok(Kind::Request {
-                id: Id::Int(0),
-                method: "initialize".into()
-            })
+            Ok(Kind::Request { id: Id::Int(0), method: "initialize".into() })
         );
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
-            Ok(Kind::Notification {
-                method: "notifications/initialized".into()
-            })
+            Ok(Kind::Notification { method: "notifications/initialized".into() })
         );
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":"a","result":null}"#),
-            Ok(Kind::Response {
-                id: Some(Id::Str("a".into())),
-                is_error: false
-            })
+            Ok(Kind::Response { id: Some(Id::Str("a".into())), is_error: false })
         );
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x","data":{}}}"#),
-            Ok(Kind::Response {
-                id: None,
-                is_error: true
-            })
+            Ok(Kind::Response { id: None, is_error: true })
         );
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":-7,"method":"x/unknown"}"#),
-            Ok(Kind::Request {
-                id: Id::Int(-7),
-                method: "x/unknown".into()
-            })
+            Ok(Kind::Request { id: Id::Int(-7), method: "x/unknown".into() })
         );
     }
 
@@ -434,24 +385,13 @@ mod tests {
     fn method_is_compared_after_decoding_escapes() {
         assert_eq!(
             kind(r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"x"}}"#),
-            Ok(Kind::Request {
-                id: Id::Int(1),
-                method: "tools/call".into()
-            })
+            Ok(Kind::Request { id: Id::Int(1), method: "tools/call".into() })
         );
     }
 
     #[test]
     fn float_bool_null_and_huge_ids_are_refused_on_requests() {
-        for id in [
-            "19.0",
-            "1e3",
-            "true",
-            "null",
-            "[1]",
-            "{}",
-            "18446744073709551615",
-        ] {
+        for id in ["19.0", "1e3", "true", "null", "[1]", "{}", "18446744073709551615"] {
             let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#);
             assert_eq!(kind(&line).map_err(|r| r.code), Err(-32600), "id {id}");
         }
@@ -480,10 +420,8 @@ mod tests {
 
     #[test]
     fn call_params_are_decoded_strictly() {
-        let p = CallToolParams::parse(Some(
-            r#"{"name":"rm","arguments":{"p":1},"_meta":{"progressToken":3}}"#,
-        ))
-        .unwrap();
+        let p =
+            CallToolParams::parse(Some(r#"{"name":"rm","arguments":{"p":1},"_meta":{"progressToken":3}}"#)).unwrap();
         assert_eq!(p.name, "rm");
         assert_eq!(p.progress_token(), Some(&Value::from(3)));
         assert!(CallToolParams::parse(Some(r#"{"name":3}"#)).is_err());
@@ -493,24 +431,13 @@ mod tests {
 
     #[test]
     fn readable_ids_come_from_refused_requests_responses_and_batches() {
-        let ids = |line: &[u8]| {
-            readable_ids(line)
-                .into_iter()
-                .map(|r| (r.id, r.is_request))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            ids(br#"{"id":19.0,"method":"tools/call"}"#),
-            vec![(json!(19.0), true)]
-        );
+        let ids = |line: &[u8]| readable_ids(line).into_iter().map(|r| (r.id, r.is_request)).collect::<Vec<_>>();
+        assert_eq!(ids(br#"{"id":19.0,"method":"tools/call"}"#), vec![(json!(19.0), true)]);
         assert_eq!(
             ids(br#"[{"id":1,"method":"a"},{"method":"n"},{"id":"x","method":"b"}]"#),
             vec![(json!(1), true), (json!("x"), true)]
         );
-        assert_eq!(
-            ids(br#"{"id":1,"result":{},"result":{}}"#),
-            vec![(json!(1), false)]
-        );
+        assert_eq!(ids(br#"{"id":1,"result":{},"result":{}}"#), vec![(json!(1), false)]);
         assert!(ids(b"{\"id\":1,\"method\":").is_empty());
     }
 
@@ -518,8 +445,7 @@ mod tests {
     fn sniffs_the_top_level_id_from_a_prefix() {
         let prefix = br#"{"jsonrpc":"2.0","params":{"id":"inner","x":"aaaa"#;
         assert_eq!(sniff_id(prefix), None);
-        let prefix =
-            br#"{"jsonrpc":"2.0","params":{"id":"inner"},"id":42,"method":"tools/call","x":"aaaa"#;
+        let prefix = br#"{"jsonrpc":"2.0","params":{"id":"inner"},"id":42,"method":"tools/call","x":"aaaa"#;
         assert_eq!(sniff_id(prefix), Some(json!(42)));
     }
 }

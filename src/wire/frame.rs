@@ -38,10 +38,7 @@ pub struct LineReader<R> {
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// `max` is the largest accepted line, in bytes, not counting the `\n`.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader {
-            inner: BufReader::with_capacity(READ_BUFFER, inner),
-            max,
-        }
+        LineReader { inner: BufReader::with_capacity(READ_BUFFER, inner), max }
     }
 
     /// The next frame, or `None` at a clean end of stream.
@@ -68,9 +65,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 Some(len) => *len += content.len(),
                 None if line.len() + content.len() > self.max => {
                     let total = line.len() + content.len();
-                    let keep = OVERSIZED_PREFIX
-                        .saturating_sub(line.len())
-                        .min(content.len());
+                    let keep = OVERSIZED_PREFIX.saturating_sub(line.len()).min(content.len());
                     line.extend_from_slice(&content[..keep]);
                     line.truncate(OVERSIZED_PREFIX);
                     line.shrink_to_fit();
@@ -105,13 +100,7 @@ mod tests {
     #[tokio::test]
     async fn splits_on_newline_only() {
         let got = frames(b"{\"a\":1}\n{\"b\":\r2}\r\n", 100).await;
-        assert_eq!(
-            got,
-            vec![
-                Frame::Line(b"{\"a\":1}\n".to_vec()),
-                Frame::Line(b"{\"b\":\r2}\r\n".to_vec())
-            ]
-        );
+        assert_eq!(got, vec![Frame::Line(b"{\"a\":1}\n".to_vec()), Frame::Line(b"{\"b\":\r2}\r\n".to_vec())]);
     }
 
     #[tokio::test]
@@ -123,13 +112,7 @@ mod tests {
         input.extend(b"ok\n");
         let got = frames(&input, 10).await;
         assert_eq!(got[0], Frame::Line([vec![b'x'; 10], vec![b'\n']].concat()));
-        assert_eq!(
-            got[1],
-            Frame::Oversized {
-                prefix: vec![b'y'; 11],
-                len: 11
-            }
-        );
+        assert_eq!(got[1], Frame::Oversized { prefix: vec![b'y'; 11], len: 11 });
         assert_eq!(got[2], Frame::Line(b"ok\n".to_vec()));
     }
 
@@ -140,25 +123,13 @@ mod tests {
         input.push(b'\n');
         input.extend(b"next\n");
         let got = frames(&input, 1000).await;
-        assert_eq!(
-            got[0],
-            Frame::Oversized {
-                prefix: vec![b'z'; OVERSIZED_PREFIX],
-                len: big
-            }
-        );
+        assert_eq!(got[0], Frame::Oversized { prefix: vec![b'z'; OVERSIZED_PREFIX], len: big });
         assert_eq!(got[1], Frame::Line(b"next\n".to_vec()));
     }
 
     #[tokio::test]
     async fn unterminated_tail_is_reported_not_passed_as_a_line() {
         let got = frames(b"one\ntwo", 100).await;
-        assert_eq!(
-            got,
-            vec![
-                Frame::Line(b"one\n".to_vec()),
-                Frame::Unterminated(b"two".to_vec())
-            ]
-        );
+        assert_eq!(got, vec![Frame::Line(b"one\n".to_vec()), Frame::Unterminated(b"two".to_vec())]);
     }
 }

@@ -18,9 +18,7 @@ pub enum Violation {
     Bom,
     #[error("the line is not valid UTF-8 (at byte {at})")]
     InvalidUtf8 { at: usize },
-    #[error(
-        "the line holds a raw carriage return at byte {at}; only one right before the newline is allowed"
-    )]
+    #[error("the line holds a raw carriage return at byte {at}; only one right before the newline is allowed")]
     RawCarriageReturn { at: usize },
     #[error("the line is not valid JSON: {0}")]
     Syntax(String),
@@ -59,19 +57,10 @@ pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     if let Some(at) = memchr::memchr(b'\r', body) {
         return Err(Violation::RawCarriageReturn { at });
     }
-    let text = std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 {
-        at: e.valid_up_to(),
-    })?;
+    let text = std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 { at: e.valid_up_to() })?;
     let found = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let result = Strict {
-        depth: 0,
-        max_depth,
-        found: &found,
-        top: true,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end());
+    let result = Strict { depth: 0, max_depth, found: &found, top: true }.deserialize(&mut de).and_then(|()| de.end());
     match (result, found.into_inner()) {
         (_, Some(violation)) => Err(violation),
         (Err(e), None) => Err(Violation::Syntax(e.to_string())),
@@ -95,27 +84,16 @@ impl Strict<'_> {
     }
 
     fn nested(&self) -> Strict<'_> {
-        Strict {
-            depth: self.depth + 1,
-            max_depth: self.max_depth,
-            found: self.found,
-            top: false,
-        }
+        Strict { depth: self.depth + 1, max_depth: self.max_depth, found: self.found, top: false }
     }
 
     fn scalar<E: serde::de::Error>(&self) -> Result<(), E> {
-        if self.top {
-            Err(self.fail(Violation::NotAnObject))
-        } else {
-            Ok(())
-        }
+        if self.top { Err(self.fail(Violation::NotAnObject)) } else { Ok(()) }
     }
 
     fn enter<E: serde::de::Error>(&self) -> Result<(), E> {
         if self.depth >= self.max_depth {
-            return Err(self.fail(Violation::TooDeep {
-                limit: self.max_depth,
-            }));
+            return Err(self.fail(Violation::TooDeep { limit: self.max_depth }));
         }
         Ok(())
     }
@@ -170,9 +148,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if keys.iter().any(|k| *k == key) {
-                return Err(self.fail(Violation::DuplicateKey {
-                    key: key.into_owned(),
-                }));
+                return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
             }
             keys.push(key);
             map.next_value_seed(self.nested())?;
@@ -187,10 +163,7 @@ struct Key;
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
@@ -219,39 +192,25 @@ mod tests {
 
     #[test]
     fn accepts_an_ordinary_message_with_one_trailing_cr() {
-        assert_eq!(
-            verdict(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r\n"),
-            Ok(())
-        );
+        assert_eq!(verdict(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r\n"), Ok(()));
     }
 
     #[test]
     fn duplicate_method_key_is_refused() {
         let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#;
-        assert_eq!(
-            verdict(line),
-            Err(Violation::DuplicateKey {
-                key: "method".into()
-            })
-        );
+        assert_eq!(verdict(line), Err(Violation::DuplicateKey { key: "method".into() }));
     }
 
     #[test]
     fn duplicate_key_deep_inside_arguments_is_refused() {
         let line = br#"{"params":{"arguments":{"a":{"path":"/ok","path":"/etc/passwd"}}}}"#;
-        assert_eq!(
-            verdict(line),
-            Err(Violation::DuplicateKey { key: "path".into() })
-        );
+        assert_eq!(verdict(line), Err(Violation::DuplicateKey { key: "path".into() }));
     }
 
     #[test]
     fn duplicate_key_spelled_with_an_escape_is_still_a_duplicate() {
         let line = br#"{"name":"a","n\u0061me":"b"}"#;
-        assert_eq!(
-            verdict(line),
-            Err(Violation::DuplicateKey { key: "name".into() })
-        );
+        assert_eq!(verdict(line), Err(Violation::DuplicateKey { key: "name".into() }));
     }
 
     #[test]
@@ -263,10 +222,7 @@ mod tests {
     #[test]
     fn bom_invalid_utf8_batch_scalar_and_trailing_data_are_refused() {
         assert_eq!(verdict(b"\xEF\xBB\xBF{}"), Err(Violation::Bom));
-        assert_eq!(
-            verdict(b"{\"a\":\"\xff\"}"),
-            Err(Violation::InvalidUtf8 { at: 6 })
-        );
+        assert_eq!(verdict(b"{\"a\":\"\xff\"}"), Err(Violation::InvalidUtf8 { at: 6 }));
         assert_eq!(verdict(b"[{\"id\":1}]"), Err(Violation::Batch));
         assert_eq!(verdict(b"17"), Err(Violation::NotAnObject));
         assert!(matches!(verdict(b"{} {}"), Err(Violation::Syntax(_))));
@@ -276,9 +232,6 @@ mod tests {
     fn nesting_is_limited() {
         // The limit counts containers: the object and seven arrays make eight.
         assert_eq!(verdict(b"{\"a\":[[[[[[[1]]]]]]]}"), Ok(()));
-        assert_eq!(
-            verdict(b"{\"a\":[[[[[[[[1]]]]]]]]}"),
-            Err(Violation::TooDeep { limit: 8 })
-        );
+        assert_eq!(verdict(b"{\"a\":[[[[[[[[1]]]]]]]]}"), Err(Violation::TooDeep { limit: 8 }));
     }
 }
