@@ -57,6 +57,9 @@ pub struct DecisionRecord<'a> {
     /// Why the verdict differs from the gate, when it does (e.g. no approval channel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,
+    /// The confidence the model reported, when the policy asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     pub policy: &'a str,
     pub waited_ms: u64,
 }

@@ -200,6 +200,7 @@ async fn run(args: RunArgs) -> i32 {
         command: args.command,
         server_name,
         policy,
+        policy_path: source.path().map(ToOwned::to_owned),
         audit_path,
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,

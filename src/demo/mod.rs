@@ -36,6 +36,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         command: vec![exe.into_os_string(), "demo-server".into()],
         server_name: "demo".into(),
         policy,
+        policy_path: None,
         audit_path: audit_path.clone(),
         max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
         max_depth: wire::DEFAULT_MAX_DEPTH,

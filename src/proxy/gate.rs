@@ -4,17 +4,17 @@
 //! human when no channel to one exists, or whose decision cannot be written to the audit log,
 //! is refused: toolgate fails closed and says why, to the model and on stderr.
 
-use super::Inbound;
 use super::session::{Pending, Session, Waiting, preview};
+use super::{Inbound, confidence};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::policy::{Call, Decision, Gate};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
 /// Decides one `tools/call` and forwards it or answers it.
-pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
+pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound) {
     // The line passed the strict check, so it is UTF-8.
     let text = std::str::from_utf8(&inbound.line).unwrap_or_default();
-    let params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
+    let mut params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
         Ok(params) => params,
         Err(why) => {
             tracing::warn!("refused a malformed tools/call: {why}: {}", preview(&inbound.line));
@@ -23,12 +23,16 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
         }
     };
     let policy = session.policy.clone();
+    // The confidence property toolgate added to the schema is read here and never forwarded.
+    let strips = (session.confidence_injected || policy.uses_confidence())
+        && !session.native_confidence.contains(&params.name);
+    let (stripped, confidence) = if strips { confidence::take(&mut params.arguments) } else { (false, None) };
     let decision = policy.decide(&Call {
         server: &session.server,
         tool: &params.name,
         arguments: &params.arguments,
         annotations: session.annotations.get(&params.name).copied(),
-        confidence: None,
+        confidence,
     });
     let (verdict, decided_by, note) = match decision.gate {
         Gate::Allow | Gate::Notify => (Verdict::Forwarded, DecidedBy::Policy, None),
@@ -47,6 +51,7 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
         verdict,
         decided_by,
         note,
+        confidence,
         policy: &policy.version,
         waited_ms: 0,
     };
@@ -70,6 +75,18 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
                 tracing::info!("notice: {} called `{}`{}", session.server, params.name, because(&decision));
             } else {
                 tracing::debug!("allowed `{}`{}", params.name, because(&decision));
+            }
+            if stripped {
+                // What is forwarded is what was decided on: the same arguments, re-encoded.
+                match confidence::rewrite_call(&inbound.line, &params.arguments) {
+                    Some(line) => inbound.line = line,
+                    None => {
+                        tracing::error!("cannot re-encode a call to `{}` without its confidence; refused", params.name);
+                        let text = format!("toolgate could not prepare this call to `{}`, so it was not run.", params.name);
+                        session.to_client(reply::refused_call(&id.to_value(), &text, stateless));
+                        return;
+                    }
+                }
             }
             session
                 .pending

@@ -7,7 +7,9 @@
 //! only the traffic going to it, and memory stays bounded.
 
 pub mod child;
+mod confidence;
 mod gate;
+mod reload;
 mod session;
 pub mod stdio;
 
@@ -35,6 +37,9 @@ const EOF_GRACE: Duration = Duration::from_millis(1000);
 const TERM_GRACE: Duration = Duration::from_millis(500);
 /// After the server exits, how long its output is still drained (a grandchild may hold it).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// How long the policy folder must be quiet after a change before the policy is reloaded
+/// (editors write a file in several steps).
+const RELOAD_SETTLE: Duration = Duration::from_millis(50);
 /// Bytes read but not yet written, per direction, before the reader waits.
 const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -45,6 +50,8 @@ pub struct Options {
     /// The server's name in rules and records (`--name`).
     pub server_name: String,
     pub policy: Policy,
+    /// The policy's file, watched for edits and reloaded on SIGHUP (`None`: the embedded default).
+    pub policy_path: Option<PathBuf>,
     pub audit_path: PathBuf,
     pub max_message_bytes: usize,
     pub max_depth: usize,
@@ -114,6 +121,16 @@ where
     }
     let mut session = Session::new(opts.server_name, Arc::new(opts.policy), audit, max, to_client, to_server);
 
+    let policy_path = opts.policy_path;
+    let mut watch = policy_path.as_deref().and_then(|p| match reload::PolicyWatch::start(p) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch {} for edits ({e}); send SIGHUP to reload it", p.display());
+            None
+        }
+    });
+    let mut reload_at: Option<Instant> = None;
+    let mut hangup = signal(SignalKind::hangup())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut client_open = true;
@@ -158,6 +175,17 @@ where
                     }
                 }
             },
+            Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
+            () = sleep_until(reload_at), if reload_at.is_some() => {
+                reload_at = None;
+                if let Some(path) = &policy_path {
+                    session.reload(path);
+                }
+            },
+            _ = hangup.recv() => match &policy_path {
+                Some(path) => session.reload(path),
+                None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
+            },
             () = sleep_until(drain_until), if drain_until.is_some() && server_open => {
                 tracing::debug!("server output still open after it exited; no longer waiting for it");
                 server_open = false;
@@ -196,6 +224,13 @@ fn stop(
     session.close_server_input();
     group.signal(Signal::SIGTERM);
     *escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
+}
+
+async fn next_change(watch: &mut Option<reload::PolicyWatch>) -> Option<()> {
+    match watch {
+        Some(w) => w.changed.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

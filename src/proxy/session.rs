@@ -1,7 +1,7 @@
 //! The dispatcher's state for one session: what is pending, what the server listed, and where
 //! each checked line goes. Every event passes through here, one at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -9,9 +9,9 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::{Inbound, Outgoing, Read, gate};
+use super::{Inbound, Outgoing, Read, confidence, gate};
 use crate::audit::{AuditLog, Outcome};
-use crate::policy::{Annotations, Policy};
+use crate::policy::{Annotations, Policy, lint};
 use crate::wire::envelope::readable_ids;
 use crate::wire::{Id, Kind, reply};
 
@@ -42,6 +42,10 @@ pub(super) struct Session {
     pub pending: HashMap<Id, Pending>,
     /// Each tool's hints, from the latest `tools/list`.
     pub annotations: HashMap<String, Annotations>,
+    /// Set once toolgate has added its confidence property to a `tools/list` answer.
+    pub confidence_injected: bool,
+    /// Tools whose own schema has a property named like toolgate's: their calls are not touched.
+    pub native_confidence: HashSet<String>,
 }
 
 impl Session {
@@ -62,6 +66,8 @@ impl Session {
             to_server: Some(to_server),
             pending: HashMap::new(),
             annotations: HashMap::new(),
+            confidence_injected: false,
+            native_confidence: HashSet::new(),
         }
     }
 
@@ -134,12 +140,14 @@ impl Session {
     pub fn from_server(&mut self, inbound: Inbound) {
         match &inbound.read {
             Read::Message(env) => {
+                let mut rewritten = None;
                 if let Kind::Response { id: Some(id), is_error } = &env.kind {
                     if let Some(pending) = self.pending.remove(id) {
-                        self.answered(pending, *is_error, &inbound.line);
+                        rewritten = self.answered(pending, *is_error, &inbound.line);
                     }
                 }
-                let _ = self.to_client.send(Outgoing { bytes: inbound.line, _credit: inbound._credit });
+                let bytes = rewritten.unwrap_or(inbound.line);
+                let _ = self.to_client.send(Outgoing { bytes, _credit: inbound._credit });
             }
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the server: {}: {}", refusal.reason, preview(&inbound.line));
@@ -177,8 +185,9 @@ impl Session {
         }
     }
 
-    /// Bookkeeping for a server's answer to a client request.
-    fn answered(&mut self, pending: Pending, is_error: bool, line: &[u8]) {
+    /// Bookkeeping for a server's answer to a client request; returns the line to send instead,
+    /// when toolgate rewrites the answer.
+    fn answered(&mut self, pending: Pending, is_error: bool, line: &[u8]) -> Option<Vec<u8>> {
         match pending.what {
             Waiting::ToolsCall { call } => {
                 let outcome = if is_error {
@@ -189,9 +198,19 @@ impl Session {
                     Outcome::Ok
                 };
                 self.audit.outcome(call, outcome, pending.since.elapsed());
+                None
             }
-            Waiting::ToolsList if !is_error => self.learn_tools(line),
-            Waiting::ToolsList | Waiting::Other => {}
+            Waiting::ToolsList if !is_error => {
+                self.learn_tools(line);
+                if !self.policy.uses_confidence() {
+                    return None;
+                }
+                let (rewritten, native) = confidence::inject(line)?;
+                self.confidence_injected = true;
+                self.native_confidence.extend(native);
+                Some(rewritten)
+            }
+            Waiting::ToolsList | Waiting::Other => None,
         }
     }
 
@@ -205,13 +224,33 @@ impl Session {
             #[serde(default)]
             tools: Vec<Value>,
         }
-        let Ok(response) = serde_json::from_slice::<Response>(line) else {
-            return;
-        };
+        let Ok(response) = serde_json::from_slice::<Response>(line) else { return };
+        let mut names = Vec::new();
         for tool in response.result.tools {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 self.annotations.insert(name.to_owned(), Annotations::from_tool(&tool));
+                names.push(name.to_owned());
             }
+        }
+        for warning in lint::unmatched_tools(&self.policy, &self.server, &names, false) {
+            tracing::warn!("policy {}: {}", self.policy.origin, warning.message);
+        }
+    }
+
+    /// Loads the policy file again; a policy that fails to load leaves the current one in force.
+    pub fn reload(&mut self, path: &std::path::Path) {
+        match Policy::load(path) {
+            Ok(policy) if policy.version == self.policy.version => {
+                tracing::debug!("policy {} unchanged ({})", path.display(), policy.version);
+            }
+            Ok(policy) => {
+                tracing::info!("policy reloaded: {} ({}, was {})", path.display(), policy.version, self.policy.version);
+                self.policy = Arc::new(policy);
+            }
+            Err(errors) => tracing::error!(
+                "the edited policy does not load; the previous policy ({}) stays in force:\n{errors}",
+                self.policy.version
+            ),
         }
     }
 
