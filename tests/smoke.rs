@@ -24,7 +24,11 @@ fn demo_server_session_through_the_real_binary() {
     assert!(p.wait().success());
     let log = std::fs::read_to_string(&audit).unwrap();
     let records: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let decisions: Vec<_> = records.iter().filter(|r| r["event"] == "decision").map(|r| (r["tool"].clone(), r["verdict"].clone())).collect();
+    let decisions: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"] == "decision")
+        .map(|r| (r["tool"].clone(), r["verdict"].clone()))
+        .collect();
     assert_eq!(decisions, vec![(json!("read_file"), json!("forwarded")), (json!("delete_file"), json!("refused"))]);
     assert!(records.iter().any(|r| r["event"] == "outcome" && r["outcome"] == "ok"));
 }

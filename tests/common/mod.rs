@@ -67,8 +67,16 @@ impl Peer {
     }
 
     pub fn start(mut cmd: Command) -> Peer {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stderr(Stdio::inherit());
+        Peer::start_with(cmd, |_| {})
+    }
+
+    /// Like [`Peer::start`], keeping the command's stderr setting and handing the child to
+    /// `setup` (to take its stderr, say) before stdout is read.
+    pub fn start_with(mut cmd: Command, setup: impl FnOnce(&mut Child)) -> Peer {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn");
+        setup(&mut child);
         let stdin = child.stdin.take();
         let stdout: ChildStdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();

@@ -1,0 +1,121 @@
+//! Live policy reload against a running proxy: an edit takes effect, a bad edit leaves the
+//! previous policy in force and says so, SIGHUP reloads, and the audit names each version.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use common::*;
+use serde_json::{Value, json};
+
+const DENY_READS: &str = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no reads\"\ntools = [\"read_file\"]\naction = \"deny\"\nreason = \"reads are off\"\n";
+const ALLOW_ALL: &str = "[settings]\ndefault_tier = \"low\"\n";
+
+/// toolgate in front of its demo server, with stderr captured line by line.
+fn start(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(toolgate());
+    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
+    cmd.arg("--").arg(toolgate()).arg("demo-server");
+    cmd.stderr(Stdio::piped());
+    let (tx, rx) = mpsc::channel();
+    let mut peer = Peer::start_with(cmd, |child| {
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("toolgate: {line}");
+                let _ = tx.send(line);
+            }
+        });
+    });
+    initialize(&mut peer, "2025-06-18");
+    (peer, rx)
+}
+
+/// Waits for a stderr line containing `needle`.
+fn wait_for(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = stderr.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no stderr line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn read(peer: &mut Peer, id: i64) -> Value {
+    peer.request(id, "tools/call", json!({"name": "read_file", "arguments": {"path": "a"}}))
+}
+
+fn refused(reply: &Value) -> bool {
+    reply["result"]["isError"] == json!(true)
+}
+
+/// Replaces the file the way editors do: write a new file, rename it over the old one.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn an_edited_policy_takes_effect_and_a_bad_edit_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), DENY_READS);
+    let audit = dir.path().join("audit.jsonl");
+    let (mut peer, stderr) = start(&policy, &audit);
+    assert!(refused(&read(&mut peer, 1)));
+
+    save(&policy, ALLOW_ALL);
+    wait_for(&stderr, "policy reloaded");
+    assert!(!refused(&read(&mut peer, 2)), "the edit did not take effect");
+
+    save(&policy, "[[rules]]\nname = \"broken\"\ntools = [\"read_file\"]\nacton = \"deny\"\n");
+    let line = wait_for(&stderr, "does not load");
+    assert!(line.contains("the previous policy (sha256:"), "{line}");
+    wait_for(&stderr, "4:1: unknown field `acton`");
+    assert!(!refused(&read(&mut peer, 3)), "a bad edit must leave the previous policy in force");
+
+    // Deleting the file is a failed load too: the policy in force stays.
+    std::fs::remove_file(&policy).unwrap();
+    wait_for(&stderr, "does not load");
+    assert!(!refused(&read(&mut peer, 4)));
+
+    save(&policy, DENY_READS);
+    wait_for(&stderr, "policy reloaded");
+    assert!(refused(&read(&mut peer, 5)));
+
+    peer.close_stdin();
+    assert!(peer.wait().success());
+    let versions: Vec<String> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "decision")
+        .map(|r| r["policy"].as_str().unwrap().to_owned())
+        .collect();
+    let deny = toolgate::policy::version_of(DENY_READS);
+    let allow = toolgate::policy::version_of(ALLOW_ALL);
+    assert_eq!(versions, vec![deny.clone(), allow.clone(), allow.clone(), allow, deny]);
+}
+
+#[test]
+fn sighup_reloads_a_policy_the_watcher_cannot_see() {
+    // The policy is a symlink into another folder: editing the target is invisible to the
+    // watcher on the link's folder, so only SIGHUP can bring the change in.
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = policy_file(elsewhere.path(), DENY_READS);
+    let link = dir.path().join("policy.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (mut peer, stderr) = start(&link, &dir.path().join("audit.jsonl"));
+    assert!(refused(&read(&mut peer, 1)));
+
+    std::fs::write(&target, ALLOW_ALL).unwrap();
+    assert!(refused(&read(&mut peer, 2)), "nothing should have reloaded yet");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(peer.child.id() as i32), nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    wait_for(&stderr, "policy reloaded");
+    assert!(!refused(&read(&mut peer, 3)));
+}
