@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cli;
 pub mod demo;
 pub mod explain;
+pub mod human;
 pub mod paths;
 pub mod policy;
 pub mod proxy;

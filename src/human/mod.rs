@@ -1,0 +1,101 @@
+//! Reaching the human: what a channel is shown when a call needs a person, and what the person
+//! can answer. Channels (the terminal today; MCP elicitation and `toolgate approve` later) only
+//! show and collect; the dispatcher owns every pending call, its timeout and its fate.
+
+pub mod terminal;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::policy::{Gate, Tier};
+
+/// One call waiting for a person, as a channel shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Identifies this request in answers and withdrawals; never reused in a process.
+    pub ticket: u64,
+    pub kind: Kind,
+    pub server: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub gate: Gate,
+    pub tier: Tier,
+    /// The rules that chose the gate, each with its reason.
+    pub rules: Vec<(String, Option<String>)>,
+    /// Why the call stopped, in one line (a rule's reason, a low confidence, ...).
+    pub reason: Option<String>,
+    /// When the request ends by itself: the approval timeout (`Approve`) or the end of the hold
+    /// (`Hold`).
+    pub deadline: Instant,
+    /// Whether the human can turn this answer into a policy rule.
+    pub remember: Remember,
+}
+
+/// What the person is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The call waits for a yes; it is denied at the deadline.
+    Approve,
+    /// The call runs at the deadline unless the person cancels it.
+    Hold,
+}
+
+/// Whether "remember" can write a rule for this call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remember {
+    /// This rule (TOML text, one `[[rules]]` table) would allow calls like this one, and may
+    /// be appended to this policy file.
+    Possible { policy: PathBuf, rule: String },
+    /// It cannot, and this says why (shown to the person).
+    Impossible(String),
+}
+
+/// A person's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Run this call.
+    AllowOnce,
+    /// Run this call and, for the rest of the session, calls of this tool that would ask.
+    AllowForSession,
+    /// The proposed rule was written into the policy file; run this call.
+    Remembered,
+    /// Do not run it; the reason, if given, goes to the model.
+    Deny { reason: Option<String> },
+    /// Run it with these arguments instead.
+    Edited(Map<String, Value>),
+}
+
+/// Why a request was taken back from a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// The approval timed out (the call is denied).
+    TimedOut,
+    /// The hold ran out (the call runs).
+    HoldElapsed,
+    /// The client cancelled the call.
+    Cancelled,
+    /// Another channel answered first.
+    AnsweredElsewhere,
+}
+
+/// What the dispatcher tells a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Show this request (after any already shown: one at a time, in order).
+    Offer(Request),
+    /// Stop showing this request, if it is still shown or queued.
+    Withdraw { ticket: u64, why: Withdrawn },
+    /// A one-line notice (a `notify` call ran).
+    Notice(String),
+}
+
+/// What a channel tells the dispatcher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Answered { ticket: u64, answer: Answer },
+    /// The channel can no longer show this request (the terminal went away or toolgate lost
+    /// the foreground); the dispatcher decides what happens to the call.
+    Lost { ticket: u64, why: String },
+}
