@@ -26,8 +26,23 @@ pub enum DecidedBy {
     Timeout,
     /// A hold ran out without being cancelled.
     Timer,
+    /// The client withdrew the call (`notifications/cancelled`) while it waited.
+    Client,
     /// toolgate itself, because it could not do what the policy asked (no channel, no audit).
     Toolgate,
+}
+
+impl DecidedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedBy::Policy => "policy",
+            DecidedBy::Human => "human",
+            DecidedBy::Timeout => "timeout",
+            DecidedBy::Timer => "timer",
+            DecidedBy::Client => "client",
+            DecidedBy::Toolgate => "toolgate",
+        }
+    }
 }
 
 /// What was done with the call.
@@ -38,6 +53,8 @@ pub enum Verdict {
     Forwarded,
     /// Answered by toolgate; the server never saw it.
     Refused,
+    /// Dropped without an answer (the client cancelled it); the server never saw it.
+    Dropped,
 }
 
 /// One decision, as written.
@@ -46,6 +63,9 @@ pub struct DecisionRecord<'a> {
     pub server: &'a str,
     pub tool: &'a str,
     pub arguments: &'a Map<String, Value>,
+    /// The arguments a person changed them to, when the call ran edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_arguments: Option<&'a Map<String, Value>>,
     pub request_id: Value,
     pub gate: Gate,
     pub tier: Tier,
@@ -54,6 +74,9 @@ pub struct DecisionRecord<'a> {
     pub reason: Option<&'a str>,
     pub verdict: Verdict,
     pub decided_by: DecidedBy,
+    /// Where a person answered: `terminal`, or `session` for a tool allowed earlier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
     /// Why the verdict differs from the gate, when it does (e.g. no approval channel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,

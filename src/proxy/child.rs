@@ -50,6 +50,17 @@ impl Server {
             // and so that a terminal's Ctrl-C reaches toolgate, which then stops it in order.
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: only signal(2), which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // toolgate ignores these so a background terminal read fails instead of stopping
+                // it; ignored signals survive exec, and the server should get the defaults.
+                for sig in [Signal::SIGTTIN, Signal::SIGTTOU] {
+                    nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)?;
+                }
+                Ok(())
+            });
+        }
         #[cfg(target_os = "linux")]
         {
             let parent = nix::unistd::getpid();

@@ -1,8 +1,15 @@
-//! The decision point: every `tools/call` request passes through [`call`], and nowhere else.
+//! The decision point: every `tools/call` request passes through [`call`], and every call ends
+//! in [`settle`]. Nowhere else is a call forwarded or refused.
 //!
-//! The policy says which gate the call meets; this module carries it out. A call that needs a
-//! human when no channel to one exists, or whose decision cannot be written to the audit log,
-//! is refused: toolgate fails closed and says why, to the model and on stderr.
+//! The policy says which gate the call meets; this module carries it out. Calls that need a
+//! person are handed to [`super::approval`] and settled when someone (or a timer) decides. A
+//! call that needs a human when no channel to one exists, or whose decision cannot be written to
+//! the audit log, is refused: toolgate fails closed and says why, to the model and on stderr.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use super::session::{Pending, Session, Waiting, preview};
 use super::{Inbound, confidence};
@@ -10,8 +17,36 @@ use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::policy::{Call, Decision, Gate};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
-/// Decides one `tools/call` and forwards it or answers it.
-pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound) {
+/// A call that has been decided by the policy and waits to be settled.
+pub(super) struct Decided {
+    pub id: Id,
+    pub inbound: Inbound,
+    pub params: CallToolParams,
+    pub decision: Decision,
+    pub confidence: Option<f64>,
+    /// The arguments lost toolgate's confidence property, so the line must be re-encoded.
+    pub stripped: bool,
+    pub since: Instant,
+}
+
+impl Decided {
+    pub fn stateless(&self) -> bool {
+        self.params.is_stateless_era()
+    }
+}
+
+/// How a call ends.
+pub(super) enum Settlement {
+    /// Forward it, with other arguments if a person edited them.
+    Forward { by: DecidedBy, channel: Option<&'static str>, note: Option<String>, edited: Option<Map<String, Value>> },
+    /// Answer it with a refusal the model reads.
+    Refuse { by: DecidedBy, channel: Option<&'static str>, note: Option<String>, text: String },
+    /// Drop it without an answer: the client withdrew it.
+    Drop { by: DecidedBy, note: String },
+}
+
+/// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
+pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
     // The line passed the strict check, so it is UTF-8.
     let text = std::str::from_utf8(&inbound.line).unwrap_or_default();
     let mut params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
@@ -24,8 +59,8 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: In
     };
     let policy = session.policy.clone();
     // The confidence property toolgate added to the schema is read here and never forwarded.
-    let strips = (session.confidence_injected || policy.uses_confidence())
-        && !session.native_confidence.contains(&params.name);
+    let strips =
+        (session.confidence_injected || policy.uses_confidence()) && !session.native_confidence.contains(&params.name);
     let (stripped, confidence) = if strips { confidence::take(&mut params.arguments) } else { (false, None) };
     let decision = policy.decide(&Call {
         server: &session.server,
@@ -34,76 +69,113 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: In
         annotations: session.annotations.get(&params.name).copied(),
         confidence,
     });
-    let (verdict, decided_by, note) = match decision.gate {
-        Gate::Allow | Gate::Notify => (Verdict::Forwarded, DecidedBy::Policy, None),
-        Gate::Deny => (Verdict::Refused, DecidedBy::Policy, None),
-        Gate::Hold | Gate::Ask | Gate::Queue => (Verdict::Refused, DecidedBy::Toolgate, Some(NO_CHANNEL)),
+    let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now() };
+    match call.decision.gate {
+        Gate::Allow => settle(session, call, Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None }),
+        Gate::Notify => {
+            let notice = format!("{} ran `{}`{}", session.server, call.params.name, because(&call.decision));
+            tracing::info!("notice: {notice}");
+            session.approvals.notice(notice);
+            settle(session, call, Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None })
+        }
+        Gate::Deny => {
+            let text = refusal_text(&call.params.name, &call.decision);
+            settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text })
+        }
+        Gate::Queue => {
+            let text = format!(
+                "toolgate parked this call to `{}` for human review{}, but the review queue is not available in \
+                 this version, so the call was not run. Tell the user that this call needs their review.",
+                call.params.name,
+                rules_clause(&call.decision)
+            );
+            let note = Some("the review queue is not available".to_owned());
+            settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text })
+        }
+        Gate::Ask if session.approvals.allowed_for_session(&call.params.name) && !call.decision.always_ask => {
+            let note = Some("the person allowed this tool for the session".to_owned());
+            settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: Some("session"), note, edited: None })
+        }
+        Gate::Ask | Gate::Hold => super::approval::hold(session, call),
+    }
+}
+
+/// Ends a call: writes its decision to the audit log, then forwards or answers it.
+pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) {
+    let policy = session.policy.clone();
+    let waited = call.since.elapsed();
+    let (verdict, by, channel, note, edited) = match &how {
+        Settlement::Forward { by, channel, note, edited } => (Verdict::Forwarded, *by, *channel, note.as_deref(), edited.as_ref()),
+        Settlement::Refuse { by, channel, note, .. } => (Verdict::Refused, *by, *channel, note.as_deref(), None),
+        Settlement::Drop { by, note } => (Verdict::Dropped, *by, None, Some(note.as_str()), None),
     };
     let record = DecisionRecord {
         server: &session.server,
-        tool: &params.name,
-        arguments: &params.arguments,
-        request_id: id.to_value(),
-        gate: decision.gate,
-        tier: decision.tier,
-        rules: DecisionRecord::rules_of(&decision),
-        reason: decision.reason.as_deref(),
+        tool: &call.params.name,
+        arguments: &call.params.arguments,
+        edited_arguments: edited,
+        request_id: call.id.to_value(),
+        gate: call.decision.gate,
+        tier: call.decision.tier,
+        rules: DecisionRecord::rules_of(&call.decision),
+        reason: call.decision.reason.as_deref(),
         verdict,
-        decided_by,
+        decided_by: by,
+        channel,
         note,
-        confidence,
+        confidence: call.confidence,
         policy: &policy.version,
-        waited_ms: 0,
+        waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
     };
-    let stateless = params.is_stateless_era();
+    let stateless = call.stateless();
+    let id = call.id.to_value();
     let call_no = match session.audit.decision(&record) {
         Ok(call_no) => call_no,
         Err(problem) => {
-            tracing::error!("{problem}; refused {} without forwarding it", params.name);
-            let text = format!(
-                "toolgate refused this call to `{}` because it could not write its audit log ({problem}). \
-                 The call was not run. Tell the user.",
-                params.name
-            );
-            session.to_client(reply::refused_call(&id.to_value(), &text, stateless));
+            tracing::error!("{problem}; refused `{}` without forwarding it", call.params.name);
+            if !matches!(how, Settlement::Drop { .. }) {
+                let text = format!(
+                    "toolgate refused this call to `{}` because it could not write its audit log ({problem}). \
+                     The call was not run. Tell the user.",
+                    call.params.name
+                );
+                session.to_client(reply::refused_call(&id, &text, stateless));
+            }
             return;
         }
     };
-    match verdict {
-        Verdict::Forwarded => {
-            if decision.gate == Gate::Notify {
-                tracing::info!("notice: {} called `{}`{}", session.server, params.name, because(&decision));
+    match how {
+        Settlement::Forward { by, edited, .. } => {
+            if by != DecidedBy::Policy {
+                tracing::info!("`{}` runs: decided by {}{}", call.params.name, by.as_str(), wait_clause(waited));
             } else {
-                tracing::debug!("allowed `{}`{}", params.name, because(&decision));
+                tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            if stripped {
-                // What is forwarded is what was decided on: the same arguments, re-encoded.
-                match confidence::rewrite_call(&inbound.line, &params.arguments) {
-                    Some(line) => inbound.line = line,
+            let arguments = edited.as_ref().unwrap_or(&call.params.arguments);
+            if call.stripped || edited.is_some() {
+                // What is forwarded is what was decided on: those arguments, re-encoded.
+                match confidence::rewrite_call(&call.inbound.line, arguments) {
+                    Some(line) => call.inbound.line = line,
                     None => {
-                        tracing::error!("cannot re-encode a call to `{}` without its confidence; refused", params.name);
-                        let text = format!("toolgate could not prepare this call to `{}`, so it was not run.", params.name);
-                        session.to_client(reply::refused_call(&id.to_value(), &text, stateless));
+                        tracing::error!("cannot re-encode a call to `{}`; refused", call.params.name);
+                        let text = format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
+                        session.to_client(reply::refused_call(&id, &text, stateless));
                         return;
                     }
                 }
             }
-            session
-                .pending
-                .insert(id, Pending { what: Waiting::ToolsCall { call: call_no }, since: tokio::time::Instant::now() });
-            session.forward_to_server(inbound);
+            session.pending.insert(call.id, Pending { what: Waiting::ToolsCall { call: call_no }, since: call.since });
+            session.forward_to_server(call.inbound);
         }
-        Verdict::Refused => {
-            let text = refusal_text(&params.name, &decision);
-            tracing::warn!("refused `{}`: {text}", params.name);
-            session.to_client(reply::refused_call(&id.to_value(), &text, stateless));
+        Settlement::Refuse { text, .. } => {
+            tracing::warn!("refused `{}`: {text}", call.params.name);
+            session.to_client(reply::refused_call(&id, &text, stateless));
         }
+        Settlement::Drop { note, .. } => tracing::info!("dropped `{}`: {note}", call.params.name),
     }
 }
 
-const NO_CHANNEL: &str = "needs a human, and no approval channel is available";
-
-/// What the model reads when toolgate refuses a call.
+/// What the model reads when the policy refuses a call, or when no person can be asked.
 pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
     match decision.gate {
         Gate::Deny => format!(
@@ -124,7 +196,7 @@ pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
 }
 
 /// `(rule "a", "b")`, naming the rules that chose the gate.
-fn rules_clause(decision: &Decision) -> String {
+pub(super) fn rules_clause(decision: &Decision) -> String {
     let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
     match rules.len() {
         0 => String::new(),
@@ -139,4 +211,8 @@ fn because(decision: &Decision) -> String {
         out.push_str(&format!(": {reason}"));
     }
     out
+}
+
+fn wait_clause(waited: Duration) -> String {
+    if waited < Duration::from_millis(1) { String::new() } else { format!(" after {:.1}s", waited.as_secs_f64()) }
 }

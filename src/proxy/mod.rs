@@ -6,6 +6,7 @@
 //! and each reader waits for byte credit from its own direction's writer, so a slow peer slows
 //! only the traffic going to it, and memory stays bounded.
 
+mod approval;
 pub mod child;
 mod confidence;
 mod gate;
@@ -119,7 +120,18 @@ where
     if let Some(problem) = audit.unavailable() {
         tracing::error!("{problem}; every tools/call will be refused");
     }
-    let mut session = Session::new(opts.server_name, Arc::new(opts.policy), audit, max, to_client, to_server);
+    let (human_tx, mut from_human) = mpsc::unbounded_channel();
+    let approvals = approval::Approvals::new(human_tx);
+    let mut session = Session::new(
+        opts.server_name,
+        Arc::new(opts.policy),
+        audit,
+        max,
+        to_client,
+        to_server,
+        approvals,
+        opts.policy_path.clone(),
+    );
 
     let policy_path = opts.policy_path;
     let mut watch = policy_path.as_deref().and_then(|p| match reload::PolicyWatch::start(p) {
@@ -143,12 +155,14 @@ where
 
     while server_open || status.is_none() {
         let escalate_at = escalation.map(|(at, _)| at);
+        let approvals_wake = session.approvals.next_wakeup();
         tokio::select! {
             inbound = from_client.recv(), if client_open => match inbound {
                 Some(inbound) => session.from_client(inbound),
                 None => {
                     tracing::debug!("client closed its side; closing the server's stdin");
                     client_open = false;
+                    session.abandon_held("the client closed its side");
                     session.close_server_input();
                     escalation.get_or_insert((Instant::now() + EOF_GRACE, Signal::SIGTERM));
                 }
@@ -175,6 +189,8 @@ where
                     }
                 }
             },
+            Some(event) = from_human.recv() => approval::on_event(&mut session, event),
+            () = sleep_until(approvals_wake), if approvals_wake.is_some() => approval::on_timer(&mut session),
             Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
             () = sleep_until(reload_at), if reload_at.is_some() => {
                 reload_at = None;
@@ -221,6 +237,7 @@ fn stop(
 ) {
     tracing::info!("stopping on signal; stopping the server");
     stopped_by.get_or_insert(code);
+    session.abandon_held("toolgate was stopped by a signal");
     session.close_server_input();
     group.signal(Signal::SIGTERM);
     *escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
+use super::approval::{self, Approvals};
 use super::{Inbound, Outgoing, Read, confidence, gate};
 use crate::audit::{AuditLog, Outcome};
 use crate::policy::{Annotations, Policy, lint};
@@ -46,6 +47,10 @@ pub(super) struct Session {
     pub confidence_injected: bool,
     /// Tools whose own schema has a property named like toolgate's: their calls are not touched.
     pub native_confidence: HashSet<String>,
+    /// Calls waiting for a person.
+    pub approvals: Approvals,
+    /// The policy's file, for "remember" proposals (`None`: the embedded default).
+    pub policy_path: Option<std::path::PathBuf>,
 }
 
 impl Session {
@@ -56,6 +61,8 @@ impl Session {
         max_message_bytes: usize,
         to_client: UnboundedSender<Outgoing>,
         to_server: UnboundedSender<Outgoing>,
+        approvals: Approvals,
+        policy_path: Option<std::path::PathBuf>,
     ) -> Self {
         Session {
             server,
@@ -68,6 +75,8 @@ impl Session {
             annotations: HashMap::new(),
             confidence_injected: false,
             native_confidence: HashSet::new(),
+            approvals,
+            policy_path,
         }
     }
 
@@ -102,6 +111,13 @@ impl Session {
                     let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
                     self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
                     self.forward_to_server(inbound);
+                }
+                Kind::Notification { method } if method == "notifications/cancelled" => {
+                    // A cancellation of a held call ends it here; the server never saw the call.
+                    let held = cancelled_request(&inbound.line).is_some_and(|id| approval::cancelled(self, &id));
+                    if !held {
+                        self.forward_to_server(inbound);
+                    }
                 }
                 Kind::Notification { method } if method == "tools/call" => {
                     tracing::warn!(
@@ -254,8 +270,14 @@ impl Session {
         }
     }
 
+    /// Ends every call still waiting for a person: the client or the server is gone.
+    pub fn abandon_held(&mut self, why: &str) {
+        approval::abandon_all(self, why);
+    }
+
     /// Answers every request the server will now never answer.
     pub fn fail_pending(&mut self, status: i32) {
+        self.abandon_held("the session ended");
         let message = format!("the MCP server exited (status {status}) before answering");
         for (id, pending) in std::mem::take(&mut self.pending) {
             if let Waiting::ToolsCall { call } = pending.what {
@@ -264,6 +286,20 @@ impl Session {
             self.to_client(reply::error(&id.to_value(), -32000, &message));
         }
     }
+}
+
+/// The `requestId` of a `notifications/cancelled`.
+fn cancelled_request(line: &[u8]) -> Option<Id> {
+    #[derive(Deserialize)]
+    struct Note {
+        params: Params,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "requestId")]
+        request_id: Value,
+    }
+    Id::from_value(&serde_json::from_slice::<Note>(line).ok()?.params.request_id)
 }
 
 /// Whether a `tools/call` result says `isError: true`.

@@ -1,0 +1,103 @@
+//! "Remember this": the rule that would let calls like an approved one run without asking.
+//!
+//! Under strictest-wins a new rule can never loosen what another rule asks for, so a rule is
+//! only proposed when no rule chose the gate (the default tier or the tool's annotations did);
+//! otherwise the person is told which rule to edit.
+
+use std::path::Path;
+
+use super::{Basis, Decision, Gate, Policy};
+use crate::human::Remember;
+
+/// What "remember" can do for a call the policy sent to a human.
+pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, decision: &Decision) -> Remember {
+    let Some(path) = path else {
+        return Remember::Impossible(
+            "the embedded default policy has no file to write to; run with --policy FILE to remember rules".into(),
+        );
+    };
+    if decision.confidence.is_some_and(|c| c.escalated) {
+        return Remember::Impossible("the call was asked because the model was not confident enough; a rule cannot change that".into());
+    }
+    if decision.basis == Basis::Rules {
+        let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
+        if rules.is_empty() {
+            return Remember::Impossible("the autonomy level asks for every call; change `autonomy` in the policy".into());
+        }
+        return Remember::Impossible(format!(
+            "rule {} asks for this call, and a new rule cannot loosen it (the strictest rule wins); edit that rule in {}",
+            rules.join(", "),
+            path.display()
+        ));
+    }
+    if decision.gate > Gate::Ask || decision.always_ask {
+        return Remember::Impossible("this call cannot be allowed by a rule".into());
+    }
+    let base = format!("allow {tool} on {server}");
+    let taken = |n: &str| policy.rules.rules().iter().any(|r| &*r.name == n);
+    let name = (1..).map(|i| if i == 1 { base.clone() } else { format!("{base} ({i})") }).find(|n| !taken(n)).unwrap_or(base);
+    let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
+    let literal = |v: &str| s(&escape_glob(v));
+    let rule = format!(
+        "[[rules]]\nname = {}\nservers = [{}]\ntools = [{}]\ntier = \"low\"\nexamples = [{{ tool = {}, server = {} }}]\n",
+        s(&name),
+        literal(server),
+        literal(tool),
+        s(tool),
+        s(server)
+    );
+    Remember::Possible { policy: path.to_owned(), rule }
+}
+
+/// A glob that matches exactly this name.
+fn escape_glob(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::policy::Call;
+
+    fn decide(policy: &Policy, tool: &str) -> Decision {
+        let args = Map::new();
+        policy.decide(&Call { server: "fs", tool, arguments: &args, annotations: None, confidence: None })
+    }
+
+    #[test]
+    fn proposes_an_exact_rule_that_loads_and_allows_the_call() {
+        let text = "[settings]\ndefault_tier = \"high\"\n[[rules]]\nname = \"allow odd*tool on fs\"\ntools = [\"x\"]\ntier = \"low\"\n";
+        let policy = Policy::from_toml(text, "p.toml").unwrap();
+        let decision = decide(&policy, "odd*tool");
+        let Remember::Possible { rule, .. } = proposal(&policy, Some(Path::new("p.toml")), "fs", "odd*tool", &decision) else {
+            panic!("expected a proposal");
+        };
+        assert_eq!(
+            rule,
+            "[[rules]]\nname = \"allow odd*tool on fs (2)\"\nservers = [\"fs\"]\ntools = ['odd\\*tool']\ntier = \"low\"\nexamples = [{ tool = \"odd*tool\", server = \"fs\" }]\n"
+        );
+        let extended = Policy::from_toml(&format!("{text}{rule}"), "p.toml").unwrap();
+        assert_eq!(decide(&extended, "odd*tool").gate, Gate::Allow);
+        assert_eq!(decide(&extended, "oddXtool").gate, Gate::Ask);
+    }
+
+    #[test]
+    fn refuses_when_a_rule_asked_or_there_is_no_file() {
+        let policy = Policy::from_toml("[[rules]]\nname = \"money\"\ntools = [\"pay\"]\ntier = \"high\"\n", "p.toml").unwrap();
+        let decision = decide(&policy, "pay");
+        assert!(matches!(
+            proposal(&policy, Some(Path::new("p.toml")), "fs", "pay", &decision),
+            Remember::Impossible(why) if why.starts_with("rule \"money\" asks for this call")
+        ));
+        assert!(matches!(proposal(&policy, None, "fs", "pay", &decision), Remember::Impossible(_)));
+    }
+}

@@ -1,0 +1,282 @@
+//! Calls waiting for a person. The dispatcher owns them here: their deadlines (the approval
+//! timeout, the end of a hold), the progress sent to clients while they wait, and their fate
+//! when a person answers, the client cancels, or time runs out. Channels only show and collect.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use super::gate::{self, Decided, Settlement};
+use super::session::Session;
+use crate::audit::DecidedBy;
+use crate::human::terminal::{self, Terminal};
+use crate::human::{Answer, Command, Event, Kind, Request, Withdrawn};
+use crate::policy::{Gate, remember};
+use crate::wire::Id;
+
+/// How often a waiting call with a progress token reports progress to the client.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the terminal channel in audit records.
+const TERMINAL: &str = "terminal";
+
+struct Held {
+    call: Decided,
+    kind: Kind,
+    deadline: Instant,
+    progress: Option<Progress>,
+}
+
+struct Progress {
+    token: Value,
+    next: Instant,
+    count: u64,
+}
+
+/// Every call waiting for a person, and the channels that can reach one.
+pub(super) struct Approvals {
+    held: HashMap<u64, Held>,
+    by_request: HashMap<Id, u64>,
+    next_ticket: u64,
+    /// Tools a person allowed for the rest of the session.
+    session_tools: HashSet<String>,
+    terminal: Option<Terminal>,
+    events: UnboundedSender<Event>,
+}
+
+impl Approvals {
+    pub fn new(events: UnboundedSender<Event>) -> Self {
+        Approvals {
+            held: HashMap::new(),
+            by_request: HashMap::new(),
+            next_ticket: 1,
+            session_tools: HashSet::new(),
+            terminal: None,
+            events,
+        }
+    }
+
+    pub fn allowed_for_session(&self, tool: &str) -> bool {
+        self.session_tools.contains(tool)
+    }
+
+    /// The earliest moment something held needs attention.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.held.values().flat_map(|h| [Some(h.deadline), h.progress.as_ref().map(|p| p.next)]).flatten().min()
+    }
+
+    /// A one-line notice, shown on the terminal when one is usable.
+    pub fn notice(&mut self, text: String) {
+        if let Ok(terminal) = self.terminal() {
+            terminal.send(Command::Notice(text));
+        }
+    }
+
+    /// The terminal channel, started on first use, when toolgate may prompt on it now.
+    fn terminal(&mut self) -> Result<&Terminal, String> {
+        terminal::available().map_err(|e| e.to_string())?;
+        if self.terminal.is_none() {
+            let started = Terminal::start(self.events.clone()).map_err(|e| format!("cannot open the terminal: {e}"))?;
+            self.terminal = Some(started);
+        }
+        self.terminal.as_ref().ok_or_else(|| "no terminal".to_owned())
+    }
+
+    fn withdraw(&mut self, ticket: u64, why: Withdrawn) {
+        if let Some(t) = &self.terminal {
+            t.send(Command::Withdraw { ticket, why });
+        }
+    }
+
+    fn take(&mut self, ticket: u64) -> Option<Held> {
+        let held = self.held.remove(&ticket)?;
+        self.by_request.remove(&held.call.id);
+        Some(held)
+    }
+}
+
+/// Holds a call that needs a person and offers it on every live channel; with none, refuses it
+/// at once and says how to get asked next time.
+pub(super) fn hold(session: &mut Session, call: Decided) {
+    let kind = if call.decision.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
+    let wait = match kind {
+        Kind::Hold => call.decision.hold.unwrap_or_default(),
+        Kind::Approve => session.policy.settings.approval_timeout,
+    };
+    let deadline = Instant::now() + wait;
+    let ticket = session.approvals.next_ticket;
+    session.approvals.next_ticket += 1;
+    let request = Request {
+        ticket,
+        kind,
+        server: session.server.clone(),
+        tool: call.params.name.clone(),
+        arguments: call.params.arguments.clone(),
+        gate: call.decision.gate,
+        tier: call.decision.tier,
+        rules: call
+            .decision
+            .matched
+            .iter()
+            .filter(|m| m.gate == Some(call.decision.gate))
+            .map(|m| (m.rule.clone(), m.reason.clone()))
+            .collect(),
+        reason: call.decision.reason.clone(),
+        deadline: deadline.into_std(),
+        remember: remember::proposal(
+            &session.policy,
+            session.policy_path.as_deref(),
+            &session.server,
+            &call.params.name,
+            &call.decision,
+        ),
+    };
+    let terminal = match session.approvals.terminal() {
+        Ok(terminal) => terminal,
+        Err(why) => {
+            let text = format!(
+                "{} No person could be asked: {why}. To be asked, run the agent and toolgate in a terminal \
+                 you are using.",
+                gate::refusal_text(&call.params.name, &call.decision)
+            );
+            let note = Some(format!("needs a human, and no approval channel is available: {why}"));
+            gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+            return;
+        }
+    };
+    terminal.send(Command::Offer(request));
+    tracing::info!(
+        "`{}` waits for a person ({}) on the terminal{}",
+        call.params.name,
+        call.decision.gate.as_str(),
+        gate::rules_clause(&call.decision)
+    );
+    let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
+    session.approvals.by_request.insert(call.id.clone(), ticket);
+    session.approvals.held.insert(ticket, Held { call, kind, deadline, progress });
+}
+
+/// A channel's answer.
+pub(super) fn on_event(session: &mut Session, event: Event) {
+    match event {
+        Event::Answered { ticket, answer } => {
+            let Some(held) = session.approvals.take(ticket) else { return };
+            session.approvals.withdraw_elsewhere(ticket);
+            let tool = held.call.params.name.clone();
+            let channel = Some(TERMINAL);
+            let settlement = match answer {
+                Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
+                Answer::AllowForSession => {
+                    session.approvals.session_tools.insert(tool.clone());
+                    let note = Some("allowed this tool for the rest of the session".to_owned());
+                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
+                }
+                Answer::Remembered => {
+                    let note = Some("remembered as a rule in the policy file".to_owned());
+                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
+                }
+                Answer::Edited(arguments) => {
+                    let note = Some("the person edited the arguments".to_owned());
+                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
+                }
+                Answer::Deny { reason } => {
+                    let (what, verb) = match held.kind {
+                        Kind::Hold => ("held call", "cancelled"),
+                        Kind::Approve => ("call", "declined"),
+                    };
+                    let said = reason.as_deref().map(|r| format!(" They said: {r}")).unwrap_or_default();
+                    let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
+                    Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
+                }
+            };
+            gate::settle(session, held.call, settlement);
+        }
+        Event::Lost { ticket, why } => {
+            let Some(held) = session.approvals.take(ticket) else { return };
+            let text = format!(
+                "{} The terminal could no longer be used: {why}.",
+                gate::refusal_text(&held.call.params.name, &held.call.decision)
+            );
+            let note = Some(format!("the terminal was lost: {why}"));
+            gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+        }
+    }
+}
+
+impl Approvals {
+    /// Other channels would be told here that this request was answered (only the terminal
+    /// exists so far, and it answered).
+    fn withdraw_elsewhere(&mut self, _ticket: u64) {}
+}
+
+/// Time passed: ends what ran out of time and reports progress for what still waits.
+pub(super) fn on_timer(session: &mut Session) {
+    let now = Instant::now();
+    let expired: Vec<u64> = session.approvals.held.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
+    for ticket in expired {
+        let Some(held) = session.approvals.take(ticket) else { continue };
+        let tool = held.call.params.name.clone();
+        match held.kind {
+            Kind::Hold => {
+                session.approvals.withdraw(ticket, Withdrawn::HoldElapsed);
+                gate::settle(session, held.call, Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None });
+            }
+            Kind::Approve => {
+                session.approvals.withdraw(ticket, Withdrawn::TimedOut);
+                let waited = session.policy.settings.approval_timeout;
+                let text = format!(
+                    "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",
+                    humantime::format_duration(waited)
+                );
+                gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Timeout, channel: None, note: None, text });
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    for held in session.approvals.held.values_mut() {
+        let Some(progress) = held.progress.as_mut().filter(|p| p.next <= now) else { continue };
+        progress.count += 1;
+        progress.next = now + PROGRESS_EVERY;
+        let left = held.deadline.saturating_duration_since(now).as_secs();
+        let message = match held.kind {
+            Kind::Approve => format!("toolgate: waiting for a person to approve `{}` ({left}s left)", held.call.params.name),
+            Kind::Hold => format!("toolgate: `{}` runs in {left}s unless a person cancels it", held.call.params.name),
+        };
+        notes.push(json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": progress.token, "progress": progress.count, "message": message},
+        }));
+    }
+    for note in notes {
+        let mut line = note.to_string().into_bytes();
+        line.push(b'\n');
+        session.to_client(line);
+    }
+}
+
+/// The client cancelled a request; true when it was a held call (which is then dropped and
+/// withdrawn from every channel, and never reaches the server).
+pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
+    let Some(&ticket) = session.approvals.by_request.get(request) else { return false };
+    let Some(held) = session.approvals.take(ticket) else { return false };
+    session.approvals.withdraw(ticket, Withdrawn::Cancelled);
+    let note = "the client cancelled the call while it waited".to_owned();
+    gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
+    true
+}
+
+/// Ends every waiting call: the session is ending.
+pub(super) fn abandon_all(session: &mut Session, why: &str) {
+    let tickets: Vec<u64> = session.approvals.held.keys().copied().collect();
+    for ticket in tickets {
+        let Some(held) = session.approvals.take(ticket) else { continue };
+        session.approvals.withdraw(ticket, Withdrawn::Cancelled);
+        let text = format!("toolgate stopped before a person answered ({why}); the call to `{}` was not run.", held.call.params.name);
+        let note = Some(why.to_owned());
+        gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+    }
+}
