@@ -75,6 +75,14 @@ impl Peer {
     /// `setup` (to take its stderr, say) before stdout is read.
     pub fn start_with(mut cmd: Command, setup: impl FnOnce(&mut Child)) -> Peer {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // A new session has no controlling terminal, so toolgate never prompts on the terminal
+        // of whoever runs the tests (tests/common/pty.rs gives it one on purpose).
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+            });
+        }
         let mut child = cmd.spawn().expect("spawn");
         setup(&mut child);
         let stdin = child.stdin.take();
