@@ -88,7 +88,6 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
             (false, _) => writeln!(out, "  not run. The model reads: {text}\n")?,
         }
     }
-    drop(request);
     // End of input tells the proxy the session is over; it stops the server and returns.
     to_proxy.shutdown().await?;
     let code = proxy.await.map_err(std::io::Error::other)??;

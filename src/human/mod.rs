@@ -82,6 +82,7 @@ pub enum Withdrawn {
 
 /// What the dispatcher tells a channel.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::large_enum_variant, reason = "a few commands per approval; boxing buys nothing")]
 pub enum Command {
     /// Show this request (after any already shown: one at a time, in order).
     Offer(Request),

@@ -158,7 +158,7 @@ where
         let approvals_wake = session.approvals.next_wakeup();
         tokio::select! {
             inbound = from_client.recv(), if client_open => match inbound {
-                Some(inbound) => session.from_client(inbound),
+                Some(inbound) => session.on_client(inbound),
                 None => {
                     tracing::debug!("client closed its side; closing the server's stdin");
                     client_open = false;
@@ -168,7 +168,7 @@ where
                 }
             },
             inbound = from_server.recv(), if server_open => match inbound {
-                Some(inbound) => session.from_server(inbound),
+                Some(inbound) => session.on_server(inbound),
                 None => server_open = false,
             },
             exited = child.wait(), if status.is_none() => {

@@ -54,6 +54,7 @@ pub(super) struct Session {
 }
 
 impl Session {
+    #[expect(clippy::too_many_arguments, reason = "called once, by the dispatcher, with every part named")]
     pub fn new(
         server: String,
         policy: Arc<Policy>,
@@ -100,7 +101,7 @@ impl Session {
         self.to_server = None;
     }
 
-    pub fn from_client(&mut self, inbound: Inbound) {
+    pub fn on_client(&mut self, inbound: Inbound) {
         match &inbound.read {
             Read::Message(env) => match &env.kind {
                 Kind::Request { id, method } if method == "tools/call" => {
@@ -153,14 +154,14 @@ impl Session {
         }
     }
 
-    pub fn from_server(&mut self, inbound: Inbound) {
+    pub fn on_server(&mut self, inbound: Inbound) {
         match &inbound.read {
             Read::Message(env) => {
                 let mut rewritten = None;
-                if let Kind::Response { id: Some(id), is_error } = &env.kind {
-                    if let Some(pending) = self.pending.remove(id) {
-                        rewritten = self.answered(pending, *is_error, &inbound.line);
-                    }
+                if let Kind::Response { id: Some(id), is_error } = &env.kind
+                    && let Some(pending) = self.pending.remove(id)
+                {
+                    rewritten = self.answered(pending, *is_error, &inbound.line);
                 }
                 let bytes = rewritten.unwrap_or(inbound.line);
                 let _ = self.to_client.send(Outgoing { bytes, _credit: inbound._credit });

@@ -147,7 +147,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
         // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            if keys.iter().any(|k| *k == key) {
+            if keys.contains(&key) {
                 return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
             }
             keys.push(key);
