@@ -59,7 +59,17 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         Err(std::io::Error::other("the proxy closed before answering"))
     };
 
-    writeln!(out, "toolgate demo: a pretend server behind the gate, under the embedded default policy.\n")?;
+    writeln!(out, "toolgate demo: a pretend server behind the gate, under the embedded default policy.")?;
+    match crate::human::terminal::available() {
+        Ok(()) => writeln!(
+            out,
+            "Calls that need you are asked right here: read the prompt, then type a key and Enter.\n"
+        )?,
+        Err(why) => writeln!(
+            out,
+            "No terminal to ask you on ({why}), so calls that need a person are refused: toolgate fails closed.\n"
+        )?,
+    }
     let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "toolgate-demo-client", "version": "1"}});
     request("initialize", init).await?;
     let listed = request("tools/list", json!({})).await?;
