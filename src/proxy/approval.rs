@@ -1,6 +1,9 @@
 //! Calls waiting for a person. The dispatcher owns them here: their deadlines (the approval
 //! timeout, the end of a hold), the progress sent to clients while they wait, and their fate
 //! when a person answers, the client cancels, or time runs out. Channels only show and collect.
+//!
+//! A waiting call is offered on every live channel at once (the terminal, and MCP elicitation
+//! when the client offers it); the first answer wins and the other channels are withdrawn.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -9,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
+use super::elicit;
 use super::gate::{self, Decided, Settlement};
 use super::session::Session;
 use crate::audit::DecidedBy;
@@ -20,14 +24,19 @@ use crate::wire::Id;
 /// How often a waiting call with a progress token reports progress to the client.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// The name of the terminal channel in audit records.
+/// The names of the channels in audit records.
 const TERMINAL: &str = "terminal";
+const ELICITATION: &str = "elicitation";
 
 struct Held {
     call: Decided,
     kind: Kind,
     deadline: Instant,
     progress: Option<Progress>,
+    /// Shown (or queued) on the terminal.
+    on_terminal: bool,
+    /// The id of toolgate's `elicitation/create` to the client, while it is open.
+    elicitation: Option<Id>,
 }
 
 struct Progress {
@@ -45,6 +54,9 @@ pub(super) struct Approvals {
     session_tools: HashSet<String>,
     terminal: Option<Terminal>,
     events: UnboundedSender<Event>,
+    /// toolgate's open elicitations, by request id.
+    elicitations: HashMap<Id, u64>,
+    pub elicit_ids: elicit::Ids,
 }
 
 impl Approvals {
@@ -56,7 +68,14 @@ impl Approvals {
             session_tools: HashSet::new(),
             terminal: None,
             events,
+            elicitations: HashMap::new(),
+            elicit_ids: elicit::Ids::new(),
         }
+    }
+
+    /// Whether toolgate has an elicitation open under this id.
+    pub fn elicitation_open(&self, id: &Id) -> bool {
+        self.elicitations.contains_key(id)
     }
 
     pub fn allowed_for_session(&self, tool: &str) -> bool {
@@ -85,16 +104,34 @@ impl Approvals {
         self.terminal.as_ref().ok_or_else(|| "no terminal".to_owned())
     }
 
-    fn withdraw(&mut self, ticket: u64, why: Withdrawn) {
-        if let Some(t) = &self.terminal {
-            t.send(Command::Withdraw { ticket, why });
-        }
-    }
-
     fn take(&mut self, ticket: u64) -> Option<Held> {
         let held = self.held.remove(&ticket)?;
         self.by_request.remove(&held.call.id);
+        if let Some(id) = &held.elicitation {
+            self.elicitations.remove(id);
+        }
         Some(held)
+    }
+}
+
+/// Takes a request back from every channel it is still offered on, except `answered_on`.
+fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answered_on: Option<&str>) {
+    if held.on_terminal
+        && answered_on != Some(TERMINAL)
+        && let Some(t) = &session.approvals.terminal
+    {
+        t.send(Command::Withdraw { ticket, why });
+    }
+    if let Some(id) = &held.elicitation
+        && answered_on != Some(ELICITATION)
+    {
+        let reason = match why {
+            Withdrawn::TimedOut => "toolgate: nobody answered in time; the call was denied",
+            Withdrawn::HoldElapsed => "toolgate: the hold ran out; the call ran",
+            Withdrawn::Cancelled => "toolgate: the call was withdrawn",
+            Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
+        };
+        session.to_client(elicit::cancel_line(id, reason));
     }
 }
 
@@ -134,67 +171,65 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
             &call.decision,
         ),
     };
-    let terminal = match session.approvals.terminal() {
-        Ok(terminal) => terminal,
+    let mut absent = Vec::new();
+    let on_terminal = match session.approvals.terminal() {
+        Ok(terminal) => {
+            terminal.send(Command::Offer(request.clone()));
+            true
+        }
         Err(why) => {
-            let text = format!(
-                "{} No person could be asked: {why}. To be asked, run the agent and toolgate in a terminal \
-                 you are using.",
-                gate::refusal_text(&call.params.name, &call.decision)
-            );
-            let note = Some(format!("needs a human, and no approval channel is available: {why}"));
-            gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
-            return;
+            absent.push(why);
+            false
         }
     };
-    terminal.send(Command::Offer(request));
+    let elicitation = if !session.client_elicits {
+        absent.push("the client did not offer elicitation".to_owned());
+        None
+    } else if call.stateless() {
+        absent.push("asking inside 2026-07-28 clients is not built yet".to_owned());
+        None
+    } else {
+        let id = session.approvals.elicit_ids.fresh(&session.server_requests);
+        session.to_client(elicit::request_line(&id, &request, wait.as_secs()));
+        session.approvals.elicitations.insert(id.clone(), ticket);
+        Some(id)
+    };
+    if !on_terminal && elicitation.is_none() {
+        let why = absent.join("; ");
+        let text = format!(
+            "{} No person could be asked: {why}. To be asked, use a client that supports MCP elicitation, or run \
+             the agent and toolgate in a terminal you are using.",
+            gate::refusal_text(&call.params.name, &call.decision)
+        );
+        let note = Some(format!("needs a human, and no approval channel is available: {why}"));
+        gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+        return;
+    }
+    let channels: Vec<&str> =
+        [on_terminal.then_some(TERMINAL), elicitation.as_ref().map(|_| ELICITATION)].into_iter().flatten().collect();
     tracing::info!(
-        "`{}` waits for a person ({}) on the terminal{}",
+        "`{}` waits for a person ({}) on {}{}",
         call.params.name,
         call.decision.gate.as_str(),
+        channels.join(" and "),
         gate::rules_clause(&call.decision)
     );
     let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
-    session.approvals.held.insert(ticket, Held { call, kind, deadline, progress });
+    session.approvals.held.insert(ticket, Held { call, kind, deadline, progress, on_terminal, elicitation });
 }
 
-/// A channel's answer.
+/// The terminal's news.
 pub(super) fn on_event(session: &mut Session, event: Event) {
     match event {
-        Event::Answered { ticket, answer } => {
-            let Some(held) = session.approvals.take(ticket) else { return };
-            session.approvals.withdraw_elsewhere(ticket);
-            let tool = held.call.params.name.clone();
-            let channel = Some(TERMINAL);
-            let settlement = match answer {
-                Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
-                Answer::AllowForSession => {
-                    session.approvals.session_tools.insert(tool.clone());
-                    let note = Some("allowed this tool for the rest of the session".to_owned());
-                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
-                }
-                Answer::Remembered => {
-                    let note = Some("remembered as a rule in the policy file".to_owned());
-                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
-                }
-                Answer::Edited(arguments) => {
-                    let note = Some("the person edited the arguments".to_owned());
-                    Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
-                }
-                Answer::Deny { reason } => {
-                    let (what, verb) = match held.kind {
-                        Kind::Hold => ("held call", "cancelled"),
-                        Kind::Approve => ("call", "declined"),
-                    };
-                    let said = reason.as_deref().map(|r| format!(" They said: {r}")).unwrap_or_default();
-                    let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
-                    Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
-                }
-            };
-            gate::settle(session, held.call, settlement);
-        }
+        Event::Answered { ticket, answer } => answered(session, ticket, answer, TERMINAL),
         Event::Lost { ticket, why } => {
+            let Some(held) = session.approvals.held.get_mut(&ticket) else { return };
+            held.on_terminal = false;
+            if held.elicitation.is_some() {
+                tracing::warn!("the terminal was lost ({why}); the call still waits for an answer inside the client");
+                return;
+            }
             let Some(held) = session.approvals.take(ticket) else { return };
             let text = format!(
                 "{} The terminal could no longer be used: {why}.",
@@ -206,10 +241,70 @@ pub(super) fn on_event(session: &mut Session, event: Event) {
     }
 }
 
-impl Approvals {
-    /// Other channels would be told here that this request was answered (only the terminal
-    /// exists so far, and it answered).
-    fn withdraw_elsewhere(&mut self, _ticket: u64) {}
+/// The client's response to one of toolgate's elicitations. It is toolgate's and never reaches
+/// the server, whatever it says.
+pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
+    let Some(&ticket) = session.approvals.elicitations.get(id) else {
+        tracing::debug!("an answer to a withdrawn elicitation {id} was dropped");
+        return;
+    };
+    let Some(kind) = session.approvals.held.get(&ticket).map(|h| h.kind) else { return };
+    match elicit::read_answer(kind, line) {
+        Ok(Some(answer)) => answered(session, ticket, answer, ELICITATION),
+        Ok(None) => {
+            // A dismissed hold notice: the hold goes on, the elicitation is closed.
+            session.approvals.elicitations.remove(id);
+            if let Some(held) = session.approvals.held.get_mut(&ticket) {
+                held.elicitation = None;
+            }
+        }
+        Err(why) => {
+            tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
+            let Some(held) = session.approvals.take(ticket) else { return };
+            retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(ELICITATION));
+            let text = format!(
+                "toolgate asked the user about this call to `{}`, but the answer could not be read, so the call was not run.",
+                held.call.params.name
+            );
+            let note = Some(format!("unreadable elicitation answer: {why}"));
+            let channel = Some(ELICITATION);
+            gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+        }
+    }
+}
+
+/// A person answered on `channel`: the call is settled and every other channel withdrawn.
+fn answered(session: &mut Session, ticket: u64, answer: Answer, channel: &'static str) {
+    let Some(held) = session.approvals.take(ticket) else { return };
+    retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(channel));
+    let tool = held.call.params.name.clone();
+    let channel = Some(channel);
+    let settlement = match answer {
+        Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
+        Answer::AllowForSession => {
+            session.approvals.session_tools.insert(tool.clone());
+            let note = Some("allowed this tool for the rest of the session".to_owned());
+            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
+        }
+        Answer::Remembered => {
+            let note = Some("remembered as a rule in the policy file".to_owned());
+            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
+        }
+        Answer::Edited(arguments) => {
+            let note = Some("the person edited the arguments".to_owned());
+            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
+        }
+        Answer::Deny { reason } => {
+            let (what, verb) = match held.kind {
+                Kind::Hold => ("held call", "cancelled"),
+                Kind::Approve => ("call", "declined"),
+            };
+            let said = reason.as_deref().map(|r| format!(" They said: {r}")).unwrap_or_default();
+            let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
+            Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
+        }
+    };
+    gate::settle(session, held.call, settlement);
 }
 
 /// Time passed: ends what ran out of time and reports progress for what still waits.
@@ -221,11 +316,11 @@ pub(super) fn on_timer(session: &mut Session) {
         let tool = held.call.params.name.clone();
         match held.kind {
             Kind::Hold => {
-                session.approvals.withdraw(ticket, Withdrawn::HoldElapsed);
+                retract(session, ticket, &held, Withdrawn::HoldElapsed, None);
                 gate::settle(session, held.call, Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None });
             }
             Kind::Approve => {
-                session.approvals.withdraw(ticket, Withdrawn::TimedOut);
+                retract(session, ticket, &held, Withdrawn::TimedOut, None);
                 let waited = session.policy.settings.approval_timeout;
                 let text = format!(
                     "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",
@@ -263,7 +358,7 @@ pub(super) fn on_timer(session: &mut Session) {
 pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
     let Some(&ticket) = session.approvals.by_request.get(request) else { return false };
     let Some(held) = session.approvals.take(ticket) else { return false };
-    session.approvals.withdraw(ticket, Withdrawn::Cancelled);
+    retract(session, ticket, &held, Withdrawn::Cancelled, None);
     let note = "the client cancelled the call while it waited".to_owned();
     gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
     true
@@ -274,7 +369,7 @@ pub(super) fn abandon_all(session: &mut Session, why: &str) {
     let tickets: Vec<u64> = session.approvals.held.keys().copied().collect();
     for ticket in tickets {
         let Some(held) = session.approvals.take(ticket) else { continue };
-        session.approvals.withdraw(ticket, Withdrawn::Cancelled);
+        retract(session, ticket, &held, Withdrawn::Cancelled, None);
         let text = format!("toolgate stopped before a person answered ({why}); the call to `{}` was not run.", held.call.params.name);
         let note = Some(why.to_owned());
         gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });

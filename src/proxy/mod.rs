@@ -9,6 +9,7 @@
 mod approval;
 pub mod child;
 mod confidence;
+mod elicit;
 mod gate;
 mod reload;
 mod session;

@@ -10,7 +10,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
-use super::{Inbound, Outgoing, Read, confidence, gate};
+use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
+use crate::wire::Envelope;
 use crate::audit::{AuditLog, Outcome};
 use crate::policy::{Annotations, Policy, lint};
 use crate::wire::envelope::readable_ids;
@@ -51,6 +52,10 @@ pub(super) struct Session {
     pub approvals: Approvals,
     /// The policy's file, for "remember" proposals (`None`: the embedded default).
     pub policy_path: Option<std::path::PathBuf>,
+    /// The client declared form elicitation in `initialize`.
+    pub client_elicits: bool,
+    /// Requests from the server to the client that the client has not answered yet.
+    pub server_requests: HashSet<Id>,
 }
 
 impl Session {
@@ -78,12 +83,21 @@ impl Session {
             native_confidence: HashSet::new(),
             approvals,
             policy_path,
+            client_elicits: false,
+            server_requests: HashSet::new(),
         }
     }
 
     /// Sends bytes to the client.
     pub fn to_client(&self, bytes: Vec<u8>) {
         let _ = self.to_client.send(Outgoing::new(bytes));
+    }
+
+    /// Sends bytes of toolgate's own to the server (replies to requests it refused).
+    pub fn to_server(&self, bytes: Vec<u8>) {
+        if let Some(tx) = &self.to_server {
+            let _ = tx.send(Outgoing::new(bytes));
+        }
     }
 
     /// Passes a checked line on to the server, exactly as it arrived.
@@ -109,6 +123,10 @@ impl Session {
                     gate::call(self, id, env, inbound);
                 }
                 Kind::Request { id, method } => {
+                    if method == "initialize" {
+                        let params = env.params.clone().and_then(|r| serde_json::from_slice::<Value>(&inbound.line[r]).ok());
+                        self.client_elicits = params.as_ref().is_some_and(elicit::client_can_elicit);
+                    }
                     let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
                     self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
                     self.forward_to_server(inbound);
@@ -126,7 +144,15 @@ impl Session {
                         preview(&inbound.line)
                     );
                 }
-                Kind::Notification { .. } | Kind::Response { .. } => self.forward_to_server(inbound),
+                Kind::Response { id: Some(id), .. } if self.approvals.elicit_ids.is_ours(id) => {
+                    let id = id.clone();
+                    approval::elicitation_answer(self, &id, &inbound.line);
+                }
+                Kind::Response { id: Some(id), .. } => {
+                    self.server_requests.remove(id);
+                    self.forward_to_server(inbound);
+                }
+                Kind::Notification { .. } | Kind::Response { id: None, .. } => self.forward_to_server(inbound),
             },
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the client: {}: {}", refusal.reason, preview(&inbound.line));
@@ -162,6 +188,24 @@ impl Session {
                     && let Some(pending) = self.pending.remove(id)
                 {
                     rewritten = self.answered(pending, *is_error, &inbound.line);
+                }
+                if let Kind::Request { id, method } = &env.kind {
+                    if self.approvals.elicit_ids.is_ours(id) || self.approvals.elicitation_open(id) {
+                        tracing::warn!("refused a server request whose id {id} is one of toolgate's own");
+                        let message = "toolgate refused this request: its id is in use by toolgate";
+                        self.to_server(reply::error(&id.to_value(), -32600, message));
+                        return;
+                    }
+                    if method == "elicitation/create" && impersonates(&inbound.line, env) {
+                        tracing::warn!(
+                            "refused an elicitation from the server that presents itself as toolgate's: {}",
+                            preview(&inbound.line)
+                        );
+                        let message = "toolgate refused this elicitation: it presents itself as toolgate's";
+                        self.to_server(reply::error(&id.to_value(), -32600, message));
+                        return;
+                    }
+                    self.server_requests.insert(id.clone());
                 }
                 let bytes = rewritten.unwrap_or(inbound.line);
                 let _ = self.to_client.send(Outgoing { bytes, _credit: inbound._credit });
@@ -287,6 +331,14 @@ impl Session {
             self.to_client(reply::error(&id.to_value(), -32000, &message));
         }
     }
+}
+
+/// Whether a server's `elicitation/create` presents itself as toolgate's.
+fn impersonates(line: &[u8], env: &Envelope) -> bool {
+    env.params
+        .clone()
+        .and_then(|r| serde_json::from_slice::<Value>(&line[r]).ok())
+        .is_some_and(|p| elicit::impersonates_toolgate(&p))
 }
 
 /// The `requestId` of a `notifications/cancelled`.
