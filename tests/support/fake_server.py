@@ -1,0 +1,124 @@
+"""The project's own fake MCP server (stdlib only), with behaviours chosen by argv flags:
+
+  --record FILE      append every raw line received (as a JSON string) to FILE
+  --ignore-eof       keep running after stdin closes
+  --ignore-term      ignore SIGTERM (records "TERM" to --signals FILE when it arrives)
+  --signals FILE     where to note the signals received
+  --crash-after N    exit with status 3 after N messages, without answering the Nth
+  --garbage          answer every "garbage" call with a non-JSON line, then a real answer
+  --partial          on stdin EOF, write half a line and exit
+  --big N            the "big" tool answers with a text of N bytes
+  --pid FILE         write the process id to FILE at start
+
+It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply) and
+echoes unknown methods back as an error naming them. "slow" answers only when cancelled.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+args = sys.argv[1:]
+
+
+def flag(name):
+    return name in args
+
+
+def value(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+
+record = value("--record")
+signals_file = value("--signals")
+crash_after = int(value("--crash-after", "0"))
+big = int(value("--big", "0"))
+if value("--pid"):
+    with open(value("--pid"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def note_signal(name):
+    if signals_file:
+        with open(signals_file, "a") as f:
+            f.write(name + "\n")
+
+
+def on_term(signum, frame):
+    note_signal("TERM")
+    if not flag("--ignore-term"):
+        sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+
+out = sys.stdout.buffer
+
+
+def send(msg):
+    out.write(json.dumps(msg).encode() + b"\n")
+    out.flush()
+
+
+def result(id, res):
+    send({"jsonrpc": "2.0", "id": id, "result": res})
+
+
+count = 0
+stdin = sys.stdin.buffer
+while True:
+    raw = stdin.readline()
+    if not raw:
+        break
+    if record:
+        with open(record, "a") as f:
+            f.write(json.dumps(raw.decode("utf-8", "replace")) + "\n")
+    count += 1
+    if crash_after and count >= crash_after:
+        os._exit(3)
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        continue
+    method, id = msg.get("method"), msg.get("id")
+    if method is None or id is None:
+        continue
+    if method == "initialize":
+        result(id, {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "fake", "version": "0"}})
+    elif method == "ping":
+        result(id, {})
+    elif method == "tools/list":
+        result(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
+                              ["echo", "slow", "big", "garbage", "badreply", "write_marker"]]})
+    elif method == "tools/call":
+        name = msg["params"]["name"]
+        arguments = msg["params"].get("arguments") or {}
+        if name == "echo":
+            result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
+        elif name == "write_marker":
+            with open(arguments["path"], "w") as f:
+                f.write("written")
+            result(id, {"content": [{"type": "text", "text": "written"}]})
+        elif name == "big":
+            result(id, {"content": [{"type": "text", "text": "x" * big}]})
+        elif name == "garbage":
+            out.write(b"this is not json\n")
+            out.flush()
+            result(id, {"content": [{"type": "text", "text": "after garbage"}]})
+        elif name == "badreply":
+            # A reply to this very request that duplicates a key: toolgate must refuse it and
+            # tell the client instead of leaving it waiting.
+            out.write(('{"jsonrpc":"2.0","id":%s,"result":{},"result":{}}\n' % json.dumps(id)).encode())
+            out.flush()
+        # "slow" is never answered
+    else:
+        send({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "unknown method " + method}})
+
+if flag("--partial"):
+    out.write(b'{"jsonrpc":"2.0","id":99,"res')
+    out.flush()
+    os._exit(0)
+while flag("--ignore-eof"):
+    time.sleep(0.05)
