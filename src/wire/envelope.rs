@@ -286,11 +286,17 @@ pub fn readable_ids(line: &[u8]) -> Vec<ReadableId> {
         }
         _ => None,
     };
-    match serde_json::from_str::<Value>(text.trim()) {
-        Ok(v @ Value::Object(_)) => id_of(&v).into_iter().collect(),
-        Ok(Value::Array(items)) => items.iter().filter_map(id_of).collect(),
-        _ => Vec::new(),
+    // Values one after another (a lone CR turned two messages into one line); stop at the
+    // first that does not parse.
+    let mut ids = Vec::new();
+    for value in serde_json::Deserializer::from_str(text.trim()).into_iter::<Value>() {
+        match value {
+            Ok(v @ Value::Object(_)) => ids.extend(id_of(&v)),
+            Ok(Value::Array(items)) => ids.extend(items.iter().filter_map(id_of)),
+            Ok(_) | Err(_) => break,
+        }
     }
+    ids
 }
 
 impl Id {
@@ -439,6 +445,10 @@ mod tests {
         );
         assert_eq!(ids(br#"{"id":1,"result":{},"result":{}}"#), vec![(json!(1), false)]);
         assert!(ids(b"{\"id\":1,\"method\":").is_empty());
+        assert_eq!(
+            ids(b"{\"id\":4,\"method\":\"ping\"}\r{\"id\":5,\"method\":\"tools/call\"}"),
+            vec![(json!(4), true), (json!(5), true)]
+        );
     }
 
     #[test]
