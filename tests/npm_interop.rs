@@ -108,10 +108,12 @@ fn everything_session(peer: Peer) -> (Vec<Value>, String) {
         .filter(|m| {
             let method = m["method"].as_str().unwrap_or_default();
             // Logging and list-changed notifications depend on timing, not on the proxy.
-            !matches!(
+            let timing = matches!(
                 method,
                 "notifications/message" | "notifications/tools/list_changed" | "notifications/resources/list_changed"
-            ) && !(method == "notifications/progress" && m["params"]["progressToken"] == "p-2")
+            );
+            let cancelled_progress = method == "notifications/progress" && m["params"]["progressToken"] == "p-2";
+            !timing && !cancelled_progress
         })
         .cloned()
         .collect();

@@ -29,7 +29,7 @@ fn run_client(mode: &str, extra: &[&str], server: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-fn through_toolgate<'a>(dir: &Path, policy: &str, server: &[&'a str]) -> Vec<String> {
+fn through_toolgate(dir: &Path, policy: &str, server: &[&str]) -> Vec<String> {
     let policy = policy_file(dir, policy);
     let mut cmd = vec![
         toolgate().to_owned(),
