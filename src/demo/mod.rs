@@ -61,10 +61,9 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
 
     writeln!(out, "toolgate demo: a pretend server behind the gate, under the embedded default policy.")?;
     match crate::human::terminal::available() {
-        Ok(()) => writeln!(
-            out,
-            "Calls that need you are asked right here: read the prompt, then type a key and Enter.\n"
-        )?,
+        Ok(()) => {
+            writeln!(out, "Calls that need you are asked right here: read the prompt, then type a key and Enter.\n")?
+        }
         Err(why) => writeln!(
             out,
             "No terminal to ask you on ({why}), so calls that need a person are refused: toolgate fails closed.\n"

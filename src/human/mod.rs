@@ -95,8 +95,14 @@ pub enum Command {
 /// What a channel tells the dispatcher.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Answered { ticket: u64, answer: Answer },
+    Answered {
+        ticket: u64,
+        answer: Answer,
+    },
     /// The channel can no longer show this request (the terminal went away or toolgate lost
     /// the foreground); the dispatcher decides what happens to the call.
-    Lost { ticket: u64, why: String },
+    Lost {
+        ticket: u64,
+        why: String,
+    },
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use regex::Regex;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
@@ -42,6 +41,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     let mut rules = Vec::new();
     let mut tool_globs = Vec::new();
     let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    let mut server_sets = HashMap::new();
     for spanned in raw.rules {
         let span = spanned.span();
         let r = spanned.into_inner();
@@ -54,7 +54,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
             c.error(r.name.span(), format!("a rule named {name:?} already exists (line {line})"));
         }
         if let Some((parts, globs)) = c.rule(&name, span, &r) {
-            match Rule::new(parts) {
+            match Rule::new(parts, &mut server_sets) {
                 Ok(rule) => {
                     c.examples(&rule, &r);
                     rules.push(rule);
@@ -200,7 +200,7 @@ impl Compiler<'_> {
         let mut tests = Vec::new();
         for (pattern, negate) in [(&f.regex, false), (&f.not_regex, true)] {
             if let Some(p) = pattern {
-                match Regex::new(p.get_ref()) {
+                match condition::Matcher::regex(p.get_ref()) {
                     Ok(regex) => tests.push(Test::Regex { regex, negate }),
                     Err(e) => self.error(
                         p.span(),
@@ -211,9 +211,9 @@ impl Compiler<'_> {
         }
         for (pattern, negate) in [(&f.glob, false), (&f.not_glob, true)] {
             if let Some(p) = pattern {
-                match condition::path_glob(p.get_ref()) {
+                match condition::Matcher::path_glob(p.get_ref()) {
                     Ok(glob) => tests.push(Test::Glob { glob, negate }),
-                    Err(e) => self.error(p.span(), format!("rule {name:?}: args {pointer:?}: bad glob: {}", e.kind())),
+                    Err(e) => self.error(p.span(), format!("rule {name:?}: args {pointer:?}: bad glob: {e}")),
                 }
             }
         }

@@ -17,12 +17,16 @@ pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, 
         );
     };
     if decision.confidence.is_some_and(|c| c.escalated) {
-        return Remember::Impossible("the call was asked because the model was not confident enough; a rule cannot change that".into());
+        return Remember::Impossible(
+            "the call was asked because the model was not confident enough; a rule cannot change that".into(),
+        );
     }
     if decision.basis == Basis::Rules {
         let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
         if rules.is_empty() {
-            return Remember::Impossible("the autonomy level asks for every call; change `autonomy` in the policy".into());
+            return Remember::Impossible(
+                "the autonomy level asks for every call; change `autonomy` in the policy".into(),
+            );
         }
         return Remember::Impossible(format!(
             "rule {} asks for this call, and a new rule cannot loosen it (the strictest rule wins); edit that rule in {}",
@@ -35,7 +39,8 @@ pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, 
     }
     let base = format!("allow {tool} on {server}");
     let taken = |n: &str| policy.rules.rules().iter().any(|r| &*r.name == n);
-    let name = (1..).map(|i| if i == 1 { base.clone() } else { format!("{base} ({i})") }).find(|n| !taken(n)).unwrap_or(base);
+    let name =
+        (1..).map(|i| if i == 1 { base.clone() } else { format!("{base} ({i})") }).find(|n| !taken(n)).unwrap_or(base);
     let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
     let literal = |v: &str| s(&escape_glob(v));
     let rule = format!(
@@ -78,7 +83,8 @@ mod tests {
         let text = "[settings]\ndefault_tier = \"high\"\n[[rules]]\nname = \"allow odd*tool on fs\"\ntools = [\"x\"]\ntier = \"low\"\n";
         let policy = Policy::from_toml(text, "p.toml").unwrap();
         let decision = decide(&policy, "odd*tool");
-        let Remember::Possible { rule, .. } = proposal(&policy, Some(Path::new("p.toml")), "fs", "odd*tool", &decision) else {
+        let Remember::Possible { rule, .. } = proposal(&policy, Some(Path::new("p.toml")), "fs", "odd*tool", &decision)
+        else {
             panic!("expected a proposal");
         };
         assert_eq!(
@@ -92,7 +98,8 @@ mod tests {
 
     #[test]
     fn refuses_when_a_rule_asked_or_there_is_no_file() {
-        let policy = Policy::from_toml("[[rules]]\nname = \"money\"\ntools = [\"pay\"]\ntier = \"high\"\n", "p.toml").unwrap();
+        let policy =
+            Policy::from_toml("[[rules]]\nname = \"money\"\ntools = [\"pay\"]\ntier = \"high\"\n", "p.toml").unwrap();
         let decision = decide(&policy, "pay");
         assert!(matches!(
             proposal(&policy, Some(Path::new("p.toml")), "fs", "pay", &decision),

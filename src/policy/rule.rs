@@ -4,7 +4,8 @@
 //! whole policy in one pass over its tool name; only the few candidate rules are then checked
 //! for server and arguments. Nothing here can fail at match time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -42,10 +43,13 @@ pub struct Rule {
     pub name: Arc<str>,
     /// The tool globs as written; `None` matches every tool.
     pub tool_patterns: Option<Vec<String>>,
-    tools: Option<GlobSet>,
+    tool_globs: Vec<Glob>,
+    /// This rule's own tool set, built on first use: deciding uses the shared index instead,
+    /// so only `check`, `explain` and examples need it.
+    tools: OnceLock<GlobSet>,
     /// The server globs as written; `None` matches every server.
     pub server_patterns: Option<Vec<String>>,
-    servers: Option<GlobSet>,
+    servers: Option<Arc<GlobSet>>,
     pub conditions: Vec<Condition>,
     pub tier: Option<Tier>,
     /// The gate this rule asks for (its `action`, else its tier's gate, raised to ask by
@@ -72,22 +76,30 @@ pub struct RuleParts {
 }
 
 impl Rule {
-    pub fn new(parts: RuleParts) -> Result<Self, globset::Error> {
-        let set = |globs: &Option<Vec<(String, Glob)>>| -> Result<Option<GlobSet>, globset::Error> {
-            globs
-                .as_ref()
-                .map(|gs| {
-                    let mut b = GlobSetBuilder::new();
-                    for (_, g) in gs {
-                        b.add(g.clone());
+    /// Compiles a rule; `servers` shares the server sets of rules that name the same servers.
+    pub fn new(parts: RuleParts, shared: &mut HashMap<Vec<String>, Arc<GlobSet>>) -> Result<Self, globset::Error> {
+        let servers = match &parts.servers {
+            None => None,
+            Some(gs) => {
+                let key: Vec<String> = gs.iter().map(|(p, _)| p.clone()).collect();
+                match shared.get(&key) {
+                    Some(set) => Some(set.clone()),
+                    None => {
+                        let mut b = GlobSetBuilder::new();
+                        for (_, g) in gs {
+                            b.add(g.clone());
+                        }
+                        let set = Arc::new(b.build()?);
+                        shared.insert(key, set.clone());
+                        Some(set)
                     }
-                    b.build()
-                })
-                .transpose()
+                }
+            }
         };
         Ok(Rule {
-            tools: set(&parts.tools)?,
-            servers: set(&parts.servers)?,
+            tool_globs: parts.tools.iter().flatten().map(|(_, g)| g.clone()).collect(),
+            tools: OnceLock::new(),
+            servers,
             tool_patterns: parts.tools.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             server_patterns: parts.servers.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             name: parts.name.into(),
@@ -102,7 +114,19 @@ impl Rule {
     }
 
     pub fn matches_tool(&self, tool: &str) -> bool {
-        self.tools.as_ref().is_none_or(|t| t.is_match(tool))
+        if self.tool_patterns.is_none() {
+            return true;
+        }
+        self.tools
+            .get_or_init(|| {
+                let mut b = GlobSetBuilder::new();
+                for g in &self.tool_globs {
+                    b.add(g.clone());
+                }
+                // The same globs already built into the policy's index, so this cannot fail.
+                b.build().unwrap_or_else(|_| GlobSet::empty())
+            })
+            .is_match(tool)
     }
 
     pub fn matches_server(&self, server: &str) -> bool {

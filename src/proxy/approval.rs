@@ -214,7 +214,8 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         channels.join(" and "),
         gate::rules_clause(&call.decision)
     );
-    let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
+    let progress =
+        call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
     session.approvals.held.insert(ticket, Held { call, kind, deadline, progress, on_terminal, elicitation });
 }
@@ -317,7 +318,11 @@ pub(super) fn on_timer(session: &mut Session) {
         match held.kind {
             Kind::Hold => {
                 retract(session, ticket, &held, Withdrawn::HoldElapsed, None);
-                gate::settle(session, held.call, Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None });
+                gate::settle(
+                    session,
+                    held.call,
+                    Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None },
+                );
             }
             Kind::Approve => {
                 retract(session, ticket, &held, Withdrawn::TimedOut, None);
@@ -326,7 +331,11 @@ pub(super) fn on_timer(session: &mut Session) {
                     "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",
                     humantime::format_duration(waited)
                 );
-                gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Timeout, channel: None, note: None, text });
+                gate::settle(
+                    session,
+                    held.call,
+                    Settlement::Refuse { by: DecidedBy::Timeout, channel: None, note: None, text },
+                );
             }
         }
     }
@@ -337,7 +346,9 @@ pub(super) fn on_timer(session: &mut Session) {
         progress.next = now + PROGRESS_EVERY;
         let left = held.deadline.saturating_duration_since(now).as_secs();
         let message = match held.kind {
-            Kind::Approve => format!("toolgate: waiting for a person to approve `{}` ({left}s left)", held.call.params.name),
+            Kind::Approve => {
+                format!("toolgate: waiting for a person to approve `{}` ({left}s left)", held.call.params.name)
+            }
             Kind::Hold => format!("toolgate: `{}` runs in {left}s unless a person cancels it", held.call.params.name),
         };
         notes.push(json!({
@@ -370,7 +381,10 @@ pub(super) fn abandon_all(session: &mut Session, why: &str) {
     for ticket in tickets {
         let Some(held) = session.approvals.take(ticket) else { continue };
         retract(session, ticket, &held, Withdrawn::Cancelled, None);
-        let text = format!("toolgate stopped before a person answered ({why}); the call to `{}` was not run.", held.call.params.name);
+        let text = format!(
+            "toolgate stopped before a person answered ({why}); the call to `{}` was not run.",
+            held.call.params.name
+        );
         let note = Some(why.to_owned());
         gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
     }

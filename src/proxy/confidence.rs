@@ -45,7 +45,9 @@ pub fn take(arguments: &mut Map<String, Value>) -> (bool, Option<f64>) {
         Some(value) => {
             let reported = value.as_f64().filter(|c| (0.0..=1.0).contains(c));
             if reported.is_none() {
-                tracing::warn!("the model reported {PROPERTY} = {value}, not a number from 0 to 1; counted as not reported");
+                tracing::warn!(
+                    "the model reported {PROPERTY} = {value}, not a number from 0 to 1; counted as not reported"
+                );
             }
             (true, reported)
         }

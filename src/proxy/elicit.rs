@@ -120,7 +120,8 @@ pub fn request_line(id: &Id, request: &Request, wait_secs: u64) -> Vec<u8> {
 
 /// `notifications/cancelled` for one of toolgate's requests.
 pub fn cancel_line(id: &Id, reason: &str) -> Vec<u8> {
-    let msg = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": reason}});
+    let msg =
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": reason}});
     let mut line = msg.to_string().into_bytes();
     line.push(b'\n');
     line
@@ -273,8 +274,12 @@ mod tests {
     #[test]
     fn impersonation_is_recognised() {
         assert!(impersonates_toolgate(&json!({"message": "  Toolgate asks: allow?"})));
-        assert!(impersonates_toolgate(&json!({"message": "hi", "requestedSchema": {"properties": {"toolgate_decision": {}}}})));
-        assert!(!impersonates_toolgate(&json!({"message": "Your name?", "requestedSchema": {"properties": {"name": {}}}})));
+        assert!(impersonates_toolgate(
+            &json!({"message": "hi", "requestedSchema": {"properties": {"toolgate_decision": {}}}})
+        ));
+        assert!(!impersonates_toolgate(
+            &json!({"message": "Your name?", "requestedSchema": {"properties": {"name": {}}}})
+        ));
     }
 
     #[test]

@@ -71,12 +71,20 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     });
     let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now() };
     match call.decision.gate {
-        Gate::Allow => settle(session, call, Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None }),
+        Gate::Allow => settle(
+            session,
+            call,
+            Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None },
+        ),
         Gate::Notify => {
             let notice = format!("{} ran `{}`{}", session.server, call.params.name, because(&call.decision));
             tracing::info!("notice: {notice}");
             session.approvals.notice(notice);
-            settle(session, call, Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None })
+            settle(
+                session,
+                call,
+                Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None },
+            )
         }
         Gate::Deny => {
             let text = refusal_text(&call.params.name, &call.decision);
@@ -94,7 +102,11 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
         }
         Gate::Ask if session.approvals.allowed_for_session(&call.params.name) && !call.decision.always_ask => {
             let note = Some("the person allowed this tool for the session".to_owned());
-            settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: Some("session"), note, edited: None })
+            settle(
+                session,
+                call,
+                Settlement::Forward { by: DecidedBy::Human, channel: Some("session"), note, edited: None },
+            )
         }
         Gate::Ask | Gate::Hold => super::approval::hold(session, call),
     }
@@ -105,7 +117,9 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
     let policy = session.policy.clone();
     let waited = call.since.elapsed();
     let (verdict, by, channel, note, edited) = match &how {
-        Settlement::Forward { by, channel, note, edited } => (Verdict::Forwarded, *by, *channel, note.as_deref(), edited.as_ref()),
+        Settlement::Forward { by, channel, note, edited } => {
+            (Verdict::Forwarded, *by, *channel, note.as_deref(), edited.as_ref())
+        }
         Settlement::Refuse { by, channel, note, .. } => (Verdict::Refused, *by, *channel, note.as_deref(), None),
         Settlement::Drop { by, note } => (Verdict::Dropped, *by, None, Some(note.as_str()), None),
     };
@@ -158,7 +172,10 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                     Some(line) => call.inbound.line = line,
                     None => {
                         tracing::error!("cannot re-encode a call to `{}`; refused", call.params.name);
-                        let text = format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
+                        let text = format!(
+                            "toolgate could not prepare this call to `{}`, so it was not run.",
+                            call.params.name
+                        );
                         session.to_client(reply::refused_call(&id, &text, stateless));
                         return;
                     }

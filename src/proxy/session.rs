@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
-use crate::wire::Envelope;
 use crate::audit::{AuditLog, Outcome};
 use crate::policy::{Annotations, Policy, lint};
+use crate::wire::Envelope;
 use crate::wire::envelope::readable_ids;
 use crate::wire::{Id, Kind, reply};
 
@@ -124,7 +124,8 @@ impl Session {
                 }
                 Kind::Request { id, method } => {
                     if method == "initialize" {
-                        let params = env.params.clone().and_then(|r| serde_json::from_slice::<Value>(&inbound.line[r]).ok());
+                        let params =
+                            env.params.clone().and_then(|r| serde_json::from_slice::<Value>(&inbound.line[r]).ok());
                         self.client_elicits = params.as_ref().is_some_and(elicit::client_can_elicit);
                     }
                     let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
