@@ -164,7 +164,7 @@ pub struct Matcher {
 impl Matcher {
     /// A regex in the syntax of the `regex` crate, unanchored.
     pub fn regex(pattern: &str) -> Result<Self, String> {
-        let re = build(pattern).map_err(|e| e.syntax_error().map_or_else(|| e.to_string(), ToString::to_string))?;
+        let re = build(pattern, true)?;
         Ok(Matcher { source: pattern.to_owned(), re })
     }
 
@@ -176,7 +176,7 @@ impl Matcher {
             .build()
             .map_err(|e| e.kind().to_string())?;
         // globset writes a bytes-mode regex; paths are matched as bytes.
-        let re = build_with(glob.regex(), false).map_err(|e| e.to_string())?;
+        let re = build(glob.regex(), false)?;
         Ok(Matcher { source: pattern.to_owned(), re })
     }
 
@@ -185,11 +185,7 @@ impl Matcher {
     }
 }
 
-fn build(pattern: &str) -> Result<meta::Regex, meta::BuildError> {
-    build_with(pattern, true)
-}
-
-fn build_with(pattern: &str, utf8: bool) -> Result<meta::Regex, meta::BuildError> {
+fn build(pattern: &str, utf8: bool) -> Result<meta::Regex, String> {
     let config = meta::Config::new()
         .hybrid(false)
         .dfa(false)
@@ -200,7 +196,11 @@ fn build_with(pattern: &str, utf8: bool) -> Result<meta::Regex, meta::BuildError
         // (arguments are short; building one costs more at load than it saves per call).
         .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
         .auto_prefilter(false);
-    meta::Builder::new().configure(config).syntax(regex_automata::util::syntax::Config::new().utf8(utf8)).build(pattern)
+    meta::Builder::new()
+        .configure(config)
+        .syntax(regex_automata::util::syntax::Config::new().utf8(utf8))
+        .build(pattern)
+        .map_err(|e| e.syntax_error().map_or_else(|| e.to_string(), ToString::to_string))
 }
 
 /// The texts a pattern test sees: a string itself; a number or boolean as its JSON text; an
