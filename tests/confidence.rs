@@ -1,0 +1,133 @@
+//! Confidence reporting against a real server whose schemas forbid unknown properties (built
+//! with rmcp, tests/rmcp-server): toolgate adds `toolgate_confidence` to the schemas it lists,
+//! reads it from calls, removes it, and the strict server never sees it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn strict_server() -> String {
+    let path = root().join("target/debug/toolgate-test-rmcp-server");
+    assert!(path.exists(), "{} is missing: build the workspace (cargo build --workspace)", path.display());
+    path.display().to_string()
+}
+
+/// toolgate in front of the strict server, which records every arguments object it receives.
+fn start(dir: &Path, policy: &str) -> (Peer, PathBuf) {
+    let policy = policy_file(dir, policy);
+    let record = dir.join("received.jsonl");
+    let mut cmd = std::process::Command::new(toolgate());
+    cmd.args(["run", "--name", "notes", "--policy"]).arg(&policy).arg("--audit").arg(dir.join("audit.jsonl"));
+    cmd.arg("--").arg(strict_server()).env("RECORD", &record);
+    let mut peer = Peer::start(cmd);
+    initialize(&mut peer, "2025-06-18");
+    (peer, record)
+}
+
+fn received(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn note(peer: &mut Peer, id: i64, confidence: Option<f64>) -> Value {
+    let mut args = json!({"title": format!("t{id}"), "body": "b"});
+    if let Some(c) = confidence {
+        args["toolgate_confidence"] = json!(c);
+    }
+    peer.request(id, "tools/call", json!({"name": "write_note", "arguments": args}))
+}
+
+const USES_CONFIDENCE: &str = "[settings]\ndefault_tier = \"low\"\nmin_confidence = 0.5\nmissing_confidence = \"ask\"\n\
+[[rules]]\nname = \"notes need certainty\"\ntools = [\"write_note\"]\nmin_confidence = 0.9\n";
+
+#[test]
+fn the_strict_server_really_refuses_an_unknown_argument() {
+    let mut direct = Peer::spawn(strict_server(), &[]);
+    initialize(&mut direct, "2025-06-18");
+    let reply = direct.request(
+        1,
+        "tools/call",
+        json!({"name": "write_note", "arguments": {"title": "a", "body": "b", "toolgate_confidence": 0.95}}),
+    );
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("unknown field `toolgate_confidence`"));
+}
+
+#[test]
+fn schemas_gain_the_property_and_nothing_else_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peer, _) = start(dir.path(), USES_CONFIDENCE);
+    let listed = peer.request(1, "tools/list", json!({}));
+    let mut direct = Peer::spawn(strict_server(), &[]);
+    initialize(&mut direct, "2025-06-18");
+    let original = direct.request(1, "tools/list", json!({}));
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 2);
+    for (tool, before) in tools.iter().zip(original["result"]["tools"].as_array().unwrap()) {
+        let schema = &tool["inputSchema"];
+        assert_eq!(schema["properties"]["toolgate_confidence"]["type"], "number", "{tool}");
+        assert_eq!(schema["additionalProperties"], false);
+        let mut without = tool.clone();
+        without["inputSchema"]["properties"].as_object_mut().unwrap().remove("toolgate_confidence");
+        assert_eq!(&without, before, "only the property was added");
+    }
+}
+
+#[test]
+fn a_confident_call_succeeds_and_the_server_never_sees_the_property() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peer, record) = start(dir.path(), USES_CONFIDENCE);
+    peer.request(1, "tools/list", json!({}));
+    let reply = note(&mut peer, 2, Some(0.95));
+    assert_eq!(reply["result"]["content"][0]["text"], "noted: t2", "{reply}");
+    assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})]);
+    peer.close_stdin();
+    peer.wait();
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let decision: Value =
+        audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["event"] == "decision").unwrap();
+    assert_eq!(decision["confidence"], 0.95);
+    assert_eq!(decision["arguments"], json!({"title": "t2", "body": "b"}));
+}
+
+#[test]
+fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peer, record) = start(dir.path(), USES_CONFIDENCE);
+    peer.request(1, "tools/list", json!({}));
+    for (id, confidence) in [(2, Some(0.2)), (3, Some(0.85)), (4, None), (5, Some(7.0))] {
+        let reply = note(&mut peer, id, confidence);
+        assert_eq!(reply["result"]["isError"], true, "{confidence:?}: {reply}");
+        assert!(
+            reply["result"]["content"][0]["text"].as_str().unwrap().contains("needs a human's approval"),
+            "{reply}"
+        );
+    }
+    // An echo needs only the settings' 0.5.
+    let echo =
+        peer.request(6, "tools/call", json!({"name": "echo", "arguments": {"text": "hi", "toolgate_confidence": 0.6}}));
+    assert_eq!(echo["result"]["content"][0]["text"], "hi");
+    assert_eq!(received(&record), vec![json!({"text": "hi"})], "only the echo reached the server");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peer, record) = start(dir.path(), &USES_CONFIDENCE.replace("\"ask\"", "\"ignore\""));
+    peer.request(1, "tools/list", json!({}));
+    assert_eq!(note(&mut peer, 2, None)["result"]["content"][0]["text"], "noted: t2");
+    assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})]);
+}
+
+#[test]
+fn without_confidence_in_the_policy_tools_list_passes_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut peer, _) = start(dir.path(), "[settings]\ndefault_tier = \"low\"\n");
+    let request = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n";
+    peer.send_raw(request.as_bytes());
+    let through = peer.next_line().unwrap();
+    let mut direct = Peer::spawn(strict_server(), &[]);
+    initialize(&mut direct, "2025-06-18");
+    direct.send_raw(request.as_bytes());
+    assert_eq!(through, direct.next_line().unwrap());
+    assert!(!through.contains("toolgate_confidence"));
+}
