@@ -24,7 +24,10 @@ fn main() {
     let exe = env!("CARGO_BIN_EXE_toolgate");
     let dir = std::env::temp_dir().join(format!("toolgate-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.toml");
+    // The policy in a folder of its own, as under ~/.config: toolgate watches the policy's
+    // folder, and audit writes beside it would wake the watcher on every call.
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let policy = dir.join("config").join("policy.toml");
     std::fs::write(
         &policy,
         "[settings]\ndefault_tier = \"high\"\n[[rules]]\nname = \"reads\"\ntools = [\"read_*\"]\ntier = \"low\"\n",
