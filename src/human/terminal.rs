@@ -1,31 +1,603 @@
-//! The terminal channel: prompts on the controlling terminal (`/dev/tty`). Being written.
+//! The terminal channel: prompts on the controlling terminal (`/dev/tty`), never on stdin or
+//! stdout, which carry JSON-RPC.
+//!
+//! One thread owns the terminal. It shows one request at a time (the others wait in line),
+//! redraws the time left every second, and reads keys in a raw mode it always restores. It
+//! only shows and collects: deadlines belong to the dispatcher, which withdraws what ran out.
+//!
+//! dialoguer, the crate users expected here, blocks without a timeout, so a prompt could not
+//! count down, be withdrawn when the client cancels, or time out, and it raises SIGINT on
+//! Ctrl-C where toolgate must deny; so this is raw termios on `/dev/tty` through nix.
 
-use super::{Command, Event};
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::sync::Once;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{self, FlushArg, LocalFlags, SetArg, Termios};
+use serde_json::{Map, Value};
+
+use super::{Answer, Command, Event, Kind, Remember, Request, Withdrawn};
 
 /// Why the terminal cannot be used right now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
-/// Whether toolgate may prompt on its controlling terminal now.
+/// Whether toolgate may prompt on its controlling terminal now: it has one, it is in the
+/// terminal's foreground process group, and no other program holds the terminal in raw mode
+/// (a full-screen client such as Claude Code owns the screen then, so asking inside it, by
+/// elicitation, is the way to reach its user).
 pub fn available() -> Result<(), Unavailable> {
-    Err(Unavailable("the terminal channel is not built yet".into()))
+    ignore_background_stops();
+    let tty = open_tty().map_err(|e| Unavailable(format!("no controlling terminal ({e})")))?;
+    let foreground = nix::unistd::tcgetpgrp(tty.as_fd())
+        .map_err(|e| Unavailable(format!("cannot read the terminal's foreground ({e})")))?;
+    if foreground != nix::unistd::getpgrp() {
+        return Err(Unavailable("toolgate is not in the terminal's foreground".into()));
+    }
+    let mode =
+        termios::tcgetattr(tty.as_fd()).map_err(|e| Unavailable(format!("cannot read the terminal's mode ({e})")))?;
+    if !mode.local_flags.contains(LocalFlags::ICANON) {
+        return Err(Unavailable("another program holds the terminal in raw mode".into()));
+    }
+    Ok(())
+}
+
+/// A terminal read or write from the background then fails instead of stopping toolgate.
+fn ignore_background_stops() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for sig in [nix::sys::signal::Signal::SIGTTIN, nix::sys::signal::Signal::SIGTTOU] {
+            // SAFETY: installing SIG_IGN has no handler code that could be unsound.
+            let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
+        }
+    });
+}
+
+fn open_tty() -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open("/dev/tty")
 }
 
 /// The thread that owns the terminal.
 pub struct Terminal {
-    tx: std::sync::mpsc::Sender<Command>,
+    tx: mpsc::Sender<Command>,
 }
 
 impl Terminal {
     /// Starts the thread; its answers arrive on `events`.
     pub fn start(events: tokio::sync::mpsc::UnboundedSender<Event>) -> std::io::Result<Terminal> {
-        let (tx, _rx) = std::sync::mpsc::channel();
-        drop(events);
+        let tty = open_tty()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new().name("toolgate-terminal".into()).spawn(move || Owner::new(tty, events).run(rx))?;
         Ok(Terminal { tx })
     }
 
     pub fn send(&self, command: Command) {
         let _ = self.tx.send(command);
+    }
+}
+
+/// What the person is typing into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    Choose,
+    Reason,
+    ConfirmRemember,
+}
+
+/// The result of one complete line of input.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Answer(Answer),
+    /// Show this text, then the prompt again.
+    Say(String),
+    /// Ask for the reason line.
+    AskReason,
+    /// Show the rule and ask to confirm writing it.
+    ConfirmRemember(String),
+    /// Write the rule, then allow.
+    WriteRule,
+    /// Open the arguments in an editor.
+    Edit,
+}
+
+/// Reads a submitted line in a stage; a pure function of the request and the text.
+fn step(request: &Request, stage: &Stage, line: &str) -> Step {
+    let line = line.trim();
+    match (stage, request.kind, line) {
+        (Stage::Reason, _, reason) => {
+            Step::Answer(Answer::Deny { reason: (!reason.is_empty()).then(|| reason.to_owned()) })
+        }
+        (Stage::ConfirmRemember, _, "y") => Step::WriteRule,
+        (Stage::ConfirmRemember, _, _) => Step::Say("not written".into()),
+        (Stage::Choose, Kind::Hold, "c") => Step::Answer(Answer::Deny { reason: None }),
+        (Stage::Choose, Kind::Hold, _) => {
+            Step::Say("type c and Enter to cancel it; otherwise it runs when the time is up".into())
+        }
+        (Stage::Choose, Kind::Approve, "y") => Step::Answer(Answer::AllowOnce),
+        (Stage::Choose, Kind::Approve, "a") => Step::Answer(Answer::AllowForSession),
+        (Stage::Choose, Kind::Approve, "n") => Step::AskReason,
+        (Stage::Choose, Kind::Approve, "e") => Step::Edit,
+        (Stage::Choose, Kind::Approve, "v") => Step::Say(whole_arguments(&request.arguments)),
+        (Stage::Choose, Kind::Approve, "r") => match &request.remember {
+            Remember::Possible { policy, rule } => {
+                Step::ConfirmRemember(format!("this rule would be added to {}:\n\n{rule}", policy.display()))
+            }
+            Remember::Impossible(why) => Step::Say(format!("cannot remember this: {why}")),
+        },
+        (Stage::Choose, Kind::Approve, _) => Step::Say("answer y, a, n, e, r or v, then Enter (Ctrl-C denies)".into()),
+    }
+}
+
+/// The prompt as text (without the answer line); `waiting` is how many more are in line.
+pub fn render(request: &Request, waiting: usize) -> String {
+    let mut out = String::new();
+    let title = match request.kind {
+        Kind::Approve => "toolgate: approval needed",
+        Kind::Hold => "toolgate: a call is held",
+    };
+    out.push_str(&format!("\n── {title} {}\n", "─".repeat(60usize.saturating_sub(title.len()))));
+    out.push_str(&format!("  server   {}\n", request.server));
+    out.push_str(&format!("  tool     {}\n", request.tool));
+    let args = serde_json::to_string_pretty(&Value::Object(shortened(&request.arguments))).unwrap_or_default();
+    for (i, line) in args.lines().enumerate() {
+        out.push_str(if i == 0 { "  args     " } else { "           " });
+        out.push_str(line);
+        out.push('\n');
+    }
+    let mut why = format!("{} · tier {}", request.gate.as_str(), request.tier.as_str());
+    for (rule, reason) in &request.rules {
+        why.push_str(&format!(" · rule {rule:?}"));
+        if let Some(r) = reason {
+            why.push_str(&format!(": {r}"));
+        }
+    }
+    if request.rules.is_empty()
+        && let Some(reason) = &request.reason
+    {
+        why.push_str(&format!(" · {reason}"));
+    }
+    out.push_str(&format!("  why      {why}\n"));
+    if waiting > 0 {
+        out.push_str(&format!(
+            "  waiting  {waiting} more call{} after this one\n",
+            if waiting == 1 { "" } else { "s" }
+        ));
+    }
+    match request.kind {
+        Kind::Approve => out.push_str(&format!(
+            "  [y] allow once  [a] allow {} for this session  [n] deny  [e] edit  [r] remember  [v] view whole\n",
+            request.tool
+        )),
+        Kind::Hold => out.push_str("  [c] cancel it; otherwise it runs when the time is up\n"),
+    }
+    out
+}
+
+/// The answer line: the time left and what is typed.
+fn answer_line(request: &Request, stage: &Stage, input: &str, now: Instant) -> String {
+    let left = request.deadline.saturating_duration_since(now).as_secs();
+    match (stage, request.kind) {
+        (Stage::Reason, _) => format!("reason for the AI (optional, Enter to skip) > {input}"),
+        (Stage::ConfirmRemember, _) => format!("write this rule? [y/n] > {input}"),
+        (Stage::Choose, Kind::Approve) => format!("answer ({left}s left) > {input}"),
+        (Stage::Choose, Kind::Hold) => format!("runs in {left}s > {input}"),
+    }
+}
+
+const SHORT: usize = 120;
+
+fn shortened(arguments: &Map<String, Value>) -> Map<String, Value> {
+    arguments
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let shown = if text.chars().count() > SHORT {
+                let cut: String = text.chars().take(SHORT).collect();
+                Value::String(format!("{cut}… ({} bytes, v shows it whole)", text.len()))
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+fn whole_arguments(arguments: &Map<String, Value>) -> String {
+    serde_json::to_string_pretty(&Value::Object(arguments.clone())).unwrap_or_default()
+}
+
+/// The terminal's owner: the queue, the open prompt, and the saved terminal mode.
+struct Owner {
+    tty: File,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    queue: VecDeque<Request>,
+    current: Option<Open>,
+}
+
+struct Open {
+    request: Request,
+    stage: Stage,
+    input: String,
+    saved: Termios,
+    shown_secs: u64,
+}
+
+impl Owner {
+    fn new(tty: File, events: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        Owner { tty, events, queue: VecDeque::new(), current: None }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        loop {
+            if self.current.is_none()
+                && let Some(next) = self.queue.pop_front()
+            {
+                self.open(next);
+            }
+            let command = if self.current.is_some() {
+                match rx.recv_timeout(Duration::from_millis(10)) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => break,
+                }
+            };
+            if let Some(command) = command {
+                self.command(command);
+            }
+            if self.current.is_some() {
+                self.read_keys();
+                self.tick();
+            }
+        }
+        self.close("");
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Offer(request) => self.queue.push_back(request),
+            Command::Notice(text) => {
+                self.write(&format!("\r\x1b[K  toolgate: {text}\r\n"));
+                self.redraw_line();
+            }
+            Command::Withdraw { ticket, why } => {
+                self.queue.retain(|r| r.ticket != ticket);
+                if self.current.as_ref().is_some_and(|o| o.request.ticket == ticket) {
+                    let said = match why {
+                        Withdrawn::TimedOut => "nobody answered in time: denied",
+                        Withdrawn::HoldElapsed => "the time is up: it runs",
+                        Withdrawn::Cancelled => "the client withdrew the call",
+                        Withdrawn::AnsweredElsewhere => "answered elsewhere",
+                    };
+                    self.close(said);
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, request: Request) {
+        let Ok(saved) = termios::tcgetattr(self.tty.as_fd()) else {
+            self.lost(request.ticket, "cannot read the terminal's mode");
+            return;
+        };
+        let mut raw = saved.clone();
+        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
+        // A key pressed before the prompt appeared must not answer it.
+        let ready = termios::tcflush(self.tty.as_fd(), FlushArg::TCIFLUSH)
+            .and_then(|()| termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &raw));
+        if let Err(e) = ready {
+            self.lost(request.ticket, &format!("cannot prepare the terminal ({e})"));
+            return;
+        }
+        let text = render(&request, self.queue.len()).replace('\n', "\r\n");
+        self.current = Some(Open { request, stage: Stage::Choose, input: String::new(), saved, shown_secs: u64::MAX });
+        self.write(&text);
+        self.redraw_line();
+    }
+
+    /// Restores the terminal and ends the open prompt with a line saying how.
+    fn close(&mut self, said: &str) {
+        if let Some(open) = self.current.take() {
+            let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &open.saved);
+            if said.is_empty() {
+                self.write("\r\n");
+            } else {
+                self.write(&format!("\r\x1b[K  {said}\r\n"));
+            }
+        }
+    }
+
+    fn lost(&mut self, ticket: u64, why: &str) {
+        let _ = self.events.send(Event::Lost { ticket, why: why.to_owned() });
+    }
+
+    fn answer(&mut self, answer: Answer, said: &str) {
+        let Some(ticket) = self.current.as_ref().map(|o| o.request.ticket) else { return };
+        self.close(said);
+        let _ = self.events.send(Event::Answered { ticket, answer });
+    }
+
+    fn write(&mut self, text: &str) {
+        let _ = self.tty.write_all(text.as_bytes());
+        let _ = self.tty.flush();
+    }
+
+    fn redraw_line(&mut self) {
+        let Some(open) = &self.current else { return };
+        let line = answer_line(&open.request, &open.stage, &open.input, Instant::now());
+        self.write(&format!("\r\x1b[K{line}"));
+    }
+
+    /// Redraws the time left when the second changes.
+    fn tick(&mut self) {
+        let Some(open) = self.current.as_mut() else { return };
+        let secs = open.request.deadline.saturating_duration_since(Instant::now()).as_secs();
+        if secs != open.shown_secs {
+            open.shown_secs = secs;
+            self.redraw_line();
+        }
+    }
+
+    fn read_keys(&mut self) {
+        let fd = self.tty.as_fd();
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let mut buf = [0u8; 256];
+        let n = match self.tty.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                if let Some(ticket) = self.current.as_ref().map(|o| o.request.ticket) {
+                    self.close("");
+                    self.lost(ticket, "the terminal cannot be read");
+                }
+                return;
+            }
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            if self.current.is_none() {
+                break;
+            }
+            self.key(byte);
+        }
+    }
+
+    fn key(&mut self, byte: u8) {
+        match byte {
+            // Ctrl-C and Ctrl-D deny.
+            0x03 | 0x04 => self.answer(Answer::Deny { reason: None }, "denied (Ctrl-C)"),
+            b'\r' | b'\n' => self.submit(),
+            0x7f | 0x08 => {
+                if let Some(open) = self.current.as_mut() {
+                    open.input.pop();
+                }
+                self.redraw_line();
+            }
+            0x20..=0x7e => {
+                if let Some(open) = self.current.as_mut() {
+                    open.input.push(byte as char);
+                }
+                self.redraw_line();
+            }
+            _ => {}
+        }
+    }
+
+    fn submit(&mut self) {
+        let Some(open) = self.current.as_mut() else { return };
+        let line = std::mem::take(&mut open.input);
+        match step(&open.request, &open.stage, &line) {
+            Step::Answer(answer) => {
+                let said = match &answer {
+                    Answer::AllowOnce => "allowed once",
+                    Answer::AllowForSession => "allowed for this session",
+                    Answer::Deny { .. } if open.request.kind == Kind::Hold => "cancelled",
+                    Answer::Deny { .. } => "denied",
+                    Answer::Remembered => "remembered and allowed",
+                    Answer::Edited(_) => "allowed, edited",
+                };
+                self.answer(answer, said);
+            }
+            Step::Say(text) => {
+                open.stage = Stage::Choose;
+                self.write(&format!("\r\x1b[K  {}\r\n", text.replace('\n', "\r\n  ")));
+                self.redraw_line();
+            }
+            Step::AskReason => {
+                open.stage = Stage::Reason;
+                self.write("\r\n");
+                self.redraw_line();
+            }
+            Step::ConfirmRemember(text) => {
+                open.stage = Stage::ConfirmRemember;
+                self.write(&format!("\r\x1b[K{}\r\n", text.replace('\n', "\r\n")));
+                self.redraw_line();
+            }
+            Step::WriteRule => {
+                let Remember::Possible { policy, rule } = open.request.remember.clone() else { return };
+                match append_rule(&policy, &rule) {
+                    Ok(()) => self.answer(Answer::Remembered, "remembered in the policy, and allowed"),
+                    Err(e) => {
+                        if let Some(open) = self.current.as_mut() {
+                            open.stage = Stage::Choose;
+                        }
+                        self.write(&format!("\r\x1b[K  could not write {}: {e}\r\n", policy.display()));
+                        self.redraw_line();
+                    }
+                }
+            }
+            Step::Edit => self.edit(),
+        }
+    }
+
+    /// Opens the arguments in `$VISUAL` / `$EDITOR` (default `vi`) on the terminal.
+    fn edit(&mut self) {
+        let Some(open) = self.current.as_ref() else { return };
+        let saved = open.saved.clone();
+        let arguments = open.request.arguments.clone();
+        let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &saved);
+        self.write("\r\n");
+        let result = edit_arguments(&self.tty, &arguments);
+        let mut raw = saved;
+        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
+        let _ = termios::tcflush(self.tty.as_fd(), FlushArg::TCIFLUSH);
+        let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &raw);
+        match result {
+            Ok(edited) => self.answer(Answer::Edited(edited), "allowed, with your edits"),
+            Err(why) => {
+                self.write(&format!("  {why}\r\n"));
+                self.redraw_line();
+            }
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // Every way out restores the terminal, a panic included.
+        if let Some(open) = &self.current {
+            let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &open.saved);
+        }
+    }
+}
+
+fn edit_arguments(tty: &File, arguments: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let dir = std::env::temp_dir().join(format!("toolgate-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make a file to edit: {e}"))?;
+    let path = dir.join("arguments.json");
+    std::fs::write(&path, whole_arguments(arguments) + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let io = |f: &File| f.try_clone().map(std::process::Stdio::from).map_err(|e| e.to_string());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .stdin(io(tty)?)
+        .stdout(io(tty)?)
+        .stderr(io(tty)?)
+        .status()
+        .map_err(|e| format!("cannot run the editor {editor}: {e}"))?;
+    if !status.success() {
+        return Err(format!("the editor exited with {status}; nothing changed"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read the edited file: {e}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the edited arguments must be a JSON object; try again".into()),
+        Err(e) => Err(format!("the edited arguments are not JSON ({e}); try again")),
+    }
+}
+
+/// Appends a rule to the policy file, keeping everything already there byte for byte; the
+/// file is replaced atomically, and the running proxy reloads it.
+fn append_rule(policy: &std::path::Path, rule: &str) -> std::io::Result<()> {
+    let mut text = std::fs::read_to_string(policy)?;
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str("\n# Remembered from an approval.\n");
+    text.push_str(rule);
+    let tmp = policy.with_extension(format!("toml.toolgate-{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::{Gate, Tier};
+
+    fn request(kind: Kind, arguments: Value) -> Request {
+        Request {
+            ticket: 1,
+            kind,
+            server: "demo".into(),
+            tool: "send_payment".into(),
+            arguments: arguments.as_object().cloned().unwrap(),
+            gate: if kind == Kind::Hold { Gate::Hold } else { Gate::Ask },
+            tier: Tier::High,
+            rules: vec![("money needs a yes".into(), Some("it moves money".into()))],
+            reason: Some("it moves money".into()),
+            deadline: Instant::now() + Duration::from_secs(60),
+            remember: Remember::Impossible("rule \"money needs a yes\" asks for this call".into()),
+        }
+    }
+
+    #[test]
+    fn prompt_for_an_approval() {
+        insta::assert_snapshot!(render(&request(Kind::Approve, json!({"to": "ACME Ltd", "amount": 1200})), 0));
+    }
+
+    #[test]
+    fn prompt_with_long_arguments_and_others_waiting() {
+        let long = "lorem ipsum ".repeat(40);
+        insta::assert_snapshot!(render(&request(Kind::Approve, json!({"memo": long, "amount": 5})), 2));
+    }
+
+    #[test]
+    fn prompt_for_a_hold() {
+        insta::assert_snapshot!(render(&request(Kind::Hold, json!({"to": "boss@example.com"})), 1));
+    }
+
+    #[test]
+    fn answers_each_need_their_key_and_unknown_input_only_hints() {
+        let r = request(Kind::Approve, json!({"a": 1}));
+        assert_eq!(step(&r, &Stage::Choose, " y "), Step::Answer(Answer::AllowOnce));
+        assert_eq!(step(&r, &Stage::Choose, "a"), Step::Answer(Answer::AllowForSession));
+        assert_eq!(step(&r, &Stage::Choose, "n"), Step::AskReason);
+        assert_eq!(
+            step(&r, &Stage::Reason, "  use the test account "),
+            Step::Answer(Answer::Deny { reason: Some("use the test account".into()) })
+        );
+        assert_eq!(step(&r, &Stage::Reason, ""), Step::Answer(Answer::Deny { reason: None }));
+        assert_eq!(step(&r, &Stage::Choose, "e"), Step::Edit);
+        assert!(matches!(step(&r, &Stage::Choose, "yes"), Step::Say(_)));
+        assert!(matches!(step(&r, &Stage::Choose, "r"), Step::Say(s) if s.starts_with("cannot remember this")));
+        let hold = request(Kind::Hold, json!({}));
+        assert_eq!(step(&hold, &Stage::Choose, "c"), Step::Answer(Answer::Deny { reason: None }));
+        assert!(matches!(step(&hold, &Stage::Choose, "y"), Step::Say(_)), "y must not cancel or approve a hold");
+    }
+
+    #[test]
+    fn remember_asks_to_confirm_then_appends_keeping_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.toml");
+        let original = "# my policy\n[settings]\ndefault_tier = \"high\"   # careful\n";
+        std::fs::write(&policy, original).unwrap();
+        let mut r = request(Kind::Approve, json!({}));
+        let rule = "[[rules]]\nname = \"allow x on demo\"\ntools = [\"x\"]\ntier = \"low\"\n".to_owned();
+        r.remember = Remember::Possible { policy: PathBuf::from(&policy), rule: rule.clone() };
+        assert!(
+            matches!(step(&r, &Stage::Choose, "r"), Step::ConfirmRemember(t) if t.contains("name = \"allow x on demo\""))
+        );
+        assert_eq!(step(&r, &Stage::ConfirmRemember, "y"), Step::WriteRule);
+        append_rule(&policy, &rule).unwrap();
+        let text = std::fs::read_to_string(&policy).unwrap();
+        assert!(text.starts_with(original));
+        assert!(text.ends_with(&rule));
+        crate::policy::Policy::load(&policy).unwrap();
     }
 }
