@@ -33,6 +33,12 @@ pub struct Unavailable(pub String);
 /// (a full-screen client such as Claude Code owns the screen then, so asking inside it, by
 /// elicitation, is the way to reach its user).
 pub fn available() -> Result<(), Unavailable> {
+    check(false)
+}
+
+/// Like [`available`]; `ours` says toolgate's own terminal thread is running, whose open
+/// prompt is what holds the terminal raw.
+fn check(ours: bool) -> Result<(), Unavailable> {
     ignore_background_stops();
     let tty = open_tty().map_err(|e| Unavailable(format!("no controlling terminal ({e})")))?;
     let foreground = nix::unistd::tcgetpgrp(tty.as_fd())
@@ -42,7 +48,7 @@ pub fn available() -> Result<(), Unavailable> {
     }
     let mode =
         termios::tcgetattr(tty.as_fd()).map_err(|e| Unavailable(format!("cannot read the terminal's mode ({e})")))?;
-    if !mode.local_flags.contains(LocalFlags::ICANON) {
+    if !ours && !mode.local_flags.contains(LocalFlags::ICANON) {
         return Err(Unavailable("another program holds the terminal in raw mode".into()));
     }
     Ok(())
@@ -79,6 +85,11 @@ impl Terminal {
 
     pub fn send(&self, command: Command) {
         let _ = self.tx.send(command);
+    }
+
+    /// Whether this terminal can still be used (toolgate still in its foreground).
+    pub fn usable(&self) -> Result<(), Unavailable> {
+        check(true)
     }
 }
 
@@ -238,6 +249,11 @@ impl Owner {
 
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         loop {
+            // Take in everything already sent before showing the next prompt, so the count of
+            // calls waiting behind it is current.
+            while let Ok(more) = rx.try_recv() {
+                self.command(more);
+            }
             if self.current.is_none()
                 && let Some(next) = self.queue.pop_front()
             {
@@ -257,6 +273,10 @@ impl Owner {
             };
             if let Some(command) = command {
                 self.command(command);
+                // Everything else already sent, so the line and its count are current.
+                while let Ok(more) = rx.try_recv() {
+                    self.command(more);
+                }
             }
             if self.current.is_some() {
                 self.read_keys();
@@ -483,7 +503,8 @@ fn edit_arguments(tty: &File, arguments: &Map<String, Value>) -> Result<Map<Stri
     let path = dir.join("arguments.json");
     std::fs::write(&path, whole_arguments(arguments) + "\n")
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let editor = set("VISUAL").or_else(|| set("EDITOR")).unwrap_or_else(|| "vi".into());
     let io = |f: &File| f.try_clone().map(std::process::Stdio::from).map_err(|e| e.to_string());
     let status = std::process::Command::new("sh")
         .arg("-c")

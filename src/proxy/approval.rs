@@ -96,7 +96,10 @@ impl Approvals {
 
     /// The terminal channel, started on first use, when toolgate may prompt on it now.
     fn terminal(&mut self) -> Result<&Terminal, String> {
-        terminal::available().map_err(|e| e.to_string())?;
+        match &self.terminal {
+            Some(t) => t.usable().map_err(|e| e.to_string())?,
+            None => terminal::available().map_err(|e| e.to_string())?,
+        }
         if self.terminal.is_none() {
             let started = Terminal::start(self.events.clone()).map_err(|e| format!("cannot open the terminal: {e}"))?;
             self.terminal = Some(started);

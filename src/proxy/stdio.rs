@@ -72,8 +72,16 @@ impl AsyncRead for Pollable {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let wanted = unfilled.len();
             match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from)) {
                 Ok(Ok(n)) => {
+                    // A short read drained the pipe: forget the readiness now rather than learn
+                    // it from one more read that fails with EAGAIN (a syscall per message).
+                    // Epoll is edge-triggered, so bytes written after this read wake us again;
+                    // Tokio's own pipes and sockets do the same.
+                    if n > 0 && n < wanted {
+                        guard.clear_ready();
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }

@@ -71,6 +71,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     line.shrink_to_fit();
                     dropped = Some(total);
                 }
+                // The usual case, a whole line in the buffer: one allocation of the right size.
+                None if line.is_empty() => line = chunk.to_vec(),
                 None => line.extend_from_slice(chunk),
             }
             self.inner.consume(taken);

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod pty;
+
 /// How long any single expected event may take before a test gives up (a hang guard, not a
 /// timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -80,7 +82,9 @@ impl Peer {
         // SAFETY: setsid is async-signal-safe.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+                // A process that already made itself a session (tests/common/pty.rs) keeps it.
+                let _ = nix::unistd::setsid();
+                Ok(())
             });
         }
         let mut child = cmd.spawn().expect("spawn");

@@ -1,0 +1,119 @@
+//! toolgate on a pseudo-terminal, in the topology production has: JSON-RPC on pipes, and a pty
+//! as the controlling terminal where the prompt appears.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::{PATIENCE, Peer, toolgate};
+
+/// What the terminal has shown, and a way to type into it.
+pub struct Screen {
+    master: std::fs::File,
+    text: Arc<(Mutex<String>, Condvar)>,
+    /// Everything before this offset was already matched by `wait_for`.
+    seen: usize,
+}
+
+impl Screen {
+    /// Waits until `needle` appears after what was matched before; returns the text up to it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let (lock, cond) = &*self.text;
+        let mut text = lock.lock().unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(i) = text[self.seen..].find(needle) {
+                let shown = text[self.seen..self.seen + i + needle.len()].to_owned();
+                self.seen += i + needle.len();
+                return shown;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "the terminal never showed {needle:?}; it shows:\n{}", &text[self.seen..]);
+            text = cond.wait_timeout(text, left).unwrap().0;
+        }
+    }
+
+    /// Types keys, as a person would.
+    pub fn type_keys(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+}
+
+/// How toolgate sits on the terminal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// In the terminal's foreground process group (it can prompt).
+    Foreground,
+    /// In a background process group of the terminal (it must not prompt, nor hang).
+    Background,
+}
+
+/// `toolgate run` in front of its demo server, on a fresh pty.
+pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, &str)]) -> (Peer, Screen) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave: OwnedFd = pty.slave;
+    let slave_fd = slave.as_raw_fd();
+    let mut cmd = match place {
+        Place::Foreground => Command::new(toolgate()),
+        // A session leader cannot leave its process group, so a job-control shell owns the
+        // terminal and runs toolgate as a background job (its own, non-foreground group).
+        Place::Background => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "set -m; \"$0\" \"$@\" <&0 & wait $!", toolgate()]);
+            sh
+        }
+    };
+    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
+    cmd.arg("--").arg(toolgate()).arg("demo-server");
+    cmd.envs(env.iter().copied());
+    // SAFETY: setsid, ioctl and setpgid are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let peer = Peer::start(cmd);
+    drop(slave);
+    let master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let text = Arc::new((Mutex::new(String::new()), Condvar::new()));
+    let shared = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let (lock, cond) = &*shared;
+            lock.lock().unwrap().push_str(&strip_ansi(&String::from_utf8_lossy(&buf[..n])));
+            cond.notify_all();
+        }
+    });
+    (peer, Screen { master, text, seen: 0 })
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
