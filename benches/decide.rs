@@ -1,34 +1,61 @@
-//! Micro-benchmarks: framing and strict parsing, tools/call params, and policy decisions.
+//! Micro-benchmarks: framing, strict parsing and envelopes of small and large messages,
+//! `tools/call` params, policy decisions against 10 / 100 / 1,000 rules, and policy loading.
 //!
-//! Run: `cargo bench --bench decide` (numbers in the README).
+//! Run: `cargo bench --bench decide` (all), or a group: `cargo bench --bench decide -- decide/`.
+//! Numbers are in the README.
+//!
+//! Extending: a new kind of rule goes into [`rule`] (every generated policy gets it, and the
+//! load benchmark with it); a new kind of call goes into [`CASES`] (it is decided against every
+//! policy size). Every case states how many rules it must match, so a policy change that makes
+//! a case match nothing (and so measure nothing) fails the benchmark run instead of speeding
+//! it up.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use toolgate::policy::{Call, Policy};
-use toolgate::wire::{CallToolParams, envelope};
+use toolgate::wire::{CallToolParams, LineReader, envelope, strict};
 
 const SMALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/home/me/project/src/main.rs"},"_meta":{"progressToken":7}}}"#;
+const DEPTH: usize = toolgate::wire::DEFAULT_MAX_DEPTH;
+const MAX_LINE: usize = toolgate::wire::DEFAULT_MAX_MESSAGE_BYTES;
+const SIZES: [usize; 3] = [10, 100, 1000];
 
+/// A 1 MiB tool result: one long text, as a file read returns it.
 fn large() -> String {
     let text = "x".repeat(1 << 20);
     json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}}).to_string()
 }
 
-/// A policy of `n` rules: tool globs, server globs, argument regexes and path globs.
+/// A 1 MiB tool result of many small objects: the worst case for the duplicate-key check.
+fn large_structured() -> String {
+    let rows: Vec<Value> = (0..18_000)
+        .map(|i| json!({"name": format!("file_{i}.rs"), "size": i * 31, "kind": "file", "mode": 420}))
+        .collect();
+    let text = json!({"jsonrpc": "2.0", "id": 1, "result": {"structuredContent": {"entries": rows}}}).to_string();
+    assert!((1 << 20..5 << 18).contains(&text.len()), "{}", text.len());
+    text
+}
+
+/// Rule `i` of a generated policy: tool globs, server globs, argument regexes and path globs,
+/// none of which match the calls in [`CASES`]. Add new kinds of conditions here.
+fn rule(i: usize) -> String {
+    format!(
+        "[[rules]]\nname = \"rule {i}\"\ntools = [\"tool_{i}_*\", \"other_{i}\"]\nservers = [\"srv-{}*\"]\n\
+         args = {{ \"/path\" = {{ glob = \"/data/{i}/**\" }}, \"/to\" = {{ not_regex = \"@corp{i}\\\\.example$\" }} }}\n\
+         tier = \"{}\"\n",
+        i % 7,
+        ["low", "medium", "high"][i % 3]
+    )
+}
+
+/// A policy of `n` generated rules, then the few rules the benchmarked calls meet.
 pub fn policy(n: usize) -> String {
     let mut text = String::from("[settings]\ndefault_tier = \"high\"\n");
     for i in 0..n {
-        text.push_str(&format!(
-            "[[rules]]\nname = \"rule {i}\"\ntools = [\"tool_{i}_*\", \"other_{i}\"]\nservers = [\"srv-{}*\"]\n\
-             args = {{ \"/path\" = {{ glob = \"/data/{i}/**\" }}, \"/to\" = {{ not_regex = \"@corp{i}\\\\.example$\" }} }}\n\
-             tier = \"{}\"\n",
-            i % 7,
-            ["low", "medium", "high"][i % 3]
-        ));
+        text.push_str(&rule(i));
     }
-    // The rules that match the benchmarked call, at the end of the file.
     text.push_str(
         "[[rules]]\nname = \"reads\"\ntools = [\"read_*\"]\ntier = \"low\"\n\
          [[rules]]\nname = \"outside\"\ntools = [\"read_file\"]\nargs = { \"/path\" = { not_glob = \"/home/me/project/**\" } }\ntier = \"high\"\n\
@@ -37,30 +64,114 @@ pub fn policy(n: usize) -> String {
     text
 }
 
+/// A call to decide: label, server, tool, arguments, and how many rules it must match.
+struct Case {
+    label: &'static str,
+    server: &'static str,
+    tool: &'static str,
+    arguments: fn() -> Value,
+    matches: usize,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        label: "read inside the project",
+        server: "srv-3",
+        tool: "read_file",
+        arguments: || json!({"path": "/home/me/project/src/main.rs"}),
+        matches: 1,
+    },
+    Case {
+        label: "read of a secret outside",
+        server: "srv-3",
+        tool: "read_file",
+        arguments: || json!({"path": "/home/me/.ssh/id_ed25519"}),
+        matches: 3,
+    },
+    Case { label: "tool no rule names", server: "fs", tool: "launch_rocket", arguments: || json!({}), matches: 0 },
+];
+
+fn framing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut g = c.benchmark_group("frame");
+    // 1,000 small lines in one stream, as a pipelined client sends them.
+    let stream: Vec<u8> = (0..1000).flat_map(|_| SMALL.bytes().chain([b'\n'])).collect();
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000 small lines", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut reader = LineReader::new(black_box(&stream[..]), MAX_LINE);
+                while let Some(frame) = reader.next().await.unwrap() {
+                    black_box(frame);
+                }
+            })
+        })
+    });
+    let big = [large().into_bytes(), vec![b'\n']].concat();
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("1 MiB line", |b| {
+        b.iter(|| rt.block_on(async { LineReader::new(black_box(&big[..]), MAX_LINE).next().await.unwrap() }))
+    });
+    g.finish();
+}
+
 fn parsing(c: &mut Criterion) {
-    let mut line = SMALL.as_bytes().to_vec();
-    line.push(b'\n');
-    c.bench_function("parse/small tools/call envelope", |b| b.iter(|| envelope::parse(black_box(&line), 64)));
-    let env = envelope::parse(&line, 64).unwrap();
-    let params = &SMALL[env.params.clone().unwrap()];
-    c.bench_function("parse/tools/call params", |b| b.iter(|| CallToolParams::parse(Some(black_box(params)))));
+    let mut g = c.benchmark_group("parse");
+    let small = [SMALL.as_bytes(), b"\n"].concat();
     let big = large().into_bytes();
-    c.bench_function("parse/1 MiB result envelope", |b| b.iter(|| envelope::parse(black_box(&big), 64)));
+    let structured = large_structured().into_bytes();
+    for (name, line) in
+        [("small tools/call", &small), ("1 MiB text result", &big), ("1 MiB structured result", &structured)]
+    {
+        g.throughput(Throughput::Bytes(line.len() as u64));
+        g.bench_with_input(BenchmarkId::new("strict check", name), line, |b, line| {
+            b.iter(|| strict::check(black_box(line), DEPTH).unwrap().len())
+        });
+        g.bench_with_input(BenchmarkId::new("strict check + envelope", name), line, |b, line| {
+            b.iter(|| envelope::parse(black_box(line), DEPTH).unwrap())
+        });
+    }
+    let env = envelope::parse(&small, DEPTH).unwrap();
+    let params = &SMALL[env.params.clone().unwrap()];
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("tools/call params", |b| b.iter(|| CallToolParams::parse(Some(black_box(params))).unwrap()));
+    g.finish();
 }
 
 fn deciding(c: &mut Criterion) {
-    let args: Map<String, Value> = json!({"path": "/home/me/project/src/main.rs"}).as_object().cloned().unwrap();
-    for n in [10, 100, 1000] {
-        let p = Policy::from_toml(&policy(n), "bench.toml").unwrap();
-        let call = Call { server: "srv-3", tool: "read_file", arguments: &args, annotations: None, confidence: None };
-        assert_eq!(p.decide(&call).matched.len(), 1);
-        c.bench_function(&format!("decide/{n} rules"), |b| b.iter(|| p.decide(black_box(&call))));
+    let mut g = c.benchmark_group("decide");
+    for n in SIZES {
+        let policy = Policy::from_toml(&policy(n), "bench.toml").unwrap();
+        for case in CASES {
+            let arguments: Map<String, Value> = (case.arguments)().as_object().cloned().unwrap();
+            let call = Call {
+                server: case.server,
+                tool: case.tool,
+                arguments: &arguments,
+                annotations: None,
+                confidence: None,
+            };
+            let matched = policy.decide(&call).matched.len();
+            assert_eq!(matched, case.matches, "{}: the policy no longer matches as the case expects", case.label);
+            g.bench_with_input(BenchmarkId::new(case.label, format!("{n} rules")), &call, |b, call| {
+                b.iter(|| policy.decide(black_box(call)))
+            });
+        }
     }
-    let text = policy(1000);
-    c.bench_function("load/1000-rule policy", |b| {
-        b.iter(|| Policy::from_toml(black_box(&text), "bench.toml").unwrap())
-    });
+    g.finish();
 }
 
-criterion_group!(benches, parsing, deciding);
+fn loading(c: &mut Criterion) {
+    let mut g = c.benchmark_group("load");
+    g.sample_size(20);
+    for n in SIZES {
+        let text = policy(n);
+        g.bench_with_input(BenchmarkId::new("policy", format!("{n} rules")), &text, |b, text| {
+            b.iter(|| Policy::from_toml(black_box(text), "bench.toml").unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, framing, parsing, deciding, loading);
 criterion_main!(benches);

@@ -1,12 +1,24 @@
 //! End-to-end cost of toolgate: the real binary in front of a fast server (toolgate's own
 //! `demo-server`), compared with talking to that server directly and through a bare byte relay.
 //!
-//! Run: `cargo bench --bench e2e` (prints a table; numbers in the README). Measures, per path:
-//! round-trip latency of an allowed `tools/call` (median and 99th percentile, and what the path
-//! adds over direct), pipelined throughput of small requests, and for toolgate its resident
-//! memory idle and after the load, and its start-up time to the first `initialize` answer.
+//! Run: `cargo bench --bench e2e` (builds the release binary, prints a table; numbers in the
+//! README). Measures, per path: round-trip latency of an allowed `tools/call` (median and 99th
+//! percentile, and what the path adds over direct), the proxy's own CPU time per round trip
+//! (from /proc/PID/task/*/schedstat), and pipelined throughput of small requests; for toolgate
+//! its resident memory idle and after the load, and its start-up time to the first
+//! `initialize` answer, next to the floor of `toolgate --version`.
+//!
+//! Paths: `direct` (the client talks to the server), `thread relay` (a bare byte relay with one
+//! blocking thread per direction), `epoll relay` (a bare byte relay on toolgate's own I/O
+//! stack: a current-thread Tokio runtime, stdio driven by epoll, one task per direction) and
+//! `toolgate` (`toolgate run` with a one-rule policy and an audit log).
+//!
+//! The machine is shared and small, so every path is measured `TOOLGATE_BENCH_ROUNDS` times
+//! (default 3), interleaved, and the table shows the median of the rounds with the range.
 //! `TOOLGATE_BENCH_PING=1` measures `ping` instead of `tools/call`: the proxy without the
-//! decision and audit path.
+//! decision and audit path. `TOOLGATE_BENCH_ONLY=toolgate` measures one path (for profiling:
+//! attach `perf record -p` to the `toolgate run` process). `TOOLGATE_BENCH_AUDIT=/dev/null`
+//! keeps the audit records but not their file writes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -16,10 +28,21 @@ const CALLS: usize = 20_000;
 const PIPELINED: usize = 100_000;
 const STARTS: usize = 30;
 
+/// What one round measured on one path.
+#[derive(Clone, Copy)]
+struct Sample {
+    median: f64,
+    p99: f64,
+    /// The proxy's CPU time per round trip, µs (0 for direct).
+    cpu: f64,
+    throughput: f64,
+}
+
 fn main() {
-    if std::env::var_os("TOOLGATE_BENCH_RELAY").is_some() {
-        relay();
-        return;
+    match std::env::var("TOOLGATE_BENCH_RELAY").as_deref() {
+        Ok("thread") => return thread_relay(),
+        Ok("epoll") => return epoll_relay(),
+        _ => {}
     }
     let exe = env!("CARGO_BIN_EXE_toolgate");
     let dir = std::env::temp_dir().join(format!("toolgate-e2e-{}", std::process::id()));
@@ -33,84 +56,160 @@ fn main() {
         "[settings]\ndefault_tier = \"high\"\n[[rules]]\nname = \"reads\"\ntools = [\"read_*\"]\ntier = \"low\"\n",
     )
     .unwrap();
-    let audit = dir.join("audit.jsonl");
-    let me = std::env::current_exe().unwrap();
-    let paths: Vec<(&str, Vec<String>, bool)> = vec![
-        ("direct", vec![exe.into(), "demo-server".into()], false),
-        ("byte relay", vec![me.display().to_string(), exe.into(), "demo-server".into()], true),
-        (
-            "toolgate",
-            vec![
-                exe.into(),
-                "run".into(),
-                "-q".into(),
-                "--policy".into(),
-                policy.display().to_string(),
-                "--audit".into(),
-                audit.display().to_string(),
-                "--".into(),
-                exe.into(),
-                "demo-server".into(),
-            ],
-            false,
-        ),
+    // `TOOLGATE_BENCH_AUDIT=/dev/null` takes the audit log's file writes out (for diagnosis).
+    let audit = std::env::var_os("TOOLGATE_BENCH_AUDIT").map_or_else(|| dir.join("audit.jsonl"), Into::into);
+    let me = std::env::current_exe().unwrap().display().to_string();
+    let server = || vec![exe.to_string(), "demo-server".to_string()];
+    let relayed = |how: &'static str| (Some(how), [vec![me.clone()], server()].concat());
+    let toolgate_cmd: Vec<String> = [
+        vec![exe.into(), "run".into(), "-q".into(), "--policy".into(), policy.display().to_string()],
+        vec!["--audit".into(), audit.display().to_string(), "--".into()],
+        server(),
+    ]
+    .concat();
+    let paths: Vec<(&str, Option<&'static str>, Vec<String>)> = vec![
+        ("direct", None, server()),
+        ("thread relay", relayed("thread").0, relayed("thread").1),
+        ("epoll relay", relayed("epoll").0, relayed("epoll").1),
+        ("toolgate", None, toolgate_cmd.clone()),
     ];
-    println!(
-        "{:<12} {:>12} {:>12} {:>14} {:>14} {:>16}",
-        "path", "median µs", "p99 µs", "+median µs", "+p99 µs", "pipelined msg/s"
-    );
-    let mut base = (0.0, 0.0);
-    for (name, cmd, is_relay) in &paths {
-        let mut p = Proc::start(cmd, *is_relay);
-        p.initialize();
-        let (median, p99) = p.latency();
-        if *name == "direct" {
-            base = (median, p99);
+    let only = std::env::var("TOOLGATE_BENCH_ONLY").ok();
+    let rounds: usize = std::env::var("TOOLGATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); paths.len()];
+    let (mut idle_rss, mut peak_rss) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (i, (name, relay, cmd)) in paths.iter().enumerate() {
+            if only.as_deref().is_some_and(|o| o != *name) {
+                continue;
+            }
+            let mut p = Proc::start(cmd, *relay);
+            p.initialize();
+            let cpu_before = cpu_ns(p.child.id());
+            let (median, p99) = p.latency();
+            let cpu =
+                if *name == "direct" { 0.0 } else { (cpu_ns(p.child.id()) - cpu_before) as f64 / 1e3 / CALLS as f64 };
+            if *name == "toolgate" {
+                idle_rss.push(rss(p.child.id(), "VmRSS"));
+            }
+            let throughput = p.pipelined();
+            if *name == "toolgate" {
+                peak_rss.push(rss(p.child.id(), "VmHWM"));
+            }
+            samples[i].push(Sample { median, p99, cpu, throughput });
+            p.finish();
         }
-        let idle_rss = rss(p.child.id(), "VmRSS");
-        let throughput = p.pipelined();
-        println!(
-            "{name:<12} {median:>12.1} {p99:>12.1} {:>14.1} {:>14.1} {throughput:>16.0}",
-            median - base.0,
-            p99 - base.1
-        );
-        if *name == "toolgate" {
-            println!(
-                "toolgate resident memory: idle {} kB, after the load (peak) {} kB",
-                idle_rss,
-                rss(p.child.id(), "VmHWM")
-            );
-        }
-        p.finish();
     }
-    let mut starts: Vec<f64> = (0..STARTS)
-        .map(|_| {
-            let t = Instant::now();
-            let mut p = Proc::start(&paths[2].1, false);
-            p.initialize();
-            let took = t.elapsed().as_secs_f64() * 1e3;
-            p.finish();
-            took
-        })
-        .collect();
-    starts.sort_by(f64::total_cmp);
-    let mut direct_starts: Vec<f64> = (0..STARTS)
-        .map(|_| {
-            let t = Instant::now();
-            let mut p = Proc::start(&paths[0].1, false);
-            p.initialize();
-            let took = t.elapsed().as_secs_f64() * 1e3;
-            p.finish();
-            took
-        })
-        .collect();
-    direct_starts.sort_by(f64::total_cmp);
+    let call = if ping() { "ping" } else { "tools/call" };
+    println!("{rounds} round(s) of {CALLS} sequential {call} round trips and {PIPELINED} pipelined pings per path;");
+    println!("each cell: median of the rounds [min-max]. +median and +p99 are over direct in the same round.");
     println!(
-        "start-up to the first initialize answer: toolgate {:.2} ms median, the server alone {:.2} ms",
-        starts[STARTS / 2],
-        direct_starts[STARTS / 2]
+        "{:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26}",
+        "path", "median µs", "p99 µs", "+median µs", "+p99 µs", "proxy CPU µs/call", "pipelined msg/s"
     );
+    let direct = samples[0].clone();
+    for (i, (name, _, _)) in paths.iter().enumerate() {
+        let s = &samples[i];
+        if s.is_empty() {
+            continue;
+        }
+        let added = |f: fn(&Sample) -> f64| -> Vec<f64> { s.iter().zip(&direct).map(|(a, b)| f(a) - f(b)).collect() };
+        let (plus_median, plus_p99) = if direct.len() == s.len() {
+            (cell(&added(|x| x.median), 1), cell(&added(|x| x.p99), 1))
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "{name:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26}",
+            cell(&s.iter().map(|x| x.median).collect::<Vec<_>>(), 1),
+            cell(&s.iter().map(|x| x.p99).collect::<Vec<_>>(), 1),
+            plus_median,
+            plus_p99,
+            cell(&s.iter().map(|x| x.cpu).collect::<Vec<_>>(), 1),
+            cell(&s.iter().map(|x| x.throughput).collect::<Vec<_>>(), 0),
+        );
+    }
+    if !idle_rss.is_empty() {
+        println!(
+            "toolgate resident memory: idle {} kB, after the load (peak) {} kB",
+            cell(&idle_rss.iter().map(|&k| k as f64).collect::<Vec<_>>(), 0),
+            cell(&peak_rss.iter().map(|&k| k as f64).collect::<Vec<_>>(), 0)
+        );
+    }
+    if only.as_deref().is_none_or(|o| o == "toolgate") {
+        let first_answer = |cmd: &[String]| {
+            time_ms(|| {
+                let mut p = Proc::start(cmd, None);
+                p.initialize();
+                p
+            })
+        };
+        let version = time_ms(|| {
+            let status = Command::new(exe).arg("--version").stdout(Stdio::null()).status().unwrap();
+            assert!(status.success());
+        });
+        println!(
+            "start-up to the first initialize answer, median of {STARTS} [min-max]: toolgate {} ms, the server alone {} ms; \
+             `toolgate --version` {} ms",
+            first_answer(&toolgate_cmd),
+            first_answer(&paths[0].2),
+            version
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn ping() -> bool {
+    std::env::var_os("TOOLGATE_BENCH_PING").is_some()
+}
+
+/// `median [min-max]` of a few numbers.
+fn cell(values: &[f64], decimals: usize) -> String {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => "-".into(),
+        1 => format!("{:.*}", decimals, v[0]),
+        n => format!("{:.*} [{:.*}-{:.*}]", decimals, v[n / 2], decimals, v[0], decimals, v[n - 1]),
+    }
+}
+
+/// Median [min-max] of `STARTS` timings of `f`, in ms; what `f` returns is finished after the clock stops.
+fn time_ms<T: Finish>(mut f: impl FnMut() -> T) -> String {
+    let times: Vec<f64> = (0..STARTS)
+        .map(|_| {
+            let t = Instant::now();
+            let out = f();
+            let took = t.elapsed().as_secs_f64() * 1e3;
+            out.finish();
+            took
+        })
+        .collect();
+    cell(&times, 2)
+}
+
+trait Finish {
+    fn finish(self);
+}
+
+impl Finish for () {
+    fn finish(self) {}
+}
+
+impl Finish for Proc {
+    fn finish(self) {
+        Proc::finish(self);
+    }
+}
+
+/// CPU time of every thread of a process so far, in ns (/proc/PID/task/*/schedstat).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 struct Proc {
@@ -121,11 +220,12 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(cmd: &[String], relay: bool) -> Proc {
+    /// `relay` names the relay this bench binary should act as, when it is the first command.
+    fn start(cmd: &[String], relay: Option<&str>) -> Proc {
         let mut c = Command::new(&cmd[0]);
         c.args(&cmd[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        if relay {
-            c.env("TOOLGATE_BENCH_RELAY", "1");
+        if let Some(how) = relay {
+            c.env("TOOLGATE_BENCH_RELAY", how);
         }
         let mut child = c.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -151,7 +251,7 @@ impl Proc {
 
     /// Sequential round trips of an allowed tools/call; (median, p99) in microseconds.
     fn latency(&mut self) -> (f64, f64) {
-        let call = if std::env::var_os("TOOLGATE_BENCH_PING").is_some() {
+        let call = if ping() {
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n"
         } else {
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"read_file\",\"arguments\":{\"path\":\"notes/todo.txt\"}}}\n"
@@ -223,9 +323,15 @@ fn rss(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The bare byte relay: copies bytes both ways between its stdio and a child, nothing else.
-fn relay() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+/// The server command a relay was given (cargo adds `--bench` to a bench's arguments).
+fn relay_target() -> Vec<String> {
+    std::env::args().skip(1).filter(|a| a != "--bench").collect()
+}
+
+/// A bare byte relay with a blocking thread per direction: copies bytes both ways between its
+/// stdio and a child, nothing else.
+fn thread_relay() {
+    let args = relay_target();
     let mut child =
         Command::new(&args[0]).args(&args[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut to_child = child.stdin.take().unwrap();
@@ -258,4 +364,40 @@ fn relay() {
     }
     let _ = up.join();
     let _ = child.wait();
+}
+
+/// A bare byte relay on toolgate's own I/O stack: a current-thread Tokio runtime, toolgate's
+/// epoll-driven stdio, Tokio's child pipes, one task per direction copying bytes as they come.
+fn epoll_relay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let args = relay_target();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let mut child = tokio::process::Command::new(&args[0])
+            .args(&args[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut to_child = child.stdin.take().unwrap();
+        let mut from_child = child.stdout.take().unwrap();
+        let mut stdin = toolgate::proxy::stdio::stdin().unwrap();
+        let mut stdout = toolgate::proxy::stdio::stdout().unwrap();
+        let up = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n @ 1..) = stdin.read(&mut buf).await {
+                if to_child.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n @ 1..) = from_child.read(&mut buf).await {
+            if stdout.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = up.await;
+        let _ = child.wait().await;
+    });
 }
