@@ -227,3 +227,54 @@ fn a_background_toolgate_refuses_at_once_and_never_hangs() {
     let reply = r.peer.response(&json!(1));
     assert!(text(&reply).contains("toolgate is not in the terminal's foreground"), "{reply}");
 }
+
+#[test]
+fn v_shows_long_arguments_whole() {
+    let mut r = start(POLICY);
+    let memo = "word ".repeat(60);
+    r.peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": "ACME", "amount": 1, "memo": memo}}}));
+    let shown = prompt(&mut r.screen);
+    assert!(shown.contains("v shows it whole") && !shown.contains(memo.trim_end()), "{shown}");
+    r.screen.type_keys("v\r");
+    r.screen.wait_for(memo.trim_end());
+    r.screen.type_keys("y\r");
+    assert_eq!(text(&r.peer.response(&json!(1))), "paid 1 to ACME");
+}
+
+#[test]
+fn a_waiting_call_with_a_progress_token_reports_progress() {
+    let mut r = start(POLICY);
+    r.peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": "ACME", "amount": 1}, "_meta": {"progressToken": "wait-1"}}}));
+    prompt(&mut r.screen);
+    let progress = r.peer.recv();
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    assert_eq!(progress["params"]["progressToken"], "wait-1");
+    assert!(progress["params"]["message"].as_str().unwrap().contains("waiting for a person to approve `send_payment`"));
+    r.screen.type_keys("y\r");
+    assert_eq!(text(&r.peer.response(&json!(1))), "paid 1 to ACME");
+    let d = decisions(&mut r);
+    assert!(d[0]["waited_ms"].as_u64().is_some(), "{:?}", d[0]);
+}
+
+#[test]
+fn notify_prints_a_notice_and_does_not_hold_the_call() {
+    let mut r = start(&format!(
+        "{POLICY}\n[[rules]]\nname = \"writes are noticed\"\ntools = [\"write_file\"]\ntier = \"medium\"\n"
+    ));
+    let reply =
+        r.peer.request(1, "tools/call", json!({"name": "write_file", "arguments": {"path": "a", "content": "b"}}));
+    assert_eq!(text(&reply), "wrote 1 bytes to a");
+    r.screen.wait_for("toolgate: demo ran `write_file` (rule \"writes are noticed\")");
+}
+
+#[test]
+fn without_a_controlling_terminal_a_call_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), POLICY);
+    // Peer::toolgate starts toolgate in a new session, with no controlling terminal.
+    let mut p = Peer::toolgate(&policy, &dir.path().join("audit.jsonl"), &[toolgate(), "demo-server"]);
+    initialize(&mut p, "2025-06-18");
+    pay(&mut p, 1);
+    let reply = p.response(&json!(1));
+    assert!(text(&reply).contains("no controlling terminal"), "{reply}");
+}
