@@ -278,3 +278,15 @@ fn without_a_controlling_terminal_a_call_is_refused_at_once() {
     let reply = p.response(&json!(1));
     assert!(text(&reply).contains("no controlling terminal"), "{reply}");
 }
+
+#[test]
+fn the_terminal_is_restored_when_toolgate_is_stopped_during_a_prompt() {
+    let mut r = start(POLICY);
+    pay(&mut r.peer, 1);
+    prompt(&mut r.screen);
+    assert!(!r.screen.canonical(), "the prompt reads keys one by one");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.peer.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert_eq!(r.peer.wait().code(), Some(143));
+    assert!(r.screen.canonical(), "toolgate left the terminal in raw mode");
+}

@@ -71,7 +71,8 @@ fn open_tty() -> std::io::Result<File> {
 
 /// The thread that owns the terminal.
 pub struct Terminal {
-    tx: mpsc::Sender<Command>,
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Terminal {
@@ -79,12 +80,16 @@ impl Terminal {
     pub fn start(events: tokio::sync::mpsc::UnboundedSender<Event>) -> std::io::Result<Terminal> {
         let tty = open_tty()?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("toolgate-terminal".into()).spawn(move || Owner::new(tty, events).run(rx))?;
-        Ok(Terminal { tx })
+        let thread = std::thread::Builder::new()
+            .name("toolgate-terminal".into())
+            .spawn(move || Owner::new(tty, events).run(rx))?;
+        Ok(Terminal { tx: Some(tx), thread: Some(thread) })
     }
 
     pub fn send(&self, command: Command) {
-        let _ = self.tx.send(command);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(command);
+        }
     }
 
     /// Whether this terminal can still be used (toolgate still in its foreground).
@@ -484,6 +489,17 @@ impl Owner {
                 self.write(&format!("  {why}\r\n"));
                 self.redraw_line();
             }
+        }
+    }
+}
+
+impl Drop for Terminal {
+    /// Ends the thread and waits for it, so the terminal's mode is restored before toolgate
+    /// exits, whatever ended the session (end of input, a signal, the server exiting).
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

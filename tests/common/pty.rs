@@ -35,6 +35,14 @@ impl Screen {
         }
     }
 
+    /// Whether the terminal is in its normal line mode (canonical, echoing).
+    pub fn canonical(&self) -> bool {
+        use std::os::fd::AsFd;
+        let mode = nix::sys::termios::tcgetattr(self.master.as_fd()).unwrap();
+        let flags = nix::sys::termios::LocalFlags::ICANON | nix::sys::termios::LocalFlags::ECHO;
+        mode.local_flags.contains(flags)
+    }
+
     /// Types keys, as a person would.
     pub fn type_keys(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
