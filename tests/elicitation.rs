@@ -53,12 +53,7 @@ fn accept(decision: &str) -> Value {
 }
 
 fn decisions(audit: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["event"] == "decision")
-        .collect()
+    audit_decisions(audit)
 }
 
 #[test]

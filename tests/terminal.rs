@@ -46,12 +46,7 @@ fn text(reply: &Value) -> &str {
 fn decisions(run: &mut Run) -> Vec<Value> {
     run.peer.close_stdin();
     run.peer.wait();
-    std::fs::read_to_string(run.dir.path().join("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["event"] == "decision")
-        .collect()
+    audit_decisions(&run.dir.path().join("audit.jsonl"))
 }
 
 #[test]

@@ -171,6 +171,16 @@ impl Drop for Peer {
     }
 }
 
+/// The decision records of an audit log, in order.
+pub fn audit_decisions(audit: &Path) -> Vec<Value> {
+    std::fs::read_to_string(audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "decision")
+        .collect()
+}
+
 /// The standard `initialize` handshake through a peer.
 pub fn initialize(peer: &mut Peer, version: &str) -> Value {
     let init = peer.request(
