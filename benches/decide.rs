@@ -1,5 +1,6 @@
 //! Micro-benchmarks: framing, strict parsing and envelopes of small and large messages,
-//! `tools/call` params, policy decisions against 10 / 100 / 1,000 rules, and policy loading.
+//! `tools/call` params, policy decisions against 10 / 100 / 1,000 rules, policy loading, and
+//! the two audit records every allowed call costs.
 //!
 //! Run: `cargo bench --bench decide` (all), or a group: `cargo bench --bench decide -- decide/`.
 //! Numbers are in the README.
@@ -167,11 +168,45 @@ fn loading(c: &mut Criterion) {
     for n in SIZES {
         let text = policy(n);
         g.bench_with_input(BenchmarkId::new("policy", format!("{n} rules")), &text, |b, text| {
-            b.iter(|| Policy::from_toml(black_box(text), "bench.toml").unwrap())
+            // The previous policy is dropped outside the timing: loading is what is measured.
+            b.iter_with_large_drop(|| Policy::from_toml(black_box(text), "bench.toml").unwrap())
         });
     }
     g.finish();
 }
 
-criterion_group!(benches, framing, parsing, deciding, loading);
+/// The audit records of one allowed call, written to a real file as `toolgate run` does.
+fn auditing(c: &mut Criterion) {
+    use toolgate::audit::{AuditLog, DecidedBy, DecisionRecord, Outcome, Verdict};
+    use toolgate::policy::{Gate, Tier};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = AuditLog::open(&dir.path().join("audit.jsonl"));
+    let arguments: Map<String, Value> = json!({"path": "notes/todo.txt"}).as_object().cloned().unwrap();
+    let record = DecisionRecord {
+        server: "demo-server",
+        tool: "read_file",
+        arguments: &arguments,
+        edited_arguments: None,
+        request_id: json!(1),
+        gate: Gate::Allow,
+        tier: Tier::Low,
+        rules: vec!["reads"],
+        reason: None,
+        verdict: Verdict::Forwarded,
+        decided_by: DecidedBy::Policy,
+        channel: None,
+        note: None,
+        confidence: None,
+        policy: "sha256:0123456789abcdef",
+        waited_ms: 0,
+    };
+    let mut g = c.benchmark_group("audit");
+    g.bench_function("decision record", |b| b.iter(|| log.decision(black_box(&record)).unwrap()));
+    g.bench_function("outcome record", |b| {
+        b.iter(|| log.outcome(black_box(1), Outcome::Ok, std::time::Duration::from_micros(15)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, framing, parsing, deciding, loading, auditing);
 criterion_main!(benches);
