@@ -59,8 +59,11 @@ pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     }
     let text = std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 { at: e.valid_up_to() })?;
     let found = RefCell::new(None);
+    let keys = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_str(text);
-    let result = Strict { depth: 0, max_depth, found: &found, top: true }.deserialize(&mut de).and_then(|()| de.end());
+    let result = Strict { depth: 0, max_depth, found: &found, keys: &keys, top: true }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
     match (result, found.into_inner()) {
         (_, Some(violation)) => Err(violation),
         (Err(e), None) => Err(Violation::Syntax(e.to_string())),
@@ -69,22 +72,25 @@ pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
 }
 
 /// A visitor that walks a whole value, remembering the first violation it meets.
-struct Strict<'a> {
+struct Strict<'a, 'de> {
     depth: usize,
     max_depth: usize,
     found: &'a RefCell<Option<Violation>>,
+    /// The keys of every object being walked, outermost first: one stack for the whole line,
+    /// so that an object costs no allocation of its own (a large result holds thousands).
+    keys: &'a RefCell<Vec<Cow<'de, str>>>,
     top: bool,
 }
 
-impl Strict<'_> {
+impl<'de> Strict<'_, 'de> {
     fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
         let message = violation.to_string();
         self.found.borrow_mut().get_or_insert(violation);
         E::custom(message)
     }
 
-    fn nested(&self) -> Strict<'_> {
-        Strict { depth: self.depth + 1, max_depth: self.max_depth, found: self.found, top: false }
+    fn nested(&self) -> Strict<'_, 'de> {
+        Strict { depth: self.depth + 1, max_depth: self.max_depth, found: self.found, keys: self.keys, top: false }
     }
 
     fn scalar<E: serde::de::Error>(&self) -> Result<(), E> {
@@ -99,7 +105,7 @@ impl Strict<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Strict<'_> {
+impl<'de> DeserializeSeed<'de> for Strict<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -107,7 +113,7 @@ impl<'de> DeserializeSeed<'de> for Strict<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Strict<'_> {
+impl<'de> Visitor<'de> for Strict<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -144,15 +150,19 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.enter()?;
-        // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        // This object's keys are the top of the stack, from `base`; nested objects push theirs
+        // above and take them off again before the next key of this one is read. (On an error
+        // the stack is left as it is: the whole check ends there.)
+        let base = self.keys.borrow().len();
         while let Some(key) = map.next_key_seed(Key)? {
-            if keys.contains(&key) {
+            // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
+            if self.keys.borrow()[base..].contains(&key) {
                 return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
             }
-            keys.push(key);
+            self.keys.borrow_mut().push(key);
             map.next_value_seed(self.nested())?;
         }
+        self.keys.borrow_mut().truncate(base);
         Ok(())
     }
 }
@@ -211,6 +221,17 @@ mod tests {
     fn duplicate_key_spelled_with_an_escape_is_still_a_duplicate() {
         let line = br#"{"name":"a","n\u0061me":"b"}"#;
         assert_eq!(verdict(line), Err(Violation::DuplicateKey { key: "name".into() }));
+    }
+
+    #[test]
+    fn keys_are_compared_only_within_their_own_object() {
+        // The same names in a parent, its children and their siblings are not duplicates.
+        assert_eq!(verdict(br#"{"a":{"a":1,"b":[{"a":1},{"a":2}]},"b":{"a":2,"b":3}}"#), Ok(()));
+        // A duplicate after a nested object, and one inside the second of two siblings.
+        let after_nested = br#"{"a":{"x":{"y":1}},"b":2,"a":3}"#;
+        assert_eq!(verdict(after_nested), Err(Violation::DuplicateKey { key: "a".into() }));
+        let second_sibling = br#"{"l":[{"k":1},{"k":1,"j":2,"k":3}]}"#;
+        assert_eq!(verdict(second_sibling), Err(Violation::DuplicateKey { key: "k".into() }));
     }
 
     #[test]
