@@ -44,15 +44,27 @@ const USES_CONFIDENCE: &str = "[settings]\ndefault_tier = \"low\"\nmin_confidenc
 
 #[test]
 fn the_strict_server_really_refuses_an_unknown_argument() {
-    let mut direct = Peer::spawn(strict_server(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("received.jsonl");
+    let mut cmd = std::process::Command::new(strict_server());
+    cmd.env("RECORD", &record);
+    let mut direct = Peer::start(cmd);
     initialize(&mut direct, "2025-06-18");
+    let listed = direct.request(1, "tools/list", json!({}));
+    for tool in listed["result"]["tools"].as_array().unwrap() {
+        assert_eq!(tool["inputSchema"]["additionalProperties"], false, "{tool}");
+    }
     let reply = direct.request(
-        1,
+        2,
         "tools/call",
         json!({"name": "write_note", "arguments": {"title": "a", "body": "b", "toolgate_confidence": 0.95}}),
     );
     assert_eq!(reply["result"]["isError"], true, "{reply}");
     assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("unknown field `toolgate_confidence`"));
+    // The same call without the property runs, so the refusal above was the property's doing.
+    let ok = direct.request(3, "tools/call", json!({"name": "write_note", "arguments": {"title": "a", "body": "b"}}));
+    assert_eq!(ok["result"]["content"][0]["text"], "noted: a", "{ok}");
+    assert_eq!(received(&record), vec![json!({"title": "a", "body": "b"})]);
 }
 
 #[test]
@@ -110,6 +122,24 @@ fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
         peer.request(6, "tools/call", json!({"name": "echo", "arguments": {"text": "hi", "toolgate_confidence": 0.6}}));
     assert_eq!(echo["result"]["content"][0]["text"], "hi");
     assert_eq!(received(&record), vec![json!({"text": "hi"})], "only the echo reached the server");
+    peer.close_stdin();
+    assert!(peer.wait().success());
+    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    let seen: Vec<_> =
+        decisions.iter().map(|d| (d["tool"].clone(), d["confidence"].clone(), d["verdict"].clone())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (json!("write_note"), json!(0.2), json!("refused")),
+            (json!("write_note"), json!(0.85), json!("refused")),
+            (json!("write_note"), Value::Null, json!("refused")),
+            (json!("write_note"), Value::Null, json!("refused")),
+            (json!("echo"), json!(0.6), json!("forwarded")),
+        ]
+    );
+    for d in &decisions[..4] {
+        assert!(d["arguments"].get("toolgate_confidence").is_none(), "{d}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let (mut peer, record) = start(dir.path(), &USES_CONFIDENCE.replace("\"ask\"", "\"ignore\""));
