@@ -161,3 +161,30 @@ fn without_confidence_in_the_policy_tools_list_passes_byte_for_byte() {
     assert_eq!(through, direct.next_line().unwrap());
     assert!(!through.contains("toolgate_confidence"));
 }
+
+#[test]
+fn stripping_the_property_leaves_every_other_argument_byte_for_byte() {
+    // Re-encoding would turn 1e2 into 100.0 and a 20-digit integer into a float; a strict
+    // server could then refuse what the client actually sent.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), USES_CONFIDENCE);
+    let record = dir.path().join("raw.jsonl");
+    let fake = root().join("tests/support/fake_server.py");
+    let mut peer = Peer::toolgate(
+        &policy,
+        &dir.path().join("audit.jsonl"),
+        &["python3", fake.to_str().unwrap(), "--record", record.to_str().unwrap()],
+    );
+    initialize(&mut peer, "2025-06-18");
+    peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"p\":0.10000000000000000001,\"toolgate_confidence\":0.9}}}\n");
+    assert_eq!(peer.response(&json!(1))["result"]["isError"], json!(null));
+    peer.close_stdin();
+    peer.wait();
+    let lines: Vec<String> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str::<String>(l).unwrap()).collect();
+    let call = lines.iter().find(|l| l.contains("tools/call")).unwrap();
+    assert_eq!(
+        call,
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"p\":0.10000000000000000001}}}\n"
+    );
+}

@@ -165,20 +165,22 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             } else {
                 tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            let arguments = edited.as_ref().unwrap_or(&call.params.arguments);
-            if call.stripped || edited.is_some() {
-                // What is forwarded is what was decided on: those arguments, re-encoded.
-                match confidence::rewrite_call(&call.inbound.line, arguments) {
-                    Some(line) => call.inbound.line = line,
-                    None => {
-                        tracing::error!("cannot re-encode a call to `{}`; refused", call.params.name);
-                        let text = format!(
-                            "toolgate could not prepare this call to `{}`, so it was not run.",
-                            call.params.name
-                        );
-                        session.to_client(reply::refused_call(&id, &text, stateless));
-                        return;
-                    }
+            // What is forwarded is what was decided on: the arguments a person edited, or the
+            // client's own bytes less toolgate's property; nothing else is re-encoded.
+            let rewritten = match &edited {
+                Some(arguments) => Some(confidence::rewrite_call(&call.inbound.line, arguments)),
+                None if call.stripped => Some(confidence::strip_call(&call.inbound.line)),
+                None => None,
+            };
+            match rewritten {
+                None => {}
+                Some(Some(line)) => call.inbound.line = line,
+                Some(None) => {
+                    tracing::error!("cannot prepare a call to `{}` for the server; refused", call.params.name);
+                    let text =
+                        format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
+                    session.to_client(reply::refused_call(&id, &text, stateless));
+                    return;
                 }
             }
             session.pending.insert(call.id, Pending { what: Waiting::ToolsCall { call: call_no }, since: call.since });

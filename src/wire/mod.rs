@@ -3,6 +3,7 @@
 pub mod envelope;
 pub mod frame;
 pub mod reply;
+pub mod splice;
 pub mod strict;
 
 pub use envelope::{CallToolParams, Envelope, Id, Kind, Refusal};
