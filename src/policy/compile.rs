@@ -39,7 +39,6 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
 
     let mut rules = Vec::new();
-    let mut tool_globs = Vec::new();
     let mut names: HashMap<String, Range<usize>> = HashMap::new();
     let mut server_sets = HashMap::new();
     for spanned in raw.rules {
@@ -53,12 +52,11 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
             let (line, _) = line_column(text, first.start);
             c.error(r.name.span(), format!("a rule named {name:?} already exists (line {line})"));
         }
-        if let Some((parts, globs)) = c.rule(&name, span, &r) {
+        if let Some(parts) = c.rule(&name, span, &r) {
             match Rule::new(parts, &mut server_sets) {
                 Ok(rule) => {
                     c.examples(&rule, &r);
                     rules.push(rule);
-                    tool_globs.push(globs);
                 }
                 Err(e) => c.error(r.name.span(), format!("rule {name:?}: {e}")),
             }
@@ -68,7 +66,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
         c.errors.sort_by_key(|e| (e.line, e.column));
         return Err(PolicyErrors(c.errors));
     }
-    let rules = RuleSet::new(rules, tool_globs).map_err(|e| {
+    let rules = RuleSet::new(rules).map_err(|e| {
         PolicyErrors(vec![PolicyError::at(origin, text, None, format!("cannot build the tool index: {e}"))])
     })?;
     Ok(Policy { settings, rules, origin: origin.to_owned(), version: version_of(text) })
@@ -96,12 +94,7 @@ impl Compiler<'_> {
     }
 
     /// Compiles one rule's parts; `None` when it had errors (already recorded).
-    fn rule(
-        &mut self,
-        name: &str,
-        span: Range<usize>,
-        r: &RuleFile,
-    ) -> Option<(RuleParts, Option<Vec<globset::Glob>>)> {
+    fn rule(&mut self, name: &str, span: Range<usize>, r: &RuleFile) -> Option<RuleParts> {
         let before = self.errors.len();
         let min_confidence =
             r.min_confidence.as_ref().and_then(|m| self.confidence(m, &format!("rule {name:?}: min_confidence")));
@@ -151,7 +144,6 @@ impl Compiler<'_> {
         if self.errors.len() > before {
             return None;
         }
-        let globs = tools.as_ref().map(|ts| ts.iter().map(|(_, g)| g.clone()).collect());
         let parts = RuleParts {
             name: name.to_owned(),
             tools,
@@ -164,7 +156,7 @@ impl Compiler<'_> {
             always_ask: r.always_ask,
             min_confidence,
         };
-        Some((parts, globs))
+        Some(parts)
     }
 
     fn globs(

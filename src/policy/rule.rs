@@ -175,20 +175,18 @@ pub struct NearMiss {
 }
 
 impl RuleSet {
-    /// Builds the tool index over the rules.
-    pub fn new(rules: Vec<Rule>, tool_globs: Vec<Option<Vec<Glob>>>) -> Result<Self, globset::Error> {
+    /// Builds the tool index over the rules' own tool globs.
+    pub fn new(rules: Vec<Rule>) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut glob_owner = Vec::new();
         let mut any_tool = Vec::new();
-        for (i, globs) in tool_globs.into_iter().enumerate() {
-            match globs {
-                None => any_tool.push(i),
-                Some(globs) => {
-                    for g in globs {
-                        builder.add(g);
-                        glob_owner.push(i);
-                    }
-                }
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.tool_patterns.is_none() {
+                any_tool.push(i);
+            }
+            for g in &rule.tool_globs {
+                builder.add(g.clone());
+                glob_owner.push(i);
             }
         }
         Ok(RuleSet { rules, tool_globs: builder.build()?, glob_owner, any_tool })
