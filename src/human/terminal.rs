@@ -313,17 +313,21 @@ impl Owner {
         }
     }
 
+    /// Keys one by one, unechoed, Ctrl-C as a byte; type-ahead dropped first, so that a key
+    /// pressed before the prompt appeared cannot answer it.
+    fn enter_prompt_mode(&self, saved: &Termios) -> nix::Result<()> {
+        let mut raw = saved.clone();
+        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
+        termios::tcflush(self.tty.as_fd(), FlushArg::TCIFLUSH)?;
+        termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &raw)
+    }
+
     fn open(&mut self, request: Request) {
         let Ok(saved) = termios::tcgetattr(self.tty.as_fd()) else {
             self.lost(request.ticket, "cannot read the terminal's mode");
             return;
         };
-        let mut raw = saved.clone();
-        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
-        // A key pressed before the prompt appeared must not answer it.
-        let ready = termios::tcflush(self.tty.as_fd(), FlushArg::TCIFLUSH)
-            .and_then(|()| termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &raw));
-        if let Err(e) = ready {
+        if let Err(e) = self.enter_prompt_mode(&saved) {
             self.lost(request.ticket, &format!("cannot prepare the terminal ({e})"));
             return;
         }
@@ -479,10 +483,7 @@ impl Owner {
         let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &saved);
         self.write("\r\n");
         let result = edit_arguments(&self.tty, &arguments);
-        let mut raw = saved;
-        raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
-        let _ = termios::tcflush(self.tty.as_fd(), FlushArg::TCIFLUSH);
-        let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &raw);
+        let _ = self.enter_prompt_mode(&saved);
         match result {
             Ok(edited) => self.answer(Answer::Edited(edited), "allowed, with your edits"),
             Err(why) => {
