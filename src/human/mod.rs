@@ -11,6 +11,27 @@ use serde_json::{Map, Value};
 
 use crate::policy::{Gate, Tier};
 
+/// The arguments with every value longer than `max` characters cut short (a string by its
+/// text, anything else by its JSON), each cut value saying how long it was, then `hint`.
+pub fn shortened(arguments: &Map<String, Value>, max: usize, hint: &str) -> Map<String, Value> {
+    arguments
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let shown = if text.chars().count() > max {
+                let cut: String = text.chars().take(max).collect();
+                Value::String(format!("{cut}… ({} bytes{hint})", text.len()))
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
 /// One call waiting for a person, as a channel shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

@@ -160,7 +160,9 @@ pub fn render(request: &Request, waiting: usize) -> String {
     out.push_str(&format!("\n── {title} {}\n", "─".repeat(60usize.saturating_sub(title.len()))));
     out.push_str(&format!("  server   {}\n", request.server));
     out.push_str(&format!("  tool     {}\n", request.tool));
-    let args = serde_json::to_string_pretty(&Value::Object(shortened(&request.arguments))).unwrap_or_default();
+    let args =
+        serde_json::to_string_pretty(&Value::Object(super::shortened(&request.arguments, SHORT, ", v shows it whole")))
+            .unwrap_or_default();
     for (i, line) in args.lines().enumerate() {
         out.push_str(if i == 0 { "  args     " } else { "           " });
         out.push_str(line);
@@ -207,25 +209,6 @@ fn answer_line(request: &Request, stage: &Stage, input: &str, now: Instant) -> S
 }
 
 const SHORT: usize = 120;
-
-fn shortened(arguments: &Map<String, Value>) -> Map<String, Value> {
-    arguments
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let shown = if text.chars().count() > SHORT {
-                let cut: String = text.chars().take(SHORT).collect();
-                Value::String(format!("{cut}… ({} bytes, v shows it whole)", text.len()))
-            } else {
-                v.clone()
-            };
-            (k.clone(), shown)
-        })
-        .collect()
-}
 
 fn whole_arguments(arguments: &Map<String, Value>) -> String {
     serde_json::to_string_pretty(&Value::Object(arguments.clone())).unwrap_or_default()

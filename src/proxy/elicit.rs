@@ -8,10 +8,13 @@
 //! accepted, well-formed form denies. A server may not pass its own elicitation off as
 //! toolgate's.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::human::{Answer, Kind, Request};
+use crate::human::{self, Answer, Kind, Request};
 use crate::wire::Id;
+
+/// Argument values longer than this many characters are cut short in the dialog.
+const SHORT: usize = 300;
 
 /// The form's decision field.
 pub const DECISION: &str = "toolgate_decision";
@@ -57,7 +60,8 @@ pub fn client_can_elicit(initialize_params: &Value) -> bool {
 
 /// The `elicitation/create` request for a held call, as one line.
 pub fn request_line(id: &Id, request: &Request, wait_secs: u64) -> Vec<u8> {
-    let args = serde_json::to_string_pretty(&Value::Object(shorten(&request.arguments))).unwrap_or_default();
+    let args = serde_json::to_string_pretty(&Value::Object(human::shortened(&request.arguments, SHORT, " in all")))
+        .unwrap_or_default();
     let why = match (&request.rules[..], &request.reason) {
         ([], Some(reason)) => format!("It stopped because: {reason}."),
         ([], None) => format!("It stopped because calls like it are {} risk.", request.tier.as_str()),
@@ -177,24 +181,6 @@ pub fn impersonates_toolgate(params: &Value) -> bool {
         .and_then(Value::as_object)
         .is_some_and(|p| p.keys().any(|k| k.to_lowercase().starts_with("toolgate")));
     names_toolgate || uses_our_fields
-}
-
-/// Long argument values shortened for a dialog.
-fn shorten(arguments: &Map<String, Value>) -> Map<String, Value> {
-    const MAX: usize = 300;
-    arguments
-        .iter()
-        .map(|(k, v)| {
-            let text = v.to_string();
-            let shown = if text.len() > MAX {
-                let cut = text.floor_char_boundary(MAX);
-                Value::String(format!("{}… ({} bytes in all)", &text[..cut], text.len()))
-            } else {
-                v.clone()
-            };
-            (k.clone(), shown)
-        })
-        .collect()
 }
 
 fn random_u64() -> u64 {
