@@ -124,9 +124,8 @@ impl Session {
                 }
                 Kind::Request { id, method } => {
                     if method == "initialize" {
-                        let params =
-                            env.params.clone().and_then(|r| serde_json::from_slice::<Value>(&inbound.line[r]).ok());
-                        self.client_elicits = params.as_ref().is_some_and(elicit::client_can_elicit);
+                        self.client_elicits =
+                            params(&inbound.line, env).as_ref().is_some_and(elicit::client_can_elicit);
                     }
                     let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
                     self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
@@ -336,10 +335,12 @@ impl Session {
 
 /// Whether a server's `elicitation/create` presents itself as toolgate's.
 fn impersonates(line: &[u8], env: &Envelope) -> bool {
-    env.params
-        .clone()
-        .and_then(|r| serde_json::from_slice::<Value>(&line[r]).ok())
-        .is_some_and(|p| elicit::impersonates_toolgate(&p))
+    params(line, env).is_some_and(|p| elicit::impersonates_toolgate(&p))
+}
+
+/// A message's `params`, decoded.
+fn params(line: &[u8], env: &Envelope) -> Option<Value> {
+    serde_json::from_slice(&line[env.params.clone()?]).ok()
 }
 
 /// The `requestId` of a `notifications/cancelled`.

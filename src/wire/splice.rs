@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// An object's members in order: decoded keys and the raw text of their values.
@@ -75,27 +75,7 @@ pub fn set_member(object: &str, key: &str, value: Option<&str>) -> Option<String
 
 /// The raw text of each item of a JSON array.
 pub fn items(array: &str) -> Option<Vec<&str>> {
-    struct Items<'a>(Vec<&'a RawValue>);
-    impl<'de: 'a, 'a> Deserialize<'de> for Items<'a> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V<'a>(std::marker::PhantomData<&'a ()>);
-            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-                type Value = Items<'a>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a JSON array")
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items<'a>, A::Error> {
-                    let mut items = Vec::new();
-                    while let Some(item) = seq.next_element::<&'de RawValue>()? {
-                        items.push(item);
-                    }
-                    Ok(Items(items))
-                }
-            }
-            d.deserialize_seq(V(std::marker::PhantomData))
-        }
-    }
-    let Items(items) = serde_json::from_str(array).ok()?;
+    let items: Vec<&RawValue> = serde_json::from_str(array).ok()?;
     Some(items.into_iter().map(RawValue::get).collect())
 }
 
