@@ -63,11 +63,24 @@ pub enum Command {
         after_help = "Example:\n  toolgate explain --policy policy.toml --tool write_file --args '{\"path\":\"/etc/hosts\"}' --server fs"
     )]
     Explain(ExplainArgs),
+    /// Answer the pending approvals of every running toolgate of this user, from any terminal.
+    #[command(
+        after_help = "Examples:\n  toolgate approve\n  toolgate approve --json   # events on stdout, answers on stdin, one JSON object per line"
+    )]
+    Approve(ApproveArgs),
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
     #[command(hide = true)]
     DemoServer,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Events as JSON lines on stdout and answers as JSON lines on stdin (see the README),
+    /// instead of prompts on the terminal.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +165,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Run(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(run(args))),
         Command::Check(args) => check(&args),
         Command::Explain(args) => explain(&args),
+        Command::Approve(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(crate::approve::run(args.json))),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => exit::OK,

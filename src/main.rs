@@ -9,6 +9,7 @@ fn main() {
     let default = match (&cli.command, cli.quiet, cli.verbose) {
         (_, true, _) => "error",
         (Command::Demo, _, 0) => "error",
+        (Command::Approve(a), _, 0) if !a.json => "warn",
         (_, _, 0) => "info",
         (_, _, 1) => "debug",
         _ => "trace",

@@ -1,12 +1,14 @@
 //! Reaching the human: what a channel is shown when a call needs a person, and what the person
-//! can answer. Channels (the terminal today; MCP elicitation and `toolgate approve` later) only
-//! show and collect; the dispatcher owns every pending call, its timeout and its fate.
+//! can answer. Channels (the terminal, MCP elicitation, `toolgate approve`) only show and
+//! collect; the dispatcher owns every pending call, its timeout and its fate.
 
+pub mod approvers;
 pub mod terminal;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::policy::{Gate, Tier};
@@ -55,7 +57,8 @@ pub struct Request {
 }
 
 /// What the person is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// The call waits for a yes; it is denied at the deadline.
     Approve,
@@ -89,7 +92,8 @@ pub enum Answer {
 }
 
 /// Why a request was taken back from a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Withdrawn {
     /// The approval timed out (the call is denied).
     TimedOut,

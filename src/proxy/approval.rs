@@ -2,8 +2,9 @@
 //! timeout, the end of a hold), the progress sent to clients while they wait, and their fate
 //! when a person answers, the client cancels, or time runs out. Channels only show and collect.
 //!
-//! A waiting call is offered on every live channel at once (the terminal, and MCP elicitation
-//! when the client offers it); the first answer wins and the other channels are withdrawn.
+//! A waiting call is offered on every live channel at once (the terminal, MCP elicitation when
+//! the client offers it, and every connected `toolgate approve`); the first answer wins and the
+//! other channels are withdrawn.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -12,10 +13,12 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
+use super::approvers::{Approvers, FromApprover, error_line, result_line};
 use super::elicit;
 use super::gate::{self, Decided, Settlement};
 use super::session::Session;
 use crate::audit::DecidedBy;
+use crate::human::approvers::Approval;
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Kind, Request, Withdrawn};
 use crate::policy::{Gate, remember};
@@ -24,12 +27,30 @@ use crate::wire::Id;
 /// How often a waiting call with a progress token reports progress to the client.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// The names of the channels in audit records.
-const TERMINAL: &str = "terminal";
-const ELICITATION: &str = "elicitation";
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Terminal,
+    Elicitation,
+    /// A `toolgate approve`, by its connection.
+    Approver(u64),
+}
+
+impl Via {
+    /// The channel's name in audit records and logs.
+    fn name(self) -> &'static str {
+        match self {
+            Via::Terminal => "terminal",
+            Via::Elicitation => "elicitation",
+            Via::Approver(_) => "approver",
+        }
+    }
+}
 
 struct Held {
     call: Decided,
+    /// What the channels are shown.
+    request: Request,
     kind: Kind,
     deadline: Instant,
     progress: Option<Progress>,
@@ -37,6 +58,8 @@ struct Held {
     on_terminal: bool,
     /// The id of toolgate's `elicitation/create` to the client, while it is open.
     elicitation: Option<Id>,
+    /// Offered to the connected approvers.
+    on_approvers: bool,
 }
 
 struct Progress {
@@ -57,10 +80,12 @@ pub(super) struct Approvals {
     /// toolgate's open elicitations, by request id.
     elicitations: HashMap<Id, u64>,
     pub elicit_ids: elicit::Ids,
+    /// The connected `toolgate approve` processes.
+    pub approvers: Approvers,
 }
 
 impl Approvals {
-    pub fn new(events: UnboundedSender<Event>) -> Self {
+    pub fn new(events: UnboundedSender<Event>, approvers: Approvers) -> Self {
         Approvals {
             held: HashMap::new(),
             by_request: HashMap::new(),
@@ -70,6 +95,7 @@ impl Approvals {
             events,
             elicitations: HashMap::new(),
             elicit_ids: elicit::Ids::new(),
+            approvers,
         }
     }
 
@@ -117,16 +143,16 @@ impl Approvals {
     }
 }
 
-/// Takes a request back from every channel it is still offered on, except `answered_on`.
-fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answered_on: Option<&str>) {
+/// Takes a request back from every channel it is still offered on, except the one that answered.
+fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answered_on: Option<Via>) {
     if held.on_terminal
-        && answered_on != Some(TERMINAL)
+        && answered_on != Some(Via::Terminal)
         && let Some(t) = &session.approvals.terminal
     {
         t.send(Command::Withdraw { ticket, why });
     }
     if let Some(id) = &held.elicitation
-        && answered_on != Some(ELICITATION)
+        && answered_on != Some(Via::Elicitation)
     {
         let reason = match why {
             Withdrawn::TimedOut => "toolgate: nobody answered in time; the call was denied",
@@ -135,6 +161,13 @@ fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answ
             Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
         };
         session.to_client(elicit::cancel_line(id, reason));
+    }
+    if held.on_approvers {
+        let answering = match answered_on {
+            Some(Via::Approver(conn)) => Some(conn),
+            _ => None,
+        };
+        session.approvals.approvers.broadcast("withdrawn", json!({"ticket": ticket, "why": why}), answering);
     }
 }
 
@@ -197,19 +230,32 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         session.approvals.elicitations.insert(id.clone(), ticket);
         Some(id)
     };
-    if !on_terminal && elicitation.is_none() {
+    let on_approvers = session.approvals.approvers.live();
+    if on_approvers {
+        session.approvals.approvers.offer(&Approval::from_request(&request, std::time::Instant::now()));
+    } else {
+        absent.push("no `toolgate approve` is running".to_owned());
+    }
+    if !on_terminal && elicitation.is_none() && !on_approvers {
         let why = absent.join("; ");
         let text = format!(
-            "{} No person could be asked: {why}. To be asked, use a client that supports MCP elicitation, or run \
-             the agent and toolgate in a terminal you are using.",
+            "{} No person could be asked: {why}. To be asked next time, run `toolgate approve` in a terminal of \
+             this user, use a client that supports MCP elicitation, or run the agent and toolgate in a terminal \
+             you are using.",
             gate::refusal_text(&call.params.name, &call.decision)
         );
         let note = Some(format!("needs a human, and no approval channel is available: {why}"));
         gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
         return;
     }
-    let channels: Vec<&str> =
-        [on_terminal.then_some(TERMINAL), elicitation.as_ref().map(|_| ELICITATION)].into_iter().flatten().collect();
+    let channels: Vec<&str> = [
+        on_terminal.then_some("terminal"),
+        elicitation.as_ref().map(|_| "elicitation"),
+        on_approvers.then_some("approver"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     tracing::info!(
         "`{}` waits for a person ({}) on {}{}",
         call.params.name,
@@ -220,18 +266,21 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
     let progress =
         call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
-    session.approvals.held.insert(ticket, Held { call, kind, deadline, progress, on_terminal, elicitation });
+    session
+        .approvals
+        .held
+        .insert(ticket, Held { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers });
 }
 
 /// The terminal's news.
 pub(super) fn on_event(session: &mut Session, event: Event) {
     match event {
-        Event::Answered { ticket, answer } => answered(session, ticket, answer, TERMINAL),
+        Event::Answered { ticket, answer } => answered(session, ticket, answer, Via::Terminal),
         Event::Lost { ticket, why } => {
             let Some(held) = session.approvals.held.get_mut(&ticket) else { return };
             held.on_terminal = false;
-            if held.elicitation.is_some() {
-                tracing::warn!("the terminal was lost ({why}); the call still waits for an answer inside the client");
+            if held.elicitation.is_some() || held.on_approvers {
+                tracing::warn!("the terminal was lost ({why}); the call still waits for an answer on another channel");
                 return;
             }
             let Some(held) = session.approvals.take(ticket) else { return };
@@ -245,6 +294,43 @@ pub(super) fn on_event(session: &mut Session, event: Event) {
     }
 }
 
+/// News from a connected `toolgate approve`.
+pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
+    match news {
+        FromApprover::Connected { conn, out } => session.approvals.approvers.connected(conn, out),
+        FromApprover::Gone { conn } => session.approvals.approvers.gone(conn),
+        FromApprover::Subscribe { conn, id } => {
+            let now = std::time::Instant::now();
+            let mut pending: Vec<(u64, Approval)> = Vec::new();
+            for (ticket, held) in &mut session.approvals.held {
+                held.on_approvers = true;
+                pending.push((*ticket, Approval::from_request(&held.request, now)));
+            }
+            pending.sort_by_key(|(ticket, _)| *ticket);
+            let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
+            let approvers = &mut session.approvals.approvers;
+            approvers.subscribe(conn);
+            let proxy = json!({
+                "pid": std::process::id(),
+                "server": session.server,
+                "policy": session.policy.origin,
+            });
+            approvers.send_line(conn, result_line(&id, json!({"proxy": proxy, "pending": pending})));
+        }
+        FromApprover::Answer { conn, id, params } => {
+            let offered = session.approvals.held.get(&params.ticket).is_some_and(|h| h.on_approvers);
+            let Ok(answer) = params.answer() else { return };
+            if !offered {
+                let message = format!("approval {} is no longer pending", params.ticket);
+                session.approvals.approvers.send_line(conn, error_line(&id, -32001, &message));
+                return;
+            }
+            session.approvals.approvers.send_line(conn, result_line(&id, json!({"settled": true})));
+            answered(session, params.ticket, answer, Via::Approver(conn));
+        }
+    }
+}
+
 /// The client's response to one of toolgate's elicitations. It is toolgate's and never reaches
 /// the server, whatever it says.
 pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
@@ -254,7 +340,7 @@ pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
     };
     let Some(kind) = session.approvals.held.get(&ticket).map(|h| h.kind) else { return };
     match elicit::read_answer(kind, line) {
-        Ok(Some(answer)) => answered(session, ticket, answer, ELICITATION),
+        Ok(Some(answer)) => answered(session, ticket, answer, Via::Elicitation),
         Ok(None) => {
             // A dismissed hold notice: the hold goes on, the elicitation is closed.
             session.approvals.elicitations.remove(id);
@@ -265,24 +351,24 @@ pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
         Err(why) => {
             tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
             let Some(held) = session.approvals.take(ticket) else { return };
-            retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(ELICITATION));
+            retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(Via::Elicitation));
             let text = format!(
                 "toolgate asked the user about this call to `{}`, but the answer could not be read, so the call was not run.",
                 held.call.params.name
             );
             let note = Some(format!("unreadable elicitation answer: {why}"));
-            let channel = Some(ELICITATION);
+            let channel = Some(Via::Elicitation.name());
             gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
         }
     }
 }
 
 /// A person answered on `channel`: the call is settled and every other channel withdrawn.
-fn answered(session: &mut Session, ticket: u64, answer: Answer, channel: &'static str) {
+fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
     let Some(held) = session.approvals.take(ticket) else { return };
-    retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(channel));
+    retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(via));
     let tool = held.call.params.name.clone();
-    let channel = Some(channel);
+    let channel = Some(via.name());
     let settlement = match answer {
         Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
         Answer::AllowForSession => {

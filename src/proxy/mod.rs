@@ -7,6 +7,7 @@
 //! only the traffic going to it, and memory stays bounded.
 
 mod approval;
+mod approvers;
 pub mod child;
 mod confidence;
 mod elicit;
@@ -122,7 +123,8 @@ where
         tracing::error!("{problem}; every tools/call will be refused");
     }
     let (human_tx, mut from_human) = mpsc::unbounded_channel();
-    let approvals = approval::Approvals::new(human_tx);
+    let (approver_tx, mut from_approvers) = mpsc::unbounded_channel();
+    let approvals = approval::Approvals::new(human_tx, approvers::Approvers::listen(approver_tx));
     let mut session = Session::new(
         opts.server_name,
         Arc::new(opts.policy),
@@ -191,6 +193,7 @@ where
                 }
             },
             Some(event) = from_human.recv() => approval::on_event(&mut session, event),
+            Some(news) = from_approvers.recv() => approval::on_approver(&mut session, news),
             () = sleep_until(approvals_wake), if approvals_wake.is_some() => approval::on_timer(&mut session),
             Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
             () = sleep_until(reload_at), if reload_at.is_some() => {

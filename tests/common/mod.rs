@@ -45,6 +45,12 @@ pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// A private runtime folder shared by this test binary's processes.
+pub fn test_runtime_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 /// A running `toolgate run` (or any process) with line-oriented access to its stdio.
 pub struct Peer {
     pub child: Child,
@@ -77,6 +83,11 @@ impl Peer {
     /// `setup` (to take its stderr, say) before stdout is read.
     pub fn start_with(mut cmd: Command, setup: impl FnOnce(&mut Child)) -> Peer {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // Proxies listen for `toolgate approve` in the runtime folder: a test's own, so that an
+        // approver the developer runs never sees (or answers) the tests' calls.
+        if !cmd.get_envs().any(|(k, _)| k == "XDG_RUNTIME_DIR") {
+            cmd.env("XDG_RUNTIME_DIR", test_runtime_dir());
+        }
         // A new session has no controlling terminal, so toolgate never prompts on the terminal
         // of whoever runs the tests (tests/common/pty.rs gives it one on purpose).
         // SAFETY: setsid is async-signal-safe.

@@ -1,0 +1,306 @@
+//! `toolgate approve`: one approver answers the held calls of two running proxies; an approver
+//! and the proxy's own terminal prompt race, the first answer wins and the other is withdrawn;
+//! and another user can neither open the socket folder nor, if it is opened to them, talk to
+//! the proxy.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::pty::{Place, toolgate_on_pty};
+use common::*;
+use serde_json::{Value, json};
+
+const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\n\
+[[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\nreason = \"it moves money\"\n";
+
+/// A private runtime folder for one test's proxies and approvers.
+struct Runtime {
+    dir: tempfile::TempDir,
+}
+
+impl Runtime {
+    fn new() -> Runtime {
+        Runtime { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn var(&self) -> (&'static str, String) {
+        ("XDG_RUNTIME_DIR", self.dir.path().display().to_string())
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.dir.path().join("toolgate")
+    }
+
+    /// A proxy in front of the demo server, initialized without elicitation.
+    fn proxy(&self, work: &Path, name: &str) -> Peer {
+        let policy = policy_file(work, POLICY);
+        let mut cmd = Command::new(toolgate());
+        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(work.join(format!("{name}.jsonl")));
+        cmd.arg("--name").arg(name).arg("--").arg(toolgate()).arg("demo-server");
+        let (k, v) = self.var();
+        cmd.env(k, v);
+        let mut peer = Peer::start(cmd);
+        initialize(&mut peer, "2025-11-25");
+        peer
+    }
+
+    /// `toolgate approve --json`.
+    fn approver(&self) -> Peer {
+        let mut cmd = Command::new(toolgate());
+        cmd.arg("approve").arg("--json");
+        let (k, v) = self.var();
+        cmd.env(k, v);
+        Peer::start(cmd)
+    }
+}
+
+fn pay(peer: &mut Peer, id: i64, to: &str) {
+    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": to, "amount": 1200}}}));
+}
+
+/// The approver's next event of this kind (others are skipped).
+fn event(approver: &Peer, kind: &str) -> Value {
+    loop {
+        let e = approver.recv();
+        if e["event"] == kind {
+            return e;
+        }
+    }
+}
+
+fn answer(approver: &mut Peer, offered: &Value, decision: &str, reason: Option<&str>) {
+    let mut line = json!({"proxy": offered["proxy"], "ticket": offered["approval"]["ticket"], "decision": decision});
+    if let Some(r) = reason {
+        line["reason"] = json!(r);
+    }
+    approver.send(&line);
+}
+
+fn text(response: &Value) -> String {
+    response["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn one_approver_answers_two_proxies_at_once() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut a = runtime.proxy(work.path(), "bank-a");
+    let mut b = runtime.proxy(work.path(), "bank-b");
+    let mut approver = runtime.approver();
+    let pids: Vec<Value> = (0..2).map(|_| event(&approver, "connected")["proxy"].clone()).collect();
+    assert!(pids.contains(&json!(a.child.id())) && pids.contains(&json!(b.child.id())), "{pids:?}");
+
+    pay(&mut a, 1, "ACME");
+    pay(&mut b, 1, "Initech");
+    let first = event(&approver, "offered");
+    let second = event(&approver, "offered");
+    let [from_a, from_b] = if first["proxy"] == json!(a.child.id()) { [first, second] } else { [second, first] };
+    assert_eq!(from_a["approval"]["server"], "bank-a");
+    assert_eq!(from_a["approval"]["tool"], "send_payment");
+    assert_eq!(from_a["approval"]["arguments"]["to"], "ACME");
+    assert_eq!(from_a["approval"]["rules"][0]["reason"], "it moves money");
+    assert_eq!(from_b["approval"]["arguments"]["to"], "Initech");
+
+    answer(&mut approver, &from_b, "deny", Some("wrong vendor"));
+    answer(&mut approver, &from_a, "allow_once", None);
+    let ran = a.response(&json!(1));
+    assert_ne!(ran["result"]["isError"], true, "{ran}");
+    assert!(text(&ran).contains("paid 1200 to ACME"), "{ran}");
+    let refused = b.response(&json!(1));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(text(&refused).contains("wrong vendor"), "{refused}");
+    for _ in 0..2 {
+        assert_eq!(event(&approver, "answered")["settled"], true);
+    }
+    let audit_a = audit_decisions(&work.path().join("bank-a.jsonl"));
+    assert_eq!((audit_a[0]["decided_by"].as_str(), audit_a[0]["channel"].as_str()), (Some("human"), Some("approver")));
+    let audit_b = audit_decisions(&work.path().join("bank-b.jsonl"));
+    assert_eq!(audit_b[0]["verdict"], "refused");
+
+    // An answer to what is no longer pending is refused, and says so.
+    answer(&mut approver, &from_a, "allow_once", None);
+    let late = event(&approver, "answered");
+    assert_eq!(late["settled"], false);
+    assert!(late["error"].as_str().unwrap().contains("no longer pending"), "{late}");
+
+    // A proxy that ends is reported, and its socket is gone.
+    a.close_stdin();
+    a.wait();
+    assert_eq!(event(&approver, "disconnected")["proxy"], json!(a.child.id()));
+    assert!(!runtime.folder().join(format!("{}.sock", a.child.id())).exists());
+}
+
+#[test]
+fn an_approver_started_later_is_offered_what_already_waits() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut first = runtime.approver();
+    let mut proxy = runtime.proxy(work.path(), "bank");
+    event(&first, "connected");
+    pay(&mut proxy, 7, "ACME");
+    event(&first, "offered");
+    let mut second = runtime.approver();
+    let offered = event(&second, "offered");
+    assert_eq!(offered["approval"]["arguments"]["to"], "ACME");
+    answer(&mut second, &offered, "deny", None);
+    let withdrawn = event(&first, "withdrawn");
+    assert_eq!(withdrawn["why"], "answered_elsewhere");
+    assert_eq!(proxy.response(&json!(7))["result"]["isError"], true);
+    first.close_stdin();
+    assert!(first.wait().success(), "the approver ends when its input ends");
+}
+
+#[test]
+fn with_no_approver_and_no_other_channel_the_call_is_refused_at_once_saying_how_to_be_asked() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = runtime.proxy(work.path(), "bank");
+    pay(&mut proxy, 1, "ACME");
+    let refused = proxy.response(&json!(1));
+    assert_eq!(refused["result"]["isError"], true);
+    assert!(text(&refused).contains("run `toolgate approve`"), "{refused}");
+}
+
+#[test]
+fn the_terminal_prompt_and_an_approver_race_and_the_first_answer_wins() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let policy = policy_file(work.path(), POLICY);
+    let (k, v) = runtime.var();
+    let (mut proxy, mut screen) =
+        toolgate_on_pty(&policy, &work.path().join("audit.jsonl"), Place::Foreground, &[(k, &v)]);
+    initialize(&mut proxy, "2025-11-25");
+    let mut approver = runtime.approver();
+    event(&approver, "connected");
+
+    // The approver answers first: the terminal's prompt is taken back.
+    pay(&mut proxy, 1, "ACME");
+    screen.wait_for("send_payment");
+    screen.wait_for("> ");
+    let offered = event(&approver, "offered");
+    answer(&mut approver, &offered, "allow_once", None);
+    screen.wait_for("answered elsewhere");
+    assert_ne!(proxy.response(&json!(1))["result"]["isError"], true);
+    assert!(screen.canonical(), "the terminal's mode is restored after the withdrawal");
+
+    // The terminal answers first: the approver is told the approval was withdrawn.
+    pay(&mut proxy, 2, "Initech");
+    screen.wait_for("Initech");
+    screen.wait_for("> ");
+    let offered = event(&approver, "offered");
+    screen.type_keys("n\r\r");
+    let withdrawn = event(&approver, "withdrawn");
+    assert_eq!(withdrawn["ticket"], offered["approval"]["ticket"]);
+    assert_eq!(withdrawn["why"], "answered_elsewhere");
+    assert_eq!(proxy.response(&json!(2))["result"]["isError"], true);
+    answer(&mut approver, &offered, "allow_once", None);
+    assert_eq!(event(&approver, "answered")["settled"], false, "the late answer changes nothing");
+
+    let audit = audit_decisions(&work.path().join("audit.jsonl"));
+    let channels: Vec<&str> = audit.iter().map(|r| r["channel"].as_str().unwrap_or("-")).collect();
+    assert_eq!(channels, ["approver", "terminal"]);
+}
+
+/// What became of a connection attempt made as the unprivileged user `nobody`.
+#[derive(Debug, PartialEq)]
+enum AsNobody {
+    /// connect(2) failed with this errno.
+    Refused(i32),
+    /// The proxy hung up without a word after being sent `subscribe`.
+    HungUp,
+    /// The proxy answered.
+    Answered,
+}
+
+/// Connects to `socket` from a child process that first becomes `nobody` (uid and gid 65534),
+/// sends a `subscribe` request and reads. The child uses only async-signal-safe calls.
+fn connect_as_nobody(socket: &Path) -> AsNobody {
+    use std::os::unix::ffi::OsStrExt;
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(socket.as_os_str().as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    let request = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n";
+    // SAFETY: the child only makes raw system calls and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(65534, 65534, 65534) != 0 {
+                libc::_exit(100);
+            }
+            if libc::setresuid(65534, 65534, 65534) != 0 {
+                libc::_exit(101);
+            }
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+                libc::_exit(*libc::__errno_location());
+            }
+            libc::write(fd, request.as_ptr().cast(), request.len());
+            let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            if libc::poll(&mut poll, 1, 30_000) != 1 {
+                libc::_exit(102);
+            }
+            let mut buf = [0u8; 64];
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            // End of stream, or a reset because the proxy closed with our request unread.
+            libc::_exit(if n > 0 { 1 } else { 0 });
+        }
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => AsNobody::HungUp,
+        1 => AsNobody::Answered,
+        code @ 100.. => panic!("the child could not become nobody or read ({code})"),
+        errno => AsNobody::Refused(errno),
+    }
+}
+
+#[test]
+fn another_user_cannot_reach_the_socket() {
+    if !nix::unistd::geteuid().is_root() {
+        // Switching to another user needs root; CI runs as root. Say so rather than pass silently.
+        panic!("this test must run as root to act as another user");
+    }
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = runtime.proxy(work.path(), "bank");
+    let mut approver = runtime.approver();
+    event(&approver, "connected");
+    let socket = runtime.folder().join(format!("{}.sock", proxy.child.id()));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&runtime.folder()), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+
+    // The folder keeps another user out.
+    std::fs::set_permissions(runtime.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    assert_eq!(connect_as_nobody(&socket), AsNobody::Refused(libc::EACCES));
+
+    // Opened to them by mistake, the proxy still checks who connects and hangs up unread.
+    std::fs::set_permissions(runtime.folder(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(connect_as_nobody(&socket), AsNobody::HungUp);
+
+    // Their approver will not use a folder that is not theirs.
+    let out = Command::new(toolgate())
+        .args(["approve", "--json"])
+        .env(runtime.var().0, runtime.var().1)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("owned by another user"), "{out:?}");
+
+    // The proxy's own user is still served.
+    pay(&mut proxy, 1, "ACME");
+    let offered = event(&approver, "offered");
+    answer(&mut approver, &offered, "allow_once", None);
+    assert_ne!(proxy.response(&json!(1))["result"]["isError"], true);
+}
