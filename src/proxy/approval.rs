@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::approvers::{Approvers, FromApprover, error_line, result_line};
 use super::elicit;
 use super::gate::{self, Decided, Settlement};
+use super::request_state::{self, Sealer};
 use super::session::Session;
 use crate::audit::DecidedBy;
 use crate::human::approvers::Approval;
@@ -82,6 +83,8 @@ pub(super) struct Approvals {
     pub elicit_ids: elicit::Ids,
     /// The connected `toolgate approve` processes.
     pub approvers: Approvers,
+    /// Protects the state of questions asked inside 2026-07-28 clients.
+    sealer: Sealer,
 }
 
 impl Approvals {
@@ -96,6 +99,7 @@ impl Approvals {
             elicitations: HashMap::new(),
             elicit_ids: elicit::Ids::new(),
             approvers,
+            sealer: Sealer::new(),
         }
     }
 
@@ -208,6 +212,22 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         ),
     };
     let mut absent = Vec::new();
+    if call.stateless() {
+        // A 2026-07-28 request cannot be held while the client asks its user: the question
+        // ends the request. So the client is asked only when no channel that can hold is live.
+        let client_elicits = call.params.client_capabilities().is_some_and(elicit::capabilities_allow_form);
+        if kind == Kind::Approve
+            && client_elicits
+            && session.approvals.terminal().is_err()
+            && !session.approvals.approvers.live()
+        {
+            ask_inside(session, call, &request, wait);
+            return;
+        }
+        if !client_elicits {
+            absent.push("the client did not offer elicitation".to_owned());
+        }
+    }
     let on_terminal = match session.approvals.terminal() {
         Ok(terminal) => {
             terminal.send(Command::Offer(request.clone()));
@@ -218,11 +238,10 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
             false
         }
     };
-    let elicitation = if !session.client_elicits {
-        absent.push("the client did not offer elicitation".to_owned());
+    let elicitation = if call.stateless() {
         None
-    } else if call.stateless() {
-        absent.push("asking inside 2026-07-28 clients is not built yet".to_owned());
+    } else if !session.client_elicits {
+        absent.push("the client did not offer elicitation".to_owned());
         None
     } else {
         let id = session.approvals.elicit_ids.fresh(&session.server_requests);
@@ -270,6 +289,82 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         .approvals
         .held
         .insert(ticket, Held { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers });
+}
+
+/// Answers a 2026-07-28 call with toolgate's question (an input-required result); the client
+/// asks its user and retries the call with the answer and the state, which [`retried`] reads.
+fn ask_inside(session: &mut Session, call: Decided, request: &Request, wait: Duration) {
+    // What of the server's own this call carries goes into toolgate's state, to come back.
+    let mut carried = serde_json::Map::new();
+    if let Some(state) = &call.params.request_state {
+        carried.insert("requestState".into(), state.clone());
+    }
+    if let Some(responses) = &call.params.input_responses {
+        carried.insert("inputResponses".into(), responses.clone());
+    }
+    let carried = (!carried.is_empty()).then_some(Value::Object(carried));
+    let state =
+        session.approvals.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried);
+    tracing::info!(
+        "`{}` needs a person; asking inside the client{}",
+        call.params.name,
+        gate::rules_clause(&call.decision)
+    );
+    session.to_client(elicit::input_required_line(&call.id, request, wait.as_secs(), &state));
+}
+
+/// A 2026-07-28 call that carries toolgate's state: the client's retry after toolgate's
+/// question. The state must be toolgate's, for this very call, unexpired and unused; then the
+/// call is decided again, and where it still needs a person the answer it carries decides.
+/// toolgate's state and answer are removed before the call goes on.
+pub(super) fn retried(session: &mut Session, mut call: Decided) {
+    let state = match &call.params.request_state {
+        Some(Value::String(state)) => state.clone(),
+        _ => return gate::carry_out(session, call),
+    };
+    let channel = Some(Via::Elicitation.name());
+    let tool = call.params.name.clone();
+    let opened = session.approvals.sealer.open(&state, &session.server, &tool, &call.params.arguments);
+    let carried = match opened {
+        Ok(carried) => carried,
+        Err(why) => {
+            let text = format!(
+                "toolgate refused this call to `{tool}`: the approval it carries is not valid ({why}), so the call was \
+             not run. Call the tool again to ask the user."
+            );
+            let note = Some(format!("requestState rejected: {why}"));
+            return gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+        }
+    };
+    let response = call.params.input_responses.as_ref().and_then(|r| r.get(request_state::INPUT_KEY));
+    let answer = elicit::read_result(Kind::Approve, response);
+    match elicit::restore_servers_input(&call.inbound.line, carried.as_ref()) {
+        Some(line) => call.inbound.line = line,
+        None => {
+            let text = format!("toolgate could not prepare this call to `{tool}`, so it was not run.");
+            let note = Some("cannot remove toolgate's state from the retry".to_owned());
+            return gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+        }
+    }
+    if !matches!(call.decision.gate, Gate::Ask | Gate::Hold) {
+        // The policy changed since the question: it decides alone now.
+        return gate::carry_out(session, call);
+    }
+    match answer {
+        Ok(answer) => {
+            let answer = answer.unwrap_or(Answer::Deny { reason: None });
+            let settlement = settlement_for(session, answer, Kind::Approve, &tool, Via::Elicitation);
+            gate::settle(session, call, settlement);
+        }
+        Err(why) => {
+            tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
+            let text = format!(
+                "toolgate asked the user about this call to `{tool}`, but the answer could not be read, so the call was not run."
+            );
+            let note = Some(format!("unreadable elicitation answer: {why}"));
+            gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+        }
+    }
 }
 
 /// The terminal's news.
@@ -368,11 +463,17 @@ fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
     let Some(held) = session.approvals.take(ticket) else { return };
     retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(via));
     let tool = held.call.params.name.clone();
+    let settlement = settlement_for(session, answer, held.kind, &tool, via);
+    gate::settle(session, held.call, settlement);
+}
+
+/// How a person's answer ends a call.
+fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str, via: Via) -> Settlement {
     let channel = Some(via.name());
-    let settlement = match answer {
+    match answer {
         Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
         Answer::AllowForSession => {
-            session.approvals.session_tools.insert(tool.clone());
+            session.approvals.session_tools.insert(tool.to_owned());
             let note = Some("allowed this tool for the rest of the session".to_owned());
             Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
         }
@@ -385,7 +486,7 @@ fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
             Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
         }
         Answer::Deny { reason } => {
-            let (what, verb) = match held.kind {
+            let (what, verb) = match kind {
                 Kind::Hold => ("held call", "cancelled"),
                 Kind::Approve => ("call", "declined"),
             };
@@ -393,8 +494,7 @@ fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
             let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
             Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
         }
-    };
-    gate::settle(session, held.call, settlement);
+    }
 }
 
 /// Time passed: ends what ran out of time and reports progress for what still waits.

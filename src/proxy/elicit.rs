@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 
 use crate::human::{self, Answer, Kind, Request};
-use crate::wire::Id;
+use crate::wire::{Id, splice};
 
 /// Argument values longer than this many characters are cut short in the dialog.
 const SHORT: usize = 300;
@@ -51,7 +51,13 @@ impl Ids {
 
 /// Whether the `initialize` params declare form elicitation.
 pub fn client_can_elicit(initialize_params: &Value) -> bool {
-    match initialize_params.pointer("/capabilities/elicitation") {
+    initialize_params.get("capabilities").is_some_and(capabilities_allow_form)
+}
+
+/// Whether client capabilities (from `initialize`, or a 2026-07-28 request's `_meta`) include
+/// form elicitation.
+pub fn capabilities_allow_form(capabilities: &Value) -> bool {
+    match capabilities.get("elicitation") {
         // `{}` means form mode (2025-06-18); 2025-11-25 may list modes explicitly.
         Some(Value::Object(modes)) => modes.is_empty() || modes.contains_key("form"),
         _ => false,
@@ -60,6 +66,32 @@ pub fn client_can_elicit(initialize_params: &Value) -> bool {
 
 /// The `elicitation/create` request for a held call, as one line.
 pub fn request_line(id: &Id, request: &Request, wait_secs: u64) -> Vec<u8> {
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": "elicitation/create", "params": form(request, wait_secs)});
+    let mut line = msg.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// The answer to a 2026-07-28 call that needs a yes: an input-required result whose one input
+/// request is toolgate's form, and the state the client must send back with its answer.
+pub fn input_required_line(id: &Id, request: &Request, wait_secs: u64, state: &str) -> Vec<u8> {
+    let question = json!({"method": "elicitation/create", "params": form(request, wait_secs)});
+    let msg = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "resultType": "input_required",
+            "inputRequests": {super::request_state::INPUT_KEY: question},
+            "requestState": state,
+        },
+    });
+    let mut line = msg.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// toolgate's question about a call: the params of an `elicitation/create`.
+fn form(request: &Request, wait_secs: u64) -> Value {
     let args = serde_json::to_string_pretty(&Value::Object(human::shortened(&request.arguments, SHORT, " in all")))
         .unwrap_or_default();
     let why = match (&request.rules[..], &request.reason) {
@@ -111,15 +143,7 @@ pub fn request_line(id: &Id, request: &Request, wait_secs: u64) -> Vec<u8> {
             }),
         ),
     };
-    let msg = json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "elicitation/create",
-        "params": {"mode": "form", "message": message, "requestedSchema": schema},
-    });
-    let mut line = msg.to_string().into_bytes();
-    line.push(b'\n');
-    line
+    json!({"mode": "form", "message": message, "requestedSchema": schema})
 }
 
 /// `notifications/cancelled` for one of toolgate's requests.
@@ -139,7 +163,12 @@ pub fn read_answer(kind: Kind, line: &[u8]) -> Result<Option<Answer>, String> {
     if let Some(error) = msg.get("error") {
         return Err(format!("the client answered with an error: {error}"));
     }
-    let result = msg.get("result").and_then(Value::as_object).ok_or("the answer has no result object")?;
+    read_result(kind, msg.get("result"))
+}
+
+/// What an elicitation result (`{action, content}`) means; as [`read_answer`].
+pub fn read_result(kind: Kind, result: Option<&Value>) -> Result<Option<Answer>, String> {
+    let result = result.and_then(Value::as_object).ok_or("the answer has no result object")?;
     let content = result.get("content");
     match result.get("action").and_then(Value::as_str) {
         Some("accept") => {}
@@ -170,6 +199,31 @@ pub fn read_answer(kind: Kind, line: &[u8]) -> Result<Option<Answer>, String> {
         (Kind::Hold, "run_now") => Ok(Some(Answer::AllowOnce)),
         (_, other) => Err(format!("the answer's decision {other:?} is not one of the offered choices")),
     }
+}
+
+/// A 2026-07-28 retry as the server must see it: toolgate's `requestState` and its entry in
+/// `inputResponses` removed, and what the original call carried for the server (`carried`:
+/// its `requestState` and `inputResponses`) put back. The rest of the line keeps its bytes.
+pub fn restore_servers_input(line: &[u8], carried: Option<&Value>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?.trim_end_matches(['\n', '\r']);
+    let params = splice::member(text, "params")?;
+    let state = carried.and_then(|c| c.get("requestState")).map(Value::to_string);
+    let mut params = splice::set_member(params, "requestState", state.as_deref())?;
+    let mut responses = match splice::member(&params, "inputResponses") {
+        Some(raw) => serde_json::from_str::<serde_json::Map<String, Value>>(raw).ok()?,
+        None => serde_json::Map::new(),
+    };
+    responses.remove(super::request_state::INPUT_KEY);
+    if let Some(Value::Object(theirs)) = carried.and_then(|c| c.get("inputResponses")) {
+        for (k, v) in theirs {
+            responses.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let responses = (!responses.is_empty()).then(|| Value::Object(responses).to_string());
+    params = splice::set_member(&params, "inputResponses", responses.as_deref())?;
+    let mut out = splice::set_member(text, "params", Some(&params))?.into_bytes();
+    out.push(b'\n');
+    Some(out)
 }
 
 /// Whether a server's own `elicitation/create` presents itself as toolgate's.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::session::{Pending, Session, Waiting, preview};
-use super::{Inbound, confidence};
+use super::{Inbound, confidence, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::policy::{Call, Decision, Gate};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
@@ -70,6 +70,15 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
         confidence,
     });
     let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now() };
+    match &call.params.request_state {
+        // A 2026-07-28 retry that answers toolgate's own question.
+        Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
+        _ => carry_out(session, call),
+    }
+}
+
+/// Carries out the gate the policy chose for a call.
+pub(super) fn carry_out(session: &mut Session, call: Decided) {
     match call.decision.gate {
         Gate::Allow => settle(
             session,

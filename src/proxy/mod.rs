@@ -13,6 +13,7 @@ mod confidence;
 mod elicit;
 mod gate;
 mod reload;
+mod request_state;
 mod session;
 pub mod stdio;
 

@@ -222,7 +222,14 @@ pub struct CallToolParams {
     pub arguments: Map<String, Value>,
     /// `_meta`, when present.
     pub meta: Option<Map<String, Value>>,
+    /// `requestState`, when present (a 2026-07-28 retry after an input-required result).
+    pub request_state: Option<Value>,
+    /// `inputResponses`, when present (the answers that retry carries).
+    pub input_responses: Option<Value>,
 }
+
+/// The `_meta` key with which 2026-07-28 requests declare the client's capabilities.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// The `_meta` key with which 2026-07-28 requests name their protocol version.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -237,6 +244,10 @@ impl CallToolParams {
             arguments: Option<Value>,
             #[serde(default, rename = "_meta")]
             meta: Option<Value>,
+            #[serde(default, rename = "requestState")]
+            request_state: Option<Value>,
+            #[serde(default, rename = "inputResponses")]
+            input_responses: Option<Value>,
         }
         let params = params.ok_or("tools/call needs params")?;
         let raw: Raw = serde_json::from_str(params).map_err(|e| format!("tools/call params are not an object: {e}"))?;
@@ -254,12 +265,23 @@ impl CallToolParams {
             Some(Value::Object(map)) => Some(map),
             Some(_) => return Err("tools/call \"_meta\" must be an object".into()),
         };
-        Ok(CallToolParams { name, arguments, meta })
+        Ok(CallToolParams {
+            name,
+            arguments,
+            meta,
+            request_state: raw.request_state,
+            input_responses: raw.input_responses,
+        })
     }
 
     /// True when the request is of the 2026-07-28 kind (its version travels in `_meta`).
     pub fn is_stateless_era(&self) -> bool {
         self.meta.as_ref().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION))
+    }
+
+    /// The client capabilities a 2026-07-28 request declares in `_meta`.
+    pub fn client_capabilities(&self) -> Option<&Value> {
+        self.meta.as_ref()?.get(META_CLIENT_CAPABILITIES)
     }
 
     pub fn progress_token(&self) -> Option<&Value> {

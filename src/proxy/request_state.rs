@@ -1,0 +1,252 @@
+//! Asking inside 2026-07-28 clients: the approval question travels in an input-required result,
+//! and the client's retry carries the answer and the `requestState` toolgate gave it.
+//!
+//! The state is the only thing that ties the retry to the question, and the client (or anything
+//! between it and toolgate) could change it, so toolgate protects it: a keyed MAC (HMAC-SHA256
+//! with a key drawn at start and never written anywhere) over the server, the tool, a digest of
+//! the arguments, an expiry and a nonce. A state is good once: the nonce is remembered from the
+//! moment it is issued until it is used or expires.
+//!
+//! A call that needs a yes may itself be a retry of the server's own input request, carrying the
+//! server's `requestState` and `inputResponses`. The client can send back only one state, so
+//! toolgate's state carries the server's (under the same MAC) and the retry gets it back.
+//!
+//! Format: `toolgate.1.<payload>.<mac>`, both parts base64url without padding; the payload is
+//! JSON `{"s": server, "t": tool, "d": argument digest (hex), "e": expiry (unix ms), "n": nonce,
+//! "c": the server's state and responses the call carried (optional)}`.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Every toolgate state begins with this; a state that does not is the server's.
+pub const PREFIX: &str = "toolgate.1.";
+
+/// The key under which toolgate's question sits in `inputRequests` and its answer in
+/// `inputResponses`.
+pub const INPUT_KEY: &str = "io.toolgate/approval";
+
+/// Outstanding states kept at most; the oldest are forgotten first (and then refused).
+const MAX_OUTSTANDING: usize = 4096;
+
+/// Why a state was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("it is not a state toolgate issued")]
+    Malformed,
+    #[error("its signature does not match (it was altered or forged)")]
+    Forged,
+    #[error("it was issued for another call (the tool or its arguments changed)")]
+    OtherCall,
+    #[error("it expired")]
+    Expired,
+    #[error("it was already used")]
+    Replayed,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    s: String,
+    t: String,
+    d: String,
+    e: u64,
+    n: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<Value>,
+}
+
+/// Issues and checks toolgate's states for one process.
+pub struct Sealer {
+    key: [u8; 32],
+    /// Nonces issued and not yet used, with their expiry (unix ms).
+    outstanding: HashMap<u64, u64>,
+    next_nonce: u64,
+}
+
+impl Sealer {
+    pub fn new() -> Sealer {
+        let mut key = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut key) {
+            // Without randomness the key would be guessable; no state can be trusted then.
+            tracing::error!("cannot draw a random key ({e}); approvals inside 2026-07-28 clients will be refused");
+        }
+        let mut start = [0u8; 8];
+        let _ = getrandom::fill(&mut start);
+        Sealer { key, outstanding: HashMap::new(), next_nonce: u64::from_le_bytes(start) >> 1 }
+    }
+
+    fn usable(&self) -> bool {
+        self.key != [0u8; 32]
+    }
+
+    /// A state for a question about this call, good for `ttl`, carrying `carried` (what of the
+    /// server's own the call brought) back to the retry.
+    pub fn seal(
+        &mut self,
+        server: &str,
+        tool: &str,
+        arguments: &Map<String, Value>,
+        ttl: Duration,
+        carried: Option<Value>,
+    ) -> String {
+        let now = now_ms();
+        self.outstanding.retain(|_, expiry| *expiry > now);
+        if self.outstanding.len() >= MAX_OUTSTANDING
+            && let Some(oldest) = self.outstanding.iter().min_by_key(|(_, e)| **e).map(|(n, _)| *n)
+        {
+            self.outstanding.remove(&oldest);
+        }
+        let nonce = self.next_nonce;
+        self.next_nonce = self.next_nonce.wrapping_add(1);
+        let expiry = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.outstanding.insert(nonce, expiry);
+        let payload =
+            Payload { s: server.to_owned(), t: tool.to_owned(), d: digest(arguments), e: expiry, n: nonce, c: carried };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default());
+        let mac = URL_SAFE_NO_PAD.encode(self.mac(payload.as_bytes()));
+        format!("{PREFIX}{payload}.{mac}")
+    }
+
+    /// Checks a state against the call that carries it, and uses it up; returns what it carried.
+    pub fn open(
+        &mut self,
+        state: &str,
+        server: &str,
+        tool: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<Option<Value>, Rejected> {
+        if !self.usable() {
+            return Err(Rejected::Forged);
+        }
+        let rest = state.strip_prefix(PREFIX).ok_or(Rejected::Malformed)?;
+        let (payload_text, mac_text) = rest.split_once('.').ok_or(Rejected::Malformed)?;
+        let mac = URL_SAFE_NO_PAD.decode(mac_text).map_err(|_| Rejected::Malformed)?;
+        let mut check = self.hmac();
+        check.update(payload_text.as_bytes());
+        check.verify_slice(&mac).map_err(|_| Rejected::Forged)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_text).map_err(|_| Rejected::Malformed)?;
+        let payload: Payload = serde_json::from_slice(&payload).map_err(|_| Rejected::Malformed)?;
+        if payload.s != server || payload.t != tool || payload.d != digest(arguments) {
+            return Err(Rejected::OtherCall);
+        }
+        if payload.e <= now_ms() {
+            self.outstanding.remove(&payload.n);
+            return Err(Rejected::Expired);
+        }
+        self.outstanding.remove(&payload.n).ok_or(Rejected::Replayed)?;
+        Ok(payload.c)
+    }
+
+    fn hmac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes a key of any length")
+    }
+
+    fn mac(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut mac = self.hmac();
+        mac.update(bytes);
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+/// Whether a `requestState` is toolgate's (it may still be forged; [`Sealer::open`] decides).
+pub fn is_toolgates(state: &str) -> bool {
+    state.starts_with(PREFIX)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A digest of the arguments that does not depend on the order of their keys.
+pub fn digest(arguments: &Map<String, Value>) -> String {
+    let mut canonical = Vec::new();
+    write_canonical(&Value::Object(arguments.clone()), &mut canonical);
+    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_state_opens_once_for_its_own_call() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        let state = sealer.seal("bank", "pay", &a, Duration::from_secs(60), None);
+        assert!(is_toolgates(&state));
+        let reordered = args(json!({"amount": 1200, "to": "ACME"}));
+        assert_eq!(sealer.open(&state, "bank", "pay", &reordered), Ok(None));
+        let carried = json!({"requestState": "theirs"});
+        let state2 = sealer.seal("bank", "pay", &a, Duration::from_secs(60), Some(carried.clone()));
+        assert_eq!(sealer.open(&state2, "bank", "pay", &a), Ok(Some(carried)));
+        assert_eq!(sealer.open(&state, "bank", "pay", &a), Err(Rejected::Replayed));
+    }
+
+    #[test]
+    fn changed_calls_forged_and_expired_states_are_rejected() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        let state = sealer.seal("bank", "pay", &a, Duration::from_secs(60), None);
+        let more = args(json!({"to": "ACME", "amount": 120000}));
+        assert_eq!(sealer.open(&state, "bank", "pay", &more), Err(Rejected::OtherCall));
+        assert_eq!(sealer.open(&state, "bank", "refund", &a), Err(Rejected::OtherCall));
+        assert_eq!(sealer.open(&state, "other-bank", "pay", &a), Err(Rejected::OtherCall));
+
+        // A payload rewritten to match other arguments no longer matches its MAC.
+        let (_, mac) = state.rsplit_once('.').unwrap();
+        let forged_payload =
+            Payload { s: "bank".into(), t: "pay".into(), d: digest(&more), e: u64::MAX, n: 1, c: None };
+        let forged = format!("{PREFIX}{}.{mac}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_payload).unwrap()));
+        assert_eq!(sealer.open(&forged, "bank", "pay", &more), Err(Rejected::Forged));
+        // Another process's key signs states this one does not accept.
+        let other = Sealer::new().seal("bank", "pay", &a, Duration::from_secs(60), None);
+        assert_eq!(sealer.open(&other, "bank", "pay", &a), Err(Rejected::Forged));
+        assert_eq!(sealer.open("toolgate.1.garbage", "bank", "pay", &a), Err(Rejected::Malformed));
+
+        let expired = sealer.seal("bank", "pay", &a, Duration::ZERO, None);
+        assert_eq!(sealer.open(&expired, "bank", "pay", &a), Err(Rejected::Expired));
+        // The first state is still good after all that.
+        assert_eq!(sealer.open(&state, "bank", "pay", &a), Ok(None));
+    }
+}

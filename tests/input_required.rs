@@ -1,0 +1,167 @@
+//! Asking inside 2026-07-28 clients: a call that needs a yes is answered with an input-required
+//! result carrying toolgate's form and a protected `requestState`; the retry with the answer
+//! runs the call once, without toolgate's state, and a forged, altered, replayed or expired
+//! state never gets a call through. A server's own input requests and state pass untouched.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const KEY: &str = "io.toolgate/approval";
+
+struct Setup {
+    peer: Peer,
+    received: std::path::PathBuf,
+    audit: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(timeout: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        dir.path(),
+        &format!(
+            "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"{timeout}\"\n\
+             [[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\nreason = \"test\"\n"
+        ),
+    );
+    let received = dir.path().join("received.jsonl");
+    let audit = dir.path().join("audit.jsonl");
+    let server = root().join("tests/support/fake_server.py");
+    let peer =
+        Peer::toolgate(&policy, &audit, &["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()]);
+    Setup { peer, received, audit, _dir: dir }
+}
+
+fn meta(elicitation: bool) -> Value {
+    let mut caps = json!({});
+    if elicitation {
+        caps["elicitation"] = json!({"form": {}});
+    }
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": caps})
+}
+
+fn echo(peer: &mut Peer, id: i64, text: &str, extra: Value) -> Value {
+    let mut params = json!({"name": "echo", "arguments": {"text": text}, "_meta": meta(true)});
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    peer.request(id, "tools/call", params)
+}
+
+fn allow(state: &Value) -> Value {
+    json!({"requestState": state, "inputResponses": {KEY: {"action": "accept", "content": {"toolgate_decision": "allow_once"}}}})
+}
+
+/// The calls the server received.
+fn received_calls(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(&serde_json::from_str::<String>(l).unwrap()).unwrap())
+        .filter(|m| m["method"] == "tools/call")
+        .collect()
+}
+
+fn refused_because(response: &Value, why: &str) {
+    assert_eq!(response["result"]["isError"], true, "{response}");
+    assert_eq!(response["result"]["resultType"], "complete", "{response}");
+    let text = response["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains(why), "{text}");
+}
+
+#[test]
+fn the_question_comes_back_as_input_required_and_the_answer_runs_the_call_once() {
+    let mut s = start("30s");
+    let first = echo(&mut s.peer, 1, "hello", json!({}));
+    let result = &first["result"];
+    assert_eq!(result["resultType"], "input_required", "{first}");
+    let question = &result["inputRequests"][KEY];
+    assert_eq!(question["method"], "elicitation/create");
+    assert!(question["params"]["message"].as_str().unwrap().starts_with("toolgate"));
+    assert!(question["params"]["message"].as_str().unwrap().contains("echo"));
+    assert!(question["params"]["requestedSchema"]["properties"]["toolgate_decision"].is_object());
+    let state = &result["requestState"];
+    assert!(state.as_str().unwrap().starts_with("toolgate.1."));
+    assert!(received_calls(&s.received).is_empty(), "nothing reaches the server before the answer");
+
+    let mut retry = allow(state);
+    retry["inputResponses"]["server-key"] = json!({"action": "accept", "content": {"x": 1}});
+    let ran = echo(&mut s.peer, 2, "hello", retry);
+    assert_eq!(ran["result"]["content"][0]["text"], "{\"text\": \"hello\"}", "{ran}");
+    let calls = received_calls(&s.received);
+    assert_eq!(calls.len(), 1);
+    let params = &calls[0]["params"];
+    assert!(params.get("requestState").is_none(), "toolgate's state never reaches the server: {params}");
+    assert_eq!(params["inputResponses"], json!({"server-key": {"action": "accept", "content": {"x": 1}}}));
+    let audit = audit_decisions(&s.audit);
+    assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["channel"].as_str()), (Some("human"), Some("elicitation")));
+
+    // The same state again is a replay.
+    refused_because(&echo(&mut s.peer, 3, "hello", allow(state)), "already used");
+    assert_eq!(received_calls(&s.received).len(), 1);
+}
+
+#[test]
+fn altered_forged_and_expired_states_never_get_a_call_through() {
+    let mut s = start("30s");
+    let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
+    // Other arguments under the same state.
+    refused_because(&echo(&mut s.peer, 2, "rm -rf /", allow(&state)), "another call");
+    // A state edited by hand.
+    let mut edited = state.as_str().unwrap().to_owned();
+    edited.insert(12, 'A');
+    refused_because(&echo(&mut s.peer, 3, "hello", allow(&json!(edited))), "not valid");
+    // A made-up state.
+    refused_because(&echo(&mut s.peer, 4, "hello", allow(&json!("toolgate.1.e30.AAAA"))), "not valid");
+    // Declined, cancelled or unreadable answers deny.
+    for (id, response) in [
+        (5, json!({"action": "decline"})),
+        (7, json!({"action": "cancel"})),
+        (9, json!({"action": "accept", "content": {"toolgate_decision": "yes please"}})),
+        (11, json!("garbage")),
+    ] {
+        let state = echo(&mut s.peer, id, "hello", json!({}))["result"]["requestState"].clone();
+        let answer = json!({"requestState": state, "inputResponses": {KEY: response}});
+        let refused = echo(&mut s.peer, id + 1, "hello", answer);
+        assert_eq!(refused["result"]["isError"], true, "{refused}");
+    }
+    assert!(received_calls(&s.received).is_empty());
+
+    let mut s = start("1ms");
+    let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
+    // The state lived a millisecond; by the time the client answers it is over.
+    refused_because(&echo(&mut s.peer, 2, "hello", allow(&state)), "expired");
+    assert!(received_calls(&s.received).is_empty());
+}
+
+#[test]
+fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passes_untouched() {
+    let mut s = start("30s");
+    let params = json!({"name": "echo", "arguments": {"text": "hi"}, "_meta": meta(false)});
+    let refused = s.peer.request(1, "tools/call", params);
+    refused_because(&refused, "toolgate approve");
+
+    // A state that is not toolgate's is the server's: the call is decided as usual (here:
+    // asked), and the server's state and answers come back to it with the approved retry.
+    let server_answer = json!({"server-key": {"action": "accept", "content": {"x": 1}}});
+    let theirs =
+        echo(&mut s.peer, 2, "hello", json!({"requestState": "server-state-1", "inputResponses": server_answer}));
+    let ours = theirs["result"]["requestState"].clone();
+    assert!(ours.as_str().unwrap().starts_with("toolgate.1."), "{theirs}");
+    assert_eq!(echo(&mut s.peer, 3, "hello", allow(&ours))["result"]["content"][0]["text"], "{\"text\": \"hello\"}");
+    let calls = received_calls(&s.received);
+    assert_eq!(calls[0]["params"]["requestState"], "server-state-1");
+    assert_eq!(calls[0]["params"]["inputResponses"], server_answer);
+    let allowed_low = s.peer.request(
+        4,
+        "tools/call",
+        json!({"name": "big", "arguments": {}, "requestState": "server-state-2", "inputResponses": {"k": {"action": "decline"}}, "_meta": meta(true)}),
+    );
+    assert!(allowed_low.get("result").is_some() || allowed_low.get("error").is_some());
+    let calls = received_calls(&s.received);
+    let last = &calls.last().unwrap()["params"];
+    assert_eq!(last["requestState"], "server-state-2");
+    assert_eq!(last["inputResponses"], json!({"k": {"action": "decline"}}));
+}
