@@ -37,8 +37,13 @@ impl Runtime {
 
     /// A proxy in front of the demo server, initialized without elicitation.
     fn proxy(&self, work: &Path, name: &str) -> Peer {
-        let policy = policy_file(work, POLICY);
+        self.proxy_with(work, name, POLICY, &[])
+    }
+
+    fn proxy_with(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
+        let policy = policy_file(work, policy);
         let mut cmd = Command::new(toolgate());
+        cmd.envs(env.iter().copied());
         cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(work.join(format!("{name}.jsonl")));
         cmd.arg("--name").arg(name).arg("--").arg(toolgate()).arg("demo-server");
         let (k, v) = self.var();
@@ -303,4 +308,52 @@ fn another_user_cannot_reach_the_socket() {
     let offered = event(&approver, "offered");
     answer(&mut approver, &offered, "allow_once", None);
     assert_ne!(proxy.response(&json!(1))["result"]["isError"], true);
+}
+
+#[test]
+fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let shown = work.path().join("notifications.txt");
+    let notifier = bin.join("notify-send");
+    std::fs::write(
+        &notifier,
+        format!("#!/bin/sh\nprintf '%s|' \"$@\" >> {}\necho >> {}\n", shown.display(), shown.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut approver = runtime.approver();
+
+    // Turned off: no notification for the quiet bank's call.
+    let quiet_policy = POLICY.replace("[settings]\n", "[settings]\ndesktop_notifications = false\n");
+    let mut quiet = runtime.proxy_with(work.path(), "quiet-bank", &quiet_policy, &[("PATH", &path)]);
+    event(&approver, "connected");
+    pay(&mut quiet, 1, "ACME");
+    let offered = event(&approver, "offered");
+    answer(&mut approver, &offered, "deny", None);
+    quiet.response(&json!(1));
+
+    let mut loud = runtime.proxy_with(work.path(), "loud-bank", POLICY, &[("PATH", &path)]);
+    event(&approver, "connected");
+    pay(&mut loud, 1, "ACME");
+    let offered = event(&approver, "offered");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let line = loop {
+        // The notifier runs on its own; wait for the line it writes.
+        assert!(std::time::Instant::now() < deadline, "no notification within {PATIENCE:?}");
+        if let Ok(text) = std::fs::read_to_string(&shown)
+            && text.ends_with('\n')
+        {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(line.contains("toolgate: loud-bank wants to run send_payment"), "{line}");
+    assert!(line.contains("it moves money"), "{line}");
+    assert!(!line.contains("quiet-bank"), "notifications were turned off for it: {line}");
+    answer(&mut approver, &offered, "allow_once", None);
+    loud.response(&json!(1));
 }

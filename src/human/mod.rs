@@ -3,6 +3,7 @@
 //! collect; the dispatcher owns every pending call, its timeout and its fate.
 
 pub mod approvers;
+pub mod desktop;
 pub mod terminal;
 
 use std::path::PathBuf;

@@ -28,6 +28,8 @@ pub struct SettingsFile {
     pub min_confidence: Option<Spanned<f64>>,
     /// What a call without a reported confidence gets when a threshold applies.
     pub missing_confidence: Option<MissingConfidence>,
+    /// Whether each pending approval also pops up a desktop notification (default true).
+    pub desktop_notifications: Option<bool>,
 }
 
 /// The tier of a call no rule matches.

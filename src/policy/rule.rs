@@ -23,6 +23,8 @@ pub struct Settings {
     pub autonomy: Autonomy,
     pub min_confidence: Option<f64>,
     pub missing_confidence: MissingConfidence,
+    /// Pop up a desktop notification for each pending approval, when a notifier is present.
+    pub desktop_notifications: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +35,7 @@ impl Default for Settings {
             autonomy: Autonomy::Standard,
             min_confidence: None,
             missing_confidence: MissingConfidence::Ask,
+            desktop_notifications: true,
         }
     }
 }

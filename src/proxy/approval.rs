@@ -282,6 +282,9 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         channels.join(" and "),
         gate::rules_clause(&call.decision)
     );
+    if session.policy.settings.desktop_notifications {
+        crate::human::desktop::notify(&request);
+    }
     let progress =
         call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
