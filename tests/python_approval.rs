@@ -13,7 +13,7 @@ use common::*;
 use serde_json::Value;
 
 const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"20s\"\n\
-[[rules]]\nname = \"writes need a yes\"\ntools = [\"write_marker\"]\ntier = \"high\"\nreason = \"it writes a file\"\n";
+[[rules]]\nname = \"writes need a yes\"\ntools = [\"write_marker\", \"confirmed_write\"]\ntier = \"high\"\nreason = \"it writes a file\"\n";
 
 struct Outcome {
     out: Value,
@@ -132,4 +132,27 @@ fn auto_mode_allow_for_the_session_asks_once() {
 #[test]
 fn auto_mode_every_other_answer_and_no_elicitation_refuse() {
     every_refusal("auto");
+}
+
+/// A tool that asks its own question after toolgate's approval: the person answers toolgate
+/// once and the server once, and the server's own question and answer pass untouched.
+fn the_servers_own_question_follows_the_approval(mode: &str) {
+    let o = run(mode, "server-asks");
+    assert_eq!(o.out["first"]["isError"], false, "{}", o.out);
+    assert!(o.marker.exists());
+    let messages: Vec<&str> =
+        o.out["seen"].as_array().unwrap().iter().map(|q| q["message"].as_str().unwrap()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].starts_with("toolgate"), "{messages:?}");
+    assert!(messages[1].starts_with("Really write"), "{messages:?}");
+}
+
+#[test]
+fn legacy_mode_the_servers_own_question_follows_the_approval() {
+    the_servers_own_question_follows_the_approval("legacy");
+}
+
+#[test]
+fn auto_mode_the_servers_own_question_follows_the_approval() {
+    the_servers_own_question_follows_the_approval("auto");
 }

@@ -85,6 +85,9 @@ pub(super) struct Approvals {
     pub approvers: Approvers,
     /// Protects the state of questions asked inside 2026-07-28 clients.
     sealer: Sealer,
+    /// Server states handed out for more input about calls a person approved: state to the
+    /// tool, its argument digest, and when the chance to continue ends.
+    continuations: HashMap<String, (String, String, Instant)>,
 }
 
 impl Approvals {
@@ -100,7 +103,29 @@ impl Approvals {
             elicit_ids: elicit::Ids::new(),
             approvers,
             sealer: Sealer::new(),
+            continuations: HashMap::new(),
         }
+    }
+
+    /// The server asked for more input (handing out `state`) about a call a person approved.
+    pub fn continues(&mut self, state: String, tool: String, digest: String, ttl: Duration) {
+        const MAX: usize = 1024;
+        let now = Instant::now();
+        self.continuations.retain(|_, (_, _, until)| *until > now);
+        if self.continuations.len() < MAX {
+            self.continuations.insert(state, (tool, digest, now + ttl));
+        }
+    }
+
+    /// Whether a call carrying the server's `state` continues an approved call with this tool
+    /// and these arguments; a state continues once.
+    pub fn continuation(&mut self, state: &str, tool: &str, arguments: &serde_json::Map<String, Value>) -> bool {
+        let Some((t, digest, until)) = self.continuations.get(state) else { return false };
+        let matches = t == tool && *digest == request_state::digest(arguments) && *until > Instant::now();
+        if matches {
+            self.continuations.remove(state);
+        }
+        matches
     }
 
     /// Whether toolgate has an elicitation open under this id.

@@ -73,6 +73,14 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
         Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
+        // The server asked for more input about a call a person approved; this is the retry.
+        Some(Value::String(state))
+            if matches!(call.decision.gate, Gate::Ask | Gate::Hold)
+                && session.approvals.continuation(state, &call.params.name, &call.params.arguments) =>
+        {
+            let note = Some("continues a call a person approved (the server asked the client for more input)".into());
+            settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None })
+        }
         _ => carry_out(session, call),
     }
 }
@@ -192,7 +200,10 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                     return;
                 }
             }
-            session.pending.insert(call.id, Pending { what: Waiting::ToolsCall { call: call_no }, since: call.since });
+            let approved = (by == DecidedBy::Human && stateless)
+                .then(|| (call.params.name.clone(), request_state::digest(&call.params.arguments)));
+            let what = Waiting::ToolsCall { call: call_no, approved };
+            session.pending.insert(call.id, Pending { what, since: call.since });
             session.forward_to_server(call.inbound);
         }
         Settlement::Refuse { text, .. } => {

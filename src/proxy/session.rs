@@ -22,6 +22,10 @@ pub(super) enum Waiting {
     /// A forwarded `tools/call`, with its audit call number.
     ToolsCall {
         call: u64,
+        /// A 2026-07-28 call a person approved: its tool and argument digest, so that the
+        /// server's own follow-up (an input-required result and the client's retry) is not
+        /// asked about again.
+        approved: Option<(String, String)>,
     },
     /// A `tools/list`, whose answer teaches toolgate the tools' annotations.
     ToolsList,
@@ -239,7 +243,7 @@ impl Session {
     /// Answers a pending client request with an error, if it is pending.
     fn fail_one(&mut self, id: &Value, message: &str) {
         if let Some(pending) = Id::from_value(id).and_then(|id| self.pending.remove(&id)) {
-            if let Waiting::ToolsCall { call } = pending.what {
+            if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::Error, pending.since.elapsed());
             }
             self.to_client(reply::error(id, -32603, message));
@@ -250,7 +254,13 @@ impl Session {
     /// when toolgate rewrites the answer.
     fn answered(&mut self, pending: Pending, is_error: bool, line: &[u8]) -> Option<Vec<u8>> {
         match pending.what {
-            Waiting::ToolsCall { call } => {
+            Waiting::ToolsCall { call, approved } => {
+                if let Some((tool, digest)) = approved
+                    && let Some(state) = servers_input_request_state(line)
+                {
+                    let ttl = self.policy.settings.approval_timeout;
+                    self.approvals.continues(state, tool, digest, ttl);
+                }
                 let outcome = if is_error {
                     Outcome::Error
                 } else if result_is_error(line) {
@@ -325,7 +335,7 @@ impl Session {
         self.abandon_held("the session ended");
         let message = format!("the MCP server exited (status {status}) before answering");
         for (id, pending) in std::mem::take(&mut self.pending) {
-            if let Waiting::ToolsCall { call } = pending.what {
+            if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::NoAnswer, pending.since.elapsed());
             }
             self.to_client(reply::error(&id.to_value(), -32000, &message));
@@ -355,6 +365,23 @@ fn cancelled_request(line: &[u8]) -> Option<Id> {
         request_id: Value,
     }
     Id::from_value(&serde_json::from_slice::<Note>(line).ok()?.params.request_id)
+}
+
+/// The `requestState` of a server's input-required result, if the line is one.
+fn servers_input_request_state(line: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Response {
+        result: Interim,
+    }
+    #[derive(Deserialize)]
+    struct Interim {
+        #[serde(rename = "resultType")]
+        result_type: Option<String>,
+        #[serde(rename = "requestState")]
+        request_state: Option<String>,
+    }
+    let interim = serde_json::from_slice::<Response>(line).ok()?.result;
+    (interim.result_type.as_deref() == Some("input_required")).then_some(interim.request_state).flatten()
 }
 
 /// Whether a `tools/call` result says `isError: true`.

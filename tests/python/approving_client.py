@@ -4,8 +4,9 @@ the error) and the questions its elicitation callback saw.
 
 usage: approving_client.py MODE BEHAVIOUR MARKER -- COMMAND ARGS...
   MODE       legacy (initialize, 2025-11-25) or auto (2026-07-28 when the server offers it)
-  BEHAVIOUR  approve | session | deny | decline | cancel | garbage | error | none
-             (session calls twice, the second time to MARKER.2; none declares no elicitation)
+  BEHAVIOUR  approve | session | deny | decline | cancel | garbage | error | none | server-asks
+             (session calls twice, the second time to MARKER.2; none declares no elicitation;
+             server-asks approves `confirmed_write`, which asks its own question, answered yes)
 """
 import json
 import sys
@@ -22,8 +23,10 @@ seen = []
 
 async def elicitation(context, params):
     seen.append({"message": params.message, "fields": sorted(params.requested_schema["properties"])})
-    if behaviour in ("approve", "session"):
-        decision = "allow_once" if behaviour == "approve" else "allow_session"
+    if "sure" in params.requested_schema["properties"]:
+        return types.ElicitResult(action="accept", content={"sure": True})
+    if behaviour in ("approve", "session", "server-asks"):
+        decision = "allow_session" if behaviour == "session" else "allow_once"
         return types.ElicitResult(action="accept", content={"toolgate_decision": decision})
     if behaviour == "deny":
         return types.ElicitResult(action="accept", content={"toolgate_decision": "deny", "toolgate_reason": "not today"})
@@ -37,8 +40,9 @@ async def elicitation(context, params):
 
 
 async def call(client, path):
+    tool = "confirmed_write" if behaviour == "server-asks" else "write_marker"
     try:
-        result = await client.call_tool("write_marker", {"path": path})
+        result = await client.call_tool(tool, {"path": path})
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
     except Exception as e:
         return f"error: {type(e).__name__}: {e}"

@@ -3,7 +3,9 @@ import anyio
 import mcp_types as types
 from pydantic import BaseModel
 
-from mcp.server.mcpserver import Context, MCPServer
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 
 server = MCPServer("toolgate-test-sdk-server")
 
@@ -39,6 +41,24 @@ async def summarize(text: str, ctx: Context) -> str:
     message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=text))
     result = await ctx.session.create_message(messages=[message], max_tokens=10)
     return f"model said: {result.content.text}"
+
+
+class Confirm(BaseModel):
+    sure: bool
+
+
+def ask_sure(path: str):
+    return Elicit(f"Really write {path}?", Confirm)
+
+
+@server.tool()
+def confirmed_write(path: str, confirm: Annotated[Confirm, Resolve(ask_sure)]) -> str:
+    """Write a marker file after the server's own question to the user (its own elicitation)."""
+    if not confirm.sure:
+        return "not written"
+    with open(path, "w") as f:
+        f.write("written")
+    return "written"
 
 
 @server.tool()
