@@ -292,8 +292,13 @@ fn another_user_cannot_reach_the_socket() {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(connect_as_nobody(&socket), AsNobody::HungUp);
 
-    // Their approver will not use a folder that is not theirs.
-    let out = Command::new(toolgate())
+    // Their approver will not use a folder that is not theirs. (It runs from a copy of the
+    // binary they can read: the checkout may sit in a folder closed to them.)
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let their_toolgate = shared.path().join("toolgate");
+    std::fs::copy(toolgate(), &their_toolgate).unwrap();
+    let out = Command::new(&their_toolgate)
         .args(["approve", "--json"])
         .env(runtime.var().0, runtime.var().1)
         .uid(65534)
