@@ -68,11 +68,58 @@ pub enum Command {
         after_help = "Examples:\n  toolgate approve\n  toolgate approve --json   # events on stdout, answers on stdin, one JSON object per line"
     )]
     Approve(ApproveArgs),
+    /// Check the audit log's hash chain, or show its history.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
     #[command(hide = true)]
     DemoServer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that no line was edited, deleted, reordered or cut off; report the first problem.
+    #[command(
+        after_help = "Examples:\n  toolgate audit verify\n  toolgate audit verify ~/.local/state/toolgate/audit.jsonl"
+    )]
+    Verify {
+        /// The log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
+        file: Option<PathBuf>,
+    },
+    /// Print the history of decisions, each with its outcome.
+    #[command(
+        after_help = "Examples:\n  toolgate audit show --decided-by human --since 2h\n  toolgate audit show --tool 'write_*' --decision refused --json"
+    )]
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
+    pub file: Option<PathBuf>,
+    /// Only tools matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub tool: Option<String>,
+    /// Only servers matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub server: Option<String>,
+    /// Only this gate (allow, notify, hold, ask, queue, deny) or verdict (forwarded, refused, dropped).
+    #[arg(long, value_name = "DECISION")]
+    pub decision: Option<String>,
+    /// Only calls settled by: policy, human, timeout, timer, client, toolgate.
+    #[arg(long, value_name = "WHO")]
+    pub decided_by: Option<String>,
+    /// From this time (RFC 3339, like 2026-11-24T10:00:00Z) or this long ago (like 2h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Up to this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// The matching records as JSON lines, each with its outcome.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +213,8 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Check(args) => check(&args),
         Command::Explain(args) => explain(&args),
         Command::Approve(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(crate::approve::run(args.json))),
+        Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
+        Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => exit::OK,
@@ -335,6 +384,91 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn audit_file(file: Option<PathBuf>) -> Result<PathBuf, i32> {
+    file.or_else(paths::default_audit_log).ok_or_else(|| {
+        tracing::error!("no audit log given, and no default location: set XDG_STATE_HOME or HOME");
+        exit::USAGE
+    })
+}
+
+fn audit_verify(file: Option<PathBuf>) -> i32 {
+    let path = match audit_file(file) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match crate::audit::verify::verify(&path) {
+        Ok(report) => match report.problem {
+            None => {
+                let _ = writeln!(
+                    stdout,
+                    "{}: ok: {} lines, {} chained records, the head record matches",
+                    path.display(),
+                    report.lines,
+                    report.chained
+                );
+                exit::OK
+            }
+            Some(problem) => {
+                let _ = writeln!(stdout, "{}: {problem}", path.display());
+                exit::FAILURE
+            }
+        },
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", path.display());
+            exit::FAILURE
+        }
+    }
+}
+
+fn audit_show(args: ShowArgs) -> i32 {
+    let path = match audit_file(args.file.clone()) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let glob = |pattern: &Option<String>, what: &str| -> Result<Option<globset::GlobMatcher>, String> {
+        pattern
+            .as_deref()
+            .map(|p| globset::Glob::new(p).map(|g| g.compile_matcher()).map_err(|e| format!("--{what} {p:?}: {e}")))
+            .transpose()
+    };
+    let filter = (|| {
+        Ok::<_, String>(crate::audit::show::Filter {
+            tool: glob(&args.tool, "tool")?,
+            server: glob(&args.server, "server")?,
+            decision: args.decision.clone(),
+            decided_by: args.decided_by.clone(),
+            since: args.since.as_deref().map(|t| parse_time(t, "since")).transpose()?,
+            until: args.until.as_deref().map(|t| parse_time(t, "until")).transpose()?,
+        })
+    })();
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::audit::show::show(&path, &filter, args.json, &mut std::io::stdout().lock()) {
+        Ok(_) => exit::OK,
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", path.display());
+            exit::FAILURE
+        }
+    }
+}
+
+/// A time given as RFC 3339 or as a duration before now.
+fn parse_time(text: &str, flag: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time);
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => Ok(std::time::SystemTime::now() - ago),
+        Err(_) => Err(format!("--{flag} {text:?}: not a time like 2026-11-24T10:00:00Z or a duration like 2h")),
+    }
 }
 
 async fn demo() -> i32 {

@@ -38,6 +38,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.min_confidence = s.min_confidence.and_then(|m| c.confidence(&m, "settings: min_confidence"));
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
+    settings.audit_secret_keys = s.audit_secret_keys;
 
     let mut rules = Vec::new();
     let mut names: HashMap<String, Range<usize>> = HashMap::new();

@@ -30,6 +30,8 @@ pub struct SettingsFile {
     pub missing_confidence: Option<MissingConfidence>,
     /// Whether each pending approval also pops up a desktop notification (default true).
     pub desktop_notifications: Option<bool>,
+    /// Argument keys whose values the audit log records as a digest.
+    pub audit_secret_keys: Option<Vec<String>>,
 }
 
 /// The tier of a call no rule matches.

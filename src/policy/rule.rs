@@ -25,6 +25,8 @@ pub struct Settings {
     pub missing_confidence: MissingConfidence,
     /// Pop up a desktop notification for each pending approval, when a notifier is present.
     pub desktop_notifications: bool,
+    /// Argument keys whose values the audit log records as a digest (`None`: the default list).
+    pub audit_secret_keys: Option<Vec<String>>,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             min_confidence: None,
             missing_confidence: MissingConfidence::Ask,
             desktop_notifications: true,
+            audit_secret_keys: None,
         }
     }
 }

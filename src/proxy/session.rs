@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
-use crate::audit::{AuditLog, Outcome};
+use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, Policy, lint};
 use crate::wire::Envelope;
 use crate::wire::envelope::readable_ids;
@@ -74,6 +74,8 @@ impl Session {
         approvals: Approvals,
         policy_path: Option<std::path::PathBuf>,
     ) -> Self {
+        let mut audit = audit;
+        audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
         Session {
             server,
             policy,
@@ -316,6 +318,7 @@ impl Session {
             }
             Ok(policy) => {
                 tracing::info!("policy reloaded: {} ({}, was {})", path.display(), policy.version, self.policy.version);
+                self.audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
                 self.policy = Arc::new(policy);
             }
             Err(errors) => tracing::error!(

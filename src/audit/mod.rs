@@ -1,8 +1,15 @@
 //! The audit log: one JSON line per decision and per outcome, appended before a call is forwarded.
 //!
 //! If a decision cannot be written, the call is not forwarded: a call nobody can account for
-//! later must not run. Records carry a format version `v` and the session and call numbers, so
-//! a later format can chain them by hash without breaking readers.
+//! later must not run. Each line is chained to the one before it by hash (`chain`), under an
+//! exclusive lock on the file, so several proxies can share one log; `verify` finds edits,
+//! deletions, reordering and truncation, and `show` prints the history. Argument values whose
+//! keys look like secrets are recorded as a digest (`secrets`).
+
+pub mod chain;
+pub mod secrets;
+pub mod show;
+pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -13,6 +20,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::policy::{Decision, Gate, Tier};
+use chain::Tail;
+pub use secrets::SecretKeys;
 
 /// Who settled a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,6 +119,8 @@ pub enum Outcome {
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
     v: u32,
+    seq: u64,
+    prev: &'a str,
     ts: String,
     event: &'a str,
     session: &'a str,
@@ -121,9 +132,13 @@ struct Envelope<'a, T: Serialize> {
 /// An append-only audit log for one proxy session.
 pub struct AuditLog {
     path: PathBuf,
-    file: Result<File, String>,
+    /// The log, opened for appending, and its head record.
+    file: Result<(File, File), String>,
     session: String,
     next_call: u64,
+    /// The end of the chain as this process last wrote it; another writer moves the end.
+    tail: Option<Tail>,
+    secrets: SecretKeys,
 }
 
 impl AuditLog {
@@ -134,7 +149,10 @@ impl AuditLog {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            OpenOptions::new().create(true).append(true).open(path)
+            let log = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+            let head =
+                OpenOptions::new().create(true).truncate(false).read(true).write(true).open(chain::head_path(path))?;
+            Ok::<_, std::io::Error>((log, head))
         })()
         .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()));
         let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -143,7 +161,14 @@ impl AuditLog {
             file,
             session: format!("{}-{}", std::process::id(), started.as_millis()),
             next_call: 1,
+            tail: None,
+            secrets: SecretKeys::default(),
         }
+    }
+
+    /// Which argument keys are recorded as a digest instead of their value.
+    pub fn set_secret_keys(&mut self, keys: SecretKeys) {
+        self.secrets = keys;
     }
 
     pub fn path(&self) -> &Path {
@@ -159,7 +184,19 @@ impl AuditLog {
     pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
         let call = self.next_call;
         self.next_call += 1;
-        self.append("decision", call, record)?;
+        let hides =
+            self.secrets.any_in(record.arguments) || record.edited_arguments.is_some_and(|e| self.secrets.any_in(e));
+        if hides {
+            let mut value = serde_json::to_value(record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
+            for key in ["arguments", "edited_arguments"] {
+                if let Some(arguments) = value.get_mut(key) {
+                    self.secrets.hide(arguments);
+                }
+            }
+            self.append("decision", call, &value)?;
+        } else {
+            self.append("decision", call, record)?;
+        }
         Ok(call)
     }
 
@@ -176,19 +213,38 @@ impl AuditLog {
         }
     }
 
+    /// Appends one record to the chain. Under the file's exclusive lock: find the end of the
+    /// chain (remembered, unless another writer moved it), write the line in one `write`, and
+    /// move the head record.
     fn append<T: Serialize>(&mut self, event: &str, call: u64, body: &T) -> Result<(), String> {
-        let file = self.file.as_mut().map_err(|e| e.clone())?;
-        let record = Envelope {
-            v: 1,
-            ts: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-            event,
-            session: &self.session,
-            call,
-            body,
-        };
-        let mut line = serde_json::to_vec(&record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
-        line.push(b'\n');
-        // One write per record: with O_APPEND, concurrent writers never interleave inside it.
-        file.write_all(&line).map_err(|e| format!("cannot write the audit log {}: {e}", self.path.display()))
+        let (file, head) = self.file.as_ref().map_err(|e| e.clone())?;
+        let fail = |what: &str, e: std::io::Error| format!("cannot {what} the audit log {}: {e}", self.path.display());
+        file.lock().map_err(|e| fail("lock", e))?;
+        let written = (|| -> Result<Tail, String> {
+            let size = file.metadata().map_err(|e| fail("read", e))?.len();
+            let tail = match &self.tail {
+                Some(tail) if tail.end == size => tail.clone(),
+                _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
+            };
+            let record = Envelope {
+                v: 2,
+                seq: tail.seq + 1,
+                prev: &tail.hash,
+                ts: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+                event,
+                session: &self.session,
+                call,
+                body,
+            };
+            let mut line = serde_json::to_vec(&record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
+            line.push(b'\n');
+            (&*file).write_all(&line).map_err(|e| fail("write", e))?;
+            let end = Tail { end: size + line.len() as u64, seq: tail.seq + 1, hash: chain::hash(&line) };
+            chain::write_head(head, &end).map_err(|e| fail("write the head of", e))?;
+            Ok(end)
+        })();
+        let _ = file.unlock();
+        self.tail = Some(written?);
+        Ok(())
     }
 }

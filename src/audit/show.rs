@@ -1,0 +1,101 @@
+//! `toolgate audit show`: the history of decisions, one line each with its outcome, filtered by
+//! tool, server, decision, who decided and time; or the matching records as JSON lines.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+/// Which decisions to show.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// A glob on the tool's name.
+    pub tool: Option<globset::GlobMatcher>,
+    /// A glob on the server's name.
+    pub server: Option<globset::GlobMatcher>,
+    /// A gate (`allow`, `ask`, ...) or a verdict (`forwarded`, `refused`, `dropped`).
+    pub decision: Option<String>,
+    /// `policy`, `human`, `timeout`, `timer`, `client` or `toolgate`.
+    pub decided_by: Option<String>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+}
+
+impl Filter {
+    fn matches(&self, record: &Value) -> bool {
+        let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or_default();
+        let time = humantime::parse_rfc3339_weak(text("ts")).ok();
+        self.tool.as_ref().is_none_or(|g| g.is_match(text("tool")))
+            && self.server.as_ref().is_none_or(|g| g.is_match(text("server")))
+            && self.decision.as_deref().is_none_or(|d| d == text("gate") || d == text("verdict"))
+            && self.decided_by.as_deref().is_none_or(|d| d == text("decided_by"))
+            && self.since.is_none_or(|since| time.is_some_and(|t| t >= since))
+            && self.until.is_none_or(|until| time.is_some_and(|t| t <= until))
+    }
+}
+
+/// Writes the matching decisions, oldest first; returns how many there were. Lines that are not
+/// records are skipped (`verify` is the place to hear about them).
+pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> io::Result<usize> {
+    let text = std::fs::read_to_string(path)?;
+    let records: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let key = |r: &Value| (r["session"].as_str().unwrap_or_default().to_owned(), r["call"].as_u64().unwrap_or(0));
+    let outcomes: HashMap<(String, u64), &Value> =
+        records.iter().filter(|r| r["event"] == "outcome").map(|r| (key(r), r)).collect();
+    let mut shown = 0;
+    for record in records.iter().filter(|r| r["event"] == "decision" && filter.matches(r)) {
+        shown += 1;
+        let outcome = outcomes.get(&key(record));
+        if json {
+            let mut record = record.clone();
+            if let Some(o) = outcome {
+                record["outcome"] = json_outcome(o);
+            }
+            writeln!(out, "{record}")?;
+        } else {
+            writeln!(out, "{}", line(record, outcome.copied()))?;
+        }
+    }
+    Ok(shown)
+}
+
+fn json_outcome(outcome: &Value) -> Value {
+    serde_json::json!({"outcome": outcome["outcome"], "ms": outcome["ms"]})
+}
+
+/// One decision as a person reads it.
+fn line(record: &Value, outcome: Option<&Value>) -> String {
+    let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("?");
+    let when = text("ts").get(..19).unwrap_or(text("ts")).replace('T', " ");
+    let mut out = format!(
+        "{when}  {}/{}  {} → {} by {}",
+        text("server"),
+        text("tool"),
+        text("gate"),
+        text("verdict"),
+        text("decided_by")
+    );
+    if let Some(channel) = record.get("channel").and_then(Value::as_str) {
+        out.push_str(&format!(" ({channel})"));
+    }
+    if let Some(o) = outcome {
+        out.push_str(&format!(", {} in {} ms", o["outcome"].as_str().unwrap_or("?"), o["ms"]));
+    }
+    let rules: Vec<String> =
+        record["rules"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|r| format!("{r:?}")).collect();
+    if !rules.is_empty() {
+        out.push_str(&format!("  rule {}", rules.join(", ")));
+    }
+    if let Some(note) = record.get("note").and_then(Value::as_str) {
+        out.push_str(&format!("  ({note})"));
+    }
+    let args = record.get("arguments").map(Value::to_string).unwrap_or_default();
+    let short: String = args.chars().take(100).collect();
+    out.push_str(&format!("  {short}{}", if short.len() < args.len() { "…" } else { "" }));
+    if record.get("edited_arguments").is_some() {
+        out.push_str("  (edited before it ran)");
+    }
+    out
+}
