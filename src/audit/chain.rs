@@ -22,7 +22,18 @@ pub const ORIGIN: &str = "000000000000000000000000000000000000000000000000000000
 /// The hash of one line, as hex (the line without its newline).
 pub fn hash(line: &[u8]) -> String {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
-    Sha256::digest(line).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(line))
+}
+
+/// Lower-case hex, without a formatter call per byte (this runs twice per call).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// The end of the chain: what the next record must follow.
@@ -95,13 +106,23 @@ pub fn head_path(log: &Path) -> PathBuf {
     log.with_file_name(name)
 }
 
+/// The head record's size on disk: it is padded with spaces to this, so that each update is
+/// one write in place, never a truncation (JSON allows the trailing spaces).
+const HEAD_SIZE: usize = 192;
+
 /// Writes the head record in place (the caller holds the log's lock).
 pub fn write_head(file: &File, tail: &Tail) -> io::Result<()> {
     let head = Head { v: 2, lines: tail.seq, hash: tail.hash.clone(), bytes: tail.end };
     let mut text = serde_json::to_vec(&head).map_err(io::Error::other)?;
-    text.push(b'\n');
-    file.write_all_at(&text, 0)?;
-    file.set_len(text.len() as u64)
+    if text.len() < HEAD_SIZE {
+        text.resize(HEAD_SIZE - 1, b' ');
+        text.push(b'\n');
+        file.write_all_at(&text, 0)
+    } else {
+        text.push(b'\n');
+        file.write_all_at(&text, 0)?;
+        file.set_len(text.len() as u64)
+    }
 }
 
 pub fn read_head(log: &Path) -> io::Result<Option<Head>> {

@@ -87,8 +87,7 @@ fn normal(key: &str) -> String {
 
 /// `"[secret sha256:…]"`: the digest of the value as JSON text.
 fn digest(value: &Value) -> String {
-    let hex: String = Sha256::digest(value.to_string().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    format!("[secret sha256:{hex}]")
+    format!("[secret sha256:{}]", super::chain::hex(&Sha256::digest(value.to_string().as_bytes())))
 }
 
 #[cfg(test)]

@@ -167,7 +167,7 @@ fn now_ms() -> u64 {
 pub fn digest(arguments: &Map<String, Value>) -> String {
     let mut canonical = Vec::new();
     write_canonical(&Value::Object(arguments.clone()), &mut canonical);
-    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
+    crate::audit::chain::hex(&Sha256::digest(&canonical))
 }
 
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
