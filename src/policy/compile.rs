@@ -39,6 +39,8 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
     settings.audit_secret_keys = s.audit_secret_keys;
+    settings.server_autonomy =
+        raw.servers.iter().filter_map(|(name, server)| server.autonomy.map(|a| (name.clone(), a))).collect();
 
     let mut rules = Vec::new();
     let mut names: HashMap<String, Range<usize>> = HashMap::new();

@@ -16,6 +16,17 @@ pub struct PolicyFile {
     pub settings: SettingsFile,
     #[serde(default)]
     pub rules: Vec<Spanned<RuleFile>>,
+    /// Settings for one server, by its name (`run --name`).
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerFile>,
+}
+
+/// `[servers.NAME]`: what differs for one server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// This server's autonomy level, in place of `settings.autonomy`.
+    pub autonomy: Option<Autonomy>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,15 @@ pub struct Settings {
     pub desktop_notifications: bool,
     /// Argument keys whose values the audit log records as a digest (`None`: the default list).
     pub audit_secret_keys: Option<Vec<String>>,
+    /// Autonomy levels set for single servers (`[servers.NAME]`), by exact name.
+    pub server_autonomy: std::collections::HashMap<String, Autonomy>,
+}
+
+impl Settings {
+    /// The autonomy level for calls to this server.
+    pub fn autonomy_for(&self, server: &str) -> Autonomy {
+        self.server_autonomy.get(server).copied().unwrap_or(self.autonomy)
+    }
 }
 
 impl Default for Settings {
@@ -39,6 +48,7 @@ impl Default for Settings {
             missing_confidence: MissingConfidence::Ask,
             desktop_notifications: true,
             audit_secret_keys: None,
+            server_autonomy: std::collections::HashMap::new(),
         }
     }
 }
@@ -266,10 +276,15 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
     let always_ask = matched.iter().any(|r| r.always_ask);
     let mut reason = matched.iter().find(|r| r.gate == Some(gate)).and_then(|r| r.reason.as_deref().map(str::to_owned));
 
-    gate = match settings.autonomy {
+    let autonomy = settings.autonomy_for(call.server);
+    gate = match autonomy {
         Autonomy::Standard => gate,
         Autonomy::Supervised if gate < Gate::Ask => {
-            reason = Some("autonomy is \"supervised\": every call needs a yes".into());
+            reason = Some(if settings.server_autonomy.contains_key(call.server) {
+                format!("autonomy for server \"{}\" is \"supervised\": every call needs a yes", call.server)
+            } else {
+                "autonomy is \"supervised\": every call needs a yes".into()
+            });
             Gate::Ask
         }
         Autonomy::Supervised => gate,

@@ -149,6 +149,22 @@ fn autonomy_levels_move_the_gate_but_never_past_deny() {
 }
 
 #[test]
+fn a_server_can_have_its_own_autonomy_level() {
+    let p = policy(
+        "[settings]\nautonomy = \"autonomous\"\n[servers.bank]\nautonomy = \"supervised\"\n[servers.notes]\n\
+         [[rules]]\nname = \"r\"\ntools = [\"read\"]\ntier = \"low\"\n[[rules]]\nname = \"p\"\ntools = [\"pay\"]\ntier = \"high\"\n",
+    );
+    assert_eq!(decide(&p, "fs", "pay").gate, Gate::Notify, "the global level elsewhere");
+    assert_eq!(decide(&p, "notes", "pay").gate, Gate::Notify, "a server table without autonomy keeps the global level");
+    let bank = decide(&p, "bank", "read");
+    assert_eq!(bank.gate, Gate::Ask);
+    assert_eq!(bank.reason.as_deref(), Some("autonomy for server \"bank\" is \"supervised\": every call needs a yes"));
+    assert_eq!(decide(&p, "bank", "pay").gate, Gate::Ask);
+    let errs = errors("[servers.bank]\nautonomy = \"yolo\"\n");
+    assert!(errs[0].starts_with("p.toml:2:12:"), "{errs:?}");
+}
+
+#[test]
 fn unknown_key_is_an_error_with_line_and_column() {
     let errs = errors("[[rules]]\nname = \"x\"\ntools = [\"a\"]\nacton = \"deny\"\n");
     assert_eq!(errs.len(), 1);
