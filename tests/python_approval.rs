@@ -1,8 +1,9 @@
-//! toolgate asking inside a real client: the official Python SDK client (`mcp==2.3.0`) in
-//! legacy mode (toolgate's own `elicitation/create` while it holds the call) and in auto mode
-//! (2026-07-28: an input-required result and a retry), with an elicitation callback that
-//! approves, allows for the session, denies, declines, cancels, answers garbage or fails, and
-//! with a client that declares no elicitation. Only an approval ever writes the marker file.
+//! toolgate asking inside a real 2026-07-28 client: the official Python SDK client
+//! (`mcp==2.3.0`) in auto mode gets toolgate's question as an input-required result and retries
+//! with the answer; its callback approves, allows for the session, denies, declines, cancels,
+//! answers garbage or fails, and only an approval ever writes the marker file. In both modes, a
+//! tool that asks its own question after toolgate's approval: the person answers each once.
+//! (Legacy mode's answers are pinned word for word in `python_elicitation.rs`.)
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"20s\"\n\
+const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"20s\"\ndesktop_notifications = false\n\
 [[rules]]\nname = \"writes need a yes\"\ntools = [\"write_marker\", \"confirmed_write\"]\ntier = \"high\"\nreason = \"it writes a file\"\n";
 
 struct Outcome {
@@ -102,21 +103,6 @@ fn every_refusal(mode: &str) {
     let silent = refused(mode, "none");
     assert_eq!(questions(&silent), 0);
     assert!(text(&silent.out["first"]).contains("toolgate approve"), "says how to be asked: {}", silent.out);
-}
-
-#[test]
-fn legacy_mode_an_approval_runs_the_call() {
-    approved("legacy");
-}
-
-#[test]
-fn legacy_mode_allow_for_the_session_asks_once() {
-    allowed_for_the_session("legacy");
-}
-
-#[test]
-fn legacy_mode_every_other_answer_and_no_elicitation_refuse() {
-    every_refusal("legacy");
 }
 
 #[test]
