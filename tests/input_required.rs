@@ -96,7 +96,8 @@ fn the_question_comes_back_as_input_required_and_the_answer_runs_the_call_once()
     assert!(params.get("requestState").is_none(), "toolgate's state never reaches the server: {params}");
     assert_eq!(params["inputResponses"], json!({"server-key": {"action": "accept", "content": {"x": 1}}}));
     let audit = audit_decisions(&s.audit);
-    assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["channel"].as_str()), (Some("human"), Some("elicitation")));
+    assert_eq!((audit[0]["verdict"].as_str(), audit[0]["channel"].as_str()), (Some("asked"), Some("elicitation")));
+    assert_eq!((audit[1]["decided_by"].as_str(), audit[1]["channel"].as_str()), (Some("human"), Some("elicitation")));
 
     // The same state again is a replay.
     refused_because(&echo(&mut s.peer, 3, "hello", allow(state)), "already used");

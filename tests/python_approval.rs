@@ -73,7 +73,9 @@ fn approved(mode: &str) {
     assert!(question["message"].as_str().unwrap().contains("write_marker"), "{question}");
     assert_eq!(question["fields"], serde_json::json!(["toolgate_decision", "toolgate_reason"]));
     let audit = audit_decisions(&o.audit);
-    assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["channel"].as_str()), (Some("human"), Some("elicitation")));
+    let verdicts: Vec<&str> = audit.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["asked", "forwarded"], "the question and then the answered retry are recorded");
+    assert_eq!((audit[1]["decided_by"].as_str(), audit[1]["channel"].as_str()), (Some("human"), Some("elicitation")));
 }
 
 fn allowed_for_the_session(mode: &str) {
@@ -96,7 +98,7 @@ fn refused(mode: &str, behaviour: &str) -> Outcome {
 fn every_refusal(mode: &str) {
     let denied = refused(mode, "deny");
     assert!(text(&denied.out["first"]).contains("not today"), "the reason reaches the model: {}", denied.out);
-    assert_eq!(audit_decisions(&denied.audit)[0]["decided_by"], "human");
+    assert_eq!(audit_decisions(&denied.audit)[1]["decided_by"], "human");
     for behaviour in ["decline", "cancel", "garbage", "error"] {
         refused(mode, behaviour);
     }

@@ -64,6 +64,9 @@ pub enum Verdict {
     Refused,
     /// Dropped without an answer (the client cancelled it); the server never saw it.
     Dropped,
+    /// Answered with toolgate's question (a 2026-07-28 input-required result); the client's
+    /// retry with the answer is a call of its own, with its own record.
+    Asked,
 }
 
 /// One decision, as written.

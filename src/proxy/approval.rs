@@ -338,7 +338,8 @@ fn ask_inside(session: &mut Session, call: Decided, request: &Request, wait: Dur
         call.params.name,
         gate::rules_clause(&call.decision)
     );
-    session.to_client(elicit::input_required_line(&call.id, request, wait.as_secs(), &state));
+    let line = elicit::input_required_line(&call.id, request, wait.as_secs(), &state);
+    gate::settle(session, call, Settlement::Question { line });
 }
 
 /// A 2026-07-28 call that carries toolgate's state: the client's retry after toolgate's

@@ -43,6 +43,8 @@ pub(super) enum Settlement {
     Refuse { by: DecidedBy, channel: Option<&'static str>, note: Option<String>, text: String },
     /// Drop it without an answer: the client withdrew it.
     Drop { by: DecidedBy, note: String },
+    /// Answer it with toolgate's question (this line); the retry brings the answer.
+    Question { line: Vec<u8> },
 }
 
 /// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
@@ -139,6 +141,13 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
         }
         Settlement::Refuse { by, channel, note, .. } => (Verdict::Refused, *by, *channel, note.as_deref(), None),
         Settlement::Drop { by, note } => (Verdict::Dropped, *by, None, Some(note.as_str()), None),
+        Settlement::Question { .. } => (
+            Verdict::Asked,
+            DecidedBy::Policy,
+            Some("elicitation"),
+            Some("asked inside the client; its retry carries the answer"),
+            None,
+        ),
     };
     let record = DecisionRecord {
         server: &session.server,
@@ -211,6 +220,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             session.to_client(reply::refused_call(&id, &text, stateless));
         }
         Settlement::Drop { note, .. } => tracing::info!("dropped `{}`: {note}", call.params.name),
+        Settlement::Question { line } => session.to_client(line),
     }
 }
 
