@@ -71,6 +71,11 @@ pub enum Command {
     /// Check the audit log's hash chain, or show its history.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Show each tool's trust record and whether it skips the question; accept a changed tool.
+    #[command(
+        after_help = "Examples:\n  toolgate trust\n  toolgate trust --json\n  toolgate trust accept mail send_email"
+    )]
+    Trust(TrustArgs),
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
@@ -120,6 +125,30 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    #[command(subcommand)]
+    pub action: Option<TrustAction>,
+    /// The policy whose `[trust]` bar applies (default: as for `run`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub policy: Option<PathBuf>,
+    /// One JSON object per tool instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustAction {
+    /// Accept a tool's changed definition: its calls are decided as before, and it starts
+    /// earning trust again from nothing.
+    Accept {
+        /// The server's name (`run --name`).
+        server: String,
+        /// The tool's name.
+        tool: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +244,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Approve(args) => runtime().map_or(exit::FAILURE, |rt| rt.block_on(crate::approve::run(args.json))),
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
+        Command::Trust(args) => trust(args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => exit::OK,
@@ -265,6 +295,7 @@ async fn run(args: RunArgs) -> i32 {
         policy,
         policy_path: source.path().map(ToOwned::to_owned),
         audit_path,
+        trust_path: crate::trust::TrustFile::default_path(),
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
@@ -383,6 +414,83 @@ fn explain(args: &ExplainArgs) -> i32 {
         crate::explain::render(&explanation)
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    exit::OK
+}
+
+fn trust(args: TrustArgs) -> i32 {
+    use crate::trust::{Standing, TrustFile};
+    let Some(path) = TrustFile::default_path() else {
+        tracing::error!("no place for the trust record: set XDG_STATE_HOME or HOME");
+        return exit::USAGE;
+    };
+    let file = TrustFile::new(path);
+    let mut stdout = std::io::stdout().lock();
+    if let Some(TrustAction::Accept { server, tool }) = &args.action {
+        return match file.update(|store| store.accept(server, tool)) {
+            Ok(Ok(())) => {
+                let _ = writeln!(
+                    stdout,
+                    "accepted the new definition of {server}/{tool}; it earns trust again from nothing"
+                );
+                exit::OK
+            }
+            Ok(Err(why)) => {
+                tracing::error!("{why}");
+                exit::FAILURE
+            }
+            Err(e) => {
+                tracing::error!("cannot update {}: {e}", file.path().display());
+                exit::FAILURE
+            }
+        };
+    }
+    let policy = match Source::locate(args.policy.as_deref()).load() {
+        Ok(policy) => policy,
+        Err(errors) => {
+            tracing::error!("the policy has errors:\n{errors}");
+            return exit::POLICY;
+        }
+    };
+    let store = match file.read() {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", file.path().display());
+            return exit::FAILURE;
+        }
+    };
+    let bar = &policy.settings.trust;
+    let now = crate::trust::now_ms();
+    if store.tools.is_empty() && !args.json {
+        let _ = writeln!(stdout, "no tools recorded yet in {}", file.path().display());
+    }
+    for (key, record) in &store.tools {
+        let since = now.saturating_sub(u64::try_from(bar.within.as_millis()).unwrap_or(u64::MAX));
+        let count = |a| record.count(a, since);
+        let standing = record.standing(bar, now);
+        let (status, gate, why) = match &standing {
+            Standing::Earned(why) => ("earned", "ask becomes notify", why.clone()),
+            Standing::NotYet(why) => ("not yet", "as the policy says", why.clone()),
+            Standing::Changed => (
+                "changed",
+                "needs a yes until accepted",
+                crate::trust::what_changed(
+                    record.pinned_tool.as_ref(),
+                    record.seen_tool.as_ref().unwrap_or(&serde_json::Value::Null),
+                ),
+            ),
+        };
+        use crate::trust::Answered;
+        if args.json {
+            let line = serde_json::json!({
+                "tool": key, "status": status, "gate": gate, "why": why,
+                "approvals": count(Answered::Approved), "timeouts": count(Answered::Timeout),
+                "reset": record.reset,
+            });
+            let _ = writeln!(stdout, "{line}");
+        } else {
+            let _ = writeln!(stdout, "{key}: {status}: {gate} ({why})");
+        }
+    }
     exit::OK
 }
 

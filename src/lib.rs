@@ -14,4 +14,5 @@ pub mod human;
 pub mod paths;
 pub mod policy;
 pub mod proxy;
+pub mod trust;
 pub mod wire;

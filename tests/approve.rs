@@ -7,9 +7,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::approvers::{Runtime, answer, event};
 use common::pty::{Place, toolgate_on_pty};
 use common::*;
 use serde_json::{Value, json};
@@ -17,72 +18,13 @@ use serde_json::{Value, json};
 const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\n\
 [[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\nreason = \"it moves money\"\n";
 
-/// A private runtime folder for one test's proxies and approvers.
-struct Runtime {
-    dir: tempfile::TempDir,
-}
-
-impl Runtime {
-    fn new() -> Runtime {
-        Runtime { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn var(&self) -> (&'static str, String) {
-        ("XDG_RUNTIME_DIR", self.dir.path().display().to_string())
-    }
-
-    fn folder(&self) -> PathBuf {
-        self.dir.path().join("toolgate")
-    }
-
-    /// A proxy in front of the demo server, initialized without elicitation.
-    fn proxy(&self, work: &Path, name: &str) -> Peer {
-        self.proxy_with(work, name, POLICY, &[])
-    }
-
-    fn proxy_with(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
-        let policy = policy_file(work, policy);
-        let mut cmd = Command::new(toolgate());
-        cmd.envs(env.iter().copied());
-        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(work.join(format!("{name}.jsonl")));
-        cmd.arg("--name").arg(name).arg("--").arg(toolgate()).arg("demo-server");
-        let (k, v) = self.var();
-        cmd.env(k, v);
-        let mut peer = Peer::start(cmd);
-        initialize(&mut peer, "2025-11-25");
-        peer
-    }
-
-    /// `toolgate approve --json`.
-    fn approver(&self) -> Peer {
-        let mut cmd = Command::new(toolgate());
-        cmd.arg("approve").arg("--json");
-        let (k, v) = self.var();
-        cmd.env(k, v);
-        Peer::start(cmd)
-    }
+/// A proxy in front of the demo server under this file's policy.
+fn proxy(runtime: &Runtime, work: &Path, name: &str) -> Peer {
+    runtime.proxy_with(work, name, POLICY, &[])
 }
 
 fn pay(peer: &mut Peer, id: i64, to: &str) {
     peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": to, "amount": 1200}}}));
-}
-
-/// The approver's next event of this kind (others are skipped).
-fn event(approver: &Peer, kind: &str) -> Value {
-    loop {
-        let e = approver.recv();
-        if e["event"] == kind {
-            return e;
-        }
-    }
-}
-
-fn answer(approver: &mut Peer, offered: &Value, decision: &str, reason: Option<&str>) {
-    let mut line = json!({"proxy": offered["proxy"], "ticket": offered["approval"]["ticket"], "decision": decision});
-    if let Some(r) = reason {
-        line["reason"] = json!(r);
-    }
-    approver.send(&line);
 }
 
 fn text(response: &Value) -> String {
@@ -93,8 +35,8 @@ fn text(response: &Value) -> String {
 fn one_approver_answers_two_proxies_at_once() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut a = runtime.proxy(work.path(), "bank-a");
-    let mut b = runtime.proxy(work.path(), "bank-b");
+    let mut a = proxy(&runtime, work.path(), "bank-a");
+    let mut b = proxy(&runtime, work.path(), "bank-b");
     let mut approver = runtime.approver();
     let pids: Vec<Value> = (0..2).map(|_| event(&approver, "connected")["proxy"].clone()).collect();
     assert!(pids.contains(&json!(a.child.id())) && pids.contains(&json!(b.child.id())), "{pids:?}");
@@ -144,7 +86,7 @@ fn an_approver_started_later_is_offered_what_already_waits() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
     let mut first = runtime.approver();
-    let mut proxy = runtime.proxy(work.path(), "bank");
+    let mut proxy = proxy(&runtime, work.path(), "bank");
     event(&first, "connected");
     pay(&mut proxy, 7, "ACME");
     event(&first, "offered");
@@ -163,7 +105,7 @@ fn an_approver_started_later_is_offered_what_already_waits() {
 fn with_no_approver_and_no_other_channel_the_call_is_refused_at_once_saying_how_to_be_asked() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut proxy = runtime.proxy(work.path(), "bank");
+    let mut proxy = proxy(&runtime, work.path(), "bank");
     pay(&mut proxy, 1, "ACME");
     let refused = proxy.response(&json!(1));
     assert_eq!(refused["result"]["isError"], true);
@@ -275,7 +217,7 @@ fn another_user_cannot_reach_the_socket() {
     }
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut proxy = runtime.proxy(work.path(), "bank");
+    let mut proxy = proxy(&runtime, work.path(), "bank");
     let mut approver = runtime.approver();
     event(&approver, "connected");
     let socket = runtime.folder().join(format!("{}.sock", proxy.child.id()));

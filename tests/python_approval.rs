@@ -47,6 +47,7 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
         .arg(python())
         .arg(scripts.join("sdk_server.py"))
         .env("XDG_RUNTIME_DIR", test_runtime_dir())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

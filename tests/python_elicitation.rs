@@ -55,6 +55,7 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
         .arg(scripts.join("sdk_server.py"))
         // The tests' own runtime folder: a `toolgate approve` the developer runs never sees these calls.
         .env("XDG_RUNTIME_DIR", test_runtime_dir())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
         .stdin(Stdio::null())
         .stdout(File::create(&stdout).unwrap())
         .stderr(File::create(&stderr).unwrap())

@@ -16,7 +16,9 @@ fn script(name: &str) -> String {
 }
 
 fn run_client(mode: &str, extra: &[&str], server: &[&str]) -> Value {
+    let state = tempfile::tempdir().unwrap();
     let out = Command::new(python())
+        .env("XDG_STATE_HOME", state.path())
         .arg(script("sdk_client.py"))
         .arg(mode)
         .args(extra)

@@ -39,6 +39,8 @@ pub enum DecidedBy {
     Client,
     /// toolgate itself, because it could not do what the policy asked (no channel, no audit).
     Toolgate,
+    /// The tool's earned trust: its ask was lowered to notify.
+    Trust,
 }
 
 impl DecidedBy {
@@ -50,6 +52,7 @@ impl DecidedBy {
             DecidedBy::Timer => "timer",
             DecidedBy::Client => "client",
             DecidedBy::Toolgate => "toolgate",
+            DecidedBy::Trust => "trust",
         }
     }
 }

@@ -38,6 +38,8 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         policy,
         policy_path: None,
         audit_path: audit_path.clone(),
+        // The demo's answers must not count toward the trust of the user's own tools.
+        trust_path: Some(audit_path.with_file_name("trust.json")),
         max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };

@@ -39,6 +39,18 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
     settings.audit_secret_keys = s.audit_secret_keys;
+    let t = raw.trust;
+    settings.trust.enabled = t.enabled.unwrap_or(true);
+    if let Some(n) = t.approvals {
+        settings.trust.approvals = n;
+    }
+    if let Some(w) = t.within {
+        match parse_duration(w.get_ref()) {
+            Ok(d) => settings.trust.within = d,
+            Err(m) => c.error(w.span(), format!("trust.within: {m}")),
+        }
+    }
+    settings.changed_tools = t.changed_tools.unwrap_or_default();
     settings.server_autonomy =
         raw.servers.iter().filter_map(|(name, server)| server.autonomy.map(|a| (name.clone(), a))).collect();
 

@@ -19,6 +19,32 @@ pub struct PolicyFile {
     /// Settings for one server, by its name (`run --name`).
     #[serde(default)]
     pub servers: BTreeMap<String, ServerFile>,
+    /// Earned autonomy and pinning.
+    #[serde(default)]
+    pub trust: TrustSettingsFile,
+}
+
+/// `[trust]`: when a tool's record lets its calls skip the question, and what a changed tool does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSettingsFile {
+    pub enabled: Option<bool>,
+    /// Approvals needed within `within`, with no denial or edit since.
+    pub approvals: Option<usize>,
+    pub within: Option<Spanned<String>>,
+    /// What a tool whose definition changed does until the change is accepted.
+    pub changed_tools: Option<ChangedTools>,
+}
+
+/// What a changed tool does until the change is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangedTools {
+    /// Its calls need a yes.
+    #[default]
+    Ask,
+    /// It is left out of `tools/list`, and its calls are refused.
+    Hide,
 }
 
 /// `[servers.NAME]`: what differs for one server.

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use decision::{Annotations, Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
 pub use error::{PolicyError, PolicyErrors};
-pub use file::{Autonomy, DefaultTier, MissingConfidence};
+pub use file::{Autonomy, ChangedTools, DefaultTier, MissingConfidence};
 pub use rule::{NearMiss, Rule, RuleSet, Settings};
 
 /// The policy used when no file is given or found.

@@ -29,6 +29,10 @@ pub struct Settings {
     pub audit_secret_keys: Option<Vec<String>>,
     /// Autonomy levels set for single servers (`[servers.NAME]`), by exact name.
     pub server_autonomy: std::collections::HashMap<String, Autonomy>,
+    /// The bar a tool's record must pass to skip the question (`[trust]`).
+    pub trust: crate::trust::Bar,
+    /// What a tool whose definition changed does until the change is accepted.
+    pub changed_tools: super::file::ChangedTools,
 }
 
 impl Settings {
@@ -49,6 +53,8 @@ impl Default for Settings {
             desktop_notifications: true,
             audit_secret_keys: None,
             server_autonomy: std::collections::HashMap::new(),
+            trust: crate::trust::Bar::default(),
+            changed_tools: super::file::ChangedTools::Ask,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::human::approvers::Approval;
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Kind, Request, Withdrawn};
 use crate::policy::{Gate, remember};
+use crate::trust::Answered;
 use crate::wire::Id;
 
 /// How often a waiting call with a progress token reports progress to the client.
@@ -496,9 +497,18 @@ fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
     gate::settle(session, held.call, settlement);
 }
 
-/// How a person's answer ends a call.
+/// How a person's answer ends a call; an answer to an approval goes into the tool's record.
 fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str, via: Via) -> Settlement {
     let channel = Some(via.name());
+    if kind == Kind::Approve {
+        let answered = match &answer {
+            Answer::AllowOnce | Answer::AllowForSession | Answer::Remembered => Answered::Approved,
+            Answer::Deny { .. } => Answered::Denied,
+            Answer::Edited(_) => Answered::Edited,
+        };
+        let server = session.server.clone();
+        session.trust.answered(&server, tool, answered);
+    }
     match answer {
         Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
         Answer::AllowForSession => {
@@ -544,6 +554,8 @@ pub(super) fn on_timer(session: &mut Session) {
             }
             Kind::Approve => {
                 retract(session, ticket, &held, Withdrawn::TimedOut, None);
+                let server = session.server.clone();
+                session.trust.answered(&server, &tool, Answered::Timeout);
                 let waited = session.policy.settings.approval_timeout;
                 let text = format!(
                     "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",

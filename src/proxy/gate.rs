@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::earned::TrustSays;
 use super::session::{Pending, Session, Waiting, preview};
 use super::{Inbound, confidence, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
@@ -27,6 +28,8 @@ pub(super) struct Decided {
     /// The arguments lost toolgate's confidence property, so the line must be re-encoded.
     pub stripped: bool,
     pub since: Instant,
+    /// What the tool's trust record did to the gate, or why it did not lower it.
+    pub trust: Option<TrustSays>,
 }
 
 impl Decided {
@@ -64,14 +67,15 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
     let strips =
         (session.confidence_injected || policy.uses_confidence()) && !session.native_confidence.contains(&params.name);
     let (stripped, confidence) = if strips { confidence::take(&mut params.arguments) } else { (false, None) };
-    let decision = policy.decide(&Call {
+    let mut decision = policy.decide(&Call {
         server: &session.server,
         tool: &params.name,
         arguments: &params.arguments,
         annotations: session.annotations.get(&params.name).copied(),
         confidence,
     });
-    let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now() };
+    let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
+    let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
         Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
@@ -96,14 +100,18 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
             Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None },
         ),
         Gate::Notify => {
-            let notice = format!("{} ran `{}`{}", session.server, call.params.name, because(&call.decision));
+            let why = match &call.trust {
+                Some(TrustSays::Earned(earned)) => format!(" ({earned})"),
+                _ => because(&call.decision),
+            };
+            let notice = format!("{} ran `{}`{why}", session.server, call.params.name);
             tracing::info!("notice: {notice}");
             session.approvals.notice(notice);
-            settle(
-                session,
-                call,
-                Settlement::Forward { by: DecidedBy::Policy, channel: None, note: None, edited: None },
-            )
+            let (by, note) = match call.trust.clone() {
+                Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
+                _ => (DecidedBy::Policy, None),
+            };
+            settle(session, call, Settlement::Forward { by, channel: None, note, edited: None })
         }
         Gate::Deny => {
             let text = refusal_text(&call.params.name, &call.decision);
@@ -135,7 +143,7 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
 pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) {
     let policy = session.policy.clone();
     let waited = call.since.elapsed();
-    let (verdict, by, channel, note, edited) = match &how {
+    let (verdict, by, channel, mut note, edited) = match &how {
         Settlement::Forward { by, channel, note, edited } => {
             (Verdict::Forwarded, *by, *channel, note.as_deref(), edited.as_ref())
         }
@@ -149,6 +157,10 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             None,
         ),
     };
+    // A call asked about because its tool lost its trust says so, unless a person's note is there.
+    if let (None, Some(TrustSays::Lost(lost))) = (note, &call.trust) {
+        note = Some(lost.as_str());
+    }
     let record = DecisionRecord {
         server: &session.server,
         tool: &call.params.name,

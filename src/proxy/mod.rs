@@ -10,6 +10,7 @@ mod approval;
 mod approvers;
 pub mod child;
 mod confidence;
+mod earned;
 mod elicit;
 mod gate;
 mod reload;
@@ -57,6 +58,8 @@ pub struct Options {
     /// The policy's file, watched for edits and reloaded on SIGHUP (`None`: the embedded default).
     pub policy_path: Option<PathBuf>,
     pub audit_path: PathBuf,
+    /// The trust record (`None`: no place for one, so no tool earns trust).
+    pub trust_path: Option<PathBuf>,
     pub max_message_bytes: usize,
     pub max_depth: usize,
 }
@@ -135,6 +138,7 @@ where
         to_server,
         approvals,
         opts.policy_path.clone(),
+        opts.trust_path.clone(),
     );
 
     let policy_path = opts.policy_path;

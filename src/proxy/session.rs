@@ -10,9 +10,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
+use super::earned::{self, SessionTrust};
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
-use crate::policy::{Annotations, Policy, lint};
+use crate::policy::{Annotations, ChangedTools, Policy, lint};
 use crate::wire::Envelope;
 use crate::wire::envelope::readable_ids;
 use crate::wire::{Id, Kind, reply};
@@ -60,6 +61,8 @@ pub(super) struct Session {
     pub client_elicits: bool,
     /// Requests from the server to the client that the client has not answered yet.
     pub server_requests: HashSet<Id>,
+    /// Earned autonomy and pinning.
+    pub trust: SessionTrust,
 }
 
 impl Session {
@@ -73,6 +76,7 @@ impl Session {
         to_server: UnboundedSender<Outgoing>,
         approvals: Approvals,
         policy_path: Option<std::path::PathBuf>,
+        trust_path: Option<std::path::PathBuf>,
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
@@ -91,6 +95,7 @@ impl Session {
             policy_path,
             client_elicits: false,
             server_requests: HashSet::new(),
+            trust: SessionTrust::open(trust_path),
         }
     }
 
@@ -275,13 +280,20 @@ impl Session {
             }
             Waiting::ToolsList if !is_error => {
                 self.learn_tools(line);
-                if !self.policy.uses_confidence() {
-                    return None;
+                let mut rewritten = None;
+                if self.policy.settings.changed_tools == ChangedTools::Hide {
+                    let hidden = self.trust.changed_tools(&self.server);
+                    if !hidden.is_empty() {
+                        rewritten = earned::without_tools(line, &hidden);
+                    }
                 }
-                let (rewritten, native) = confidence::inject(line)?;
+                if !self.policy.uses_confidence() {
+                    return rewritten;
+                }
+                let (injected, native) = confidence::inject(rewritten.as_deref().unwrap_or(line))?;
                 self.confidence_injected = true;
                 self.native_confidence.extend(native);
-                Some(rewritten)
+                Some(injected)
             }
             Waiting::ToolsList | Waiting::Other => None,
         }
@@ -299,11 +311,19 @@ impl Session {
         }
         let Ok(response) = serde_json::from_slice::<Response>(line) else { return };
         let mut names = Vec::new();
-        for tool in response.result.tools {
+        for tool in &response.result.tools {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
-                self.annotations.insert(name.to_owned(), Annotations::from_tool(&tool));
+                self.annotations.insert(name.to_owned(), Annotations::from_tool(tool));
                 names.push(name.to_owned());
             }
+        }
+        for (tool, change) in self.trust.listed(&self.server, &response.result.tools) {
+            let notice = format!(
+                "{} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {} {tool}",
+                self.server, self.server
+            );
+            tracing::warn!("{notice}");
+            self.approvals.notice(notice);
         }
         for warning in lint::unmatched_tools(&self.policy, &self.server, &names, false) {
             tracing::warn!("policy {}: {}", self.policy.origin, warning.message);

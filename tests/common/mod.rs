@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod approvers;
 pub mod pty;
 
 /// How long any single expected event may take before a test gives up (a hang guard, not a
@@ -54,6 +55,8 @@ pub fn test_runtime_dir() -> &'static Path {
 /// A running `toolgate run` (or any process) with line-oriented access to its stdio.
 pub struct Peer {
     pub child: Child,
+    /// The process's own state folder (trust record), unless the test gave one.
+    _state: Option<tempfile::TempDir>,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
@@ -88,6 +91,12 @@ impl Peer {
         if !cmd.get_envs().any(|(k, _)| k == "XDG_RUNTIME_DIR") {
             cmd.env("XDG_RUNTIME_DIR", test_runtime_dir());
         }
+        // And a state folder of its own: answers in one test must not earn trust in another,
+        // nor in the developer's own record.
+        let state = (!cmd.get_envs().any(|(k, _)| k == "XDG_STATE_HOME")).then(|| tempfile::tempdir().unwrap());
+        if let Some(state) = &state {
+            cmd.env("XDG_STATE_HOME", state.path());
+        }
         // A new session has no controlling terminal, so toolgate never prompts on the terminal
         // of whoever runs the tests (tests/common/pty.rs gives it one on purpose).
         // SAFETY: setsid is async-signal-safe.
@@ -111,7 +120,7 @@ impl Peer {
                 }
             }
         });
-        Peer { child, stdin, lines }
+        Peer { child, _state: state, stdin, lines }
     }
 
     /// Writes raw bytes (a line must bring its own `\n`).

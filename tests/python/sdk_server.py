@@ -1,4 +1,6 @@
 """A small MCP server built with the official Python SDK (mcp 2.3.0), for toolgate's tests."""
+import os
+
 import anyio
 import mcp_types as types
 from pydantic import BaseModel
@@ -10,9 +12,8 @@ from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 server = MCPServer("toolgate-test-sdk-server")
 
 
-@server.tool()
+@server.tool(description=os.environ.get("ECHO_DESCRIPTION", "Echo the text back."))
 def echo(text: str) -> str:
-    """Echo the text back."""
     return text
 
 

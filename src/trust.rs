@@ -1,0 +1,381 @@
+//! Earned autonomy and pinning: a record per server and tool of what people answered about its
+//! calls, and of the tool's definition they were answering about.
+//!
+//! A tool's definition is the hash of its name, description, input schema and annotations as the
+//! server's `tools/list` gives them. The first definition seen is pinned. When a later
+//! `tools/list` shows another, the tool is *changed*: the person is told what changed, its calls
+//! need a yes (or it is hidden, by setting) until the change is accepted (`toolgate trust
+//! accept`), and the trust it had earned is gone.
+//!
+//! A tool earns trust when, since its record was last reset, people approved its calls at least
+//! `approvals` times within `within` and never denied or edited one. Then its calls that would
+//! ask a person are only noticed (ask becomes notify), never below what `always_ask` or a deny
+//! rule says. A denial, an edited call or a changed definition resets the record at once.
+//!
+//! The record is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy: each
+//! change is made under an exclusive lock and written whole (to a temporary file renamed over
+//! it), so readers never see half a file.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// What people did about a call, as the record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Answered {
+    Approved,
+    Denied,
+    Edited,
+    Timeout,
+}
+
+/// One answer, with when (unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: u64,
+    pub answer: Answered,
+}
+
+/// One tool of one server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The definition people accepted (the first one seen, or one accepted later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    /// The definition the server showed last, and what it was, for telling what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_tool: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_tool: Option<Value>,
+    /// Answers since the last reset.
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// When and why the record was last reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<Reset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reset {
+    pub at: u64,
+    pub why: String,
+}
+
+/// The bar a tool's record must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bar {
+    pub enabled: bool,
+    pub approvals: usize,
+    pub within: Duration,
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar { enabled: true, approvals: 20, within: Duration::from_secs(30 * 24 * 3600) }
+    }
+}
+
+/// Where a tool stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Its calls that would ask are only noticed; the text says why.
+    Earned(String),
+    /// Not (yet); the text says what is missing.
+    NotYet(String),
+    /// Its definition changed and nobody accepted the change yet.
+    Changed,
+}
+
+impl Record {
+    pub fn changed(&self) -> bool {
+        matches!((&self.pinned, &self.seen), (Some(p), Some(s)) if p != s)
+    }
+
+    pub fn count(&self, answer: Answered, since: u64) -> usize {
+        self.events.iter().filter(|e| e.answer == answer && e.at >= since).count()
+    }
+
+    /// Where the tool stands against `bar` at `now`.
+    pub fn standing(&self, bar: &Bar, now: u64) -> Standing {
+        if self.changed() {
+            return Standing::Changed;
+        }
+        let within = u64::try_from(bar.within.as_millis()).unwrap_or(u64::MAX);
+        let since = now.saturating_sub(within);
+        let approvals = self.count(Answered::Approved, since);
+        let days = humantime::format_duration(bar.within);
+        if !bar.enabled {
+            return Standing::NotYet("earned autonomy is turned off".into());
+        }
+        if self.pinned.is_none() {
+            return Standing::NotYet("its definition was never seen in a tools/list".into());
+        }
+        if approvals >= bar.approvals {
+            let timeouts = self.count(Answered::Timeout, since);
+            let extra = if timeouts > 0 { format!(", {timeouts} unanswered") } else { String::new() };
+            Standing::Earned(format!("{approvals} approvals and no denial or edit within {days}{extra}"))
+        } else {
+            let after = match &self.reset {
+                Some(reset) => format!(" (reset: {})", reset.why),
+                None => String::new(),
+            };
+            Standing::NotYet(format!("{approvals} of {} approvals within {days}{after}", bar.approvals))
+        }
+    }
+}
+
+/// The record of every tool, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Store {
+    pub v: u32,
+    /// By `server/tool`.
+    pub tools: BTreeMap<String, Record>,
+}
+
+pub fn key(server: &str, tool: &str) -> String {
+    format!("{server}/{tool}")
+}
+
+/// The hash of what a tool is: its name, description, input schema and annotations.
+pub fn definition(tool: &Value) -> String {
+    let part = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
+    let what = serde_json::json!({
+        "name": part("name"),
+        "description": part("description"),
+        "inputSchema": part("inputSchema"),
+        "annotations": part("annotations"),
+    });
+    let mut canonical = Vec::new();
+    canonical_json(&what, &mut canonical);
+    format!("sha256:{}", crate::audit::chain::hex(&Sha256::digest(&canonical)))
+}
+
+fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                canonical_json(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+    }
+}
+
+/// What changed between two definitions of a tool, in words.
+pub fn what_changed(before: Option<&Value>, after: &Value) -> String {
+    let Some(before) = before else { return "its definition changed".into() };
+    let parts: Vec<&str> =
+        ["description", "inputSchema", "annotations"].into_iter().filter(|k| before.get(*k) != after.get(*k)).collect();
+    let mut out = match parts.as_slice() {
+        [] => "its definition changed".to_owned(),
+        parts => format!("its {} changed", parts.join(" and ")),
+    };
+    if parts.contains(&"description") {
+        let text = |v: &Value| v.get("description").and_then(Value::as_str).unwrap_or("").to_owned();
+        out.push_str(&format!(": description was {:?}, is now {:?}", text(before), text(after)));
+    }
+    out
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The trust record on disk.
+pub struct TrustFile {
+    path: PathBuf,
+}
+
+impl TrustFile {
+    pub fn new(path: PathBuf) -> TrustFile {
+        TrustFile { path }
+    }
+
+    /// `$XDG_STATE_HOME/toolgate/trust.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        crate::paths::state_dir().map(|d| d.join("trust.json"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record as stored now (empty when there is none yet).
+    pub fn read(&self) -> io::Result<Store> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Store { v: 1, ..Store::default() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Changes the record under an exclusive lock (other proxies wait), and returns what `change`
+    /// returned.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Store) -> T) -> io::Result<T> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let lock_path = self.path.with_extension("lock");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        lock.lock()?;
+        let result = (|| {
+            let mut store = self.read()?;
+            store.v = 1;
+            let out = change(&mut store);
+            let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+            let mut bytes = serde_json::to_vec_pretty(&store).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(out)
+        })();
+        let _ = File::unlock(&lock);
+        result
+    }
+}
+
+impl Store {
+    /// A `tools/list` showed this tool: pin a first definition, note a changed one. Returns what
+    /// changed when the definition differs from the pinned one and that is news.
+    pub fn saw(&mut self, server: &str, tool: &Value) -> Option<String> {
+        let name = tool.get("name")?.as_str()?;
+        let hash = definition(tool);
+        let record = self.tools.entry(key(server, name)).or_default();
+        let news = record.seen.as_deref() != Some(hash.as_str());
+        record.seen = Some(hash.clone());
+        record.seen_tool = Some(tool.clone());
+        match &record.pinned {
+            None => {
+                record.pinned = Some(hash);
+                record.pinned_tool = Some(tool.clone());
+                None
+            }
+            Some(pinned) if *pinned != hash => {
+                let change = what_changed(record.pinned_tool.as_ref(), tool);
+                if news {
+                    record.events.clear();
+                    record.reset = Some(Reset { at: now_ms(), why: format!("the tool changed: {change}") });
+                    Some(change)
+                } else {
+                    None
+                }
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// People answered a call to this tool.
+    pub fn answered(&mut self, server: &str, tool: &str, answer: Answered) {
+        let record = self.tools.entry(key(server, tool)).or_default();
+        let at = now_ms();
+        match answer {
+            Answered::Denied | Answered::Edited => {
+                record.events.clear();
+                let why = if answer == Answered::Denied { "a call was denied" } else { "a call was edited" };
+                record.reset = Some(Reset { at, why: why.into() });
+            }
+            Answered::Approved | Answered::Timeout => record.events.push(Event { at, answer }),
+        }
+        // Old answers no longer count toward any bar; keep the file small.
+        const KEEP: usize = 1000;
+        if record.events.len() > KEEP {
+            let drop = record.events.len() - KEEP;
+            record.events.drain(..drop);
+        }
+    }
+
+    /// The person accepted a tool's current definition.
+    pub fn accept(&mut self, server: &str, tool: &str) -> Result<(), String> {
+        let record = self.tools.get_mut(&key(server, tool)).ok_or_else(|| format!("no record of {server}/{tool}"))?;
+        if !record.changed() {
+            return Err(format!("{server}/{tool} has not changed since it was pinned"));
+        }
+        record.pinned = record.seen.clone();
+        record.pinned_tool = record.seen_tool.clone();
+        record.reset = Some(Reset { at: now_ms(), why: "a changed definition was accepted".into() });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tool(description: &str) -> Value {
+        json!({"name": "send", "description": description, "inputSchema": {"type": "object"}})
+    }
+
+    #[test]
+    fn trust_is_earned_by_approvals_and_lost_at_once() {
+        let bar = Bar { enabled: true, approvals: 3, within: Duration::from_secs(3600) };
+        let mut store = Store::default();
+        assert_eq!(store.saw("mail", &tool("Send mail.")), None);
+        for _ in 0..2 {
+            store.answered("mail", "send", Answered::Approved);
+        }
+        let record = |s: &Store| s.tools["mail/send"].clone();
+        assert!(matches!(record(&store).standing(&bar, now_ms()), Standing::NotYet(t) if t.starts_with("2 of 3")));
+        store.answered("mail", "send", Answered::Approved);
+        assert!(matches!(record(&store).standing(&bar, now_ms()), Standing::Earned(_)));
+        // Approvals older than the window do not count.
+        let later = now_ms() + 2 * 3600 * 1000;
+        assert!(matches!(record(&store).standing(&bar, later), Standing::NotYet(_)));
+
+        store.answered("mail", "send", Answered::Denied);
+        assert!(
+            matches!(record(&store).standing(&bar, now_ms()), Standing::NotYet(t) if t.contains("reset: a call was denied"))
+        );
+        for _ in 0..3 {
+            store.answered("mail", "send", Answered::Approved);
+        }
+        store.answered("mail", "send", Answered::Edited);
+        assert!(matches!(record(&store).standing(&bar, now_ms()), Standing::NotYet(_)));
+    }
+
+    #[test]
+    fn a_changed_definition_is_news_once_and_waits_for_acceptance() {
+        let mut store = Store::default();
+        store.saw("mail", &tool("Send mail."));
+        let change = store.saw("mail", &tool("Send mail and forward it to evil.example.")).unwrap();
+        assert!(change.contains("description was \"Send mail.\""), "{change}");
+        assert_eq!(store.saw("mail", &tool("Send mail and forward it to evil.example.")), None, "told once");
+        assert_eq!(store.tools["mail/send"].standing(&Bar::default(), now_ms()), Standing::Changed);
+        store.accept("mail", "send").unwrap();
+        assert!(!store.tools["mail/send"].changed());
+        assert!(store.accept("mail", "send").is_err());
+        // Key order in the schema is not a change.
+        let a = json!({"name": "t", "inputSchema": {"type": "object", "properties": {}}});
+        let b = json!({"inputSchema": {"properties": {}, "type": "object"}, "name": "t"});
+        assert_eq!(definition(&a), definition(&b));
+    }
+}
