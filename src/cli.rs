@@ -76,6 +76,12 @@ pub enum Command {
         after_help = "Examples:\n  toolgate trust\n  toolgate trust --json\n  toolgate trust accept mail send_email"
     )]
     Trust(TrustArgs),
+    /// Work through the review queue: calls that ran with a notice, and parked calls waiting
+    /// for a yes. Without an action, lists the queue by risk and age.
+    #[command(
+        after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+    )]
+    Review(ReviewArgs),
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
@@ -125,6 +131,40 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Approve a parked call; the proxy that parked it runs it and its result is recorded.
+    #[arg(long, value_name = "N")]
+    pub approve: Vec<u64>,
+    /// Reject a parked call: it never runs.
+    #[arg(long, value_name = "N")]
+    pub reject: Vec<u64>,
+    /// Flag a call that ran as "should have asked", and see the rule that would have.
+    #[arg(long, value_name = "N")]
+    pub flag: Vec<u64>,
+    /// Mark a call that ran as looked at.
+    #[arg(long, value_name = "N")]
+    pub reviewed: Vec<u64>,
+    /// Why (kept with the items decided now).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Add the rules proposed for flagged calls to this policy file.
+    #[arg(long, value_name = "POLICY")]
+    pub write_rule: Option<PathBuf>,
+    /// Run approved item N whose proxy is gone, by starting the server command given after --.
+    #[arg(long, value_name = "N", requires = "command")]
+    pub run: Option<u64>,
+    /// Parked calls nobody approved within this long expire and never run.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::policy::parse_duration)]
+    pub expiry: std::time::Duration,
+    /// The queue as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// The server command for --run.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +285,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
+        Command::Review(args) => review(args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
             Ok(()) => exit::OK,
@@ -296,6 +337,7 @@ async fn run(args: RunArgs) -> i32 {
         policy_path: source.path().map(ToOwned::to_owned),
         audit_path,
         trust_path: crate::trust::TrustFile::default_path(),
+        queue_path: crate::review::QueueFile::default_path(),
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
@@ -415,6 +457,32 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn review(args: ReviewArgs) -> i32 {
+    let Some(path) = crate::review::QueueFile::default_path() else {
+        tracing::error!("no place for the review queue: set XDG_STATE_HOME or HOME");
+        return exit::USAGE;
+    };
+    let request = crate::review::command::Request {
+        approve: args.approve,
+        reject: args.reject,
+        flag: args.flag,
+        reviewed: args.reviewed,
+        reason: args.reason,
+        write_rule: args.write_rule,
+        run: args.run.map(|n| (n, args.command)),
+        expiry: args.expiry,
+        json: args.json,
+    };
+    let file = crate::review::QueueFile::new(path);
+    match crate::review::command::review(&file, &request, &mut std::io::stdout().lock()) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            exit::FAILURE
+        }
+    }
 }
 
 fn trust(args: TrustArgs) -> i32 {

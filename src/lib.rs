@@ -14,5 +14,6 @@ pub mod human;
 pub mod paths;
 pub mod policy;
 pub mod proxy;
+pub mod review;
 pub mod trust;
 pub mod wire;

@@ -70,6 +70,8 @@ pub enum Verdict {
     /// Answered with toolgate's question (a 2026-07-28 input-required result); the client's
     /// retry with the answer is a call of its own, with its own record.
     Asked,
+    /// Parked in the review queue; it runs only if a person approves it (a record of its own).
+    Parked,
 }
 
 /// One decision, as written.

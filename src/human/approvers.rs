@@ -55,7 +55,12 @@ pub fn private_folder(path: &Path) -> io::Result<()> {
 
 /// This process's socket in the folder.
 pub fn socket_path(folder: &Path) -> PathBuf {
-    folder.join(format!("{}.sock", std::process::id()))
+    socket_path_of(folder, std::process::id())
+}
+
+/// The socket of the toolgate with this process id.
+pub fn socket_path_of(folder: &Path, pid: u32) -> PathBuf {
+    folder.join(format!("{pid}.sock"))
 }
 
 /// A proxy's listening socket; the file is removed when it is dropped.

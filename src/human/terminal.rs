@@ -443,7 +443,7 @@ impl Owner {
             }
             Step::WriteRule => {
                 let Remember::Possible { policy, rule } = open.request.remember.clone() else { return };
-                match append_rule(&policy, &rule) {
+                match crate::policy::remember::append(&policy, &rule, "Remembered from an approval.") {
                     Ok(()) => self.answer(Answer::Remembered, "remembered in the policy, and allowed"),
                     Err(e) => {
                         if let Some(open) = self.current.as_mut() {
@@ -528,20 +528,6 @@ fn edit_arguments(tty: &File, arguments: &Map<String, Value>) -> Result<Map<Stri
     }
 }
 
-/// Appends a rule to the policy file, keeping everything already there byte for byte; the
-/// file is replaced atomically, and the running proxy reloads it.
-fn append_rule(policy: &std::path::Path, rule: &str) -> std::io::Result<()> {
-    let mut text = std::fs::read_to_string(policy)?;
-    if !text.ends_with('\n') && !text.is_empty() {
-        text.push('\n');
-    }
-    text.push_str("\n# Remembered from an approval.\n");
-    text.push_str(rule);
-    let tmp = policy.with_extension(format!("toml.toolgate-{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, policy)
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -615,7 +601,7 @@ mod tests {
             matches!(step(&r, &Stage::Choose, "r"), Step::ConfirmRemember(t) if t.contains("name = \"allow x on demo\""))
         );
         assert_eq!(step(&r, &Stage::ConfirmRemember, "y"), Step::WriteRule);
-        append_rule(&policy, &rule).unwrap();
+        crate::policy::remember::append(&policy, &rule, "Remembered from an approval.").unwrap();
         let text = std::fs::read_to_string(&policy).unwrap();
         assert!(text.starts_with(original));
         assert!(text.ends_with(&rule));

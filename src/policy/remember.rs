@@ -54,6 +54,31 @@ pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, 
     Remember::Possible { policy: path.to_owned(), rule }
 }
 
+/// The rule that would have asked before a call that ran and should not have run unasked.
+pub fn should_have_asked(server: &str, tool: &str) -> String {
+    let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
+    format!(
+        "[[rules]]\nname = {}\nservers = [{}]\ntools = [{}]\ntier = \"high\"\nreason = \"flagged in review: it should have asked\"\n",
+        s(&format!("ask before {tool} on {server}")),
+        s(&escape_glob(server)),
+        s(&escape_glob(tool)),
+    )
+}
+
+/// Appends a rule to a policy file under a comment, keeping everything already there as it
+/// was; written whole and renamed over the file, so a running proxy never reads half of it.
+pub fn append(policy: &Path, rule: &str, comment: &str) -> std::io::Result<()> {
+    let mut text = std::fs::read_to_string(policy)?;
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&format!("\n# {comment}\n"));
+    text.push_str(rule);
+    let tmp = policy.with_extension(format!("toml.toolgate-{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, policy)
+}
+
 /// A glob that matches exactly this name.
 fn escape_glob(name: &str) -> String {
     let mut out = String::with_capacity(name.len());

@@ -424,6 +424,7 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
     match news {
         FromApprover::Connected { conn, out } => session.approvals.approvers.connected(conn, out),
         FromApprover::Gone { conn } => session.approvals.approvers.gone(conn),
+        FromApprover::Run { conn, id, item } => super::parked::run(session, conn, id, item),
         FromApprover::Subscribe { conn, id } => {
             let now = std::time::Instant::now();
             let mut pending: Vec<(u64, Approval)> = Vec::new();

@@ -24,6 +24,8 @@ pub(super) enum FromApprover {
     Subscribe { conn: u64, id: Value },
     /// It answers a pending approval.
     Answer { conn: u64, id: Value, params: AnswerParams },
+    /// `toolgate review` asks to run a parked call a person approved.
+    Run { conn: u64, id: Value, item: u64 },
     /// Its connection closed.
     Gone { conn: u64 },
 }
@@ -200,7 +202,11 @@ fn request(line: &[u8], conn: u64) -> Result<Option<FromApprover>, (Value, i64, 
             params.answer().map_err(|why| (id.clone(), -32602, why))?;
             Ok(Some(FromApprover::Answer { conn, id, params }))
         }
-        Some(other) => Err((id, -32601, format!("unknown method `{other}` (expected subscribe or answer)"))),
+        Some("run") => match message.pointer("/params/item").and_then(Value::as_u64) {
+            Some(item) => Ok(Some(FromApprover::Run { conn, id, item })),
+            None => Err((id, -32602, "`run` needs params {\"item\": N}".to_owned())),
+        },
+        Some(other) => Err((id, -32601, format!("unknown method `{other}` (expected subscribe, answer or run)"))),
         None => Err((id, -32600, "a request needs a method".to_owned())),
     }
 }

@@ -48,6 +48,8 @@ pub(super) enum Settlement {
     Drop { by: DecidedBy, note: String },
     /// Answer it with toolgate's question (this line); the retry brings the answer.
     Question { line: Vec<u8> },
+    /// Parked as this review item; the client is told so in `text`.
+    Park { item: u64, text: String },
 }
 
 /// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
@@ -111,22 +113,14 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
                 Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
                 _ => (DecidedBy::Policy, None),
             };
+            super::parked::to_review(session, &call);
             settle(session, call, Settlement::Forward { by, channel: None, note, edited: None })
         }
         Gate::Deny => {
             let text = refusal_text(&call.params.name, &call.decision);
             settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text })
         }
-        Gate::Queue => {
-            let text = format!(
-                "toolgate parked this call to `{}` for human review{}, but the review queue is not available in \
-                 this version, so the call was not run. Tell the user that this call needs their review.",
-                call.params.name,
-                rules_clause(&call.decision)
-            );
-            let note = Some("the review queue is not available".to_owned());
-            settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text })
-        }
+        Gate::Queue => super::parked::park(session, call),
         Gate::Ask if session.approvals.allowed_for_session(&call.params.name) && !call.decision.always_ask => {
             let note = Some("the person allowed this tool for the session".to_owned());
             settle(
@@ -143,12 +137,17 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
 pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) {
     let policy = session.policy.clone();
     let waited = call.since.elapsed();
+    let park_note = match &how {
+        Settlement::Park { item, .. } => Some(format!("parked as review item {item}")),
+        _ => None,
+    };
     let (verdict, by, channel, mut note, edited) = match &how {
         Settlement::Forward { by, channel, note, edited } => {
             (Verdict::Forwarded, *by, *channel, note.as_deref(), edited.as_ref())
         }
         Settlement::Refuse { by, channel, note, .. } => (Verdict::Refused, *by, *channel, note.as_deref(), None),
         Settlement::Drop { by, note } => (Verdict::Dropped, *by, None, Some(note.as_str()), None),
+        Settlement::Park { .. } => (Verdict::Parked, DecidedBy::Policy, None, park_note.as_deref(), None),
         Settlement::Question { .. } => (
             Verdict::Asked,
             DecidedBy::Policy,
@@ -233,6 +232,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
         }
         Settlement::Drop { note, .. } => tracing::info!("dropped `{}`: {note}", call.params.name),
         Settlement::Question { line } => session.to_client(line),
+        Settlement::Park { text, .. } => session.to_client(reply::refused_call(&id, &text, stateless)),
     }
 }
 

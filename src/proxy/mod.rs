@@ -13,6 +13,7 @@ mod confidence;
 mod earned;
 mod elicit;
 mod gate;
+mod parked;
 mod reload;
 mod request_state;
 mod session;
@@ -60,6 +61,8 @@ pub struct Options {
     pub audit_path: PathBuf,
     /// The trust record (`None`: no place for one, so no tool earns trust).
     pub trust_path: Option<PathBuf>,
+    /// The review queue (`None`: no place for one, so `queue` calls are refused).
+    pub queue_path: Option<PathBuf>,
     pub max_message_bytes: usize,
     pub max_depth: usize,
 }
@@ -139,6 +142,7 @@ where
         approvals,
         opts.policy_path.clone(),
         opts.trust_path.clone(),
+        opts.queue_path.clone(),
     );
 
     let policy_path = opts.policy_path;

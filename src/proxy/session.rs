@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
 use super::earned::{self, SessionTrust};
+use super::parked::{self, Parking};
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
@@ -63,6 +64,8 @@ pub(super) struct Session {
     pub server_requests: HashSet<Id>,
     /// Earned autonomy and pinning.
     pub trust: SessionTrust,
+    /// Parked calls and the runs of approved ones.
+    pub parking: Parking,
 }
 
 impl Session {
@@ -77,6 +80,7 @@ impl Session {
         approvals: Approvals,
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
+        queue_path: Option<std::path::PathBuf>,
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
@@ -96,6 +100,7 @@ impl Session {
             client_elicits: false,
             server_requests: HashSet::new(),
             trust: SessionTrust::open(trust_path),
+            parking: Parking::new(queue_path),
         }
     }
 
@@ -195,6 +200,13 @@ impl Session {
         match &inbound.read {
             Read::Message(env) => {
                 let mut rewritten = None;
+                if let Kind::Response { id: Some(id), .. } = &env.kind
+                    && self.parking.is_ours(id)
+                {
+                    let id = id.clone();
+                    parked::ran(self, &id, &inbound.line);
+                    return;
+                }
                 if let Kind::Response { id: Some(id), is_error } = &env.kind
                     && let Some(pending) = self.pending.remove(id)
                 {

@@ -1,0 +1,207 @@
+//! The proxy's side of the review queue (`crate::review`): `notify` calls are added "to review"
+//! as they run; `queue` calls are parked, answered at once with their item number, and kept
+//! here until a person approves them (`toolgate review --approve N` asks this proxy, over its
+//! socket, to run item N). The run goes to the server under an id of toolgate's own, its answer
+//! is recorded in the item and the audit log, and it never reaches the client.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::approvers::{error_line, result_line};
+use super::gate::{self, Decided, Settlement};
+use super::session::Session;
+use crate::audit::{DecidedBy, DecisionRecord, Outcome, Verdict};
+use crate::review::{self, QueueFile, Status};
+use crate::wire::{Id, splice};
+
+/// A parked call this proxy can run when it is approved.
+struct ParkedCall {
+    line: Vec<u8>,
+    decided: DecidedParts,
+}
+
+/// What the audit record of the run needs from the original decision.
+struct DecidedParts {
+    tool: String,
+    arguments: serde_json::Map<String, Value>,
+    gate: crate::policy::Gate,
+    tier: crate::policy::Tier,
+    rules: Vec<String>,
+    reason: Option<String>,
+}
+
+/// A run in flight: the reviewer waiting for it.
+struct Running {
+    item: u64,
+    conn: u64,
+    rpc: Value,
+    call: u64,
+    since: Instant,
+}
+
+pub(super) struct Parking {
+    file: Option<QueueFile>,
+    parked: HashMap<u64, ParkedCall>,
+    running: HashMap<Id, Running>,
+    prefix: String,
+    next: u64,
+}
+
+impl Parking {
+    pub fn new(path: Option<std::path::PathBuf>) -> Parking {
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        Parking {
+            file: path.map(QueueFile::new),
+            parked: HashMap::new(),
+            running: HashMap::new(),
+            prefix: format!("toolgate-run-{:016x}-", u64::from_le_bytes(nonce)),
+            next: 1,
+        }
+    }
+
+    /// Whether a response from the server answers one of toolgate's runs.
+    pub fn is_ours(&self, id: &Id) -> bool {
+        self.running.contains_key(id)
+    }
+}
+
+/// A `notify` call ran: it goes into the queue "to review".
+pub(super) fn to_review(session: &mut Session, call: &Decided) {
+    let Some(file) = &session.parking.file else { return };
+    let item =
+        review::item(Status::ToReview, &session.server, &call.params.name, &call.params.arguments, &call.decision);
+    if let Err(e) = file.update(|q| q.add(item)) {
+        tracing::warn!("cannot add `{}` to the review queue: {e}", call.params.name);
+    }
+}
+
+/// A `queue` call: parked as an item of the review queue, answered at once with its number.
+/// Without a queue to park it in, it is refused.
+pub(super) fn park(session: &mut Session, call: Decided) {
+    let tool = call.params.name.clone();
+    let params = std::str::from_utf8(&call.inbound.line)
+        .ok()
+        .and_then(|t| splice::member(t.trim_end(), "params"))
+        .and_then(|p| serde_json::from_str::<Value>(p).ok());
+    let mut item = review::item(Status::Waiting, &session.server, &tool, &call.params.arguments, &call.decision);
+    item.proxy = Some(std::process::id());
+    item.params = params;
+    let added = match &session.parking.file {
+        Some(file) => file.update(|q| q.add(item)).map_err(|e| e.to_string()),
+        None => Err("no place for the review queue (set XDG_STATE_HOME or HOME)".to_owned()),
+    };
+    let number = match added {
+        Ok(number) => number,
+        Err(why) => {
+            let text = format!(
+                "toolgate should have parked this call to `{tool}` for human review, but the review queue cannot be \
+                 written ({why}), so the call was not run. Tell the user."
+            );
+            let note = Some(format!("the review queue cannot be written: {why}"));
+            return gate::settle(
+                session,
+                call,
+                Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
+            );
+        }
+    };
+    let decided = DecidedParts {
+        tool: tool.clone(),
+        arguments: call.params.arguments.clone(),
+        gate: call.decision.gate,
+        tier: call.decision.tier,
+        rules: call.decision.deciding_rules().map(str::to_owned).collect(),
+        reason: call.decision.reason.clone(),
+    };
+    session.parking.parked.insert(number, ParkedCall { line: call.inbound.line.clone(), decided });
+    let text = format!(
+        "toolgate parked this call to `{tool}` for human review as item {number}{}. It has NOT run. It runs only if \
+         the user approves it (toolgate review); tell the user it is waiting.",
+        gate::rules_clause(&call.decision)
+    );
+    tracing::info!("parked `{tool}` as review item {number}");
+    gate::settle(session, call, Settlement::Park { item: number, text });
+}
+
+/// A reviewer asks this proxy to run an approved item.
+pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
+    let refuse = |session: &mut Session, message: String| {
+        session.approvals.approvers.send_line(conn, error_line(&rpc, -32002, &message));
+    };
+    let Some(file) = &session.parking.file else { return refuse(session, "this proxy has no review queue".into()) };
+    let status = file.read().ok().and_then(|q| q.items.get(&item).map(|i| i.status));
+    if status != Some(Status::Approved) {
+        return refuse(session, format!("item {item} is not approved (it is {status:?})"));
+    }
+    let Some(parked) = session.parking.parked.remove(&item) else {
+        return refuse(session, format!("this proxy does not hold item {item}"));
+    };
+    let id = Id::Str(format!("{}{}", session.parking.prefix, session.parking.next));
+    session.parking.next += 1;
+    let Some(line) = std::str::from_utf8(&parked.line)
+        .ok()
+        .and_then(|t| splice::set_member(t.trim_end(), "id", Some(&id.to_value().to_string())))
+    else {
+        return refuse(session, format!("item {item} cannot be prepared for the server"));
+    };
+    let d = &parked.decided;
+    let record = DecisionRecord {
+        server: &session.server,
+        tool: &d.tool,
+        arguments: &d.arguments,
+        edited_arguments: None,
+        request_id: id.to_value(),
+        gate: d.gate,
+        tier: d.tier,
+        rules: d.rules.iter().map(String::as_str).collect(),
+        reason: d.reason.as_deref(),
+        verdict: Verdict::Forwarded,
+        decided_by: DecidedBy::Human,
+        channel: Some("review"),
+        note: Some(&format!("review item {item}, approved")),
+        confidence: None,
+        policy: &session.policy.version.clone(),
+        waited_ms: 0,
+    };
+    let call = match session.audit.decision(&record) {
+        Ok(call) => call,
+        Err(problem) => {
+            session.parking.parked.insert(item, parked);
+            return refuse(session, format!("the audit log cannot be written ({problem}); item {item} did not run"));
+        }
+    };
+    tracing::info!("running review item {item} (`{}`), approved by a person", parked.decided.tool);
+    session.parking.running.insert(id, Running { item, conn, rpc, call, since: Instant::now() });
+    let mut bytes = line.into_bytes();
+    bytes.push(b'\n');
+    session.to_server(bytes);
+}
+
+/// The server answered a run: the result goes into the item, the audit log and the reviewer.
+pub(super) fn ran(session: &mut Session, id: &Id, line: &[u8]) {
+    let Some(running) = session.parking.running.remove(id) else { return };
+    let message: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+    let (result, outcome) = match (message.get("result"), message.get("error")) {
+        (Some(r), _) if r.get("isError") == Some(&Value::Bool(true)) => (r.clone(), Outcome::ToolError),
+        (Some(r), _) => (r.clone(), Outcome::Ok),
+        (None, Some(e)) => (json!({"error": e}), Outcome::Error),
+        (None, None) => (Value::Null, Outcome::Error),
+    };
+    session.audit.outcome(running.call, outcome, running.since.elapsed());
+    if let Some(file) = &session.parking.file {
+        let recorded = file.update(|q| {
+            if let Some(item) = q.items.get_mut(&running.item) {
+                item.status = Status::Ran;
+                item.result = Some(result.clone());
+            }
+        });
+        if let Err(e) = recorded {
+            tracing::warn!("cannot record the result of review item {}: {e}", running.item);
+        }
+    }
+    let reply = result_line(&running.rpc, json!({"item": running.item, "ran": true, "result": result}));
+    session.approvals.approvers.send_line(running.conn, reply);
+}

@@ -1,0 +1,235 @@
+//! `toolgate review`: the queue by risk and age, and a person's verdicts on its items.
+//!
+//! Approving a parked call asks the proxy that parked it (over its socket, see
+//! `human::approvers`) to run it; the result is recorded in the item. When that proxy is gone,
+//! `--run N -- CMD` starts the server itself and runs the call. Flagging a call that ran as
+//! "should have asked" proposes the rule that would have stopped it, and `--write-rule` adds it
+//! to the policy.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Item, Queue, QueueFile, Status};
+use crate::human::approvers;
+use crate::trust::now_ms;
+
+/// What to do, from the command line.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub approve: Vec<u64>,
+    pub reject: Vec<u64>,
+    pub flag: Vec<u64>,
+    /// Mark items to review as looked at.
+    pub reviewed: Vec<u64>,
+    pub reason: Option<String>,
+    /// Append the proposed rules of flagged items to this policy.
+    pub write_rule: Option<std::path::PathBuf>,
+    /// Run this approved item by starting the server command.
+    pub run: Option<(u64, Vec<std::ffi::OsString>)>,
+    /// Parked calls expire after this long.
+    pub expiry: Duration,
+    pub json: bool,
+}
+
+/// Carries out `request` and prints what happened; returns the exit code.
+pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Result<i32, String> {
+    let expiry = u64::try_from(request.expiry.as_millis()).unwrap_or(u64::MAX);
+    let expired = file.update(|q| q.expire(expiry, now_ms())).map_err(|e| format!("{}: {e}", file.path().display()))?;
+    if expired > 0 {
+        let _ = writeln!(out, "{expired} parked call(s) expired unapproved; they will never run");
+    }
+    let mut failed = false;
+    let note = |verdict: &str| match &request.reason {
+        Some(r) => format!("{verdict} by a person: {r}"),
+        None => format!("{verdict} by a person"),
+    };
+    for (ids, from, to, verdict) in [
+        (&request.reject, &[Status::Waiting][..], Status::Rejected, "rejected"),
+        (&request.reviewed, &[Status::ToReview][..], Status::Reviewed, "reviewed"),
+        (&request.flag, &[Status::ToReview, Status::Reviewed, Status::Ran][..], Status::Flagged, "flagged"),
+        (&request.approve, &[Status::Waiting][..], Status::Approved, "approved"),
+    ] {
+        for &id in ids {
+            let changed = file
+                .update(|q| set(q, id, from, to, note(verdict)))
+                .map_err(|e| format!("{}: {e}", file.path().display()))?;
+            match changed {
+                Ok(item) => {
+                    let _ = writeln!(out, "item {id}: {verdict} ({}/{})", item.server, item.tool);
+                    if to == Status::Flagged {
+                        flagged(&item, request.write_rule.as_deref(), out)?;
+                    }
+                    if to == Status::Approved && request.run.is_none() {
+                        failed |= !ask_proxy_to_run(&item, out);
+                    }
+                }
+                Err(why) => {
+                    failed = true;
+                    let _ = writeln!(out, "item {id}: {why}");
+                }
+            }
+        }
+    }
+    if let Some((id, command)) = &request.run {
+        failed |= !run_with_server(file, *id, command, out)?;
+    }
+    let nothing_asked = request.approve.is_empty()
+        && request.reject.is_empty()
+        && request.flag.is_empty()
+        && request.reviewed.is_empty()
+        && request.run.is_none();
+    if nothing_asked {
+        let queue = file.read().map_err(|e| e.to_string())?;
+        list(&queue, request.json, out);
+    }
+    Ok(if failed { crate::cli::exit::FAILURE } else { crate::cli::exit::OK })
+}
+
+/// Moves item `id` from one of `from` to `to`.
+fn set(q: &mut Queue, id: u64, from: &[Status], to: Status, note: String) -> Result<Item, String> {
+    let item = q.items.get_mut(&id).ok_or_else(|| format!("no item {id} in the queue"))?;
+    if !from.contains(&item.status) {
+        return Err(format!("cannot be {to:?} now: it is {:?}", item.status).to_lowercase().replace('_', " "));
+    }
+    item.status = to;
+    item.note = Some(note);
+    item.decided_at = Some(now_ms());
+    Ok(item.clone())
+}
+
+/// The queue, by risk then age, one item per line.
+fn list(queue: &Queue, json: bool, out: &mut impl Write) {
+    let mut items: Vec<&Item> = queue.items.values().collect();
+    items.sort_by(|a, b| b.risk().cmp(&a.risk()).then(a.at.cmp(&b.at)));
+    if items.is_empty() && !json {
+        let _ = writeln!(out, "the review queue is empty");
+    }
+    for item in items {
+        if json {
+            let _ = writeln!(out, "{}", serde_json::to_string(item).unwrap_or_default());
+            continue;
+        }
+        let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
+        let status = format!("{:?}", item.status).to_lowercase();
+        let args = Value::Object(item.arguments.clone()).to_string();
+        let short: String = args.chars().take(80).collect();
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<10} {:<6} {}/{}  {short}  ({age} ago{})",
+            item.id,
+            status,
+            item.tier.as_str(),
+            item.server,
+            item.tool,
+            item.proxy.map(|p| format!(", toolgate {p}")).unwrap_or_default()
+        );
+    }
+}
+
+/// A flagged call: the rule that would have asked, shown, and written when asked to.
+fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(), String> {
+    let rule = crate::policy::remember::should_have_asked(&item.server, &item.tool);
+    let _ = writeln!(out, "this rule would have asked:\n\n{rule}");
+    if let Some(policy) = policy {
+        crate::policy::remember::append(policy, &rule, "Added from a review: this call should have asked.")
+            .map_err(|e| format!("cannot add the rule to {}: {e}", policy.display()))?;
+        let _ = writeln!(out, "added to {}", policy.display());
+    }
+    Ok(())
+}
+
+/// Asks the proxy that parked an approved item to run it; false when it could not.
+fn ask_proxy_to_run(item: &Item, out: &mut impl Write) -> bool {
+    let Some(pid) = item.proxy else { return false };
+    let socket = approvers::socket_path_of(&approvers::folder(), pid);
+    let ran = (|| -> std::io::Result<Value> {
+        let stream = UnixStream::connect(&socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut writer = stream.try_clone()?;
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {"item": item.id}});
+        writer.write_all(&approvers::line(&request))?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    })();
+    match ran {
+        Ok(reply) if reply.get("result").is_some() => {
+            let _ = writeln!(out, "item {}: ran: {}", item.id, reply["result"]["result"]);
+            true
+        }
+        Ok(reply) => {
+            let _ = writeln!(out, "item {}: the proxy did not run it: {}", item.id, reply["error"]["message"]);
+            false
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "item {}: approved, but its proxy (toolgate {pid}) cannot be reached ({e}); run it with: toolgate review --run {} -- SERVER COMMAND",
+                item.id, item.id
+            );
+            false
+        }
+    }
+}
+
+/// Runs an approved item by starting the server command and speaking MCP to it: initialize,
+/// then the call; the result is recorded in the item.
+fn run_with_server(
+    file: &QueueFile,
+    id: u64,
+    command: &[std::ffi::OsString],
+    out: &mut impl Write,
+) -> Result<bool, String> {
+    let queue = file.read().map_err(|e| e.to_string())?;
+    let item = queue.items.get(&id).ok_or_else(|| format!("no item {id} in the queue"))?;
+    if item.status != Status::Approved {
+        let _ = writeln!(out, "item {id} is not approved (it is {:?}); approve it first", item.status);
+        return Ok(false);
+    }
+    let params = item.params.clone().ok_or_else(|| format!("item {id} does not hold its call"))?;
+    let (program, args) = command.split_first().ok_or("--run needs the server command after --")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.to_string_lossy()))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let mut send = |v: Value| stdin.write_all(&approvers::line(&v)).map_err(|e| e.to_string());
+    let mut answer = |want: u64| -> Result<Value, String> {
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| e.to_string())?;
+            let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
+            if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
+                return Ok(message);
+            }
+        }
+        Err("the server ended before answering".into())
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "toolgate-review", "version": env!("CARGO_PKG_VERSION")}}}),
+    )?;
+    answer(1)?;
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}))?;
+    let reply = answer(2)?;
+    let _ = child.kill();
+    let _ = child.wait();
+    let result = reply.get("result").cloned().unwrap_or_else(|| json!({"error": reply.get("error")}));
+    file.update(|q| {
+        if let Some(item) = q.items.get_mut(&id) {
+            item.status = Status::Ran;
+            item.result = Some(result.clone());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let _ = writeln!(out, "item {id}: ran: {result}");
+    Ok(true)
+}

@@ -1,0 +1,190 @@
+//! The review queue: work a person looks at later. Calls whose gate is `notify` run at once and
+//! land here "to review"; calls whose gate is `queue` are *parked*: they have not run, and run
+//! only when a person approves them, executed by the proxy that parked them.
+//!
+//! The queue is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy; each
+//! change is made under an exclusive lock and written whole (renamed over the old file).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::policy::{Gate, Tier};
+use crate::trust::now_ms;
+
+pub mod command;
+
+/// Where an item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It ran (a `notify` call); a person may look at it.
+    ToReview,
+    /// A person looked and agreed.
+    Reviewed,
+    /// It ran, and a person says it should have asked.
+    Flagged,
+    /// Parked: it has not run and waits for a person.
+    Waiting,
+    /// A person approved a parked call; its proxy runs it.
+    Approved,
+    /// The approved call ran; its result is recorded.
+    Ran,
+    /// A person rejected a parked call; it never runs.
+    Rejected,
+    /// Nobody approved the parked call in time; it never runs.
+    Expired,
+}
+
+/// One item of the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u64,
+    pub status: Status,
+    pub server: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub gate: Gate,
+    pub tier: Tier,
+    pub rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was queued (unix ms).
+    pub at: u64,
+    /// The proxy that holds a parked call (its process id), which runs it when approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<u32>,
+    /// A parked call's `tools/call` params as the client sent them, to run it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// The result (or error) of a parked call that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Who decided and why, when a person did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<u64>,
+}
+
+impl Item {
+    /// Higher first: tier, then waiting before done.
+    pub fn risk(&self) -> (Tier, bool) {
+        (self.tier, matches!(self.status, Status::Waiting | Status::ToReview))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Queue {
+    pub v: u32,
+    pub next: u64,
+    pub items: BTreeMap<u64, Item>,
+}
+
+impl Queue {
+    /// Adds an item and returns its number.
+    pub fn add(&mut self, mut item: Item) -> u64 {
+        self.next = self.next.max(1);
+        item.id = self.next;
+        self.next += 1;
+        let id = item.id;
+        self.items.insert(id, item);
+        id
+    }
+
+    /// Marks parked calls older than `expiry` as expired; returns how many.
+    pub fn expire(&mut self, expiry_ms: u64, now: u64) -> usize {
+        let mut n = 0;
+        for item in self.items.values_mut() {
+            if matches!(item.status, Status::Waiting | Status::Approved) && now.saturating_sub(item.at) > expiry_ms {
+                item.status = Status::Expired;
+                item.decided_at = Some(now);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// The queue on disk.
+pub struct QueueFile {
+    path: PathBuf,
+}
+
+impl QueueFile {
+    pub fn new(path: PathBuf) -> QueueFile {
+        QueueFile { path }
+    }
+
+    /// `$XDG_STATE_HOME/toolgate/queue.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        crate::paths::state_dir().map(|d| d.join("queue.json"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&self) -> io::Result<Queue> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Queue { v: 1, next: 1, ..Queue::default() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Changes the queue under an exclusive lock and returns what `change` returned.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Queue) -> T) -> io::Result<T> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(self.path.with_extension("lock"))?;
+        lock.lock()?;
+        let result = (|| {
+            let mut queue = self.read()?;
+            queue.v = 1;
+            let out = change(&mut queue);
+            let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
+            let mut bytes = serde_json::to_vec_pretty(&queue).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok(out)
+        })();
+        let _ = File::unlock(&lock);
+        result
+    }
+}
+
+/// A new item for a call, not yet numbered.
+pub fn item(
+    status: Status,
+    server: &str,
+    tool: &str,
+    arguments: &Map<String, Value>,
+    decision: &crate::policy::Decision,
+) -> Item {
+    Item {
+        id: 0,
+        status,
+        server: server.to_owned(),
+        tool: tool.to_owned(),
+        arguments: arguments.clone(),
+        gate: decision.gate,
+        tier: decision.tier,
+        rules: decision.deciding_rules().map(str::to_owned).collect(),
+        reason: decision.reason.clone(),
+        at: now_ms(),
+        proxy: None,
+        params: None,
+        result: None,
+        note: None,
+        decided_at: None,
+    }
+}
