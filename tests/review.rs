@@ -34,11 +34,15 @@ impl Place {
     }
 
     fn proxy(&self) -> Peer {
+        self.proxy_of(POLICY, &[toolgate(), "demo-server"])
+    }
+
+    fn proxy_of(&self, policy: &str, server: &[&str]) -> Peer {
         std::fs::create_dir_all(self.dir.path().join("run")).unwrap();
-        let policy = policy_file(self.dir.path(), POLICY);
+        let policy = policy_file(self.dir.path(), policy);
         let mut cmd = Command::new(toolgate());
         cmd.arg("run").arg("--name").arg("files").arg("--policy").arg(&policy).arg("--audit").arg(self.audit());
-        cmd.arg("--").arg(toolgate()).arg("demo-server");
+        cmd.arg("--").args(server);
         cmd.envs(self.env());
         let mut peer = Peer::start(cmd);
         initialize(&mut peer, "2025-11-25");
@@ -102,6 +106,33 @@ fn a_parked_call_runs_once_when_approved_and_its_result_is_recorded() {
     assert!(!ok && out.contains("item 1: cannot be approved now: it is ran"), "{out}");
     let pong = proxy.request(9, "ping", json!({}));
     assert_eq!(pong["id"], 9, "the next message the client sees is its own answer");
+}
+
+#[test]
+fn a_real_servers_parked_write_runs_once_when_approved() {
+    let place = Place::new();
+    let project = place.dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let policy = "[settings]\ndefault_tier = \"low\"\ndesktop_notifications = false\n\
+        [[rules]]\nname = \"writes wait for review\"\ntools = [\"write_file\"]\naction = \"queue\"\n";
+    let server = node_server("mcp-server-filesystem").display().to_string();
+    let mut proxy = place.proxy_of(policy, &[&server, project.to_str().unwrap()]);
+    let target = project.join("notes.txt");
+    let write = json!({"name": "write_file", "arguments": {"path": target, "content": "once\n"}});
+    let parked = proxy.request(1, "tools/call", write);
+    assert!(text(&parked).contains("as item 1"), "{parked}");
+    assert!(!target.exists(), "a parked call has not run");
+
+    let (ok, out) = place.review(&["--approve", "1"]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "once\n");
+    let item = &place.items()[0];
+    assert_eq!(item["status"], "ran");
+    assert!(item["result"]["content"][0]["text"].as_str().unwrap().contains("Successfully wrote"), "{item}");
+    // Ran once: the file is written again only if someone writes it; a second approval is refused.
+    std::fs::write(&target, "changed by hand\n").unwrap();
+    assert!(!place.review(&["--approve", "1"]).0);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "changed by hand\n");
 }
 
 #[test]
