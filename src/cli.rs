@@ -476,7 +476,19 @@ fn review(args: ReviewArgs) -> i32 {
         json: args.json,
     };
     let file = crate::review::QueueFile::new(path);
-    match crate::review::command::review(&file, &request, &mut std::io::stdout().lock()) {
+    let nothing_asked = request.approve.is_empty()
+        && request.reject.is_empty()
+        && request.flag.is_empty()
+        && request.reviewed.is_empty()
+        && request.run.is_none();
+    let on_terminal =
+        std::io::IsTerminal::is_terminal(&std::io::stdin()) && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let result = if nothing_asked && !request.json && on_terminal {
+        crate::review::command::interactive(&file, request.expiry, &mut std::io::stdout().lock())
+    } else {
+        crate::review::command::review(&file, &request, &mut std::io::stdout().lock())
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");

@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::pty::command_on_pty;
 use common::*;
 use serde_json::{Value, json};
 
@@ -195,4 +196,44 @@ fn a_noticed_call_is_queued_to_review_and_flagging_it_writes_the_rule_that_would
     }
     let check = Command::new(toolgate()).arg("check").arg(&policy).output().unwrap();
     assert!(check.status.success(), "{check:?}");
+}
+
+#[test]
+fn review_on_a_terminal_lists_by_risk_and_takes_decisions_one_or_several_at_a_time() {
+    let place = Place::new();
+    let mut proxy = place.proxy();
+    delete(&mut proxy, 1, "a.txt");
+    proxy.request(2, "tools/call", json!({"name": "send_email", "arguments": {"to": "a@example.com"}}));
+    delete(&mut proxy, 3, "b.txt");
+    let mut cmd = Command::new(toolgate());
+    cmd.arg("review").envs(place.env()).env("TERM", "xterm");
+    let (mut child, mut screen) = command_on_pty(cmd);
+
+    // Highest risk first: the two parked deletes (high), then the mail that ran (medium).
+    let list = screen.wait_for("  quit");
+    let first = list.find("#1 high files/delete_file").expect(&list);
+    let second = list.find("#3 high files/delete_file").expect(&list);
+    let third = list.find("#2 medium files/send_email").expect(&list);
+    assert!(first < second && second < third, "{list}");
+
+    // One item: the first, rejected.
+    screen.type_keys("\r");
+    screen.wait_for("do what?");
+    screen.type_keys("\x1b[B\r");
+    screen.wait_for("item 1: rejected");
+    // Several at once: mark the remaining delete, approve it.
+    screen.wait_for("  quit");
+    screen.type_keys("\x1b[B\x1b[B\r");
+    screen.wait_for("Space marks");
+    screen.type_keys(" \r");
+    screen.wait_for("do what?");
+    screen.type_keys("\r");
+    screen.wait_for("item 3: ran:");
+    screen.wait_for("  quit");
+    screen.type_keys("\x1b");
+    assert!(child.wait().unwrap().success());
+
+    let statuses: Vec<(u64, String)> =
+        place.items().iter().map(|i| (i["id"].as_u64().unwrap(), i["status"].as_str().unwrap().to_owned())).collect();
+    assert_eq!(statuses, [(1, "rejected".into()), (3, "ran".into()), (2, "to_review".into())]);
 }

@@ -233,3 +233,82 @@ fn run_with_server(
     let _ = writeln!(out, "item {id}: ran: {result}");
     Ok(true)
 }
+
+/// `toolgate review` on a terminal with no action given: pick items (one, or several at once)
+/// and what to do with them, until the queue is done or the person quits (Esc or q).
+pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> Result<i32, String> {
+    use dialoguer::console::Term;
+    use dialoguer::{MultiSelect, Select};
+    let term = Term::stderr();
+    let fail = |e: dialoguer::Error| format!("the terminal failed: {e}");
+    loop {
+        let expiry_ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);
+        file.update(|q| q.expire(expiry_ms, now_ms())).map_err(|e| e.to_string())?;
+        let queue = file.read().map_err(|e| e.to_string())?;
+        let mut items: Vec<&Item> =
+            queue.items.values().filter(|i| matches!(i.status, Status::Waiting | Status::ToReview)).collect();
+        items.sort_by(|a, b| b.risk().cmp(&a.risk()).then(a.at.cmp(&b.at)));
+        if items.is_empty() {
+            let _ = writeln!(out, "nothing left to review");
+            return Ok(crate::cli::exit::OK);
+        }
+        let labels: Vec<String> = items.iter().map(|i| label(i)).collect();
+        let mut choices = labels.clone();
+        choices.push("several at once…".into());
+        choices.push("quit".into());
+        let picked = Select::new()
+            .with_prompt("review queue (highest risk first; Enter picks, Esc quits)")
+            .items(&choices)
+            .default(0)
+            .interact_on_opt(&term)
+            .map_err(fail)?;
+        let chosen: Vec<&Item> = match picked {
+            None => return Ok(crate::cli::exit::OK),
+            Some(n) if n == labels.len() + 1 => return Ok(crate::cli::exit::OK),
+            Some(n) if n == labels.len() => {
+                let several = MultiSelect::new()
+                    .with_prompt("Space marks, Enter takes them")
+                    .items(&labels)
+                    .interact_on_opt(&term)
+                    .map_err(fail)?;
+                match several {
+                    Some(marked) if !marked.is_empty() => marked.into_iter().map(|i| items[i]).collect(),
+                    _ => continue,
+                }
+            }
+            Some(n) => vec![items[n]],
+        };
+        let parked = chosen.iter().all(|i| i.status == Status::Waiting);
+        let actions: &[&str] = if parked {
+            &["approve (it runs now)", "reject (it never runs)", "back"]
+        } else if chosen.iter().all(|i| i.status == Status::ToReview) {
+            &["looks fine", "flag: it should have asked", "back"]
+        } else {
+            let _ = writeln!(out, "pick parked calls and calls that ran separately");
+            continue;
+        };
+        let Some(action) =
+            Select::new().with_prompt("do what?").items(actions).default(0).interact_on_opt(&term).map_err(fail)?
+        else {
+            continue;
+        };
+        let ids: Vec<u64> = chosen.iter().map(|i| i.id).collect();
+        let mut request = Request { expiry, ..Request::default() };
+        match (parked, action) {
+            (true, 0) => request.approve = ids,
+            (true, 1) => request.reject = ids,
+            (false, 0) => request.reviewed = ids,
+            (false, 1) => request.flag = ids,
+            _ => continue,
+        }
+        review(file, &request, out)?;
+    }
+}
+
+fn label(item: &Item) -> String {
+    let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
+    let what = if item.status == Status::Waiting { "parked, has not run" } else { "ran" };
+    let args = Value::Object(item.arguments.clone()).to_string();
+    let short: String = args.chars().take(60).collect();
+    format!("#{} {} {}/{} {short} ({what}, {age} ago)", item.id, item.tier.as_str(), item.server, item.tool)
+}

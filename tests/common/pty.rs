@@ -88,7 +88,32 @@ pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, 
     }
     let peer = Peer::start(cmd);
     drop(slave);
-    let master = std::fs::File::from(pty.master);
+    (peer, screen_of(pty.master))
+}
+
+/// A command run whole on a fresh pty (stdin, stdout and stderr, as a person runs it); its
+/// screen, and the child.
+pub fn command_on_pty(mut cmd: Command) -> (std::process::Child, Screen) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave: OwnedFd = pty.slave;
+    let slave_fd = slave.as_raw_fd();
+    cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave.try_clone().unwrap());
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(slave);
+    (child, screen_of(pty.master))
+}
+
+fn screen_of(master: OwnedFd) -> Screen {
+    let master = std::fs::File::from(master);
     let mut reader = master.try_clone().unwrap();
     let text = Arc::new((Mutex::new(String::new()), Condvar::new()));
     let shared = text.clone();
@@ -103,7 +128,7 @@ pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, 
             cond.notify_all();
         }
     });
-    (peer, Screen { master, text, seen: 0 })
+    Screen { master, text, seen: 0 }
 }
 
 fn strip_ansi(s: &str) -> String {
