@@ -168,6 +168,9 @@ fn an_approved_call_whose_proxy_is_gone_runs_with_review_run() {
     let (ok, out) = place.review(&["--run", "1", "--", toolgate(), "demo-server"]);
     assert!(ok, "{out}");
     assert_eq!(place.items()[0]["result"]["content"][0]["text"], "deleted old.txt");
+    let log = place.dir.path().join("state/toolgate/audit.jsonl");
+    let run = audit_decisions(&log);
+    assert_eq!((run[0]["decided_by"].as_str(), run[0]["channel"].as_str()), (Some("human"), Some("review")), "{run:?}");
 }
 
 #[test]

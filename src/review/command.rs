@@ -193,6 +193,31 @@ fn run_with_server(
     }
     let params = item.params.clone().ok_or_else(|| format!("item {id} does not hold its call"))?;
     let (program, args) = command.split_first().ok_or("--run needs the server command after --")?;
+    // Recorded before it runs, as every call is.
+    let mut audit = crate::audit::AuditLog::open(
+        &crate::paths::default_audit_log().ok_or("no audit log location: set XDG_STATE_HOME or HOME")?,
+    );
+    let note = format!("review item {id}, approved; run by toolgate review --run");
+    let record = crate::audit::DecisionRecord {
+        server: &item.server,
+        tool: &item.tool,
+        arguments: &item.arguments,
+        edited_arguments: None,
+        request_id: json!(2),
+        gate: item.gate,
+        tier: item.tier,
+        rules: item.rules.iter().map(String::as_str).collect(),
+        reason: item.reason.as_deref(),
+        verdict: crate::audit::Verdict::Forwarded,
+        decided_by: crate::audit::DecidedBy::Human,
+        channel: Some("review"),
+        note: Some(&note),
+        confidence: None,
+        policy: "-",
+        waited_ms: 0,
+    };
+    let call = audit.decision(&record)?;
+    let started = std::time::Instant::now();
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -223,6 +248,12 @@ fn run_with_server(
     let _ = child.kill();
     let _ = child.wait();
     let result = reply.get("result").cloned().unwrap_or_else(|| json!({"error": reply.get("error")}));
+    let outcome = match (reply.get("result"), reply.pointer("/result/isError")) {
+        (Some(_), Some(Value::Bool(true))) => crate::audit::Outcome::ToolError,
+        (Some(_), _) => crate::audit::Outcome::Ok,
+        (None, _) => crate::audit::Outcome::Error,
+    };
+    audit.outcome(call, outcome, started.elapsed());
     file.update(|q| {
         if let Some(item) = q.items.get_mut(&id) {
             item.status = Status::Ran;
