@@ -336,8 +336,8 @@ async fn run(args: RunArgs) -> i32 {
         policy,
         policy_path: source.path().map(ToOwned::to_owned),
         audit_path,
-        trust_path: crate::trust::TrustFile::default_path(),
-        queue_path: crate::review::QueueFile::default_path(),
+        trust_path: crate::trust::default_path(),
+        queue_path: crate::review::default_path(),
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
@@ -460,7 +460,7 @@ fn explain(args: &ExplainArgs) -> i32 {
 }
 
 fn review(args: ReviewArgs) -> i32 {
-    let Some(path) = crate::review::QueueFile::default_path() else {
+    let Some(path) = crate::review::default_path() else {
         tracing::error!("no place for the review queue: set XDG_STATE_HOME or HOME");
         return exit::USAGE;
     };
@@ -499,7 +499,7 @@ fn review(args: ReviewArgs) -> i32 {
 
 fn trust(args: TrustArgs) -> i32 {
     use crate::trust::{Standing, TrustFile};
-    let Some(path) = TrustFile::default_path() else {
+    let Some(path) = crate::trust::default_path() else {
         tracing::error!("no place for the trust record: set XDG_STATE_HOME or HOME");
         return exit::USAGE;
     };

@@ -15,5 +15,6 @@ pub mod paths;
 pub mod policy;
 pub mod proxy;
 pub mod review;
+pub mod state_file;
 pub mod trust;
 pub mod wire;

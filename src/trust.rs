@@ -12,19 +12,15 @@
 //! ask a person are only noticed (ask becomes notify), never below what `always_ask` or a deny
 //! rule says. A denial, an edited call or a changed definition resets the record at once.
 //!
-//! The record is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy: each
-//! change is made under an exclusive lock and written whole (to a temporary file renamed over
-//! it), so readers never see half a file.
+//! The record is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy
+//! (`crate::state_file`).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// What people did about a call, as the record keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,11 +130,17 @@ impl Record {
 }
 
 /// The record of every tool, as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {
     pub v: u32,
     /// By `server/tool`.
     pub tools: BTreeMap<String, Record>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { v: 1, tools: BTreeMap::new() }
+    }
 }
 
 pub fn key(server: &str, tool: &str) -> String {
@@ -154,39 +156,7 @@ pub fn definition(tool: &Value) -> String {
         "inputSchema": part("inputSchema"),
         "annotations": part("annotations"),
     });
-    let mut canonical = Vec::new();
-    canonical_json(&what, &mut canonical);
-    format!("sha256:{}", crate::audit::chain::hex(&Sha256::digest(&canonical)))
-}
-
-fn canonical_json(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend(serde_json::to_vec(k).unwrap_or_default());
-                out.push(b':');
-                canonical_json(&map[k], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(b']');
-        }
-        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
-    }
+    format!("sha256:{}", crate::wire::canonical::sha256_hex(&what))
 }
 
 /// What changed between two definitions of a tool, in words.
@@ -210,57 +180,11 @@ pub fn now_ms() -> u64 {
 }
 
 /// The trust record on disk.
-pub struct TrustFile {
-    path: PathBuf,
-}
+pub type TrustFile = crate::state_file::StateFile<Store>;
 
-impl TrustFile {
-    pub fn new(path: PathBuf) -> TrustFile {
-        TrustFile { path }
-    }
-
-    /// `$XDG_STATE_HOME/toolgate/trust.json`.
-    pub fn default_path() -> Option<PathBuf> {
-        crate::paths::state_dir().map(|d| d.join("trust.json"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The record as stored now (empty when there is none yet).
-    pub fn read(&self) -> io::Result<Store> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Store { v: 1, ..Store::default() }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Changes the record under an exclusive lock (other proxies wait), and returns what `change`
-    /// returned.
-    pub fn update<T>(&self, change: impl FnOnce(&mut Store) -> T) -> io::Result<T> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let lock_path = self.path.with_extension("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
-        lock.lock()?;
-        let result = (|| {
-            let mut store = self.read()?;
-            store.v = 1;
-            let out = change(&mut store);
-            let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
-            let mut bytes = serde_json::to_vec_pretty(&store).map_err(io::Error::other)?;
-            bytes.push(b'\n');
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &self.path)?;
-            Ok(out)
-        })();
-        let _ = File::unlock(&lock);
-        result
-    }
+/// `$XDG_STATE_HOME/toolgate/trust.json`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::paths::state_dir().map(|d| d.join("trust.json"))
 }
 
 impl Store {

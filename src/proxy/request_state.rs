@@ -23,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Every toolgate state begins with this; a state that does not is the server's.
 pub const PREFIX: &str = "toolgate.1.";
@@ -165,39 +165,7 @@ fn now_ms() -> u64 {
 
 /// A digest of the arguments that does not depend on the order of their keys.
 pub fn digest(arguments: &Map<String, Value>) -> String {
-    let mut canonical = Vec::new();
-    write_canonical(&Value::Object(arguments.clone()), &mut canonical);
-    crate::audit::chain::hex(&Sha256::digest(&canonical))
-}
-
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend(serde_json::to_vec(k).unwrap_or_default());
-                out.push(b':');
-                write_canonical(&map[k], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
-    }
+    crate::wire::canonical::sha256_hex(&Value::Object(arguments.clone()))
 }
 
 #[cfg(test)]

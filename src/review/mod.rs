@@ -2,13 +2,11 @@
 //! land here "to review"; calls whose gate is `queue` are *parked*: they have not run, and run
 //! only when a person approves them, executed by the proxy that parked them.
 //!
-//! The queue is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy; each
-//! change is made under an exclusive lock and written whole (renamed over the old file).
+//! The queue is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy
+//! (`crate::state_file`).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -78,17 +76,23 @@ impl Item {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Queue {
     pub v: u32,
+    /// The number the next item gets.
     pub next: u64,
     pub items: BTreeMap<u64, Item>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { v: 1, next: 1, items: BTreeMap::new() }
+    }
 }
 
 impl Queue {
     /// Adds an item and returns its number.
     pub fn add(&mut self, mut item: Item) -> u64 {
-        self.next = self.next.max(1);
         item.id = self.next;
         self.next += 1;
         let id = item.id;
@@ -111,55 +115,11 @@ impl Queue {
 }
 
 /// The queue on disk.
-pub struct QueueFile {
-    path: PathBuf,
-}
+pub type QueueFile = crate::state_file::StateFile<Queue>;
 
-impl QueueFile {
-    pub fn new(path: PathBuf) -> QueueFile {
-        QueueFile { path }
-    }
-
-    /// `$XDG_STATE_HOME/toolgate/queue.json`.
-    pub fn default_path() -> Option<PathBuf> {
-        crate::paths::state_dir().map(|d| d.join("queue.json"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn read(&self) -> io::Result<Queue> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Queue { v: 1, next: 1, ..Queue::default() }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Changes the queue under an exclusive lock and returns what `change` returned.
-    pub fn update<T>(&self, change: impl FnOnce(&mut Queue) -> T) -> io::Result<T> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(self.path.with_extension("lock"))?;
-        lock.lock()?;
-        let result = (|| {
-            let mut queue = self.read()?;
-            queue.v = 1;
-            let out = change(&mut queue);
-            let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
-            let mut bytes = serde_json::to_vec_pretty(&queue).map_err(io::Error::other)?;
-            bytes.push(b'\n');
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &self.path)?;
-            Ok(out)
-        })();
-        let _ = File::unlock(&lock);
-        result
-    }
+/// `$XDG_STATE_HOME/toolgate/queue.json`.
+pub fn default_path() -> Option<PathBuf> {
+    crate::paths::state_dir().map(|d| d.join("queue.json"))
 }
 
 /// A new item for a call, not yet numbered.

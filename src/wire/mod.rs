@@ -1,5 +1,6 @@
 //! The MCP stdio wire: framing lines, checking them strictly, reading envelopes, writing replies.
 
+pub mod canonical;
 pub mod envelope;
 pub mod frame;
 pub mod reply;
