@@ -137,6 +137,75 @@ struct Envelope<'a, T: Serialize> {
     body: T,
 }
 
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[derive(Serialize)]
+struct OutcomeBody {
+    outcome: Outcome,
+    ms: f64,
+}
+
+/// Records of different body types written in one go.
+mod erased {
+    use super::Envelope;
+
+    pub trait Body {
+        #[expect(clippy::too_many_arguments, reason = "the envelope's fields, each named")]
+        fn line(
+            &self,
+            event: &str,
+            call: u64,
+            seq: u64,
+            prev: &str,
+            ts: &str,
+            session: &str,
+            out: &mut Vec<u8>,
+        ) -> Result<(), String>;
+    }
+
+    pub struct Ser<'a, T>(pub &'a T);
+
+    fn write<T: serde::Serialize>(envelope: &Envelope<'_, T>, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(&mut *out, envelope).map_err(|e| format!("cannot encode an audit record: {e}"))?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    impl<T: serde::Serialize> Body for Ser<'_, T> {
+        fn line(
+            &self,
+            event: &str,
+            call: u64,
+            seq: u64,
+            prev: &str,
+            ts: &str,
+            session: &str,
+            out: &mut Vec<u8>,
+        ) -> Result<(), String> {
+            write(&Envelope { v: 2, seq, prev, ts: ts.to_owned(), event, session, call, body: self.0 }, out)
+        }
+    }
+
+    impl Body for super::OutcomeBody {
+        fn line(
+            &self,
+            event: &str,
+            call: u64,
+            seq: u64,
+            prev: &str,
+            ts: &str,
+            session: &str,
+            out: &mut Vec<u8>,
+        ) -> Result<(), String> {
+            write(&Envelope { v: 2, seq, prev, ts: ts.to_owned(), event, session, call, body: self }, out)
+        }
+    }
+}
+
 /// An append-only audit log for one proxy session.
 pub struct AuditLog {
     path: PathBuf,
@@ -146,6 +215,10 @@ pub struct AuditLog {
     next_call: u64,
     /// The end of the chain as this process last wrote it; another writer moves the end.
     tail: Option<Tail>,
+    /// The head record is behind this process's last write.
+    head_behind: bool,
+    /// Outcomes not yet written: they go out with the next record, or when the proxy is idle.
+    outcomes: Vec<(u64, OutcomeBody)>,
     secrets: SecretKeys,
 }
 
@@ -170,6 +243,8 @@ impl AuditLog {
             session: format!("{}-{}", std::process::id(), started.as_millis()),
             next_call: 1,
             tail: None,
+            head_behind: false,
+            outcomes: Vec::new(),
             secrets: SecretKeys::default(),
         }
     }
@@ -201,58 +276,93 @@ impl AuditLog {
                     self.secrets.hide(arguments);
                 }
             }
-            self.append("decision", call, &value)?;
+            self.append(Some(("decision", call, &value)))?;
         } else {
-            self.append("decision", call, record)?;
+            self.append(Some(("decision", call, record)))?;
         }
         Ok(call)
     }
 
-    /// Writes how a forwarded call ended. Failing here cannot un-run the call, so it is logged.
+    /// Notes how a forwarded call ended. It is written with the next record, or when the proxy
+    /// is idle ([`AuditLog::flush`]): the call already ran, so nothing waits for it, and one
+    /// locked write then carries both. Failing to write it cannot un-run the call, so that is
+    /// logged.
     pub fn outcome(&mut self, call: u64, outcome: Outcome, took: Duration) {
-        #[derive(Serialize)]
-        struct Body {
-            outcome: Outcome,
-            ms: f64,
-        }
-        let body = Body { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3 };
-        if let Err(e) = self.append("outcome", call, &body) {
+        let body = OutcomeBody { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3 };
+        self.outcomes.push((call, body));
+    }
+
+    /// Whether something is still to be written: outcomes, or the head record.
+    pub fn behind(&self) -> bool {
+        self.head_behind || !self.outcomes.is_empty()
+    }
+
+    /// Writes the outcomes noted so far and moves the head record.
+    pub fn flush(&mut self) {
+        if !self.outcomes.is_empty()
+            && let Err(e) = self.append::<()>(None)
+        {
             tracing::error!("{e}");
         }
+        self.flush_head();
     }
 
     /// Appends one record to the chain. Under the file's exclusive lock: find the end of the
-    /// chain (remembered, unless another writer moved it), write the line in one `write`, and
-    /// move the head record.
-    fn append<T: Serialize>(&mut self, event: &str, call: u64, body: &T) -> Result<(), String> {
-        let (file, head) = self.file.as_ref().map_err(|e| e.clone())?;
+    /// chain (remembered, unless another writer moved it) and write the line in one `write`.
+    /// The head record follows soon after ([`AuditLog::flush_head`]), not on every record: it
+    /// is a second file write, and the proxy moves it when it is idle, or at the latest when
+    /// the log is closed.
+    fn append<T: Serialize>(&mut self, record: Option<(&str, u64, &T)>) -> Result<(), String> {
+        let (file, _) = self.file.as_ref().map_err(|e| e.clone())?;
         let fail = |what: &str, e: std::io::Error| format!("cannot {what} the audit log {}: {e}", self.path.display());
         file.lock().map_err(|e| fail("lock", e))?;
         let written = (|| -> Result<Tail, String> {
             let size = file.metadata().map_err(|e| fail("read", e))?.len();
-            let tail = match &self.tail {
+            let mut tail = match &self.tail {
                 Some(tail) if tail.end == size => tail.clone(),
                 _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
             };
-            let record = Envelope {
-                v: 2,
-                seq: tail.seq + 1,
-                prev: &tail.hash,
-                ts: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-                event,
-                session: &self.session,
-                call,
-                body,
+            let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+            let mut bytes = Vec::new();
+            let mut chain = |event: &str, call: u64, body: &dyn erased::Body| -> Result<(), String> {
+                let start = bytes.len();
+                body.line(event, call, tail.seq + 1, &tail.hash, &ts, &self.session, &mut bytes)?;
+                tail = Tail { end: 0, seq: tail.seq + 1, hash: chain::hash(&bytes[start..]) };
+                Ok(())
             };
-            let mut line = serde_json::to_vec(&record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
-            line.push(b'\n');
-            (&*file).write_all(&line).map_err(|e| fail("write", e))?;
-            let end = Tail { end: size + line.len() as u64, seq: tail.seq + 1, hash: chain::hash(&line) };
-            chain::write_head(head, &end).map_err(|e| fail("write the head of", e))?;
-            Ok(end)
+            for (call, body) in &self.outcomes {
+                chain("outcome", *call, body)?;
+            }
+            if let Some((event, call, body)) = record {
+                chain(event, call, &erased::Ser(body))?;
+            }
+            (&*file).write_all(&bytes).map_err(|e| fail("write", e))?;
+            tail.end = size + bytes.len() as u64;
+            Ok(tail)
         })();
         let _ = file.unlock();
         self.tail = Some(written?);
+        self.outcomes.clear();
+        self.head_behind = true;
         Ok(())
+    }
+
+    /// Moves the head record to this process's last record, unless another writer already moved
+    /// it further.
+    pub fn flush_head(&mut self) {
+        let (Ok((file, head)), Some(tail)) = (&self.file, &self.tail) else { return };
+        if !self.head_behind {
+            return;
+        }
+        self.head_behind = false;
+        if let Err(e) = file.lock() {
+            tracing::error!("cannot lock the audit log {}: {e}", self.path.display());
+            return;
+        }
+        let newer = chain::read_head(&self.path).ok().flatten().is_some_and(|h| h.lines >= tail.seq);
+        if !newer && let Err(e) = chain::write_head(head, tail) {
+            tracing::error!("cannot write the head of the audit log {}: {e}", self.path.display());
+        }
+        let _ = file.unlock();
     }
 }

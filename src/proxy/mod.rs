@@ -46,6 +46,9 @@ const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// How long the policy folder must be quiet after a change before the policy is reloaded
 /// (editors write a file in several steps).
 const RELOAD_SETTLE: Duration = Duration::from_millis(50);
+/// How soon after a record the audit log's outcomes and head record are written when nothing
+/// else is (see `AuditLog::flush`).
+const HEAD_FLUSH: Duration = Duration::from_millis(20);
 /// Bytes read but not yet written, per direction, before the reader waits.
 const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -164,8 +167,12 @@ where
     // The next step in stopping the server, once stopping has begun.
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut drain_until: Option<Instant> = None;
+    let mut head_flush_at: Option<Instant> = None;
 
     while server_open || status.is_none() {
+        if head_flush_at.is_none() && session.audit.behind() {
+            head_flush_at = Some(Instant::now() + HEAD_FLUSH);
+        }
         let escalate_at = escalation.map(|(at, _)| at);
         let approvals_wake = session.approvals.next_wakeup();
         tokio::select! {
@@ -214,6 +221,10 @@ where
             _ = hangup.recv() => match &policy_path {
                 Some(path) => session.reload(path),
                 None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
+            },
+            () = sleep_until(head_flush_at), if head_flush_at.is_some() => {
+                head_flush_at = None;
+                session.audit.flush();
             },
             () = sleep_until(drain_until), if drain_until.is_some() && server_open => {
                 tracing::debug!("server output still open after it exited; no longer waiting for it");
