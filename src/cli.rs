@@ -57,6 +57,11 @@ pub enum Command {
         after_help = "Examples:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml\n  toolgate check --tools tools.json --server fs policy.toml"
     )]
     Check(CheckArgs),
+    /// Run policy test suites: cases of calls and the gate each must get.
+    #[command(
+        after_help = "Examples:\n  toolgate test policies/*.tests.toml\n  toolgate test --junit report.xml tests/policy/*.toml"
+    )]
+    Test(TestArgs),
     /// Show how a policy decides one call: the gate, every rule that matched and why, and the
     /// rules that almost matched.
     #[command(
@@ -131,6 +136,16 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Suite files (TOML; see the README).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Also write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +300,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
+        Command::Test(args) => test(&args),
         Command::Review(args) => review(args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
@@ -457,6 +473,46 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn test(args: &TestArgs) -> i32 {
+    let mut stdout = std::io::stdout().lock();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for file in &args.files {
+        match crate::suite::run(file) {
+            Ok(r) => results.extend(r),
+            Err(e) => {
+                let _ = writeln!(stdout, "error: {e}");
+                errors.push(e);
+            }
+        }
+    }
+    for r in results.iter().filter(|r| !r.passed()) {
+        let _ = writeln!(
+            stdout,
+            "FAIL {}: {}: expected {}, got {} ({})",
+            r.place,
+            r.name,
+            r.expected.as_str(),
+            r.got.as_str(),
+            r.why
+        );
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    let _ = writeln!(
+        stdout,
+        "{} passed, {failed} failed{}",
+        results.len() - failed,
+        if errors.is_empty() { String::new() } else { format!(", {} suite(s) could not run", errors.len()) }
+    );
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, crate::suite::junit(&results, &errors))
+    {
+        tracing::error!("cannot write {}: {e}", path.display());
+        return exit::FAILURE;
+    }
+    if failed > 0 || !errors.is_empty() { exit::FAILURE } else { exit::OK }
 }
 
 fn review(args: ReviewArgs) -> i32 {

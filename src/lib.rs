@@ -16,5 +16,6 @@ pub mod policy;
 pub mod proxy;
 pub mod review;
 pub mod state_file;
+pub mod suite;
 pub mod trust;
 pub mod wire;

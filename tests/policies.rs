@@ -19,7 +19,11 @@ fn example(name: &str) -> String {
 #[test]
 fn every_example_policy_passes_check_with_its_examples() {
     let dir = common::root().join("policies");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".tests.toml"))
+        .collect();
     files.sort();
     assert!(files.len() >= 3, "expected the default, strict and filesystem policies in {}", dir.display());
     for file in files {
@@ -28,6 +32,62 @@ fn every_example_policy_passes_check_with_its_examples() {
         assert_eq!(code, 0, "{path}:\n{stdout}{stderr}");
         assert!(stdout.contains(": ok: ") && stdout.contains(" 0 warnings"), "{stdout}");
     }
+}
+
+#[test]
+fn every_example_policy_has_a_test_suite_and_passes_it() {
+    let dir = common::root().join("policies");
+    let policies: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml") && !n.ends_with(".tests.toml"))
+        .collect();
+    let mut suites = Vec::new();
+    for policy in &policies {
+        let suite = dir.join(policy.replace(".toml", ".tests.toml"));
+        assert!(suite.exists(), "{policy} has no test suite ({})", suite.display());
+        suites.push(suite.display().to_string());
+    }
+    let mut args = vec!["test"];
+    args.extend(suites.iter().map(String::as_str));
+    let (code, stdout, stderr) = toolgate(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_case_fails_with_the_rule_that_decided_and_a_junit_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.toml");
+    let policy = example("default.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "policy = {policy:?}\n\n[[case]]\nname = \"reads run\"\ntool = \"read_file\"\nexpect = \"allow\"\n\n\
+             [[case]]\nname = \"deleting is fine, surely\"\ntool = \"delete_file\"\nexpect = \"allow\"\n"
+        ),
+    )
+    .unwrap();
+    let junit = dir.path().join("report.xml");
+    let (code, stdout, _) = toolgate(&["test", "--junit", junit.to_str().unwrap(), suite.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "FAIL {}:8: deleting is fine, surely: expected allow, got deny (rule \"never delete\": Deleting is not \
+             allowed by the default policy; move the item somewhere safe instead, or ask the user to do it.)\n1 passed, 1 failed\n",
+            suite.display()
+        )
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("<failure message=\"expected allow, got deny\">"), "{xml}");
+    assert!(xml.contains("<testcase classname=") && xml.contains("name=\"reads run\"/>"), "{xml}");
+
+    std::fs::write(&suite, "policy = \"missing.toml\"\n[[case]]\ntool = \"x\"\nexpect = \"maybe\"\n").unwrap();
+    let (code, stdout, _) = toolgate(&["test", suite.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains(&format!("error: {}:4:10: unknown variant `maybe`", suite.display())), "{stdout}");
 }
 
 #[test]
