@@ -57,6 +57,18 @@ pub enum Command {
         after_help = "Examples:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml\n  toolgate check --tools tools.json --server fs policy.toml"
     )]
     Check(CheckArgs),
+    /// Run a server behind the gate like `run`, and write a transcript of the session: every
+    /// message both ways with its time, and every decision.
+    #[command(
+        after_help = "Example:\n  toolgate record --out session.jsonl --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+    )]
+    Record(RecordArgs),
+    /// The decisions a policy takes on recorded traffic (a transcript or an audit log), and with
+    /// --against, the calls another policy decides differently.
+    #[command(
+        after_help = "Examples:\n  toolgate replay session.jsonl --policy policy.toml\n  toolgate replay ~/.local/state/toolgate/audit.jsonl --policy old.toml --against new.toml"
+    )]
+    Replay(ReplayArgs),
     /// Run policy test suites: cases of calls and the gate each must get.
     #[command(
         after_help = "Examples:\n  toolgate test policies/*.tests.toml\n  toolgate test --junit report.xml tests/policy/*.toml"
@@ -136,6 +148,30 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The transcript to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A transcript (`toolgate record`) or an audit log.
+    pub file: PathBuf,
+    /// The policy to decide with.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Compare with this policy: list the calls whose gate changes; exit 1 if any does.
+    #[arg(long, value_name = "FILE")]
+    pub against: Option<PathBuf>,
+    /// The server's name for a transcript that does not say it.
+    #[arg(long, value_name = "NAME", default_value = "server")]
+    pub server: String,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +299,9 @@ pub struct RunArgs {
     /// Audit log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    /// Also write a transcript of the session to this file (see `toolgate record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Largest message accepted in either direction; larger ones are refused whole, never cut.
     /// Accepts a plain number of bytes or a KiB/MiB/GiB suffix.
     #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
@@ -301,6 +340,11 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
         Command::Test(args) => test(&args),
+        Command::Replay(args) => replay(&args),
+        Command::Record(mut args) => {
+            args.run.record = Some(args.out);
+            runtime().map_or(exit::FAILURE, |rt| rt.block_on(run(args.run)))
+        }
         Command::Review(args) => review(args),
         Command::Demo => runtime().map_or(exit::FAILURE, |rt| rt.block_on(demo())),
         Command::DemoServer => match demo::server::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
@@ -354,6 +398,7 @@ async fn run(args: RunArgs) -> i32 {
         audit_path,
         trust_path: crate::trust::default_path(),
         queue_path: crate::review::default_path(),
+        record: args.record,
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
@@ -473,6 +518,40 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn replay(args: &ReplayArgs) -> i32 {
+    let load = |path: &std::path::Path| {
+        Policy::load(path).map_err(|errors| {
+            tracing::error!("the policy has errors:\n{errors}");
+            exit::POLICY
+        })
+    };
+    let calls = match crate::replay::calls(&args.file, &args.server) {
+        Ok(calls) => calls,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::FAILURE;
+        }
+    };
+    let a = match load(&args.policy) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match &args.against {
+        None => {
+            crate::replay::show(&calls, &a, &mut stdout);
+            exit::OK
+        }
+        Some(against) => {
+            let b = match load(against) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            if crate::replay::compare(&calls, &a, &b, &mut stdout) > 0 { exit::FAILURE } else { exit::OK }
+        }
+    }
 }
 
 fn test(args: &TestArgs) -> i32 {

@@ -14,6 +14,7 @@ pub mod human;
 pub mod paths;
 pub mod policy;
 pub mod proxy;
+pub mod replay;
 pub mod review;
 pub mod state_file;
 pub mod suite;

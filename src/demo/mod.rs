@@ -41,6 +41,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         // The demo's answers must not count toward the trust of the user's own tools.
         trust_path: Some(audit_path.with_file_name("trust.json")),
         queue_path: Some(audit_path.with_file_name("queue.json")),
+        record: None,
         max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };

@@ -180,6 +180,12 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
     };
     let stateless = call.stateless();
     let id = call.id.to_value();
+    if let Some(recorder) = &mut session.recorder {
+        recorder.decision(serde_json::json!({
+            "request_id": id, "tool": call.params.name, "gate": call.decision.gate, "tier": call.decision.tier,
+            "rules": record.rules, "verdict": verdict, "decided_by": by, "channel": channel, "note": note,
+        }));
+    }
     let call_no = match session.audit.decision(&record) {
         Ok(call_no) => call_no,
         Err(problem) => {

@@ -14,6 +14,7 @@ mod earned;
 mod elicit;
 mod gate;
 mod parked;
+mod record;
 mod reload;
 mod request_state;
 mod session;
@@ -66,6 +67,8 @@ pub struct Options {
     pub trust_path: Option<PathBuf>,
     /// The review queue (`None`: no place for one, so `queue` calls are refused).
     pub queue_path: Option<PathBuf>,
+    /// Write a transcript of the session here.
+    pub record: Option<PathBuf>,
     pub max_message_bytes: usize,
     pub max_depth: usize,
 }
@@ -132,6 +135,13 @@ where
     if let Some(problem) = audit.unavailable() {
         tracing::error!("{problem}; every tools/call will be refused");
     }
+    let recorder = match &opts.record {
+        Some(path) => Some(
+            record::Recorder::create(path, &opts.server_name)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot write the recording {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let (human_tx, mut from_human) = mpsc::unbounded_channel();
     let (approver_tx, mut from_approvers) = mpsc::unbounded_channel();
     let approvals = approval::Approvals::new(human_tx, approvers::Approvers::listen(approver_tx));
@@ -147,6 +157,7 @@ where
         opts.trust_path.clone(),
         opts.queue_path.clone(),
     );
+    session.recorder = recorder;
 
     let policy_path = opts.policy_path;
     let mut watch = policy_path.as_deref().and_then(|p| match reload::PolicyWatch::start(p) {

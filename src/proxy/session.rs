@@ -66,6 +66,8 @@ pub(super) struct Session {
     pub trust: SessionTrust,
     /// Parked calls and the runs of approved ones.
     pub parking: Parking,
+    /// The session's transcript, when one is recorded.
+    pub recorder: Option<super::record::Recorder>,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             server_requests: HashSet::new(),
             trust: SessionTrust::open(trust_path),
             parking: Parking::new(queue_path),
+            recorder: None,
         }
     }
 
@@ -132,6 +135,9 @@ impl Session {
     }
 
     pub fn on_client(&mut self, inbound: Inbound) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.message("c2s", &inbound.line, matches!(inbound.read, Read::Oversized { .. }));
+        }
         match &inbound.read {
             Read::Message(env) => match &env.kind {
                 Kind::Request { id, method } if method == "tools/call" => {
@@ -197,6 +203,9 @@ impl Session {
     }
 
     pub fn on_server(&mut self, inbound: Inbound) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.message("s2c", &inbound.line, matches!(inbound.read, Read::Oversized { .. }));
+        }
         match &inbound.read {
             Read::Message(env) => {
                 let mut rewritten = None;

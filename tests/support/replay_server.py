@@ -12,7 +12,8 @@ with status 2.
 import json
 import sys
 
-entries = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# Messages only: a transcript written by `toolgate record` also has session and decision lines.
+entries = [e for e in (json.loads(l) for l in open(sys.argv[1]) if l.strip()) if e.get("dir") in ("c2s", "s2c")]
 pos = 0
 
 

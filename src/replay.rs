@@ -1,0 +1,158 @@
+//! `toolgate replay`: the decisions a policy takes on recorded traffic, and with `--against`,
+//! which of them another policy changes. A recording is a transcript (`toolgate record`, the
+//! format of `fixtures/`) or an audit log; both are read line by line, each line telling which
+//! it is.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::policy::{Annotations, Call, Decision, Gate, Policy};
+
+/// One recorded `tools/call`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    /// Its line in the recording.
+    pub line: usize,
+    pub server: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub annotations: Option<Annotations>,
+}
+
+/// The calls in a recording, in order. `server` names the server of a transcript whose
+/// decisions do not say it.
+pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut annotations: HashMap<String, Annotations> = HashMap::new();
+    let mut out = Vec::new();
+    let mut server = server.to_owned();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let entry: Value =
+            serde_json::from_str(raw).map_err(|e| format!("{}:{}: not a JSON line: {e}", path.display(), i + 1))?;
+        // An audit log's decision record.
+        if entry.get("event").and_then(Value::as_str) == Some("decision") {
+            let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            out.push(RecordedCall {
+                line: i + 1,
+                server: text("server"),
+                tool: text("tool"),
+                arguments: entry.get("arguments").and_then(Value::as_object).cloned().unwrap_or_default(),
+                annotations: None,
+            });
+            continue;
+        }
+        let dir = entry.get("dir").and_then(Value::as_str);
+        if dir == Some("session") {
+            if let Some(name) = entry.get("server").and_then(Value::as_str) {
+                server = name.to_owned();
+            }
+            continue;
+        }
+        let Some(line) = entry.get("line").and_then(Value::as_str) else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
+        match dir {
+            Some("s2c") => {
+                for tool in message.pointer("/result/tools").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                        annotations.insert(name.to_owned(), Annotations::from_tool(tool));
+                    }
+                }
+            }
+            Some("c2s")
+                if message.get("method").and_then(Value::as_str) == Some("tools/call")
+                    && message.get("id").is_some() =>
+            {
+                let Some(tool) = message.pointer("/params/name").and_then(Value::as_str) else { continue };
+                out.push(RecordedCall {
+                    line: i + 1,
+                    server: server.clone(),
+                    tool: tool.to_owned(),
+                    arguments: message
+                        .pointer("/params/arguments")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default(),
+                    annotations: annotations.get(tool).copied(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn decide(policy: &Policy, call: &RecordedCall) -> Decision {
+    policy.decide(&Call {
+        server: &call.server,
+        tool: &call.tool,
+        arguments: &call.arguments,
+        annotations: call.annotations,
+        confidence: None,
+    })
+}
+
+fn why(decision: &Decision) -> String {
+    let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
+    match rules.len() {
+        0 => {
+            decision.reason.clone().unwrap_or_else(|| format!("no rule: the default tier, {}", decision.tier.as_str()))
+        }
+        1 => format!("rule {}", rules[0]),
+        _ => format!("rules {}", rules.join(", ")),
+    }
+}
+
+/// Prints each call's decision under `policy`.
+pub fn show(calls: &[RecordedCall], policy: &Policy, out: &mut impl Write) {
+    for call in calls {
+        let d = decide(policy, call);
+        let _ =
+            writeln!(out, "line {:>4}  {}/{}  {}  ({})", call.line, call.server, call.tool, d.gate.as_str(), why(&d));
+    }
+    let _ = writeln!(out, "{} calls", calls.len());
+}
+
+/// Prints the calls whose gate differs between `a` and `b`, and a summary; returns how many.
+pub fn compare(calls: &[RecordedCall], a: &Policy, b: &Policy, out: &mut impl Write) -> usize {
+    let mut changes: Vec<((Gate, Gate), usize)> = Vec::new();
+    let mut changed = 0;
+    for call in calls {
+        let (da, db) = (decide(a, call), decide(b, call));
+        if da.gate == db.gate {
+            continue;
+        }
+        changed += 1;
+        let args = Value::Object(call.arguments.clone()).to_string();
+        let short: String = args.chars().take(60).collect();
+        let _ = writeln!(
+            out,
+            "line {:>4}  {}/{} {short}  {} → {}  ({} → {})",
+            call.line,
+            call.server,
+            call.tool,
+            da.gate.as_str(),
+            db.gate.as_str(),
+            why(&da),
+            why(&db)
+        );
+        match changes.iter_mut().find(|(k, _)| *k == (da.gate, db.gate)) {
+            Some((_, n)) => *n += 1,
+            None => changes.push(((da.gate, db.gate), 1)),
+        }
+    }
+    let summary: Vec<String> =
+        changes.iter().map(|((from, to), n)| format!("{} → {}: {n}", from.as_str(), to.as_str())).collect();
+    let _ = writeln!(
+        out,
+        "{} calls, {changed} changed{}",
+        calls.len(),
+        if summary.is_empty() { String::new() } else { format!(" ({})", summary.join(", ")) }
+    );
+    changed
+}
