@@ -164,8 +164,12 @@ pub struct ReplayArgs {
     /// A transcript (`toolgate record`) or an audit log.
     pub file: PathBuf,
     /// The policy to decide with.
-    #[arg(long, value_name = "FILE")]
-    pub policy: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "serve")]
+    pub policy: Option<PathBuf>,
+    /// Instead: be the recorded server, on stdin/stdout, for running the session again through
+    /// toolgate without the original server.
+    #[arg(long, conflicts_with_all = ["policy", "against"])]
+    pub serve: bool,
     /// Compare with this policy: list the calls whose gate changes; exit 1 if any does.
     #[arg(long, value_name = "FILE")]
     pub against: Option<PathBuf>,
@@ -521,6 +525,17 @@ fn explain(args: &ExplainArgs) -> i32 {
 }
 
 fn replay(args: &ReplayArgs) -> i32 {
+    if args.serve {
+        let mut stdout = std::io::stdout().lock();
+        return match crate::replay::serve(&args.file, std::io::stdin().lock(), &mut stdout) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                tracing::error!("replay: {e}");
+                2
+            }
+        };
+    }
+    let Some(policy) = &args.policy else { return exit::USAGE };
     let load = |path: &std::path::Path| {
         Policy::load(path).map_err(|errors| {
             tracing::error!("the policy has errors:\n{errors}");
@@ -534,7 +549,7 @@ fn replay(args: &ReplayArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    let a = match load(&args.policy) {
+    let a = match load(policy) {
         Ok(p) => p,
         Err(code) => return code,
     };

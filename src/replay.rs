@@ -156,3 +156,45 @@ pub fn compare(calls: &[RecordedCall], a: &Policy, b: &Policy, out: &mut impl Wr
     );
     changed
 }
+
+/// `toolgate replay FILE --serve`: plays the server side of a transcript on stdin/stdout, as a
+/// fake server. Each line received must match (as JSON) a recorded client line, in order (a
+/// recorded line that never comes, because toolgate refused it, is skipped with its answers);
+/// the server lines recorded after it are written byte for byte. A line that matches nothing
+/// ends the replay with an error: the session is not the recorded one.
+pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let entries: Vec<(bool, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let c2s = match v.get("dir").and_then(Value::as_str) {
+                Some("c2s") => true,
+                Some("s2c") => false,
+                _ => return None,
+            };
+            Some((c2s, v.get("line")?.as_str()?.to_owned()))
+        })
+        .collect();
+    let mut pos = 0;
+    let emit = |pos: &mut usize, out: &mut dyn Write| -> Result<(), String> {
+        while *pos < entries.len() && !entries[*pos].0 {
+            writeln!(out, "{}", entries[*pos].1).map_err(|e| e.to_string())?;
+            *pos += 1;
+        }
+        out.flush().map_err(|e| e.to_string())
+    };
+    emit(&mut pos, out)?;
+    for line in input.lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let got: Value = serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line}"))?;
+        let found = (pos..entries.len())
+            .find(|&i| entries[i].0 && serde_json::from_str::<Value>(&entries[i].1).ok().as_ref() == Some(&got));
+        let Some(i) = found else {
+            return Err(format!("a line the recording does not have: {line}"));
+        };
+        pos = i + 1;
+        emit(&mut pos, out)?;
+    }
+    Ok(())
+}

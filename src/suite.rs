@@ -12,6 +12,10 @@
 //! arguments = { path = "/etc/hosts" }
 //! expect = "deny"                          # allow | notify | hold | ask | queue | deny
 //! # server = "...", annotations = { readOnlyHint = true, openWorldHint = false }, confidence = 0.4
+//!
+//! [[recording]]                            # a transcript or audit log, relative to the suite
+//! file = "../fixtures/server-filesystem.jsonl"
+//! expect = ["allow", "deny", "ask", "ask"] # the gate of each recorded call, in order
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +33,17 @@ struct SuiteFile {
     server: Option<String>,
     #[serde(default, rename = "case")]
     cases: Vec<toml::Spanned<CaseFile>>,
+    #[serde(default, rename = "recording")]
+    recordings: Vec<toml::Spanned<RecordingFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingFile {
+    file: PathBuf,
+    #[serde(default)]
+    server: Option<String>,
+    expect: Vec<Gate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,47 +106,83 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
         Policy::load(&policy_path).map_err(|e| format!("{}: its policy does not load:\n{e}", path.display()))?;
     let default_server = suite.server.clone().unwrap_or_else(|| "server".into());
     let name = path.display().to_string();
-    Ok(suite
-        .cases
-        .into_iter()
-        .enumerate()
-        .map(|(i, spanned)| {
-            let line = crate::policy::error::line_column(&text, spanned.span().start).0;
-            let case = spanned.into_inner();
-            let server = case.server.clone().unwrap_or_else(|| default_server.clone());
-            let annotations = case
-                .annotations
-                .as_ref()
-                .map(|a| Annotations { read_only: a.read_only_hint, open_world: a.open_world_hint });
+    let mut results = Vec::new();
+    for spanned in &suite.recordings {
+        let line = crate::policy::error::line_column(&text, spanned.span().start).0;
+        let recording = spanned.get_ref();
+        let file = path.parent().unwrap_or(Path::new(".")).join(&recording.file);
+        let server = recording.server.clone().unwrap_or_else(|| default_server.clone());
+        let calls = crate::replay::calls(&file, &server).map_err(|e| format!("{}:{line}: {e}", path.display()))?;
+        if calls.len() != recording.expect.len() {
+            return Err(format!(
+                "{}:{line}: {} has {} calls, but `expect` lists {} gates",
+                path.display(),
+                recording.file.display(),
+                calls.len(),
+                recording.expect.len()
+            ));
+        }
+        for (call, expected) in calls.iter().zip(&recording.expect) {
             let decision = policy.decide(&Call {
-                server: &server,
-                tool: &case.tool,
-                arguments: &case.arguments,
-                annotations,
-                confidence: case.confidence,
+                server: &call.server,
+                tool: &call.tool,
+                arguments: &call.arguments,
+                annotations: call.annotations,
+                confidence: None,
             });
-            let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
-            let mut why = match rules.len() {
-                0 => match decision.basis {
-                    crate::policy::Basis::Annotations => "the tool's annotations (no rule chose the gate)".to_owned(),
-                    _ => format!("the default tier, {} (no rule chose the gate)", decision.tier.as_str()),
-                },
-                1 => format!("rule {}", rules[0]),
-                _ => format!("rules {}", rules.join(", ")),
-            };
-            if let Some(reason) = &decision.reason {
-                why.push_str(&format!(": {reason}"));
-            }
-            CaseResult {
+            results.push(CaseResult {
                 suite: name.clone(),
-                name: case.name.unwrap_or_else(|| format!("case {}: {}", i + 1, case.tool)),
+                name: format!("{} line {}: {}", recording.file.display(), call.line, call.tool),
                 place: format!("{}:{line}", path.display()),
-                expected: case.expect,
+                expected: *expected,
                 got: decision.gate,
-                why,
-            }
-        })
-        .collect())
+                why: why(&decision),
+            });
+        }
+    }
+    results.extend(suite.cases.into_iter().enumerate().map(|(i, spanned)| {
+        let line = crate::policy::error::line_column(&text, spanned.span().start).0;
+        let case = spanned.into_inner();
+        let server = case.server.clone().unwrap_or_else(|| default_server.clone());
+        let annotations = case
+            .annotations
+            .as_ref()
+            .map(|a| Annotations { read_only: a.read_only_hint, open_world: a.open_world_hint });
+        let decision = policy.decide(&Call {
+            server: &server,
+            tool: &case.tool,
+            arguments: &case.arguments,
+            annotations,
+            confidence: case.confidence,
+        });
+        let why = why(&decision);
+        CaseResult {
+            suite: name.clone(),
+            name: case.name.unwrap_or_else(|| format!("case {}: {}", i + 1, case.tool)),
+            place: format!("{}:{line}", path.display()),
+            expected: case.expect,
+            got: decision.gate,
+            why,
+        }
+    }));
+    Ok(results)
+}
+
+/// What decided, in words: the rules, or the default tier or annotations, and the reason.
+fn why(decision: &crate::policy::Decision) -> String {
+    let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
+    let mut why = match rules.len() {
+        0 => match decision.basis {
+            crate::policy::Basis::Annotations => "the tool's annotations (no rule chose the gate)".to_owned(),
+            _ => format!("the default tier, {} (no rule chose the gate)", decision.tier.as_str()),
+        },
+        1 => format!("rule {}", rules[0]),
+        _ => format!("rules {}", rules.join(", ")),
+    };
+    if let Some(reason) = &decision.reason {
+        why.push_str(&format!(": {reason}"));
+    }
+    why
 }
 
 /// The results as JUnit XML.

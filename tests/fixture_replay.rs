@@ -42,11 +42,10 @@ fn replay_file(path: &std::path::Path, policy: &str, refused: &[&str]) -> usize 
     let entries = messages(path);
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(dir.path(), policy);
-    let script = root().join("tests/support/replay_server.py");
     let mut peer = Peer::toolgate(
         &policy,
         &dir.path().join("audit.jsonl"),
-        &["python3", script.to_str().unwrap(), path.to_str().unwrap()],
+        &[toolgate(), "replay", "--serve", path.to_str().unwrap()],
     );
     let mut checked = 0;
     let mut i = 0;
@@ -104,8 +103,7 @@ fn a_denied_call_is_refused_and_the_rest_of_the_session_is_unchanged() {
 fn the_replay_server_notices_a_session_that_differs_from_the_recording() {
     // Guards the guard: a line the recording never had ends the replay with an error.
     let (path, _) = transcript("python-sdk.jsonl");
-    let script = root().join("tests/support/replay_server.py");
-    let mut peer = Peer::spawn("python3", &[script.to_str().unwrap(), path.to_str().unwrap()]);
+    let mut peer = Peer::spawn(toolgate(), &["replay", "--serve", path.to_str().unwrap()]);
     peer.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "never/recorded"}));
     peer.close_stdin();
     assert_eq!(peer.wait().code(), Some(2));
