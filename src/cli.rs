@@ -42,6 +42,30 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Color on stderr: auto (when it is a terminal and NO_COLOR is not set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to color stderr: `NO_COLOR` (any non-empty value) turns `auto` off.
+    pub fn on_stderr(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +123,19 @@ pub enum Command {
         after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project"
     )]
     Review(ReviewArgs),
+    /// Print a shell completion script: toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate
+    #[command(
+        after_help = "Examples:\n  toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate\n  toolgate completions zsh > ~/.zfunc/_toolgate\n  toolgate completions fish > ~/.config/fish/completions/toolgate.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): toolgate man > ~/.local/share/man/man1/toolgate.1
+    #[command(after_help = "Example:\n  toolgate man > ~/.local/share/man/man1/toolgate.1 && man toolgate")]
+    Man,
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
+    #[command(after_help = "Example:\n  toolgate demo")]
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
     #[command(hide = true)]
@@ -343,6 +379,21 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "toolgate", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    tracing::error!("cannot write the man page: {e}");
+                    exit::FAILURE
+                }
+            }
+        }
         Command::Test(args) => test(&args),
         Command::Replay(args) => replay(&args),
         Command::Record(mut args) => {

@@ -20,7 +20,7 @@ fn main() {
         .with_env_filter(EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default)))
         .with_target(false)
         .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(cli.color.on_stderr())
         .init();
     std::process::exit(toolgate::cli::execute(cli));
 }

@@ -13,6 +13,8 @@ use super::{PATIENCE, Peer, toolgate};
 pub struct Screen {
     master: std::fs::File,
     text: Arc<(Mutex<String>, Condvar)>,
+    /// Everything shown, escape sequences included.
+    raw: Arc<Mutex<String>>,
     /// Everything before this offset was already matched by `wait_for`.
     seen: usize,
 }
@@ -41,6 +43,13 @@ impl Screen {
         let mode = nix::sys::termios::tcgetattr(self.master.as_fd()).unwrap();
         let flags = nix::sys::termios::LocalFlags::ICANON | nix::sys::termios::LocalFlags::ECHO;
         mode.local_flags.contains(flags)
+    }
+
+    /// Waits until `needle` is shown, then returns everything shown so far with its escape
+    /// sequences (colors) kept.
+    pub fn raw_until(&mut self, needle: &str) -> String {
+        self.wait_for(needle);
+        self.raw.lock().unwrap().clone()
     }
 
     /// Types keys, as a person would.
@@ -117,18 +126,22 @@ fn screen_of(master: OwnedFd) -> Screen {
     let mut reader = master.try_clone().unwrap();
     let text = Arc::new((Mutex::new(String::new()), Condvar::new()));
     let shared = text.clone();
+    let raw = Arc::new(Mutex::new(String::new()));
+    let raw_shared = raw.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = reader.read(&mut buf) {
             if n == 0 {
                 break;
             }
+            let chunk = String::from_utf8_lossy(&buf[..n]);
+            raw_shared.lock().unwrap().push_str(&chunk);
             let (lock, cond) = &*shared;
-            lock.lock().unwrap().push_str(&strip_ansi(&String::from_utf8_lossy(&buf[..n])));
+            lock.lock().unwrap().push_str(&strip_ansi(&chunk));
             cond.notify_all();
         }
     });
-    Screen { master, text, seen: 0 }
+    Screen { master, text, raw, seen: 0 }
 }
 
 fn strip_ansi(s: &str) -> String {
