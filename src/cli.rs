@@ -123,6 +123,17 @@ pub enum Command {
         after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project"
     )]
     Review(ReviewArgs),
+    /// Put toolgate in front of every stdio MCP server in a client's configuration (a backup is
+    /// kept; wrapping twice changes nothing).
+    #[command(
+        after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json"
+    )]
+    Wrap(WrapArgs),
+    /// Take toolgate away again: the backup when the file is as `wrap` left it.
+    #[command(
+        after_help = "Examples:\n  toolgate unwrap --client claude-desktop\n  toolgate unwrap --config ./.mcp.json"
+    )]
+    Unwrap(WrapArgs),
     /// Print a shell completion script: toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate
     #[command(
         after_help = "Examples:\n  toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate\n  toolgate completions zsh > ~/.zfunc/_toolgate\n  toolgate completions fish > ~/.config/fish/completions/toolgate.fish"
@@ -184,6 +195,22 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WrapArgs {
+    /// The client whose configuration to change.
+    #[arg(long, value_enum, required_unless_present = "config", conflicts_with = "config")]
+    pub client: Option<crate::wrap::Client>,
+    /// Any other configuration file with `mcpServers` (or `servers`).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The policy the wrapped servers run under (default: as `run` finds it).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Show what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -379,6 +406,8 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
+        Command::Wrap(args) => wrap(&args, true),
+        Command::Unwrap(args) => wrap(&args, false),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "toolgate", &mut std::io::stdout());
@@ -573,6 +602,34 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn wrap(args: &WrapArgs, wrapping: bool) -> i32 {
+    let path = match (&args.config, args.client) {
+        (Some(path), _) => path.clone(),
+        (None, Some(client)) => match crate::wrap::config_path(client) {
+            Some(path) => path,
+            None => {
+                tracing::error!("cannot find the client's configuration: HOME is not set");
+                return exit::USAGE;
+            }
+        },
+        (None, None) => return exit::USAGE,
+    };
+    let policy = args.policy.as_deref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
+    let mut stdout = std::io::stdout().lock();
+    let done = if wrapping {
+        crate::wrap::wrap(&path, policy.as_deref(), args.dry_run, &mut stdout)
+    } else {
+        crate::wrap::unwrap(&path, args.dry_run, &mut stdout)
+    };
+    match done {
+        Ok(_) => exit::OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            exit::FAILURE
+        }
+    }
 }
 
 fn replay(args: &ReplayArgs) -> i32 {

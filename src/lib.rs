@@ -20,3 +20,4 @@ pub mod state_file;
 pub mod suite;
 pub mod trust;
 pub mod wire;
+pub mod wrap;
