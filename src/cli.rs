@@ -756,7 +756,7 @@ fn review(args: ReviewArgs) -> i32 {
 }
 
 fn trust(args: TrustArgs) -> i32 {
-    use crate::trust::{Standing, TrustFile};
+    use crate::trust::TrustFile;
     let Some(path) = crate::trust::default_path() else {
         tracing::error!("no place for the trust record: set XDG_STATE_HOME or HOME");
         return exit::USAGE;
@@ -802,32 +802,12 @@ fn trust(args: TrustArgs) -> i32 {
         let _ = writeln!(stdout, "no tools recorded yet in {}", file.path().display());
     }
     for (key, record) in &store.tools {
-        let since = now.saturating_sub(u64::try_from(bar.within.as_millis()).unwrap_or(u64::MAX));
-        let count = |a| record.count(a, since);
-        let standing = record.standing(bar, now);
-        let (status, gate, why) = match &standing {
-            Standing::Earned(why) => ("earned", "ask becomes notify", why.clone()),
-            Standing::NotYet(why) => ("not yet", "as the policy says", why.clone()),
-            Standing::Changed => (
-                "changed",
-                "needs a yes until accepted",
-                crate::trust::what_changed(
-                    record.pinned_tool.as_ref(),
-                    record.seen_tool.as_ref().unwrap_or(&serde_json::Value::Null),
-                ),
-            ),
-        };
-        use crate::trust::Answered;
-        if args.json {
-            let line = serde_json::json!({
-                "tool": key, "status": status, "gate": gate, "why": why,
-                "approvals": count(Answered::Approved), "timeouts": count(Answered::Timeout),
-                "reset": record.reset,
-            });
-            let _ = writeln!(stdout, "{line}");
+        let line = if args.json {
+            crate::trust::describe_json(key, record, bar, now).to_string()
         } else {
-            let _ = writeln!(stdout, "{key}: {status}: {gate} ({why})");
-        }
+            crate::trust::describe(key, record, bar, now)
+        };
+        let _ = writeln!(stdout, "{line}");
     }
     exit::OK
 }

@@ -129,6 +129,38 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Status, what it does to the gate, and why.
+    fn summary(&self, bar: &Bar, now: u64) -> (&'static str, &'static str, String) {
+        match self.standing(bar, now) {
+            Standing::Earned(why) => ("earned", "ask becomes notify", why),
+            Standing::NotYet(why) => ("not yet", "as the policy says", why),
+            Standing::Changed => (
+                "changed",
+                "needs a yes until accepted",
+                what_changed(self.pinned_tool.as_ref(), self.seen_tool.as_ref().unwrap_or(&Value::Null)),
+            ),
+        }
+    }
+}
+
+/// One tool's standing, as `toolgate trust` prints it.
+pub fn describe(key: &str, record: &Record, bar: &Bar, now: u64) -> String {
+    let (status, gate, why) = record.summary(bar, now);
+    format!("{key}: {status}: {gate} ({why})")
+}
+
+/// The same, as JSON.
+pub fn describe_json(key: &str, record: &Record, bar: &Bar, now: u64) -> Value {
+    let (status, gate, why) = record.summary(bar, now);
+    let since = now.saturating_sub(u64::try_from(bar.within.as_millis()).unwrap_or(u64::MAX));
+    serde_json::json!({
+        "tool": key, "status": status, "gate": gate, "why": why,
+        "approvals": record.count(Answered::Approved, since), "timeouts": record.count(Answered::Timeout, since),
+        "reset": record.reset,
+    })
+}
+
 /// The record of every tool, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {

@@ -38,7 +38,7 @@ impl Filter {
 
 /// Writes the matching decisions, oldest first; returns how many there were. Lines that are not
 /// records are skipped (`verify` is the place to hear about them).
-pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> io::Result<usize> {
+pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut (impl Write + ?Sized)) -> io::Result<usize> {
     let text = std::fs::read_to_string(path)?;
     let records: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let key = |r: &Value| (r["session"].as_str().unwrap_or_default().to_owned(), r["call"].as_u64().unwrap_or(0));

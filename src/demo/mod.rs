@@ -104,6 +104,24 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     // End of input tells the proxy the session is over; it stops the server and returns.
     to_proxy.shutdown().await?;
     let code = proxy.await.map_err(std::io::Error::other)??;
-    writeln!(out, "Every decision above is in the audit log: {}", audit_path.display())?;
+    writeln!(out, "The audit trail of this session (toolgate audit show {}):", audit_path.display())?;
+    crate::audit::show::show(&audit_path, &crate::audit::show::Filter::default(), false, out)?;
+    let chain = crate::audit::verify::verify(&audit_path)?;
+    match chain.problem {
+        None => writeln!(out, "Its hash chain is whole: {} records (toolgate audit verify).\n", chain.chained)?,
+        Some(problem) => writeln!(out, "Its hash chain is broken: {problem}\n")?,
+    }
+    writeln!(out, "What people's answers taught toolgate (toolgate trust):")?;
+    let trust = crate::trust::TrustFile::new(audit_path.with_file_name("trust.json")).read()?;
+    let now = crate::trust::now_ms();
+    for (key, record) in &trust.tools {
+        writeln!(out, "  {}", crate::trust::describe(key, record, &shown.settings.trust, now))?;
+    }
+    writeln!(
+        out,
+        "\nTools earn trust from approvals ({} within {}) and lose it on a denial or an edit.",
+        shown.settings.trust.approvals,
+        humantime::format_duration(shown.settings.trust.within)
+    )?;
     Ok(code)
 }
