@@ -123,6 +123,10 @@ pub enum Command {
         after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project"
     )]
     Review(ReviewArgs),
+    /// Write a starter policy to $XDG_CONFIG_HOME/toolgate/policy.toml, tuned to the servers in
+    /// your MCP clients' configurations.
+    #[command(after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml")]
+    Init(InitArgs),
     /// Put toolgate in front of every stdio MCP server in a client's configuration (a backup is
     /// kept; wrapping twice changes nothing).
     #[command(
@@ -195,6 +199,20 @@ pub struct ShowArgs {
     /// The matching records as JSON lines, each with its outcome.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Start each server found and ask for its tools, to write rules for them by name and by
+    /// the server's annotations (it runs the servers' commands).
+    #[arg(long)]
+    pub list_tools: bool,
+    /// Print the policy instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// Replace a policy file that already exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -406,6 +424,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Audit(AuditCommand::Verify { file }) => audit_verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit_show(args),
         Command::Trust(args) => trust(args),
+        Command::Init(args) => init(&args),
         Command::Wrap(args) => wrap(&args, true),
         Command::Unwrap(args) => wrap(&args, false),
         Command::Completions { shell } => {
@@ -602,6 +621,55 @@ fn explain(args: &ExplainArgs) -> i32 {
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     exit::OK
+}
+
+fn init(args: &InitArgs) -> i32 {
+    let mut servers = crate::init::find_servers();
+    if args.list_tools {
+        for server in &mut servers {
+            server.tools = crate::init::list_tools(server, std::time::Duration::from_secs(20));
+            match &server.tools {
+                Some(tools) => tracing::info!("{}: {} tools", server.name, tools.len()),
+                None => tracing::warn!("{}: its tools could not be listed; it gets general rules", server.name),
+            }
+        }
+    }
+    let text = crate::init::policy(&servers);
+    if let Err(errors) = Policy::from_toml(&text, "the starter policy") {
+        tracing::error!("the starter policy does not load (a bug in toolgate):\n{errors}");
+        return exit::FAILURE;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if args.print {
+        let _ = stdout.write_all(text.as_bytes());
+        return exit::OK;
+    }
+    let Some(path) = crate::init::default_path() else {
+        tracing::error!("no place for the policy: set XDG_CONFIG_HOME or HOME (or use --print)");
+        return exit::USAGE;
+    };
+    if path.exists() && !args.force {
+        tracing::error!("{} exists; --force replaces it, --print shows the new one", path.display());
+        return exit::FAILURE;
+    }
+    let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, &text));
+    match written {
+        Ok(()) => {
+            let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+            let _ = writeln!(
+                stdout,
+                "wrote {} ({} servers: {}); toolgate run uses it from now on",
+                path.display(),
+                servers.len(),
+                if names.is_empty() { "none found".to_owned() } else { names.join(", ") }
+            );
+            exit::OK
+        }
+        Err(e) => {
+            tracing::error!("cannot write {}: {e}", path.display());
+            exit::FAILURE
+        }
+    }
 }
 
 fn wrap(args: &WrapArgs, wrapping: bool) -> i32 {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod demo;
 pub mod explain;
 pub mod human;
+pub mod init;
 pub mod paths;
 pub mod policy;
 pub mod proxy;

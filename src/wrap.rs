@@ -27,7 +27,10 @@ pub enum Client {
 /// The configuration file of a client, on this system.
 pub fn config_path(client: Client) -> Option<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let config = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".config"));
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".config"));
     let mac = cfg!(target_os = "macos");
     Some(match client {
         Client::ClaudeDesktop if mac => home.join("Library/Application Support/Claude/claude_desktop_config.json"),
@@ -86,6 +89,22 @@ fn server_tables(config: &mut Value) -> Vec<&mut Map<String, Value>> {
         }
     }
     tables
+}
+
+/// The stdio server entries of a configuration, by name.
+pub fn stdio_entries(config: &Value) -> Vec<(String, Map<String, Value>)> {
+    let mut config = config.clone();
+    let mut out = Vec::new();
+    for table in server_tables(&mut config) {
+        for (name, entry) in table.iter() {
+            let Some(entry) = entry.as_object() else { continue };
+            let kind = entry.get("type").and_then(Value::as_str).unwrap_or("stdio");
+            if kind == "stdio" && !entry.contains_key("url") && entry.contains_key("command") {
+                out.push((name.clone(), entry.clone()));
+            }
+        }
+    }
+    out
 }
 
 fn is_toolgate(entry: &Map<String, Value>) -> bool {

@@ -80,7 +80,7 @@ pub fn append(policy: &Path, rule: &str, comment: &str) -> std::io::Result<()> {
 }
 
 /// A glob that matches exactly this name.
-fn escape_glob(name: &str) -> String {
+pub(crate) fn escape_glob(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
