@@ -512,7 +512,14 @@ async fn run(args: RunArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    match proxy::run(options, input, output).await {
+    // The proxy runs as a task rather than as the `block_on` future: a task woken by another
+    // task runs in the same scheduler pass, while waking the `block_on` future makes Tokio's
+    // current-thread scheduler poll epoll once more first (a system call per message).
+    let proxy = match tokio::spawn(proxy::run(options, input, output)).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    match proxy {
         Ok(code) => code,
         Err(ProxyError::Spawn(e)) => {
             tracing::error!("{e}");

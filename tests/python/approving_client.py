@@ -9,6 +9,7 @@ usage: approving_client.py MODE BEHAVIOUR MARKER -- COMMAND ARGS...
              server-asks approves `confirmed_write`, which asks its own question, answered yes)
 """
 import json
+import os
 import sys
 
 import anyio
@@ -49,7 +50,9 @@ async def call(client, path):
 
 
 async def main():
-    server = StdioServerParameters(command=command[0], args=command[1:])
+    # The SDK hands the server only a short list of variables (HOME, PATH, ...) unless told:
+    # toolgate must see the test's own XDG folders, not the user's trust record and queue.
+    server = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
     callback = None if behaviour == "none" else elicitation
     out = {}
     async with Client(server, mode=mode, elicitation_callback=callback, read_timeout_seconds=30) as client:

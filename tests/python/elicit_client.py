@@ -18,6 +18,7 @@ output: {"protocol": NEGOTIATED VERSION, "first": RESULT, "second": RESULT (sess
 where RESULT is the CallToolResult (by alias, without nulls) or "error: TYPE: TEXT".
 """
 import json
+import os
 import sys
 
 import anyio
@@ -62,7 +63,9 @@ async def write(client, path):
 
 
 async def main():
-    server = StdioServerParameters(command=command[0], args=command[1:])
+    # The SDK hands the server only a short list of variables (HOME, PATH, ...) unless told:
+    # toolgate must see the test's own XDG folders, not the user's trust record and queue.
+    server = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
     callback = None if behaviour == "none" else answer
     out = {}
     async with Client(server, mode=mode, elicitation_callback=callback, read_timeout_seconds=30) as client:

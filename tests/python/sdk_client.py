@@ -4,6 +4,7 @@ a server command and prints what it saw as JSON.
 usage: sdk_client.py MODE [--deny-check PATH] -- COMMAND ARGS...
 """
 import json
+import os
 import sys
 
 import anyio
@@ -38,7 +39,9 @@ async def main():
     async def elicitation(context, params):
         return types.ElicitResult(action="accept", content={"name": "Ada"})
 
-    server = StdioServerParameters(command=command[0], args=command[1:])
+    # The SDK hands the server only a short list of variables (HOME, PATH, ...) unless told:
+    # toolgate must see the test's own XDG folders, not the user's trust record and queue.
+    server = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
     out = {}
     async with Client(server, mode=mode, sampling_callback=sampling, elicitation_callback=elicitation,
                       read_timeout_seconds=30) as client:
