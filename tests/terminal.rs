@@ -285,3 +285,23 @@ fn the_terminal_is_restored_when_toolgate_is_stopped_during_a_prompt() {
     assert_eq!(r.peer.wait().code(), Some(143));
     assert!(r.screen.canonical(), "toolgate left the terminal in raw mode");
 }
+
+#[test]
+fn a_terminal_closed_during_a_prompt_refuses_the_call_and_the_session_goes_on() {
+    let Run { mut peer, mut screen, dir } = start(POLICY);
+    pay(&mut peer, 1);
+    prompt(&mut screen);
+    screen.hang_up();
+    let reply = peer.response(&json!(1));
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    assert!(text(&reply).contains("terminal"), "the model is told why: {reply}");
+    // No terminal now: the next call is refused at once, and everything else still flows.
+    pay(&mut peer, 2);
+    let reply = peer.response(&json!(2));
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    assert_eq!(peer.request(3, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 3, "result": {}}));
+    peer.close_stdin();
+    assert!(peer.wait().success());
+    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    assert!(decisions.iter().all(|d| d["verdict"] != "forwarded" || d["tool"] != "send_payment"), "{decisions:?}");
+}

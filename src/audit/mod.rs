@@ -336,7 +336,14 @@ impl AuditLog {
             if let Some((event, call, body)) = record {
                 chain(event, call, &erased::Ser(body))?;
             }
-            (&*file).write_all(&bytes).map_err(|e| fail("write", e))?;
+            if let Err(e) = (&*file).write_all(&bytes) {
+                // A full disk can take part of the line: cut it off, so the chain stays whole
+                // and the next writer appends after the last complete record.
+                if let Err(cut) = file.set_len(size) {
+                    tracing::error!("cannot remove a partly written record from the audit log: {cut}");
+                }
+                return Err(fail("write", e));
+            }
             tail.end = size + bytes.len() as u64;
             Ok(tail)
         })();

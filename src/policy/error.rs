@@ -24,6 +24,10 @@ impl PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Line 0: the file as a whole (it could not be read), not a place in it.
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.origin, self.message);
+        }
         write!(f, "{}:{}:{}: {}", self.origin, self.line, self.column, self.message)
     }
 }

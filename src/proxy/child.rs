@@ -53,9 +53,10 @@ impl Server {
         // SAFETY: only signal(2), which is async-signal-safe, runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
-                // toolgate ignores these so a background terminal read fails instead of stopping
-                // it; ignored signals survive exec, and the server should get the defaults.
-                for sig in [Signal::SIGTTIN, Signal::SIGTTOU] {
+                // toolgate ignores these (a background terminal read, a file over its size
+                // limit then fail instead of stopping it); ignored signals survive exec, and the
+                // server should get the defaults.
+                for sig in [Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGXFSZ] {
                     nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)?;
                 }
                 Ok(())

@@ -115,6 +115,10 @@ where
     I: AsyncRead + Unpin + Send + 'static,
     O: AsyncWrite + Unpin + Send + 'static,
 {
+    // A file over the process's size limit (RLIMIT_FSIZE) then fails to grow, as on a full disk,
+    // and the call whose audit record it is gets refused; by default SIGXFSZ would end toolgate.
+    // SAFETY: installing SIG_IGN runs no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     let server = child::Server::spawn(&opts.command)?;
     let (mut child, server_in, server_out, group) = server.into_parts();
     let max = opts.max_message_bytes;
@@ -203,7 +207,13 @@ where
             },
             exited = child.wait(), if status.is_none() => {
                 let exited = exited?;
-                tracing::debug!("server exited: {exited}");
+                if client_open && stopped_by.is_none() {
+                    tracing::error!("the MCP server ended ({exited}) while its client was still connected; \
+                        requests still waiting get an error and toolgate exits");
+                    session.abandon_held(&format!("the MCP server ended ({exited})"));
+                } else {
+                    tracing::debug!("server exited: {exited}");
+                }
                 status = Some(exited);
                 escalation = None;
                 drain_until = Some(Instant::now() + DRAIN_GRACE);

@@ -363,7 +363,7 @@ impl Session {
                 self.policy = Arc::new(policy);
             }
             Err(errors) => tracing::error!(
-                "the edited policy does not load; the previous policy ({}) stays in force:\n{errors}",
+                "the policy file changed and does not load; the previous policy ({}) stays in force:\n{errors}",
                 self.policy.version
             ),
         }

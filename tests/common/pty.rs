@@ -17,6 +17,9 @@ pub struct Screen {
     raw: Arc<Mutex<String>>,
     /// Everything before this offset was already matched by `wait_for`.
     seen: usize,
+    /// Written to make the reader thread let go of its copy of the master (see `hang_up`).
+    stop_reader: OwnedFd,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Screen {
@@ -52,6 +55,14 @@ impl Screen {
         self.raw.lock().unwrap().clone()
     }
 
+    /// Closes the terminal, as when its window is closed: every copy of the master side goes,
+    /// so the slave side is hung up (SIGHUP to its session, reads fail).
+    pub fn hang_up(self) {
+        nix::unistd::write(&self.stop_reader, b"x").unwrap();
+        self.reader.join().unwrap();
+        drop(self.master);
+    }
+
     /// Types keys, as a person would.
     pub fn type_keys(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
@@ -70,7 +81,7 @@ pub enum Place {
 
 /// `toolgate run` in front of its demo server, on a fresh pty.
 pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, &str)]) -> (Peer, Screen) {
-    let pty = nix::pty::openpty(None, None).unwrap();
+    let pty = open_pty();
     let slave: OwnedFd = pty.slave;
     let slave_fd = slave.as_raw_fd();
     let mut cmd = match place {
@@ -103,7 +114,7 @@ pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, 
 /// A command run whole on a fresh pty (stdin, stdout and stderr, as a person runs it); its
 /// screen, and the child.
 pub fn command_on_pty(mut cmd: Command) -> (std::process::Child, Screen) {
-    let pty = nix::pty::openpty(None, None).unwrap();
+    let pty = open_pty();
     let slave: OwnedFd = pty.slave;
     let slave_fd = slave.as_raw_fd();
     cmd.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave.try_clone().unwrap());
@@ -121,16 +132,34 @@ pub fn command_on_pty(mut cmd: Command) -> (std::process::Child, Screen) {
     (child, screen_of(pty.master))
 }
 
+/// A fresh pty whose master side is the test's alone (not inherited by the child), so that
+/// closing it really closes the terminal. The child keeps the slave side open, as a program
+/// started in a terminal does.
+fn open_pty() -> nix::pty::OpenptyResult {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).unwrap();
+    pty
+}
+
 fn screen_of(master: OwnedFd) -> Screen {
     let master = std::fs::File::from(master);
-    let mut reader = master.try_clone().unwrap();
+    let mut copy = master.try_clone().unwrap();
     let text = Arc::new((Mutex::new(String::new()), Condvar::new()));
     let shared = text.clone();
     let raw = Arc::new(Mutex::new(String::new()));
     let raw_shared = raw.clone();
-    std::thread::spawn(move || {
+    let (stop_rx, stop_reader) = nix::unistd::pipe().unwrap();
+    let reader = std::thread::spawn(move || {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
         let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
+        loop {
+            let mut fds =
+                [PollFd::new(copy.as_fd(), PollFlags::POLLIN), PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::NONE).is_err() || fds[1].any().unwrap_or(true) {
+                break;
+            }
+            let Ok(n) = copy.read(&mut buf) else { break };
             if n == 0 {
                 break;
             }
@@ -141,7 +170,7 @@ fn screen_of(master: OwnedFd) -> Screen {
             cond.notify_all();
         }
     });
-    Screen { master, text, raw, seen: 0 }
+    Screen { master, text, raw, seen: 0, stop_reader, reader }
 }
 
 fn strip_ansi(s: &str) -> String {
