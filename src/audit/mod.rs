@@ -267,16 +267,17 @@ impl AuditLog {
     pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
         let call = self.next_call;
         self.next_call += 1;
-        let hides =
-            self.secrets.any_in(record.arguments) || record.edited_arguments.is_some_and(|e| self.secrets.any_in(e));
-        if hides {
-            let mut value = serde_json::to_value(record).map_err(|e| format!("cannot encode an audit record: {e}"))?;
-            for key in ["arguments", "edited_arguments"] {
-                if let Some(arguments) = value.get_mut(key) {
-                    self.secrets.hide(arguments);
-                }
-            }
-            self.append(Some(("decision", call, &value)))?;
+        let arguments = self.secrets.recordable(record.arguments);
+        let edited = record.edited_arguments.and_then(|e| self.secrets.recordable(e));
+        if arguments.is_some() || edited.is_some() {
+            let shown = DecisionRecord {
+                arguments: arguments.as_ref().unwrap_or(record.arguments),
+                edited_arguments: edited.as_ref().or(record.edited_arguments),
+                request_id: record.request_id.clone(),
+                rules: record.rules.clone(),
+                ..*record
+            };
+            self.append(Some(("decision", call, &shown)))?;
         } else {
             self.append(Some(("decision", call, record)))?;
         }

@@ -4,6 +4,10 @@
 //!
 //! The keys are matched ignoring case, with `-` read as `_`, by substring: `api_key` covers
 //! `OPENAI_API_KEY`. The list is `audit_secret_keys` in the policy's `[settings]`.
+//!
+//! Huge values stay out too: a string argument over [`LARGE_VALUE`] bytes (a whole file's
+//! contents, say) is recorded as its digest and length, so one call cannot put 64 MiB into the
+//! log, nor a third copy of it into toolgate's memory.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -21,6 +25,9 @@ pub const DEFAULT: &[&str] = &[
     "credential",
     "private_key",
 ];
+
+/// Strings longer than this are recorded as a digest and their length.
+pub const LARGE_VALUE: usize = 64 * 1024;
 
 /// Which argument keys hold secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,33 +57,45 @@ impl SecretKeys {
         self.0.iter().any(|k| key.contains(k.as_str()))
     }
 
-    /// Whether any key in these arguments, at any depth, holds a secret.
-    pub fn any_in(&self, arguments: &Map<String, Value>) -> bool {
-        arguments.iter().any(|(k, v)| self.is_secret(k) || self.any_in_value(v))
+    /// The arguments as the audit log records them: secrets and large strings as digests.
+    /// `None` when they are recorded as they are (the common case costs no copy).
+    pub fn recordable(&self, arguments: &Map<String, Value>) -> Option<Map<String, Value>> {
+        self.needs_hiding(arguments).then(|| self.hidden(arguments))
     }
 
-    fn any_in_value(&self, value: &Value) -> bool {
+    fn needs_hiding(&self, arguments: &Map<String, Value>) -> bool {
+        arguments.iter().any(|(k, v)| self.is_secret(k) || self.value_needs_hiding(v))
+    }
+
+    fn value_needs_hiding(&self, value: &Value) -> bool {
         match value {
-            Value::Object(map) => self.any_in(map),
-            Value::Array(items) => items.iter().any(|v| self.any_in_value(v)),
+            Value::String(s) => s.len() > LARGE_VALUE,
+            Value::Object(map) => self.needs_hiding(map),
+            Value::Array(items) => items.iter().any(|v| self.value_needs_hiding(v)),
             _ => false,
         }
     }
 
-    /// Replaces every secret's value with its digest, at any depth.
-    pub fn hide(&self, value: &mut Value) {
+    fn hidden(&self, arguments: &Map<String, Value>) -> Map<String, Value> {
+        arguments
+            .iter()
+            .map(|(k, v)| {
+                let shown = if self.is_secret(k) { Value::String(digest(v)) } else { self.hidden_value(v) };
+                (k.clone(), shown)
+            })
+            .collect()
+    }
+
+    fn hidden_value(&self, value: &Value) -> Value {
         match value {
-            Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
-                    if self.is_secret(k) {
-                        *v = Value::String(digest(v));
-                    } else {
-                        self.hide(v);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.hide(v)),
-            _ => {}
+            Value::String(s) if s.len() > LARGE_VALUE => Value::String(format!(
+                "[large sha256:{}, {} bytes]",
+                super::chain::hex(&Sha256::digest(s.as_bytes())),
+                s.len()
+            )),
+            Value::Object(map) => Value::Object(self.hidden(map)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.hidden_value(v)).collect()),
+            other => other.clone(),
         }
     }
 }
@@ -98,18 +117,34 @@ mod tests {
     #[test]
     fn secret_values_become_digests_at_any_depth_and_nothing_else_changes() {
         let keys = SecretKeys::default();
-        let mut args = json!({"user": "ada", "Password": "hunter2", "headers": {"Authorization": "Bearer x"}, "list": [{"api-key": 1}]});
-        assert!(keys.any_in(args.as_object().unwrap()));
-        keys.hide(&mut args);
+        let args = json!({"user": "ada", "Password": "hunter2", "headers": {"Authorization": "Bearer x"}, "list": [{"api-key": 1}]});
+        let args = Value::Object(keys.recordable(args.as_object().unwrap()).unwrap());
         assert_eq!(args["user"], "ada");
         let shown = args.to_string();
         assert!(!shown.contains("hunter2") && !shown.contains("Bearer x"), "{shown}");
         assert!(args["Password"].as_str().unwrap().starts_with("[secret sha256:"));
         assert!(args["list"][0]["api-key"].as_str().unwrap().starts_with("[secret sha256:"));
-        let mut same = json!({"password": "hunter2"});
-        keys.hide(&mut same);
+        let same = keys.recordable(json!({"password": "hunter2"}).as_object().unwrap()).unwrap();
         assert_eq!(same["password"], args["Password"], "the same secret gives the same digest");
-        assert!(!keys.any_in(json!({"path": "/tmp"}).as_object().unwrap()));
+        assert_eq!(keys.recordable(json!({"path": "/tmp"}).as_object().unwrap()), None);
         assert!(!SecretKeys::new(["pin"]).is_secret("password"));
+    }
+
+    #[test]
+    fn large_strings_become_a_digest_and_their_length() {
+        let keys = SecretKeys::default();
+        let big = "z".repeat(LARGE_VALUE + 1);
+        let args = json!({"path": "/a", "contents": big, "parts": [big, "small"]});
+        let shown = keys.recordable(args.as_object().unwrap()).unwrap();
+        assert_eq!(shown["path"], "/a");
+        let expected = format!(
+            "[large sha256:{}, {} bytes]",
+            super::super::chain::hex(&Sha256::digest(big.as_bytes())),
+            big.len()
+        );
+        assert_eq!(shown["contents"], Value::String(expected.clone()));
+        assert_eq!(shown["parts"], json!([expected, "small"]));
+        let at_the_limit = json!({"contents": "z".repeat(LARGE_VALUE)});
+        assert_eq!(keys.recordable(at_the_limit.as_object().unwrap()), None);
     }
 }

@@ -9,6 +9,7 @@
   --partial          on stdin EOF, write half a line and exit
   --big N            the "big" tool answers with a text of N bytes
   --pid FILE         write the process id to FILE at start
+  --batch N          hold "echo" answers until N calls wait, then answer them all, newest first
 
 It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply) and
 echoes unknown methods back as an error naming them. "slow" answers only when cancelled.
@@ -34,6 +35,8 @@ record = value("--record")
 signals_file = value("--signals")
 crash_after = int(value("--crash-after", "0"))
 big = int(value("--big", "0"))
+batch = int(value("--batch", "0"))
+held = []
 if value("--pid"):
     with open(value("--pid"), "w") as f:
         f.write(str(os.getpid()))
@@ -95,7 +98,13 @@ while True:
     elif method == "tools/call":
         name = msg["params"]["name"]
         arguments = msg["params"].get("arguments") or {}
-        if name == "echo":
+        if name == "echo" and batch:
+            held.append((id, arguments))
+            if len(held) == batch:
+                for id, arguments in reversed(held):
+                    result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
+                held.clear()
+        elif name == "echo":
             result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
         elif name == "write_marker":
             with open(arguments["path"], "w") as f:
