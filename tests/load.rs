@@ -74,7 +74,7 @@ fn a_million_messages_in_one_session_each_answered_once_in_flat_memory() {
         for n in 0..MESSAGES {
             let line = if n % 100 == 99 {
                 json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": n, "progress": n}})
-            } else if n % 10 == 0 {
+            } else if n.is_multiple_of(10) {
                 requests += 1;
                 json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": format!("/src/{n}.rs")}}})
             } else {
@@ -97,14 +97,14 @@ fn a_million_messages_in_one_session_each_answered_once_in_flat_memory() {
         assert!(stdout.read_line(&mut line).unwrap() > 0, "output ended after {} answers", answered.len());
         let answer: Value = serde_json::from_str(&line).unwrap();
         let id = answer["id"].as_u64().unwrap_or_else(|| panic!("not an answer: {line}"));
-        if id % 10 == 0 {
+        if id.is_multiple_of(10) {
             let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
             assert!(text.contains(&format!("/src/{id}.rs")), "the answer for {id} is another's: {line}");
         } else {
             assert_eq!(answer["result"], json!({}), "{line}");
         }
         assert!(answered.insert(id), "{id} answered twice");
-        if answered.len() % 100_000 == 0 {
+        if answered.len().is_multiple_of(100_000) {
             samples.push(memory(pid, "VmRSS"));
         }
     }
