@@ -16,7 +16,8 @@ mod gate;
 mod parked;
 mod record;
 mod reload;
-mod request_state;
+#[doc(hidden)]
+pub mod request_state; // public for the fuzz targets (fuzz/)
 mod session;
 pub mod stdio;
 

@@ -62,7 +62,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             let taken = chunk.len();
             let content = &chunk[..taken - usize::from(done)];
             match dropped.as_mut() {
-                Some(len) => *len += content.len(),
+                // Keep filling the prefix: the line's `id` may come after the bytes read so far.
+                Some(len) => {
+                    *len += content.len();
+                    let keep = OVERSIZED_PREFIX.saturating_sub(line.len()).min(content.len());
+                    line.extend_from_slice(&content[..keep]);
+                }
                 None if line.len() + content.len() > self.max => {
                     let total = line.len() + content.len();
                     let keep = OVERSIZED_PREFIX.saturating_sub(line.len()).min(content.len());
@@ -127,6 +132,34 @@ mod tests {
         let got = frames(&input, 1000).await;
         assert_eq!(got[0], Frame::Oversized { prefix: vec![b'z'; OVERSIZED_PREFIX], len: big });
         assert_eq!(got[1], Frame::Line(b"next\n".to_vec()));
+    }
+
+    /// Hands out its bytes a few per read, as a slow pipe does.
+    struct Pieces(&'static [u8], usize);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.1.min(self.0.len()).min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Found by the `frame` fuzz target: with a limit below the prefix length and the line
+    /// arriving in pieces, the prefix stopped at the piece that crossed the limit, so an `id`
+    /// after it was lost and the refusal could not name its request.
+    #[tokio::test]
+    async fn an_oversized_line_arriving_in_pieces_keeps_a_whole_prefix() {
+        let line: &'static [u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{},\"id\":42}\nok\n";
+        let mut reader = LineReader::new(Pieces(line, 7), 20);
+        let len = line.len() - 4;
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Oversized { prefix: line[..len].to_vec(), len }));
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"ok\n".to_vec())));
     }
 
     #[tokio::test]

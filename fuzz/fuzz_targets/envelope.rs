@@ -1,0 +1,40 @@
+//! The strict checker and envelope reader, on any line: never a panic; anything accepted is valid
+//! JSON that serde_json reads too, no deeper than the limit, with a `params` range that holds a
+//! JSON value of the line; `tools/call` params are read without a panic whatever they hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use toolgate::wire::{CallToolParams, envelope, strict};
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&limit, line)) = input.split_first() else { return };
+    let max_depth = usize::from(limit % 16) + 1;
+    let checked = strict::check(line, max_depth);
+    let parsed = envelope::parse(line, max_depth);
+    if let Ok(text) = &checked {
+        let value: Value = serde_json::from_str(text).expect("the strict check accepted what serde_json refuses");
+        assert!(depth(&value) <= max_depth, "deeper than the limit");
+    }
+    if parsed.is_ok() {
+        assert!(checked.is_ok(), "an envelope from a line the strict check refuses");
+    }
+    if let Ok(env) = parsed {
+        if let Some(range) = env.params.clone() {
+            let params = std::str::from_utf8(&line[range]).expect("params are text");
+            let _: Value = serde_json::from_str(params).expect("params are one JSON value");
+            let _ = CallToolParams::parse(Some(params));
+        }
+        let _ = env.method();
+    }
+    let _ = envelope::sniff_id(line);
+    let _ = envelope::readable_ids(line);
+});
