@@ -304,4 +304,6 @@ fn a_terminal_closed_during_a_prompt_refuses_the_call_and_the_session_goes_on() 
     assert!(peer.wait().success());
     let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
     assert!(decisions.iter().all(|d| d["verdict"] != "forwarded" || d["tool"] != "send_payment"), "{decisions:?}");
+    assert_eq!(decisions[0]["decided_by"], "toolgate");
+    assert!(decisions[0]["note"].as_str().unwrap().contains("the terminal was lost"), "{}", decisions[0]);
 }
