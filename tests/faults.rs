@@ -95,15 +95,6 @@ fn read_stderr(child: &mut Child, tx: mpsc::Sender<String>) {
     });
 }
 
-/// Waits until a condition holds (a hang guard, not a timing assertion).
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Reads stderr until a line contains `needle`; returns that line.
 fn said(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
     loop {
@@ -112,14 +103,6 @@ fn said(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
             Ok(_) => {}
             Err(e) => panic!("toolgate never said {needle:?} on stderr ({e})"),
         }
-    }
-}
-
-/// A process that has exited (a zombie counts) or never existed.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 

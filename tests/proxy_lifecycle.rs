@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
@@ -47,23 +46,6 @@ impl Fixture {
             .lines()
             .map(|l| serde_json::from_str::<String>(l).unwrap())
             .collect()
-    }
-}
-
-/// Waits until a condition holds (a hang guard, not a timing assertion).
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A process that has exited (a zombie counts) or never existed.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 

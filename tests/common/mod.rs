@@ -211,3 +211,20 @@ pub fn initialize(peer: &mut Peer, version: &str) -> Value {
     peer.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     init
 }
+
+/// Waits until a condition holds (a hang guard, not a timing assertion).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process that has exited (a zombie counts) or never existed.
+pub fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
