@@ -53,14 +53,15 @@ pub(super) enum Settlement {
 }
 
 /// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
-pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
+pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound) {
     // The line passed the strict check, so it is UTF-8.
     let text = std::str::from_utf8(&inbound.line).unwrap_or_default();
     let mut params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
         Ok(params) => params,
         Err(why) => {
             tracing::warn!("refused a malformed tools/call: {why}: {}", preview(&inbound.line));
-            session.to_client(reply::error(&id.to_value(), -32602, &format!("toolgate refused this call: {why}")));
+            let answer = reply::error(&id.to_value(), -32602, &format!("toolgate refused this call: {why}"));
+            session.answer_client(answer, inbound._credit.take());
             return;
         }
     };
@@ -196,7 +197,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                      The call was not run. Tell the user.",
                     call.params.name
                 );
-                session.to_client(reply::refused_call(&id, &text, stateless));
+                session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
             }
             return;
         }
@@ -222,7 +223,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                     tracing::error!("cannot prepare a call to `{}` for the server; refused", call.params.name);
                     let text =
                         format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
-                    session.to_client(reply::refused_call(&id, &text, stateless));
+                    session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
                     return;
                 }
             }
@@ -234,11 +235,13 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
         }
         Settlement::Refuse { text, .. } => {
             tracing::warn!("refused `{}`: {text}", call.params.name);
-            session.to_client(reply::refused_call(&id, &text, stateless));
+            session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
         }
         Settlement::Drop { note, .. } => tracing::info!("dropped `{}`: {note}", call.params.name),
-        Settlement::Question { line } => session.to_client(line),
-        Settlement::Park { text, .. } => session.to_client(reply::refused_call(&id, &text, stateless)),
+        Settlement::Question { line } => session.answer_client(line, call.inbound._credit.take()),
+        Settlement::Park { text, .. } => {
+            session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take())
+        }
     }
 }
 

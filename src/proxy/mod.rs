@@ -53,6 +53,10 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(50);
 const HEAD_FLUSH: Duration = Duration::from_millis(20);
 /// Bytes read but not yet written, per direction, before the reader waits.
 const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
+/// What a queued message costs beyond its bytes (its allocation, its queue slot, the reply
+/// toolgate writes instead of it), charged to the credit so that a flood of small messages is
+/// held to about `IN_FLIGHT_BYTES` of memory too, not to several times that.
+const MESSAGE_OVERHEAD: usize = 256;
 
 /// Everything `toolgate run` needs.
 pub struct Options {
@@ -336,7 +340,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Frame::Unterminated(rest) => (rest, Read::Unterminated),
         };
-        let wanted = u32::try_from(line.len().clamp(1, IN_FLIGHT_BYTES)).unwrap_or(u32::MAX);
+        let wanted = u32::try_from((line.len() + MESSAGE_OVERHEAD).min(IN_FLIGHT_BYTES)).unwrap_or(u32::MAX);
         let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
             break;
         };

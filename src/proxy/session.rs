@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
@@ -112,6 +113,13 @@ impl Session {
         let _ = self.to_client.send(Outgoing::new(bytes));
     }
 
+    /// Answers a message from the client with toolgate's own reply. The reply keeps that
+    /// message's byte credit until it is written, so a client that writes faster than it reads
+    /// is held back here as a server would hold it back, instead of replies queueing without end.
+    pub fn answer_client(&self, bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) {
+        let _ = self.to_client.send(Outgoing { bytes, _credit: credit });
+    }
+
     /// Sends bytes of toolgate's own to the server (replies to requests it refused).
     pub fn to_server(&self, bytes: Vec<u8>) {
         if let Some(tx) = &self.to_server {
@@ -134,7 +142,7 @@ impl Session {
         self.to_server = None;
     }
 
-    pub fn on_client(&mut self, inbound: Inbound) {
+    pub fn on_client(&mut self, mut inbound: Inbound) {
         if let Some(recorder) = &mut self.recorder {
             recorder.message("c2s", &inbound.line, matches!(inbound.read, Read::Oversized { .. }));
         }
@@ -180,7 +188,7 @@ impl Session {
                 tracing::warn!("refused a line from the client: {}: {}", refusal.reason, preview(&inbound.line));
                 for r in readable_ids(&inbound.line).into_iter().filter(|r| r.is_request) {
                     let message = format!("toolgate refused this message: {}", refusal.reason);
-                    self.to_client(reply::error(&r.id, refusal.code, &message));
+                    self.answer_client(reply::error(&r.id, refusal.code, &message), inbound._credit.take());
                 }
             }
             Read::Oversized { len, id } => {
@@ -190,7 +198,7 @@ impl Session {
                 );
                 tracing::warn!("{message}");
                 if let Some(id) = id {
-                    self.to_client(reply::error(id, -32600, &message));
+                    self.answer_client(reply::error(id, -32600, &message), inbound._credit.take());
                 }
             }
             Read::Unterminated => {
