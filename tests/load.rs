@@ -378,6 +378,13 @@ fn messages_over_the_limit_are_refused_whole_and_the_session_goes_on() {
     assert!(peak < LIMIT as u64 + 24 * MIB, "peak {} MiB", peak / MIB);
 }
 
+/// Turns `O_NONBLOCK` on or off for one of the test's pipe ends.
+fn nonblocking(fd: &impl AsFd, on: bool) {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL).unwrap());
+    let flags = if on { flags | OFlag::O_NONBLOCK } else { flags - OFlag::O_NONBLOCK };
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags)).unwrap();
+}
+
 /// A client that writes as fast as it can and reads only when it cannot write: half `ping`s
 /// (the server answers), four in ten lines toolgate refuses (a duplicated key) and one in ten
 /// calls the policy denies (toolgate answers both itself). toolgate must hold the client back
@@ -396,10 +403,8 @@ fn a_client_that_reads_only_when_it_must_is_held_back_in_bounded_memory() {
     // What the handshake read ahead stays in the reader; nothing is pending yet.
     assert!(stdout.buffer().is_empty());
     let mut stdout = stdout.into_inner();
-    for fd in [stdin.as_fd(), stdout.as_fd()] {
-        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
-        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
-    }
+    nonblocking(&stdin, true);
+    nonblocking(&stdout, true);
     let mut stdin = stdin;
 
     let message = |n: u64| -> Vec<u8> {
@@ -478,10 +483,8 @@ fn a_client_that_reads_only_when_it_must_is_held_back_in_bounded_memory() {
     }
     assert!(input.is_empty() && next == MESSAGES && pending.is_empty());
     let peak = memory(pid, "VmHWM");
-    for fd in [stdin.as_fd(), stdout.as_fd()] {
-        let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
-        fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).unwrap();
-    }
+    nonblocking(&stdin, false);
+    nonblocking(&stdout, false);
     finish(child, stdin, BufReader::new(stdout));
     let denied = audit_decisions(&dir.path().join("audit.jsonl"));
     assert_eq!(denied.len() as u64, MESSAGES / 10, "every call decided and audited once");
