@@ -30,6 +30,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::signal::unix::{SignalKind, signal};
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -125,20 +126,30 @@ where
     // SAFETY: installing SIG_IGN runs no handler code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     let server = child::Server::spawn(&opts.command)?;
-    let (mut child, server_in, server_out, group) = server.into_parts();
+    let (child, server_in, server_out, group) = server.into_parts();
     let max = opts.max_message_bytes;
     let depth = opts.max_depth;
 
     let to_server_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
     let to_client_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
-    let (client_tx, mut from_client) = mpsc::channel(256);
-    let (server_tx, mut from_server) = mpsc::channel(256);
-    tokio::spawn(read_loop(client_in, max, depth, to_server_credit, client_tx, "client"));
-    tokio::spawn(read_loop(server_out, max, depth, to_client_credit, server_tx, "server"));
+    // Both readers feed one queue: lines are taken in the order they were read, whichever side
+    // they came from, and the dispatcher waits on one queue instead of two.
+    let (arrival_tx, mut arrivals) = mpsc::channel(256);
+    tokio::spawn(read_loop(client_in, max, depth, to_server_credit, arrival_tx.clone(), Peer::Client));
+    tokio::spawn(read_loop(server_out, max, depth, to_client_credit, arrival_tx, Peer::Server));
     let (to_client, rx) = mpsc::unbounded_channel();
-    let client_writer = tokio::spawn(write_loop(client_out, rx, "client"));
+    let client_writer = tokio::spawn(write_loop(client_out, rx, Peer::Client));
     let (to_server, rx) = mpsc::unbounded_channel();
-    let server_writer = tokio::spawn(write_loop(server_in, rx, "server"));
+    let server_writer = tokio::spawn(write_loop(server_in, rx, Peer::Server));
+    // Signals and the server's exit arrive on a queue of their own, watched by a task, so that
+    // the dispatcher does not poll four sources of rare events for every message.
+    let (lifecycle_tx, mut lifecycle) = mpsc::unbounded_channel();
+    let signals = Signals {
+        hangup: signal(SignalKind::hangup())?,
+        interrupt: signal(SignalKind::interrupt())?,
+        terminate: signal(SignalKind::terminate())?,
+    };
+    let lifecycle_task = tokio::spawn(watch_lifecycle(child, signals, lifecycle_tx));
 
     let audit = AuditLog::open(&opts.audit_path);
     if let Some(problem) = audit.unavailable() {
@@ -177,9 +188,6 @@ where
         }
     });
     let mut reload_at: Option<Instant> = None;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     let mut client_open = true;
     let mut server_open = true;
     let mut status = None;
@@ -188,6 +196,10 @@ where
     let mut escalation: Option<(Instant, Signal)> = None;
     let mut drain_until: Option<Instant> = None;
     let mut head_flush_at: Option<Instant> = None;
+    // One timer for every deadline: armed for the earliest, moved only when that changes.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
 
     while server_open || status.is_none() {
         if head_flush_at.is_none() && session.audit.behind() {
@@ -195,69 +207,86 @@ where
         }
         let escalate_at = escalation.map(|(at, _)| at);
         let approvals_wake = session.approvals.next_wakeup();
+        let draining = drain_until.filter(|_| server_open);
+        let next = [escalate_at, approvals_wake, reload_at, head_flush_at, draining].into_iter().flatten().min();
+        if next != armed {
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
+            }
+            armed = next;
+        }
+        // Rare events first, so that a flood of messages cannot keep them waiting; while they
+        // are quiet, each costs one look at an empty queue.
         tokio::select! {
-            inbound = from_client.recv(), if client_open => match inbound {
-                Some(inbound) => session.on_client(inbound),
-                None => {
-                    tracing::debug!("client closed its side; closing the server's stdin");
-                    client_open = false;
-                    session.abandon_held("the client closed its side");
-                    session.close_server_input();
-                    escalation.get_or_insert((Instant::now() + EOF_GRACE, Signal::SIGTERM));
+            biased;
+            Some(event) = lifecycle.recv() => match event {
+                Lifecycle::Exited(exited) => {
+                    let exited = exited?;
+                    if client_open && stopped_by.is_none() {
+                        tracing::error!("the MCP server ended ({exited}) while its client was still connected; \
+                            requests still waiting get an error and toolgate exits");
+                        session.abandon_held(&format!("the MCP server ended ({exited})"));
+                    } else {
+                        tracing::debug!("server exited: {exited}");
+                    }
+                    status = Some(exited);
+                    escalation = None;
+                    drain_until = Some(Instant::now() + DRAIN_GRACE);
                 }
+                Lifecycle::Interrupt => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
+                Lifecycle::Terminate => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
+                Lifecycle::Hangup => match &policy_path {
+                    Some(path) => session.reload(path),
+                    None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
+                },
             },
-            inbound = from_server.recv(), if server_open => match inbound {
-                Some(inbound) => session.on_server(inbound),
-                None => server_open = false,
-            },
-            exited = child.wait(), if status.is_none() => {
-                let exited = exited?;
-                if client_open && stopped_by.is_none() {
-                    tracing::error!("the MCP server ended ({exited}) while its client was still connected; \
-                        requests still waiting get an error and toolgate exits");
-                    session.abandon_held(&format!("the MCP server ended ({exited})"));
-                } else {
-                    tracing::debug!("server exited: {exited}");
-                }
-                status = Some(exited);
-                escalation = None;
-                drain_until = Some(Instant::now() + DRAIN_GRACE);
-            },
-            _ = interrupt.recv() => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
-            _ = terminate.recv() => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
-            () = sleep_until(escalate_at), if escalate_at.is_some() => {
-                if let Some((_, sig)) = escalation.take() {
+            Some(event) = from_human.recv() => approval::on_event(&mut session, event),
+            Some(news) = from_approvers.recv() => approval::on_approver(&mut session, news),
+            Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+                if due(escalate_at) && let Some((_, sig)) = escalation.take() {
                     tracing::debug!("server still running; sending {sig}");
                     group.signal(sig);
                     if sig == Signal::SIGTERM {
                         escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
                     }
                 }
-            },
-            Some(event) = from_human.recv() => approval::on_event(&mut session, event),
-            Some(news) = from_approvers.recv() => approval::on_approver(&mut session, news),
-            () = sleep_until(approvals_wake), if approvals_wake.is_some() => approval::on_timer(&mut session),
-            Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
-            () = sleep_until(reload_at), if reload_at.is_some() => {
-                reload_at = None;
-                if let Some(path) = &policy_path {
-                    session.reload(path);
+                if due(approvals_wake) {
+                    approval::on_timer(&mut session);
+                }
+                if due(reload_at) {
+                    reload_at = None;
+                    if let Some(path) = &policy_path {
+                        session.reload(path);
+                    }
+                }
+                if due(head_flush_at) {
+                    head_flush_at = None;
+                    session.audit.flush();
+                }
+                if due(draining) {
+                    tracing::debug!("server output still open after it exited; no longer waiting for it");
+                    server_open = false;
                 }
             },
-            _ = hangup.recv() => match &policy_path {
-                Some(path) => session.reload(path),
-                None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
-            },
-            () = sleep_until(head_flush_at), if head_flush_at.is_some() => {
-                head_flush_at = None;
-                session.audit.flush();
-            },
-            () = sleep_until(drain_until), if drain_until.is_some() && server_open => {
-                tracing::debug!("server output still open after it exited; no longer waiting for it");
-                server_open = false;
+            Some(arrival) = arrivals.recv(), if client_open || server_open => match arrival {
+                Arrival::Line(Peer::Client, inbound) => session.on_client(inbound),
+                Arrival::Line(Peer::Server, inbound) => session.on_server(inbound),
+                Arrival::Closed(Peer::Client) => {
+                    tracing::debug!("client closed its side; closing the server's stdin");
+                    client_open = false;
+                    session.abandon_held("the client closed its side");
+                    session.close_server_input();
+                    escalation.get_or_insert((Instant::now() + EOF_GRACE, Signal::SIGTERM));
+                }
+                Arrival::Closed(Peer::Server) => server_open = false,
             },
         }
     }
+    lifecycle_task.abort();
     // Whatever the server started must not outlive it.
     group.signal(Signal::SIGKILL);
     let code = match status {
@@ -300,10 +329,61 @@ async fn next_change(watch: &mut Option<reload::PolicyWatch>) -> Option<()> {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// The two sides toolgate stands between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Client,
+    Server,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Peer::Client => "client",
+            Peer::Server => "server",
+        })
+    }
+}
+
+/// What a reader hands the dispatcher.
+enum Arrival {
+    Line(Peer, Inbound),
+    /// The peer closed its output (or it could no longer be read): nothing more comes from it.
+    Closed(Peer),
+}
+
+/// The signals toolgate answers to.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+/// Rare events in the proxy's life.
+enum Lifecycle {
+    /// The server process ended.
+    Exited(io::Result<std::process::ExitStatus>),
+    Interrupt,
+    Terminate,
+    Hangup,
+}
+
+/// Waits for the server to exit and for signals, and tells the dispatcher.
+async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals, tx: mpsc::UnboundedSender<Lifecycle>) {
+    let mut running = true;
+    loop {
+        let event = tokio::select! {
+            exited = child.wait(), if running => {
+                running = false;
+                Lifecycle::Exited(exited)
+            }
+            _ = signals.interrupt.recv() => Lifecycle::Interrupt,
+            _ = signals.terminate.recv() => Lifecycle::Terminate,
+            _ = signals.hangup.recv() => Lifecycle::Hangup,
+        };
+        if tx.send(event).is_err() {
+            return;
+        }
     }
 }
 
@@ -313,8 +393,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     max: usize,
     depth: usize,
     credit: Arc<Semaphore>,
-    tx: mpsc::Sender<Inbound>,
-    peer: &'static str,
+    tx: mpsc::Sender<Arrival>,
+    peer: Peer,
 ) {
     let mut lines = LineReader::new(reader, max);
     loop {
@@ -344,14 +424,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
             break;
         };
-        if tx.send(Inbound { line, read, _credit: Some(permit) }).await.is_err() {
-            break;
+        if tx.send(Arrival::Line(peer, Inbound { line, read, _credit: Some(permit) })).await.is_err() {
+            return;
         }
     }
+    let _ = tx.send(Arrival::Closed(peer)).await;
 }
 
 /// Owns one peer's input: writes what it is given, flushing when the queue runs dry.
-async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Outgoing>, peer: &'static str) {
+async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Outgoing>, peer: Peer) {
     let mut out = BufWriter::with_capacity(frame::OVERSIZED_PREFIX * 16, writer);
     let mut broken = false;
     while let Some(first) = rx.recv().await {
