@@ -18,7 +18,8 @@
 //! `TOOLGATE_BENCH_PING=1` measures `ping` instead of `tools/call`: the proxy without the
 //! decision and audit path. `TOOLGATE_BENCH_ONLY=toolgate` measures one path (for profiling:
 //! attach `perf record -p` to the `toolgate run` process). `TOOLGATE_BENCH_AUDIT=/dev/null`
-//! keeps the audit records but not their file writes.
+//! keeps the audit records but not their file writes. `TOOLGATE_BENCH_BASELINE=PATH` adds a
+//! `baseline` path: another toolgate binary (an older build) measured beside this one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -67,12 +68,24 @@ fn main() {
         server(),
     ]
     .concat();
-    let paths: Vec<(&str, Option<&'static str>, Vec<String>)> = vec![
+    let mut paths: Vec<(&str, Option<&'static str>, Vec<String>)> = vec![
         ("direct", None, server()),
         ("thread relay", relayed("thread").0, relayed("thread").1),
         ("epoll relay", relayed("epoll").0, relayed("epoll").1),
         ("toolgate", None, toolgate_cmd.clone()),
     ];
+    // `TOOLGATE_BENCH_BASELINE=PATH` adds another build of toolgate (say, main's) in front of
+    // the same server, measured in the same rounds: on a noisy machine, a change is judged
+    // against its baseline side by side rather than against yesterday's table.
+    if let Ok(baseline) = std::env::var("TOOLGATE_BENCH_BASELINE") {
+        let mut cmd = toolgate_cmd.clone();
+        cmd[0] = baseline;
+        // A log of its own: each build continues only the chain it writes.
+        if audit.starts_with(&dir) {
+            cmd.iter_mut().filter(|a| *a == &audit.display().to_string()).for_each(|a| a.push_str(".baseline"));
+        }
+        paths.push(("baseline", None, cmd));
+    }
     let only = std::env::var("TOOLGATE_BENCH_ONLY").ok();
     let rounds: usize = std::env::var("TOOLGATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); paths.len()];

@@ -505,7 +505,7 @@ async fn run(args: RunArgs) -> i32 {
         max_message_bytes: args.max_message_bytes,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
-    let (input, output) = match (proxy::stdio::stdin(), proxy::stdio::stdout()) {
+    let (input, output) = match (proxy::stdio::stdin(), proxy::stdio::Destination::stdout()) {
         (Ok(i), Ok(o)) => (i, o),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!("cannot use stdin/stdout: {e}");

@@ -45,7 +45,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         max_message_bytes: wire::DEFAULT_MAX_MESSAGE_BYTES,
         max_depth: wire::DEFAULT_MAX_DEPTH,
     };
-    let proxy = tokio::spawn(proxy::run(options, proxy_in, proxy_out));
+    let proxy = tokio::spawn(proxy::run(options, proxy_in, proxy::stdio::Destination::other(proxy_out)));
 
     let (from_proxy, mut to_proxy) = tokio::io::split(client_side);
     let mut lines = BufReader::new(from_proxy).lines();

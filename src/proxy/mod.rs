@@ -20,6 +20,7 @@ mod reload;
 pub mod request_state; // public for the fuzz targets (fuzz/)
 mod session;
 pub mod stdio;
+mod writer;
 
 use std::ffi::OsString;
 use std::io;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncRead;
 use tokio::signal::unix::{SignalKind, signal};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -36,7 +37,7 @@ use tokio::time::Instant;
 
 use crate::audit::AuditLog;
 use crate::policy::Policy;
-use crate::wire::{Envelope, Frame, LineReader, Refusal, envelope, frame};
+use crate::wire::{Envelope, Frame, LineReader, Refusal, envelope};
 pub use child::SpawnError;
 use session::Session;
 
@@ -52,6 +53,8 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(50);
 /// How soon after a record the audit log's outcomes and head record are written when nothing
 /// else is (see `AuditLog::flush`).
 const HEAD_FLUSH: Duration = Duration::from_millis(20);
+/// At most this many messages are handled before what they produced is written.
+const FLUSH_EVERY: usize = 64;
 /// Bytes read but not yet written, per direction, before the reader waits.
 const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 /// What a queued message costs beyond its bytes (its allocation, its queue slot, the reply
@@ -106,20 +109,21 @@ enum Read {
 /// Bytes for a writer, with the credit to give back once written.
 pub(crate) struct Outgoing {
     bytes: Vec<u8>,
+    /// How many of the bytes are already written.
+    written: usize,
     _credit: Option<OwnedSemaphorePermit>,
 }
 
 impl Outgoing {
-    pub(crate) fn new(bytes: Vec<u8>) -> Self {
-        Outgoing { bytes, _credit: None }
+    pub(crate) fn new(bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) -> Self {
+        Outgoing { bytes, written: 0, _credit: credit }
     }
 }
 
 /// Runs the proxy until the server is gone, and returns the exit code toolgate should report.
-pub async fn run<I, O>(opts: Options, client_in: I, client_out: O) -> Result<i32, ProxyError>
+pub async fn run<I>(opts: Options, client_in: I, client_out: stdio::Destination) -> Result<i32, ProxyError>
 where
     I: AsyncRead + Unpin + Send + 'static,
-    O: AsyncWrite + Unpin + Send + 'static,
 {
     // A file over the process's size limit (RLIMIT_FSIZE) then fails to grow, as on a full disk,
     // and the call whose audit record it is gets refused; by default SIGXFSZ would end toolgate.
@@ -137,10 +141,9 @@ where
     let (arrival_tx, mut arrivals) = mpsc::channel(256);
     tokio::spawn(read_loop(client_in, max, depth, to_server_credit, arrival_tx.clone(), Peer::Client));
     tokio::spawn(read_loop(server_out, max, depth, to_client_credit, arrival_tx, Peer::Server));
-    let (to_client, rx) = mpsc::unbounded_channel();
-    let client_writer = tokio::spawn(write_loop(client_out, rx, Peer::Client));
-    let (to_server, rx) = mpsc::unbounded_channel();
-    let server_writer = tokio::spawn(write_loop(server_in, rx, Peer::Server));
+    let (to_client, client_writer) = writer::PeerInput::start(client_out, Peer::Client);
+    let (to_server, server_writer) =
+        writer::PeerInput::start(stdio::Destination::pipe(server_in.into_owned_fd()?)?, Peer::Server);
     // Signals and the server's exit arrive on a queue of their own, watched by a task, so that
     // the dispatcher does not poll four sources of rare events for every message.
     let (lifecycle_tx, mut lifecycle) = mpsc::unbounded_channel();
@@ -201,7 +204,16 @@ where
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
 
+    // Messages handled since the writers were last flushed.
+    let mut unflushed = 0;
     while server_open || status.is_none() {
+        // What the last messages produced goes out once no more are at hand (a burst leaves in
+        // one write), and at the latest every `FLUSH_EVERY` messages.
+        unflushed += 1;
+        if arrivals.is_empty() || unflushed >= FLUSH_EVERY {
+            session.flush();
+            unflushed = 0;
+        }
         if head_flush_at.is_none() && session.audit.behind() {
             head_flush_at = Some(Instant::now() + HEAD_FLUSH);
         }
@@ -429,28 +441,4 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
     }
     let _ = tx.send(Arrival::Closed(peer)).await;
-}
-
-/// Owns one peer's input: writes what it is given, flushing when the queue runs dry.
-async fn write_loop<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::UnboundedReceiver<Outgoing>, peer: Peer) {
-    let mut out = BufWriter::with_capacity(frame::OVERSIZED_PREFIX * 16, writer);
-    let mut broken = false;
-    while let Some(first) = rx.recv().await {
-        if broken {
-            continue;
-        }
-        let mut result = out.write_all(&first.bytes).await;
-        drop(first);
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(next) => result = out.write_all(&next.bytes).await,
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = result.and(out.flush().await) {
-            tracing::warn!("cannot write to the {peer}: {e}; dropping what it is sent from now on");
-            broken = true;
-        }
-    }
-    let _ = out.shutdown().await;
 }

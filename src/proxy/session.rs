@@ -7,12 +7,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::approval::{self, Approvals};
 use super::earned::{self, SessionTrust};
 use super::parked::{self, Parking};
+use super::writer::PeerInput;
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
@@ -45,8 +45,8 @@ pub(super) struct Session {
     pub policy: Arc<Policy>,
     pub audit: AuditLog,
     pub max_message_bytes: usize,
-    to_client: UnboundedSender<Outgoing>,
-    to_server: Option<UnboundedSender<Outgoing>>,
+    to_client: PeerInput,
+    to_server: Option<PeerInput>,
     /// Client requests the server has not answered yet, by id.
     pub pending: HashMap<Id, Pending>,
     /// Each tool's hints, from the latest `tools/list`.
@@ -78,8 +78,8 @@ impl Session {
         policy: Arc<Policy>,
         audit: AuditLog,
         max_message_bytes: usize,
-        to_client: UnboundedSender<Outgoing>,
-        to_server: UnboundedSender<Outgoing>,
+        to_client: PeerInput,
+        to_server: PeerInput,
         approvals: Approvals,
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
@@ -110,20 +110,20 @@ impl Session {
 
     /// Sends bytes to the client.
     pub fn to_client(&self, bytes: Vec<u8>) {
-        let _ = self.to_client.send(Outgoing::new(bytes));
+        self.to_client.send(Outgoing::new(bytes, None));
     }
 
     /// Answers a message from the client with toolgate's own reply. The reply keeps that
     /// message's byte credit until it is written, so a client that writes faster than it reads
     /// is held back here as a server would hold it back, instead of replies queueing without end.
     pub fn answer_client(&self, bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) {
-        let _ = self.to_client.send(Outgoing { bytes, _credit: credit });
+        self.to_client.send(Outgoing::new(bytes, credit));
     }
 
     /// Sends bytes of toolgate's own to the server (replies to requests it refused).
     pub fn to_server(&self, bytes: Vec<u8>) {
         if let Some(tx) = &self.to_server {
-            let _ = tx.send(Outgoing::new(bytes));
+            tx.send(Outgoing::new(bytes, None));
         }
     }
 
@@ -131,9 +131,17 @@ impl Session {
     pub fn forward_to_server(&self, inbound: Inbound) {
         match &self.to_server {
             Some(tx) => {
-                let _ = tx.send(Outgoing { bytes: inbound.line, _credit: inbound._credit });
+                tx.send(Outgoing::new(inbound.line, inbound._credit));
             }
             None => tracing::debug!("server input already closed; a message was dropped"),
+        }
+    }
+
+    /// Writes what is queued for either peer, as far as it goes without waiting.
+    pub fn flush(&self) {
+        self.to_client.flush();
+        if let Some(to_server) = &self.to_server {
+            to_server.flush();
         }
     }
 
@@ -248,7 +256,7 @@ impl Session {
                     self.server_requests.insert(id.clone());
                 }
                 let bytes = rewritten.unwrap_or(inbound.line);
-                let _ = self.to_client.send(Outgoing { bytes, _credit: inbound._credit });
+                self.to_client.send(Outgoing::new(bytes, inbound._credit));
             }
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the server: {}: {}", refusal.reason, preview(&inbound.line));
