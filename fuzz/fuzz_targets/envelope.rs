@@ -1,6 +1,8 @@
 //! The strict checker and envelope reader, on any line: never a panic; anything accepted is valid
 //! JSON that serde_json reads too, no deeper than the limit, with a `params` range that holds a
-//! JSON value of the line; `tools/call` params are read without a panic whatever they hold.
+//! JSON value of the line; `tools/call` params are read without a panic whatever they hold. The
+//! one-pass check the envelope reader uses (`check_members`) accepts exactly the lines the
+//! whole-line check accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +21,8 @@ fuzz_target!(|input: &[u8]| {
     let Some((&limit, line)) = input.split_first() else { return };
     let max_depth = usize::from(limit % 16) + 1;
     let checked = strict::check(line, max_depth);
+    let members = strict::check_members(line, max_depth);
+    assert_eq!(checked.is_ok(), members.is_ok(), "the checks disagree: {checked:?} / {members:?}");
     let parsed = envelope::parse(line, max_depth);
     if let Ok(text) = &checked {
         let value: Value = serde_json::from_str(text).expect("the strict check accepted what serde_json refuses");

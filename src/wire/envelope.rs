@@ -104,10 +104,10 @@ impl Refusal {
     }
 }
 
-/// Checks a line strictly and classifies it.
+/// Checks a line strictly and classifies it, in one pass over the line.
 pub fn parse(line: &[u8], max_depth: usize) -> Result<Envelope, Refusal> {
-    let text = strict::check(line, max_depth)?;
-    let raw: RawEnvelope<'_> = serde_json::from_str(text)
+    let (text, members) = strict::check_members(line, max_depth)?;
+    let raw = RawEnvelope::from_members(&members)
         .map_err(|e| Refusal::invalid(format!("the message is not a JSON-RPC envelope: {e}")))?;
     if raw.jsonrpc.as_deref() != Some("2.0") {
         return Err(Refusal::invalid("the message lacks \"jsonrpc\": \"2.0\""));
@@ -144,25 +144,35 @@ pub fn parse(line: &[u8], max_depth: usize) -> Result<Envelope, Refusal> {
     Ok(Envelope { kind, params })
 }
 
-#[derive(Deserialize)]
+/// The envelope's members, decoded.
 struct RawEnvelope<'a> {
-    #[serde(borrow, default)]
     jsonrpc: Option<Cow<'a, str>>,
-    #[serde(default)]
     id: IdField,
-    #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
 }
 
-/// Keeps a present `null` as present: `"result": null` is a result, not a missing one.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+impl<'a> RawEnvelope<'a> {
+    /// Decodes the members the strict check found. A present `null` stays present: `"result":
+    /// null` is a result, not a missing one.
+    fn from_members(m: &strict::Members<'a>) -> Result<Self, serde_json::Error> {
+        let string = |raw: Option<&'a RawValue>| -> Result<Option<Cow<'a, str>>, serde_json::Error> {
+            raw.map(|r| Deserialize::deserialize(&mut serde_json::Deserializer::from_str(r.get()))).transpose()
+        };
+        Ok(RawEnvelope {
+            jsonrpc: string(m.jsonrpc)?,
+            id: match m.id {
+                Some(raw) => serde_json::from_str(raw.get())?,
+                None => IdField::Absent,
+            },
+            method: string(m.method)?,
+            params: m.params,
+            result: m.result,
+            error: m.error,
+        })
+    }
 }
 
 /// The `id` member as written, so that `null`, `19.0` or `true` can be told from absence.

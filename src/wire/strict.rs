@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// Why a line was refused before it was understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +50,44 @@ impl Violation {
 
 /// Checks one line (with or without its `\n`) and returns its text without the line ending.
 pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
+    let text = text_of(line)?;
+    let found = RefCell::new(None);
+    let keys = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = Strict { depth: 0, max_depth, found: &found, keys: &keys, top: true }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    outcome(result, found.into_inner(), max_depth).map(|()| text)
+}
+
+/// The members of a message's top-level object that the envelope is made of, each as written.
+#[derive(Debug, Default)]
+pub struct Members<'a> {
+    pub jsonrpc: Option<&'a RawValue>,
+    pub id: Option<&'a RawValue>,
+    pub method: Option<&'a RawValue>,
+    pub params: Option<&'a RawValue>,
+    pub result: Option<&'a RawValue>,
+    pub error: Option<&'a RawValue>,
+}
+
+/// Checks one line as [`check`] does and, in the same pass, finds its envelope's members: the
+/// top-level object is read here, and each member's value is checked strictly where it lies,
+/// so that reading the envelope takes no second pass over the line.
+pub fn check_members(line: &[u8], max_depth: usize) -> Result<(&str, Members<'_>), Violation> {
+    let text = text_of(line)?;
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result = Top { max_depth, found: &found }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+    match result {
+        Ok(members) if found.borrow().is_none() => Ok((text, members)),
+        Ok(_) => Err(found.into_inner().unwrap_or(Violation::NotAnObject)),
+        Err(e) => Err(outcome(Err(e), found.into_inner(), max_depth).err().unwrap_or(Violation::NotAnObject)),
+    }
+}
+
+/// The line's text without its line ending, once it passes the byte-level checks.
+fn text_of(line: &[u8]) -> Result<&str, Violation> {
     let body = line.strip_suffix(b"\n").unwrap_or(line);
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -57,17 +96,108 @@ pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     if let Some(at) = memchr::memchr(b'\r', body) {
         return Err(Violation::RawCarriageReturn { at });
     }
-    let text = std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 { at: e.valid_up_to() })?;
-    let found = RefCell::new(None);
-    let keys = RefCell::new(Vec::new());
-    let mut de = serde_json::Deserializer::from_str(text);
-    let result = Strict { depth: 0, max_depth, found: &found, keys: &keys, top: true }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    match (result, found.into_inner()) {
+    std::str::from_utf8(body).map_err(|e| Violation::InvalidUtf8 { at: e.valid_up_to() })
+}
+
+/// The first violation met, or a syntax error from serde_json.
+fn outcome(result: Result<(), serde_json::Error>, found: Option<Violation>, limit: usize) -> Result<(), Violation> {
+    match (result, found) {
         (_, Some(violation)) => Err(violation),
+        // Skipping a value as raw JSON meets serde_json's own nesting limit (128) before the
+        // strict walk could meet ours.
+        (Err(e), None) if e.to_string().starts_with("recursion limit exceeded") => Err(Violation::TooDeep { limit }),
         (Err(e), None) => Err(Violation::Syntax(e.to_string())),
-        (Ok(()), None) => Ok(text),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Reads the top-level object: its keys once, each value skipped as raw JSON and then checked
+/// strictly on its own.
+struct Top<'a> {
+    max_depth: usize,
+    found: &'a RefCell<Option<Violation>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Top<'_> {
+    type Value = Members<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Members<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Top<'_> {
+    fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
+        let message = violation.to_string();
+        self.found.borrow_mut().get_or_insert(violation);
+        E::custom(message)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Members<'de>, E> {
+        Err(self.fail(Violation::NotAnObject))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Members<'de>, A::Error> {
+        Err(self.fail(Violation::Batch))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        if self.max_depth == 0 {
+            return Err(self.fail(Violation::TooDeep { limit: self.max_depth }));
+        }
+        let mut members = Members::default();
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let inner = RefCell::new(Vec::new());
+        while let Some(key) = map.next_key_seed(Key)? {
+            if keys.contains(&key) {
+                return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
+            }
+            let raw: &'de RawValue = map.next_value()?;
+            // The value on its own, one level down, as the whole-line walk would have seen it.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let walked = Strict { depth: 1, max_depth: self.max_depth, found: self.found, keys: &inner, top: false }
+                .deserialize(&mut de);
+            let violation = self.found.borrow_mut().take();
+            if let Err(e) = outcome(walked, violation, self.max_depth) {
+                return Err(self.fail(e));
+            }
+            let slot = match key.as_ref() {
+                "jsonrpc" => Some(&mut members.jsonrpc),
+                "id" => Some(&mut members.id),
+                "method" => Some(&mut members.method),
+                "params" => Some(&mut members.params),
+                "result" => Some(&mut members.result),
+                "error" => Some(&mut members.error),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                *slot = Some(raw);
+            }
+            keys.push(key);
+        }
+        Ok(members)
     }
 }
 
@@ -254,5 +384,46 @@ mod tests {
         // The limit counts containers: the object and seven arrays make eight.
         assert_eq!(verdict(b"{\"a\":[[[[[[[1]]]]]]]}"), Ok(()));
         assert_eq!(verdict(b"{\"a\":[[[[[[[[1]]]]]]]]}"), Err(Violation::TooDeep { limit: 8 }));
+    }
+
+    #[test]
+    fn the_one_pass_check_refuses_exactly_what_the_whole_line_check_refuses() {
+        let lines: [&[u8]; 16] = [
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r\n",
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#,
+            br#"{"params":{"arguments":{"a":{"path":"/ok","path":"/etc/passwd"}}}}"#,
+            br#"{"name":"a","n\u0061me":"b"}"#,
+            br#"{"a":{"a":1,"b":[{"a":1},{"a":2}]},"b":{"a":2,"b":3}}"#,
+            br#"{"a":{"x":{"y":1}},"b":2,"a":3}"#,
+            br#"{"l":[{"k":1},{"k":1,"j":2,"k":3}]}"#,
+            b"{\"id\":1}\r{\"id\":2}\n",
+            b"\xEF\xBB\xBF{}",
+            b"{\"a\":\"\xff\"}",
+            b"[{\"id\":1}]",
+            b"17",
+            b"{} {}",
+            b"{\"a\":[[[[[[[1]]]]]]]}",
+            b"{\"a\":[[[[[[[[1]]]]]]]]}",
+            br#"{"params":{"a":1,"a":2},"params":3}"#,
+        ];
+        for line in lines {
+            let whole = check(line, 8);
+            let one_pass = check_members(line, 8);
+            assert_eq!(whole.is_ok(), one_pass.is_ok(), "{}: {whole:?} / {one_pass:?}", line.escape_ascii());
+            if let (Err(a), Err(b)) = (&whole, &one_pass) {
+                assert_eq!(a, b, "{}", line.escape_ascii());
+            }
+        }
+    }
+
+    #[test]
+    fn the_one_pass_check_finds_the_envelope_members_where_they_lie() {
+        let line = br#"{"id":"x","jsonrpc":"2.0","other":{"params":1},"method":"tools/call","params":{"name":"a"}}"#;
+        let (_, m) = check_members(line, 8).unwrap();
+        assert_eq!(m.id.map(RawValue::get), Some(r#""x""#));
+        assert_eq!(m.jsonrpc.map(RawValue::get), Some(r#""2.0""#));
+        assert_eq!(m.method.map(RawValue::get), Some(r#""tools/call""#));
+        assert_eq!(m.params.map(RawValue::get), Some(r#"{"name":"a"}"#));
+        assert!(m.result.is_none() && m.error.is_none());
     }
 }
