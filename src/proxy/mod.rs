@@ -389,9 +389,11 @@ async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals,
                 running = false;
                 Lifecycle::Exited(exited)
             }
-            _ = signals.interrupt.recv() => Lifecycle::Interrupt,
-            _ = signals.terminate.recv() => Lifecycle::Terminate,
-            _ = signals.hangup.recv() => Lifecycle::Hangup,
+            Some(()) = signals.interrupt.recv() => Lifecycle::Interrupt,
+            Some(()) = signals.terminate.recv() => Lifecycle::Terminate,
+            Some(()) = signals.hangup.recv() => Lifecycle::Hangup,
+            // The runtime is shutting down.
+            else => return,
         };
         if tx.send(event).is_err() {
             return;
