@@ -31,7 +31,6 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncRead;
 use tokio::signal::unix::{SignalKind, signal};
-
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
