@@ -200,6 +200,23 @@ fn garbage_and_partial_lines_from_the_server_are_not_forwarded() {
     assert!(p.wait().success());
 }
 
+/// serde_json reads `{"$serde_json::private::RawValue": "\"x\""}` as the value "x": toolgate
+/// would decide on an argument the server never receives. Such a call never reaches the server.
+#[test]
+fn a_value_hidden_behind_serde_jsons_raw_value_marker_is_refused() {
+    let f = Fixture::new();
+    let mut p = f.start(ALLOW_ALL, &[], &[]);
+    initialize(&mut p, "2025-06-18");
+    let hidden = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo",
+        "arguments": {"t": {"$serde_json::private::RawValue": "\"harmless\""}}}});
+    p.send(&hidden);
+    let reply = p.recv();
+    assert_eq!(reply["id"], 7);
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("takes as an instruction"), "{reply}");
+    assert_eq!(p.request(8, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 8, "result": {}}));
+}
+
 #[test]
 fn oversized_messages_are_refused_whole_and_the_session_goes_on() {
     let f = Fixture::new();

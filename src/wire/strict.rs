@@ -25,6 +25,8 @@ pub enum Violation {
     Syntax(String),
     #[error("the key {key:?} appears twice in one object")]
     DuplicateKey { key: String },
+    #[error("the key {key:?} is one that toolgate's JSON reader takes as an instruction, not as a key")]
+    ReservedKey { key: String },
     #[error("the message nests deeper than {limit} levels")]
     TooDeep { limit: usize },
     #[error("the line is a JSON array (a batch); toolgate refuses batches")]
@@ -43,10 +45,21 @@ impl Violation {
             | Violation::RawCarriageReturn { .. }
             | Violation::Syntax(_)
             | Violation::TooDeep { .. } => -32700,
-            Violation::DuplicateKey { .. } | Violation::Batch | Violation::NotAnObject => -32600,
+            Violation::DuplicateKey { .. }
+            | Violation::ReservedKey { .. }
+            | Violation::Batch
+            | Violation::NotAnObject => -32600,
         }
     }
 }
+
+/// Keys serde_json treats as markers of its own rather than as keys: an object whose first key is
+/// `$serde_json::private::RawValue` and whose value is a string is read as `serde_json::Value`
+/// as the JSON *inside* that string (with the `raw_value` feature, which toolgate uses), and the
+/// number marker does the same with `arbitrary_precision`. toolgate would then decide on another
+/// value than the one the server receives, so an object with either key, anywhere, is refused.
+/// (Found by the `envelope` fuzz target.)
+const RESERVED_KEYS: [&str; 2] = ["$serde_json::private::RawValue", "$serde_json::private::Number"];
 
 /// Checks one line (with or without its `\n`) and returns its text without the line ending.
 pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
@@ -171,6 +184,9 @@ impl<'de> Visitor<'de> for Top<'_> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         let inner = RefCell::new(Vec::new());
         while let Some(key) = map.next_key_seed(Key)? {
+            if RESERVED_KEYS.contains(&key.as_ref()) {
+                return Err(self.fail(Violation::ReservedKey { key: key.into_owned() }));
+            }
             if keys.contains(&key) {
                 return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
             }
@@ -285,6 +301,9 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         // the stack is left as it is: the whole check ends there.)
         let base = self.keys.borrow().len();
         while let Some(key) = map.next_key_seed(Key)? {
+            if RESERVED_KEYS.contains(&key.as_ref()) {
+                return Err(self.fail(Violation::ReservedKey { key: key.into_owned() }));
+            }
             // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
             if self.keys.borrow()[base..].contains(&key) {
                 return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
@@ -425,5 +444,29 @@ mod tests {
         assert_eq!(m.method.map(RawValue::get), Some(r#""tools/call""#));
         assert_eq!(m.params.map(RawValue::get), Some(r#"{"name":"a"}"#));
         assert!(m.result.is_none() && m.error.is_none());
+    }
+
+    /// Why the reserved keys are refused: serde_json reads such an object as another value.
+    #[test]
+    fn serde_json_reads_an_object_with_its_raw_value_marker_as_the_json_inside_it() {
+        let hidden = r#"{"$serde_json::private::RawValue":"\"/tmp/allowed\""}"#;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(hidden).unwrap(), "/tmp/allowed");
+    }
+
+    #[test]
+    fn reserved_keys_are_refused_anywhere_however_they_are_spelled() {
+        let lines: [&[u8]; 5] = [
+            br#"{"params":{"arguments":{"path":{"$serde_json::private::RawValue":"\"/tmp/ok\""}}}}"#,
+            br#"{"$serde_json::private::RawValue":"{}"}"#,
+            br#"{"a":[{"x":1,"$serde_json::private::Number":"1"}]}"#,
+            br#"{"a":{"$serde_json::private::RawVal\u0075e":"1"}}"#,
+            // The fuzz target's find, as it came.
+            b"{\"jsonrp\\\\\":\"2.=\",\"method\":\"notifications/cancelled\",\"params\":{\"$serde_json::private::RawValue\":2}}",
+        ];
+        for line in lines {
+            for verdict in [check(line, 8).map(|_| ()), check_members(line, 8).map(|_| ())] {
+                assert!(matches!(verdict, Err(Violation::ReservedKey { .. })), "{}: {verdict:?}", line.escape_ascii());
+            }
+        }
     }
 }
