@@ -14,13 +14,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Notify;
 
 use super::stdio::{Destination, Direct};
+use super::{Outgoing, Peer};
+use crate::wire::frame;
+
 /// Queued messages that wake the writer task even before a flush, so that a long burst is
 /// written while it is still arriving.
 const BATCH: usize = 256;
 /// At most this many messages go into one `writev` (the system's limit is 1024 slices).
 const SLICES: usize = 1024;
-use super::{Outgoing, Peer};
-use crate::wire::frame;
 
 /// The dispatcher's end of one peer's input.
 pub(super) struct PeerInput {
