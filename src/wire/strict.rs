@@ -62,6 +62,9 @@ impl Violation {
 const RESERVED_KEYS: [&str; 2] = ["$serde_json::private::RawValue", "$serde_json::private::Number"];
 
 /// Checks one line (with or without its `\n`) and returns its text without the line ending.
+/// The proxy uses [`check_members`], which does the same check in the same pass that finds the
+/// envelope; this whole-line walk is kept as its reference: the `envelope` fuzz target asserts
+/// that both accept exactly the same lines.
 pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     let text = text_of(line)?;
     let found = RefCell::new(None);
@@ -124,6 +127,26 @@ fn outcome(result: Result<(), serde_json::Error>, found: Option<Violation>, limi
     }
 }
 
+/// Keeps the first violation met, and turns it into the error that stops serde_json.
+fn remember<E: serde::de::Error>(found: &RefCell<Option<Violation>>, violation: Violation) -> E {
+    let message = violation.to_string();
+    found.borrow_mut().get_or_insert(violation);
+    E::custom(message)
+}
+
+/// Refuses a key that must not pass: a marker serde_json reads as an instruction, or a key
+/// already seen in the same object (`seen`; objects in MCP traffic are small, and a linear scan
+/// beats hashing until they are not).
+fn check_key(key: &str, seen: &[Cow<'_, str>]) -> Result<(), Violation> {
+    if RESERVED_KEYS.contains(&key) {
+        return Err(Violation::ReservedKey { key: key.to_owned() });
+    }
+    if seen.iter().any(|k| k == key) {
+        return Err(Violation::DuplicateKey { key: key.to_owned() });
+    }
+    Ok(())
+}
+
 /// Reads the top-level object: its keys once, each value skipped as raw JSON and then checked
 /// strictly on its own.
 struct Top<'a> {
@@ -141,9 +164,7 @@ impl<'de> DeserializeSeed<'de> for Top<'_> {
 
 impl Top<'_> {
     fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
-        let message = violation.to_string();
-        self.found.borrow_mut().get_or_insert(violation);
-        E::custom(message)
+        remember(self.found, violation)
     }
 }
 
@@ -184,12 +205,7 @@ impl<'de> Visitor<'de> for Top<'_> {
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         let inner = RefCell::new(Vec::new());
         while let Some(key) = map.next_key_seed(Key)? {
-            if RESERVED_KEYS.contains(&key.as_ref()) {
-                return Err(self.fail(Violation::ReservedKey { key: key.into_owned() }));
-            }
-            if keys.contains(&key) {
-                return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
-            }
+            check_key(&key, &keys).map_err(|v| self.fail(v))?;
             let raw: &'de RawValue = map.next_value()?;
             // The value on its own, one level down, as the whole-line walk would have seen it.
             let mut de = serde_json::Deserializer::from_str(raw.get());
@@ -230,9 +246,7 @@ struct Strict<'a, 'de> {
 
 impl<'de> Strict<'_, 'de> {
     fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
-        let message = violation.to_string();
-        self.found.borrow_mut().get_or_insert(violation);
-        E::custom(message)
+        remember(self.found, violation)
     }
 
     fn nested(&self) -> Strict<'_, 'de> {
@@ -301,13 +315,7 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         // the stack is left as it is: the whole check ends there.)
         let base = self.keys.borrow().len();
         while let Some(key) = map.next_key_seed(Key)? {
-            if RESERVED_KEYS.contains(&key.as_ref()) {
-                return Err(self.fail(Violation::ReservedKey { key: key.into_owned() }));
-            }
-            // Objects in MCP traffic are small; a linear scan beats hashing until they are not.
-            if self.keys.borrow()[base..].contains(&key) {
-                return Err(self.fail(Violation::DuplicateKey { key: key.into_owned() }));
-            }
+            check_key(&key, &self.keys.borrow()[base..]).map_err(|v| self.fail(v))?;
             self.keys.borrow_mut().push(key);
             map.next_value_seed(self.nested())?;
         }
