@@ -6,8 +6,8 @@
 //! Tokio's blocking adapters. The original file flags are restored when the stream is dropped.
 //!
 //! A pipe or socket the proxy writes to is a [`Destination`] with a [`Direct`] handle: the
-//! dispatcher writes a message straight into it when nothing is queued for it, which spares a
-//! hand-over to the writer task for each message.
+//! dispatcher writes what it queued straight into it while the peer's writer task is idle,
+//! which spares a hand-over to that task for each message (see `writer.rs`).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

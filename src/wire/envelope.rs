@@ -159,7 +159,7 @@ impl<'a> RawEnvelope<'a> {
     /// null` is a result, not a missing one.
     fn from_members(m: &strict::Members<'a>) -> Result<Self, serde_json::Error> {
         let string = |raw: Option<&'a RawValue>| -> Result<Option<Cow<'a, str>>, serde_json::Error> {
-            raw.map(|r| Deserialize::deserialize(&mut serde_json::Deserializer::from_str(r.get()))).transpose()
+            raw.map(|r| serde_json::from_str(r.get())).transpose()
         };
         Ok(RawEnvelope {
             jsonrpc: string(m.jsonrpc)?,
