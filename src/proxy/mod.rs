@@ -143,15 +143,16 @@ where
     let (to_client, client_writer) = writer::PeerInput::start(client_out, Peer::Client);
     let (to_server, server_writer) =
         writer::PeerInput::start(stdio::Destination::pipe(server_in.into_owned_fd()?)?, Peer::Server);
-    // Signals and the server's exit arrive on a queue of their own, watched by a task, so that
-    // the dispatcher does not poll four sources of rare events for every message.
-    let (lifecycle_tx, mut lifecycle) = mpsc::unbounded_channel();
+    // Everything else (signals, the server's exit, people's answers, approvers, policy edits)
+    // arrives on one queue of rare events, so that the dispatcher looks at one queue, not six
+    // sources, for every message.
+    let (rare_tx, mut rare) = mpsc::unbounded_channel();
     let signals = Signals {
         hangup: signal(SignalKind::hangup())?,
         interrupt: signal(SignalKind::interrupt())?,
         terminate: signal(SignalKind::terminate())?,
     };
-    let lifecycle_task = tokio::spawn(watch_lifecycle(child, signals, lifecycle_tx));
+    let lifecycle_task = tokio::spawn(watch_lifecycle(child, signals, rare_tx.clone()));
 
     let audit = AuditLog::open(&opts.audit_path);
     if let Some(problem) = audit.unavailable() {
@@ -164,8 +165,10 @@ where
         ),
         None => None,
     };
-    let (human_tx, mut from_human) = mpsc::unbounded_channel();
-    let (approver_tx, mut from_approvers) = mpsc::unbounded_channel();
+    let (human_tx, from_human) = mpsc::unbounded_channel();
+    tokio::spawn(forward(from_human, rare_tx.clone(), Rare::Human));
+    let (approver_tx, from_approvers) = mpsc::unbounded_channel();
+    tokio::spawn(forward(from_approvers, rare_tx.clone(), Rare::Approver));
     let approvals = approval::Approvals::new(human_tx, approvers::Approvers::listen(approver_tx));
     let mut session = Session::new(
         opts.server_name,
@@ -182,11 +185,16 @@ where
     session.recorder = recorder;
 
     let policy_path = opts.policy_path;
-    let mut watch = policy_path.as_deref().and_then(|p| match reload::PolicyWatch::start(p) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!("cannot watch {} for edits ({e}); send SIGHUP to reload it", p.display());
-            None
+    let edited = rare_tx;
+    let _watch = policy_path.as_deref().and_then(|p| {
+        match reload::PolicyWatch::start(p, move || {
+            let _ = edited.send(Rare::PolicyEdited);
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot watch {} for edits ({e}); send SIGHUP to reload it", p.display());
+                None
+            }
         }
     });
     let mut reload_at: Option<Instant> = None;
@@ -230,8 +238,8 @@ where
         // are quiet, each costs one look at an empty queue.
         tokio::select! {
             biased;
-            Some(event) = lifecycle.recv() => match event {
-                Lifecycle::Exited(exited) => {
+            Some(event) = rare.recv() => match event {
+                Rare::Exited(exited) => {
                     let exited = exited?;
                     if client_open && stopped_by.is_none() {
                         tracing::error!("the MCP server ended ({exited}) while its client was still connected; \
@@ -244,16 +252,16 @@ where
                     escalation = None;
                     drain_until = Some(Instant::now() + DRAIN_GRACE);
                 }
-                Lifecycle::Interrupt => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
-                Lifecycle::Terminate => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
-                Lifecycle::Hangup => match &policy_path {
+                Rare::Interrupt => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
+                Rare::Terminate => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
+                Rare::Hangup => match &policy_path {
                     Some(path) => session.reload(path),
                     None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
                 },
+                Rare::Human(event) => approval::on_event(&mut session, event),
+                Rare::Approver(news) => approval::on_approver(&mut session, news),
+                Rare::PolicyEdited => reload_at = Some(Instant::now() + RELOAD_SETTLE),
             },
-            Some(event) = from_human.recv() => approval::on_event(&mut session, event),
-            Some(news) = from_approvers.recv() => approval::on_approver(&mut session, news),
-            Some(()) = next_change(&mut watch) => reload_at = Some(Instant::now() + RELOAD_SETTLE),
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 let now = Instant::now();
@@ -333,10 +341,12 @@ fn stop(
     *escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
 }
 
-async fn next_change(watch: &mut Option<reload::PolicyWatch>) -> Option<()> {
-    match watch {
-        Some(w) => w.changed.recv().await,
-        None => std::future::pending().await,
+/// Passes what one producer of rare events sends on to the dispatcher's queue of them.
+async fn forward<T>(mut from: mpsc::UnboundedReceiver<T>, to: mpsc::UnboundedSender<Rare>, wrap: fn(T) -> Rare) {
+    while let Some(item) = from.recv().await {
+        if to.send(wrap(item)).is_err() {
+            return;
+        }
     }
 }
 
@@ -371,26 +381,32 @@ struct Signals {
 }
 
 /// Rare events in the proxy's life.
-enum Lifecycle {
+enum Rare {
     /// The server process ended.
     Exited(io::Result<std::process::ExitStatus>),
     Interrupt,
     Terminate,
     Hangup,
+    /// A person answered, on the terminal or in the client's dialog.
+    Human(crate::human::Event),
+    /// A `toolgate approve` connection said something.
+    Approver(approvers::FromApprover),
+    /// The policy file may have changed.
+    PolicyEdited,
 }
 
 /// Waits for the server to exit and for signals, and tells the dispatcher.
-async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals, tx: mpsc::UnboundedSender<Lifecycle>) {
+async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals, tx: mpsc::UnboundedSender<Rare>) {
     let mut running = true;
     loop {
         let event = tokio::select! {
             exited = child.wait(), if running => {
                 running = false;
-                Lifecycle::Exited(exited)
+                Rare::Exited(exited)
             }
-            Some(()) = signals.interrupt.recv() => Lifecycle::Interrupt,
-            Some(()) = signals.terminate.recv() => Lifecycle::Terminate,
-            Some(()) = signals.hangup.recv() => Lifecycle::Hangup,
+            Some(()) = signals.interrupt.recv() => Rare::Interrupt,
+            Some(()) = signals.terminate.recv() => Rare::Terminate,
+            Some(()) = signals.hangup.recv() => Rare::Hangup,
             // The runtime is shutting down.
             else => return,
         };

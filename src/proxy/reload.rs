@@ -5,18 +5,16 @@
 use std::path::{Path, PathBuf};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
-/// Watches a policy file; each message on the receiver means "it may have changed".
+/// Watches a policy file while it lives; `changed` is called (on the watcher's thread) each
+/// time the file may have changed.
 pub struct PolicyWatch {
     _watcher: RecommendedWatcher,
-    pub changed: mpsc::UnboundedReceiver<()>,
 }
 
 impl PolicyWatch {
     /// Starts watching. Failing to watch is not fatal (SIGHUP still reloads); the caller logs it.
-    pub fn start(path: &Path) -> notify::Result<Self> {
-        let (tx, changed) = mpsc::unbounded_channel();
+    pub fn start(path: &Path, changed: impl Fn() + Send + 'static) -> notify::Result<Self> {
         let name = path.file_name().map(ToOwned::to_owned);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let relevant = match &event {
@@ -25,11 +23,11 @@ impl PolicyWatch {
                 Err(_) => true,
             };
             if relevant {
-                let _ = tx.send(());
+                changed();
             }
         })?;
         watcher.watch(&folder_of(path), RecursiveMode::NonRecursive)?;
-        Ok(PolicyWatch { _watcher: watcher, changed })
+        Ok(PolicyWatch { _watcher: watcher })
     }
 }
 
