@@ -28,12 +28,11 @@ pub fn hash(line: &[u8]) -> String {
 /// Lower-case hex, without a formatter call per byte (this runs twice per call).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
     }
-    out
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// The end of the chain: what the next record must follow.
