@@ -18,8 +18,9 @@
 //! `TOOLGATE_BENCH_PING=1` measures `ping` instead of `tools/call`: the proxy without the
 //! decision and audit path. `TOOLGATE_BENCH_ONLY=toolgate` measures one path (for profiling:
 //! attach `perf record -p` to the `toolgate run` process). `TOOLGATE_BENCH_AUDIT=/dev/null`
-//! keeps the audit records but not their file writes. `TOOLGATE_BENCH_BASELINE=PATH` adds a
-//! `baseline` path: another toolgate binary (an older build) measured beside this one.
+//! keeps the audit records but not their file writes. `TOOLGATE_BENCH_BASELINE=PATH[:PATH...]`
+//! adds a `baseline` path per binary: other toolgate builds (an older one, or one built with
+//! other settings) measured beside this one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -68,23 +69,30 @@ fn main() {
         server(),
     ]
     .concat();
-    let mut paths: Vec<(&str, Option<&'static str>, Vec<String>)> = vec![
-        ("direct", None, server()),
-        ("thread relay", relayed("thread").0, relayed("thread").1),
-        ("epoll relay", relayed("epoll").0, relayed("epoll").1),
-        ("toolgate", None, toolgate_cmd.clone()),
+    let mut paths: Vec<(String, Option<&'static str>, Vec<String>)> = vec![
+        ("direct".into(), None, server()),
+        ("thread relay".into(), relayed("thread").0, relayed("thread").1),
+        ("epoll relay".into(), relayed("epoll").0, relayed("epoll").1),
+        ("toolgate".into(), None, toolgate_cmd.clone()),
     ];
     // `TOOLGATE_BENCH_BASELINE=PATH` adds another build of toolgate (say, main's) in front of
     // the same server, measured in the same rounds: on a noisy machine, a change is judged
     // against its baseline side by side rather than against yesterday's table.
-    if let Ok(baseline) = std::env::var("TOOLGATE_BENCH_BASELINE") {
+    let baselines = std::env::var("TOOLGATE_BENCH_BASELINE").unwrap_or_default();
+    let baselines: Vec<&str> = baselines.split(':').filter(|b| !b.is_empty()).collect();
+    for (n, baseline) in baselines.iter().enumerate() {
+        let name = if baselines.len() == 1 { "baseline".to_string() } else { format!("baseline {}", n + 1) };
         let mut cmd = toolgate_cmd.clone();
-        cmd[0] = baseline;
+        cmd[0] = baseline.to_string();
         // A log of its own: each build continues only the chain it writes.
         if audit.starts_with(&dir) {
-            cmd.iter_mut().filter(|a| *a == &audit.display().to_string()).for_each(|a| a.push_str(".baseline"));
+            let own = format!("{}.baseline{n}", audit.display());
+            cmd.iter_mut().filter(|a| *a == &audit.display().to_string()).for_each(|a| *a = own.clone());
         }
-        paths.push(("baseline", None, cmd));
+        if baselines.len() > 1 {
+            println!("{name}: {baseline}");
+        }
+        paths.push((name, None, cmd));
     }
     let only = std::env::var("TOOLGATE_BENCH_ONLY").ok();
     let rounds: usize = std::env::var("TOOLGATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
