@@ -325,7 +325,8 @@ impl AuditLog {
                 _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
             };
             let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-            let mut bytes = Vec::with_capacity(512);
+            // A decision and an outcome or two fit without growing.
+            let mut bytes = Vec::with_capacity(1024);
             for (call, body) in &self.outcomes {
                 link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
             }

@@ -9,6 +9,8 @@
 //! contents, say) is recorded as its digest and length, so one call cannot put 64 MiB into the
 //! log, nor a third copy of it into toolgate's memory.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -41,7 +43,7 @@ impl Default for SecretKeys {
 
 impl SecretKeys {
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> SecretKeys {
-        SecretKeys(keys.into_iter().map(normal).filter(|k| !k.is_empty()).collect())
+        SecretKeys(keys.into_iter().map(|k| normal(k).into_owned()).filter(|k| !k.is_empty()).collect())
     }
 
     /// The policy's list, or the default one.
@@ -100,8 +102,13 @@ impl SecretKeys {
     }
 }
 
-fn normal(key: &str) -> String {
-    key.to_lowercase().replace('-', "_")
+/// A key lower-cased, with `-` read as `_`; most keys already are, and are not copied.
+fn normal(key: &str) -> Cow<'_, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase() || b == b'-' || !b.is_ascii()) {
+        Cow::Owned(key.to_lowercase().replace('-', "_"))
+    } else {
+        Cow::Borrowed(key)
+    }
 }
 
 /// `"[secret sha256:…]"`: the digest of the value as JSON text.

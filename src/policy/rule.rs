@@ -220,8 +220,11 @@ impl RuleSet {
 
     /// Indices of the rules whose tool globs match, in file order.
     fn candidates(&self, tool: &str) -> Vec<usize> {
-        let mut candidates = self.any_tool.clone();
-        candidates.extend(self.tool_globs.matches(tool).into_iter().map(|g| self.glob_owner[g]));
+        let mut globs = Vec::new();
+        self.tool_globs.matches_into(tool, &mut globs);
+        let mut candidates = Vec::with_capacity(self.any_tool.len() + globs.len());
+        candidates.extend_from_slice(&self.any_tool);
+        candidates.extend(globs.into_iter().map(|g| self.glob_owner[g]));
         candidates.sort_unstable();
         candidates.dedup();
         candidates
