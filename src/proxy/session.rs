@@ -446,6 +446,12 @@ fn servers_input_request_state(line: &[u8]) -> Option<String> {
 
 /// Whether a `tools/call` result says `isError: true`.
 fn result_is_error(line: &[u8]) -> bool {
+    // Most results say nothing of `isError`: a line that spells it neither plainly nor with a
+    // `\u` escape (the only escape that can spell a letter) cannot hold the key, and is not read
+    // a second time.
+    if memchr::memmem::find(line, b"isError").is_none() && memchr::memmem::find(line, b"\\u").is_none() {
+        return false;
+    }
     #[derive(Deserialize)]
     struct Response {
         result: Flag,
@@ -467,4 +473,25 @@ pub(super) fn preview(line: &[u8]) -> String {
         text.push_str(&format!("… ({} bytes)", line.len()));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::result_is_error;
+
+    #[test]
+    fn a_result_is_an_error_only_when_it_says_so_however_the_key_is_spelled() {
+        let plain = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#;
+        let escaped = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"is\u0045rror":true}}"#;
+        let escaped_late = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isErro\u0072":true}}"#;
+        assert!(result_is_error(plain));
+        assert!(result_is_error(escaped));
+        assert!(result_is_error(escaped_late));
+        let ok = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a\nb"}]}}"#;
+        let said_false = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#;
+        let only_in_text = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"isError"}]}}"#;
+        assert!(!result_is_error(ok));
+        assert!(!result_is_error(said_false));
+        assert!(!result_is_error(only_in_text));
+    }
 }
