@@ -2,11 +2,15 @@
 //! JSON that serde_json reads too, no deeper than the limit, with a `params` range that holds a
 //! JSON value of the line; `tools/call` params are read without a panic whatever they hold. The
 //! one-pass check the envelope reader uses (`check_members`) accepts exactly the lines the
-//! whole-line check accepts.
+//! whole-line check accepts, and the members it finds from where the keys lie are the values as
+//! a second, lenient read of the line finds them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::collections::HashMap;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 use toolgate::wire::{CallToolParams, envelope, strict};
 
 fn depth(value: &Value) -> usize {
@@ -23,6 +27,13 @@ fuzz_target!(|input: &[u8]| {
     let checked = strict::check(line, max_depth);
     let members = strict::check_members(line, max_depth);
     assert_eq!(checked.is_ok(), members.is_ok(), "the checks disagree: {checked:?} / {members:?}");
+    if let Ok((text, found)) = &members {
+        let all: HashMap<String, &RawValue> = serde_json::from_str(text).expect("an accepted line is an object");
+        let raw = |key: &str| all.get(key).map(|r| r.get());
+        let expected = [raw("jsonrpc"), raw("id"), raw("method"), raw("params"), raw("result"), raw("error")];
+        let got = [found.jsonrpc, found.id, found.method, found.params, found.result, found.error];
+        assert_eq!(got, expected, "members found where they do not lie");
+    }
     let parsed = envelope::parse(line, max_depth);
     if let Ok(text) = &checked {
         let value: Value = serde_json::from_str(text).expect("the strict check accepted what serde_json refuses");

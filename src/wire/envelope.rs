@@ -10,7 +10,6 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::strict::{self, Violation};
@@ -113,8 +112,8 @@ pub fn parse(line: &[u8], max_depth: usize) -> Result<Envelope, Refusal> {
         return Err(Refusal::invalid("the message lacks \"jsonrpc\": \"2.0\""));
     }
     let params = raw.params.map(|p| {
-        let start = p.get().as_ptr() as usize - text.as_ptr() as usize;
-        start..start + p.get().len()
+        let start = p.as_ptr() as usize - text.as_ptr() as usize;
+        start..start + p.len()
     });
     let kind = match (raw.method, raw.result, raw.error) {
         (Some(method), None, None) => match raw.id {
@@ -149,22 +148,22 @@ struct RawEnvelope<'a> {
     jsonrpc: Option<Cow<'a, str>>,
     id: IdField,
     method: Option<Cow<'a, str>>,
-    params: Option<&'a RawValue>,
-    result: Option<&'a RawValue>,
-    error: Option<&'a RawValue>,
+    params: Option<&'a str>,
+    result: Option<&'a str>,
+    error: Option<&'a str>,
 }
 
 impl<'a> RawEnvelope<'a> {
     /// Decodes the members the strict check found. A present `null` stays present: `"result":
     /// null` is a result, not a missing one.
     fn from_members(m: &strict::Members<'a>) -> Result<Self, serde_json::Error> {
-        let string = |raw: Option<&'a RawValue>| -> Result<Option<Cow<'a, str>>, serde_json::Error> {
-            raw.map(|r| serde_json::from_str(r.get())).transpose()
+        let string = |raw: Option<&'a str>| -> Result<Option<Cow<'a, str>>, serde_json::Error> {
+            raw.map(serde_json::from_str).transpose()
         };
         Ok(RawEnvelope {
             jsonrpc: string(m.jsonrpc)?,
             id: match m.id {
-                Some(raw) => serde_json::from_str(raw.get())?,
+                Some(raw) => serde_json::from_str(raw)?,
                 None => IdField::Absent,
             },
             method: string(m.method)?,

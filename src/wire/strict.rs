@@ -76,31 +76,85 @@ pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     outcome(result, found.into_inner(), max_depth).map(|()| text)
 }
 
-/// The members of a message's top-level object that the envelope is made of, each as written.
-#[derive(Debug, Default)]
+/// The members of a message's top-level object that the envelope is made of, each value's JSON
+/// text as written in the line.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Members<'a> {
-    pub jsonrpc: Option<&'a RawValue>,
-    pub id: Option<&'a RawValue>,
-    pub method: Option<&'a RawValue>,
-    pub params: Option<&'a RawValue>,
-    pub result: Option<&'a RawValue>,
-    pub error: Option<&'a RawValue>,
+    pub jsonrpc: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub params: Option<&'a str>,
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> Members<'a> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<&'a str>> {
+        match key {
+            "jsonrpc" => Some(&mut self.jsonrpc),
+            "id" => Some(&mut self.id),
+            "method" => Some(&mut self.method),
+            "params" => Some(&mut self.params),
+            "result" => Some(&mut self.result),
+            "error" => Some(&mut self.error),
+            _ => None,
+        }
+    }
 }
 
 /// Checks one line as [`check`] does and, in the same pass, finds its envelope's members: the
-/// top-level object is read here, and each member's value is checked strictly where it lies,
-/// so that reading the envelope takes no second pass over the line.
+/// walk is the same, and where each top-level key lies in the line tells where the value
+/// before it ends, so that reading the envelope takes no second pass over the line.
 pub fn check_members(line: &[u8], max_depth: usize) -> Result<(&str, Members<'_>), Violation> {
     let text = text_of(line)?;
     let found = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let result = Top { max_depth, found: &found }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
-    match result {
-        Ok(members) if found.borrow().is_none() => Ok((text, members)),
-        Ok(_) => Err(found.into_inner().unwrap_or(Violation::NotAnObject)),
-        Err(e) => Err(outcome(Err(e), found.into_inner(), max_depth).err().unwrap_or(Violation::NotAnObject)),
-    }
+    let result = Top { text, max_depth, found: &found }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+    let keys = match result {
+        Ok(keys) if found.borrow().is_none() => keys,
+        Ok(_) => return Err(found.into_inner().unwrap_or(Violation::NotAnObject)),
+        Err(e) => {
+            return Err(outcome(Err(e), found.into_inner(), max_depth).err().unwrap_or(Violation::NotAnObject));
+        }
+    };
+    Ok((text, members_of(text, &keys)?))
 }
+
+/// Where a top-level key's text lies in the line (between its quotes).
+type KeyAt<'de> = (Cow<'de, str>, Option<std::ops::Range<usize>>);
+
+/// The envelope's members of a line that passed the check, given where its top-level keys are.
+fn members_of<'a>(text: &'a str, keys: &[KeyAt<'a>]) -> Result<Members<'a>, Violation> {
+    let mut members = Members::default();
+    if keys.iter().any(|(_, at)| at.is_none()) {
+        // A key written with escapes was decoded into a copy, which tells nothing of where it
+        // was: read the members again (the line is known to be valid and free of duplicates).
+        let all: std::collections::HashMap<String, &RawValue> =
+            serde_json::from_str(text).map_err(|e| Violation::Syntax(e.to_string()))?;
+        for (key, raw) in all {
+            if let Some(slot) = members.slot(&key) {
+                *slot = Some(raw.get());
+            }
+        }
+        return Ok(members);
+    }
+    // A member's value is what lies between its key's closing quote and the next key's opening
+    // quote (or the object's closing brace), less the `:`, the `,` and whitespace around it.
+    let close = text.trim_end_matches(JSON_WHITESPACE).len() - 1;
+    for (i, (key, at)) in keys.iter().enumerate() {
+        let Some(slot) = members.slot(key) else { continue };
+        let from = at.as_ref().map_or(0, |at| at.end + 1);
+        let to = keys.get(i + 1).and_then(|(_, next)| next.as_ref()).map_or(close, |next| next.start - 1);
+        let value = text[from..to].trim_matches(JSON_WHITESPACE);
+        let value = value.strip_prefix(':').unwrap_or(value);
+        let value = value.strip_suffix(',').unwrap_or(value);
+        *slot = Some(value.trim_matches(JSON_WHITESPACE));
+    }
+    Ok(members)
+}
+
+/// What JSON counts as whitespace between tokens.
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
 /// The line's text without its line ending, once it passes the byte-level checks.
 fn text_of(line: &[u8]) -> Result<&str, Violation> {
@@ -137,27 +191,28 @@ fn remember<E: serde::de::Error>(found: &RefCell<Option<Violation>>, violation: 
 /// Refuses a key that must not pass: a marker serde_json reads as an instruction, or a key
 /// already seen in the same object (`seen`; objects in MCP traffic are small, and a linear scan
 /// beats hashing until they are not).
-fn check_key(key: &str, seen: &[Cow<'_, str>]) -> Result<(), Violation> {
+fn check_key<'k>(key: &str, mut seen: impl Iterator<Item = &'k Cow<'k, str>>) -> Result<(), Violation> {
     if RESERVED_KEYS.contains(&key) {
         return Err(Violation::ReservedKey { key: key.to_owned() });
     }
-    if seen.iter().any(|k| k == key) {
+    if seen.any(|k| k == key) {
         return Err(Violation::DuplicateKey { key: key.to_owned() });
     }
     Ok(())
 }
 
-/// Reads the top-level object: its keys once, each value skipped as raw JSON and then checked
-/// strictly on its own.
+/// Reads the top-level object as the whole-line walk does, and notes where each key lies.
 struct Top<'a> {
+    /// The line, which borrowed keys point into.
+    text: &'a str,
     max_depth: usize,
     found: &'a RefCell<Option<Violation>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Top<'_> {
-    type Value = Members<'de>;
+    type Value = Vec<KeyAt<'de>>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Members<'de>, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<KeyAt<'de>>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -169,67 +224,62 @@ impl Top<'_> {
 }
 
 impl<'de> Visitor<'de> for Top<'_> {
-    type Value = Members<'de>;
+    type Value = Vec<KeyAt<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Members<'de>, E> {
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Members<'de>, E> {
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Members<'de>, E> {
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Members<'de>, E> {
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Members<'de>, E> {
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Members<'de>, E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<KeyAt<'de>>, E> {
         Err(self.fail(Violation::NotAnObject))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Members<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Vec<KeyAt<'de>>, A::Error> {
         Err(self.fail(Violation::Batch))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<KeyAt<'de>>, A::Error> {
         if self.max_depth == 0 {
             return Err(self.fail(Violation::TooDeep { limit: self.max_depth }));
         }
-        let mut members = Members::default();
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut keys: Vec<KeyAt<'de>> = Vec::new();
         let inner = RefCell::new(Vec::new());
         while let Some(key) = map.next_key_seed(Key)? {
-            check_key(&key, &keys).map_err(|v| self.fail(v))?;
-            let raw: &'de RawValue = map.next_value()?;
-            // The value on its own, one level down, as the whole-line walk would have seen it.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            let walked = Strict { depth: 1, max_depth: self.max_depth, found: self.found, keys: &inner, top: false }
-                .deserialize(&mut de);
-            let violation = self.found.borrow_mut().take();
-            if let Err(e) = outcome(walked, violation, self.max_depth) {
-                return Err(self.fail(e));
+            if let Err(v) = check_key(&key, keys.iter().map(|(k, _)| k)) {
+                return Err(self.fail(v));
             }
-            let slot = match key.as_ref() {
-                "jsonrpc" => Some(&mut members.jsonrpc),
-                "id" => Some(&mut members.id),
-                "method" => Some(&mut members.method),
-                "params" => Some(&mut members.params),
-                "result" => Some(&mut members.result),
-                "error" => Some(&mut members.error),
-                _ => None,
+            // A key without escapes is borrowed from the line, so where it lies is known.
+            let at = match &key {
+                Cow::Borrowed(k) => {
+                    let start = k.as_ptr() as usize - self.text.as_ptr() as usize;
+                    Some(start..start + k.len())
+                }
+                Cow::Owned(_) => None,
             };
-            if let Some(slot) = slot {
-                *slot = Some(raw);
-            }
-            keys.push(key);
+            keys.push((key, at));
+            map.next_value_seed(Strict {
+                depth: 1,
+                max_depth: self.max_depth,
+                found: self.found,
+                keys: &inner,
+                top: false,
+            })?;
         }
-        Ok(members)
+        Ok(keys)
     }
 }
 
@@ -315,7 +365,7 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         // the stack is left as it is: the whole check ends there.)
         let base = self.keys.borrow().len();
         while let Some(key) = map.next_key_seed(Key)? {
-            check_key(&key, &self.keys.borrow()[base..]).map_err(|v| self.fail(v))?;
+            check_key(&key, self.keys.borrow()[base..].iter()).map_err(|v| self.fail(v))?;
             self.keys.borrow_mut().push(key);
             map.next_value_seed(self.nested())?;
         }
@@ -447,11 +497,41 @@ mod tests {
     fn the_one_pass_check_finds_the_envelope_members_where_they_lie() {
         let line = br#"{"id":"x","jsonrpc":"2.0","other":{"params":1},"method":"tools/call","params":{"name":"a"}}"#;
         let (_, m) = check_members(line, 8).unwrap();
-        assert_eq!(m.id.map(RawValue::get), Some(r#""x""#));
-        assert_eq!(m.jsonrpc.map(RawValue::get), Some(r#""2.0""#));
-        assert_eq!(m.method.map(RawValue::get), Some(r#""tools/call""#));
-        assert_eq!(m.params.map(RawValue::get), Some(r#"{"name":"a"}"#));
+        assert_eq!(m.id, Some(r#""x""#));
+        assert_eq!(m.jsonrpc, Some(r#""2.0""#));
+        assert_eq!(m.method, Some(r#""tools/call""#));
+        assert_eq!(m.params, Some(r#"{"name":"a"}"#));
         assert!(m.result.is_none() && m.error.is_none());
+    }
+
+    /// The members as a second, lenient read of the line finds them.
+    fn reread(text: &str) -> Members<'_> {
+        let all: std::collections::HashMap<String, &RawValue> = serde_json::from_str(text).unwrap();
+        let mut members = Members::default();
+        for (key, raw) in all {
+            if let Some(slot) = members.slot(&key) {
+                *slot = Some(raw.get());
+            }
+        }
+        members
+    }
+
+    #[test]
+    fn members_found_from_where_keys_lie_are_the_values_as_written_whatever_the_spacing() {
+        let lines: [&[u8]; 8] = [
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a, b: }"}]}}"#,
+            b" { \"jsonrpc\" : \"2.0\" ,\t\"id\"\t:\t\"a,\\\"b\" , \"method\" :\"x\" ,\"params\": [ 1 , {\"k\":\"}\"} ] } \r\n",
+            br#"{"params":{},"id":-1.5e3,"method":"m"}"#,
+            br#"{"error":{"code":-1,"message":"\"}\","},"id":null,"jsonrpc":"2.0"}"#,
+            br#"{"result":null,"id":"","jsonrpc":"2.0"}"#,
+            br#"{"a":1,"b":true,"c":false,"params":null}"#,
+            br#"{"id":7,"par\u0061ms":{"x":1},"method":"escaped key"}"#,
+            br#"{"\u006dethod":"m","id":1}"#,
+        ];
+        for line in lines {
+            let (text, members) = check_members(line, 8).unwrap_or_else(|e| panic!("{}: {e}", line.escape_ascii()));
+            assert_eq!(members, reread(text), "{}", line.escape_ascii());
+        }
     }
 
     /// Why the reserved keys are refused: serde_json reads such an object as another value.
