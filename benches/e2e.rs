@@ -149,6 +149,21 @@ fn main() {
             cell(&s.iter().map(|x| x.throughput).collect::<Vec<_>>(), 0),
         );
     }
+    // The target compares added latencies; the paths of one round ran close together, so the
+    // ratio is taken per round (the machine's load moves every path of a round alike).
+    let added = |i: usize| -> Vec<f64> { samples[i].iter().zip(&direct).map(|(a, b)| a.median - b.median).collect() };
+    if direct.len() == rounds {
+        for (i, (name, relay, _)) in paths.iter().enumerate() {
+            if relay.is_some() || name == "direct" || samples[i].len() != rounds {
+                continue;
+            }
+            let ratio = |relay: usize| -> String {
+                let ratios: Vec<f64> = added(i).iter().zip(added(relay)).map(|(a, r)| a / r).collect();
+                cell(&ratios, 2)
+            };
+            println!("{name}: +median over the relays' +median, per round: thread relay {}x, epoll relay {}x", ratio(1), ratio(2));
+        }
+    }
     if !idle_rss.is_empty() {
         println!(
             "toolgate resident memory: idle {} kB, after the load (peak) {} kB",
