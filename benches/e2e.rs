@@ -161,7 +161,11 @@ fn main() {
                 let ratios: Vec<f64> = added(i).iter().zip(added(relay)).map(|(a, r)| a / r).collect();
                 cell(&ratios, 2)
             };
-            println!("{name}: +median over the relays' +median, per round: thread relay {}x, epoll relay {}x", ratio(1), ratio(2));
+            println!(
+                "{name}: +median over the relays' +median, per round: thread relay {}x, epoll relay {}x",
+                ratio(1),
+                ratio(2)
+            );
         }
     }
     if !idle_rss.is_empty() {
