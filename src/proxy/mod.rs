@@ -144,8 +144,8 @@ where
     let (to_server, server_writer) =
         writer::PeerInput::start(stdio::Destination::pipe(server_in.into_owned_fd()?)?, Peer::Server);
     // Everything else (signals, the server's exit, people's answers, approvers, policy edits)
-    // arrives on one queue of rare events, so that the dispatcher looks at one queue, not six
-    // sources, for every message.
+    // arrives on one queue of rare events, so that the dispatcher looks at one queue, not four,
+    // for every message.
     let (rare_tx, mut rare) = mpsc::unbounded_channel();
     let signals = Signals {
         hangup: signal(SignalKind::hangup())?,
