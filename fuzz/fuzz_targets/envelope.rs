@@ -1,9 +1,9 @@
 //! The strict checker and envelope reader, on any line: never a panic; anything accepted is valid
 //! JSON that serde_json reads too, no deeper than the limit, with a `params` range that holds a
 //! JSON value of the line; `tools/call` params are read without a panic whatever they hold. The
-//! one-pass check the envelope reader uses (`check_members`) accepts exactly the lines the
-//! whole-line check accepts, and the members it finds from where the keys lie are the values as
-//! a second, lenient read of the line finds them.
+//! check the envelope reader uses (`check_members`, the same walk noting where the top-level keys
+//! lie) accepts exactly the lines `check` accepts, and the members it finds from where the keys
+//! lie are the values as a second, lenient read of the line finds them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -62,18 +62,22 @@ impl Violation {
 const RESERVED_KEYS: [&str; 2] = ["$serde_json::private::RawValue", "$serde_json::private::Number"];
 
 /// Checks one line (with or without its `\n`) and returns its text without the line ending.
-/// The proxy uses [`check_members`], which does the same check in the same pass that finds the
-/// envelope; this whole-line walk is kept as its reference: the `envelope` fuzz target asserts
-/// that both accept exactly the same lines.
+/// The proxy uses [`check_members`], the same walk that also notes where the top-level keys lie.
 pub fn check(line: &[u8], max_depth: usize) -> Result<&str, Violation> {
     let text = text_of(line)?;
+    walk(text, max_depth, None)?;
+    Ok(text)
+}
+
+/// Walks the whole line strictly; with `top_keys`, notes where each top-level key lies.
+fn walk<'de>(text: &'de str, max_depth: usize, top_keys: Option<&TopKeys<'de>>) -> Result<(), Violation> {
     let found = RefCell::new(None);
     let keys = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_str(text);
-    let result = Strict { depth: 0, max_depth, found: &found, keys: &keys, top: true }
+    let result = Strict { depth: 0, max_depth, found: &found, keys: &keys, top: true, top_keys }
         .deserialize(&mut de)
         .and_then(|()| de.end());
-    outcome(result, found.into_inner(), max_depth).map(|()| text)
+    outcome(result, found.into_inner(), max_depth)
 }
 
 /// The members of a message's top-level object that the envelope is made of, each value's JSON
@@ -107,37 +111,57 @@ impl<'a> Members<'a> {
 /// before it ends, so that reading the envelope takes no second pass over the line.
 pub fn check_members(line: &[u8], max_depth: usize) -> Result<(&str, Members<'_>), Violation> {
     let text = text_of(line)?;
-    let found = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let result = Top { text, max_depth, found: &found }.deserialize(&mut de).and_then(|m| de.end().map(|()| m));
-    let keys = match result {
-        Ok(keys) if found.borrow().is_none() => keys,
-        Ok(_) => return Err(found.into_inner().unwrap_or(Violation::NotAnObject)),
-        Err(e) => {
-            return Err(outcome(Err(e), found.into_inner(), max_depth).err().unwrap_or(Violation::NotAnObject));
-        }
-    };
-    Ok((text, members_of(text, &keys)?))
+    let top_keys = TopKeys { text, keys: RefCell::new(Vec::new()) };
+    walk(text, max_depth, Some(&top_keys))?;
+    Ok((text, members_of(text, &top_keys.keys.into_inner())?))
 }
 
-/// Where a top-level key's text lies in the line (between its quotes).
+/// Where a top-level key's text lies in the line (between its quotes); `None` for a key written
+/// with escapes, which is decoded into a copy.
 type KeyAt<'de> = (Cow<'de, str>, Option<std::ops::Range<usize>>);
+
+/// The top-level keys of a line as the walk meets them.
+struct TopKeys<'de> {
+    /// The line, which borrowed keys point into.
+    text: &'de str,
+    keys: RefCell<Vec<KeyAt<'de>>>,
+}
+
+impl<'de> TopKeys<'de> {
+    #[expect(clippy::ptr_arg, reason = "whether the key is borrowed from the line is what tells where it lies")]
+    fn note(&self, key: &Cow<'de, str>) {
+        let at = match key {
+            Cow::Borrowed(k) => {
+                let start = k.as_ptr() as usize - self.text.as_ptr() as usize;
+                Some(start..start + k.len())
+            }
+            Cow::Owned(_) => None,
+        };
+        self.keys.borrow_mut().push((key.clone(), at));
+    }
+}
+
+/// The members as a second, lenient read of the line finds them (the line is known to be valid
+/// and free of duplicate keys).
+fn members_read_again(text: &str) -> Result<Members<'_>, Violation> {
+    let all: std::collections::HashMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|e| Violation::Syntax(e.to_string()))?;
+    let mut members = Members::default();
+    for (key, raw) in all {
+        if let Some(slot) = members.slot(&key) {
+            *slot = Some(raw.get());
+        }
+    }
+    Ok(members)
+}
 
 /// The envelope's members of a line that passed the check, given where its top-level keys are.
 fn members_of<'a>(text: &'a str, keys: &[KeyAt<'a>]) -> Result<Members<'a>, Violation> {
-    let mut members = Members::default();
     if keys.iter().any(|(_, at)| at.is_none()) {
-        // A key written with escapes was decoded into a copy, which tells nothing of where it
-        // was: read the members again (the line is known to be valid and free of duplicates).
-        let all: std::collections::HashMap<String, &RawValue> =
-            serde_json::from_str(text).map_err(|e| Violation::Syntax(e.to_string()))?;
-        for (key, raw) in all {
-            if let Some(slot) = members.slot(&key) {
-                *slot = Some(raw.get());
-            }
-        }
-        return Ok(members);
+        // A key written with escapes tells nothing of where it was.
+        return members_read_again(text);
     }
+    let mut members = Members::default();
     // A member's value is what lies between its key's closing quote and the next key's opening
     // quote (or the object's closing brace), less the `:`, the `,` and whitespace around it.
     let close = text.trim_end_matches(JSON_WHITESPACE).len() - 1;
@@ -173,114 +197,24 @@ fn text_of(line: &[u8]) -> Result<&str, Violation> {
 fn outcome(result: Result<(), serde_json::Error>, found: Option<Violation>, limit: usize) -> Result<(), Violation> {
     match (result, found) {
         (_, Some(violation)) => Err(violation),
-        // Skipping a value as raw JSON meets serde_json's own nesting limit (128) before the
-        // strict walk could meet ours.
+        // With a limit of ours above serde_json's own (128), serde_json's is met first.
         (Err(e), None) if e.to_string().starts_with("recursion limit exceeded") => Err(Violation::TooDeep { limit }),
         (Err(e), None) => Err(Violation::Syntax(e.to_string())),
         (Ok(()), None) => Ok(()),
     }
 }
 
-/// Keeps the first violation met, and turns it into the error that stops serde_json.
-fn remember<E: serde::de::Error>(found: &RefCell<Option<Violation>>, violation: Violation) -> E {
-    let message = violation.to_string();
-    found.borrow_mut().get_or_insert(violation);
-    E::custom(message)
-}
-
 /// Refuses a key that must not pass: a marker serde_json reads as an instruction, or a key
 /// already seen in the same object (`seen`; objects in MCP traffic are small, and a linear scan
 /// beats hashing until they are not).
-fn check_key<'k>(key: &str, mut seen: impl Iterator<Item = &'k Cow<'k, str>>) -> Result<(), Violation> {
+fn check_key(key: &str, seen: &[Cow<'_, str>]) -> Result<(), Violation> {
     if RESERVED_KEYS.contains(&key) {
         return Err(Violation::ReservedKey { key: key.to_owned() });
     }
-    if seen.any(|k| k == key) {
+    if seen.iter().any(|k| k == key) {
         return Err(Violation::DuplicateKey { key: key.to_owned() });
     }
     Ok(())
-}
-
-/// Reads the top-level object as the whole-line walk does, and notes where each key lies.
-struct Top<'a> {
-    /// The line, which borrowed keys point into.
-    text: &'a str,
-    max_depth: usize,
-    found: &'a RefCell<Option<Violation>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Top<'_> {
-    type Value = Vec<KeyAt<'de>>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Vec<KeyAt<'de>>, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl Top<'_> {
-    fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
-        remember(self.found, violation)
-    }
-}
-
-impl<'de> Visitor<'de> for Top<'_> {
-    type Value = Vec<KeyAt<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<KeyAt<'de>>, E> {
-        Err(self.fail(Violation::NotAnObject))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Vec<KeyAt<'de>>, A::Error> {
-        Err(self.fail(Violation::Batch))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<KeyAt<'de>>, A::Error> {
-        if self.max_depth == 0 {
-            return Err(self.fail(Violation::TooDeep { limit: self.max_depth }));
-        }
-        let mut keys: Vec<KeyAt<'de>> = Vec::new();
-        let inner = RefCell::new(Vec::new());
-        while let Some(key) = map.next_key_seed(Key)? {
-            if let Err(v) = check_key(&key, keys.iter().map(|(k, _)| k)) {
-                return Err(self.fail(v));
-            }
-            // A key without escapes is borrowed from the line, so where it lies is known.
-            let at = match &key {
-                Cow::Borrowed(k) => {
-                    let start = k.as_ptr() as usize - self.text.as_ptr() as usize;
-                    Some(start..start + k.len())
-                }
-                Cow::Owned(_) => None,
-            };
-            keys.push((key, at));
-            map.next_value_seed(Strict {
-                depth: 1,
-                max_depth: self.max_depth,
-                found: self.found,
-                keys: &inner,
-                top: false,
-            })?;
-        }
-        Ok(keys)
-    }
 }
 
 /// A visitor that walks a whole value, remembering the first violation it meets.
@@ -292,15 +226,27 @@ struct Strict<'a, 'de> {
     /// so that an object costs no allocation of its own (a large result holds thousands).
     keys: &'a RefCell<Vec<Cow<'de, str>>>,
     top: bool,
+    /// At the top level, where its keys lie, when the caller wants to know.
+    top_keys: Option<&'a TopKeys<'de>>,
 }
 
 impl<'de> Strict<'_, 'de> {
+    /// Keeps the first violation met, and turns it into the error that stops serde_json.
     fn fail<E: serde::de::Error>(&self, violation: Violation) -> E {
-        remember(self.found, violation)
+        let message = violation.to_string();
+        self.found.borrow_mut().get_or_insert(violation);
+        E::custom(message)
     }
 
     fn nested(&self) -> Strict<'_, 'de> {
-        Strict { depth: self.depth + 1, max_depth: self.max_depth, found: self.found, keys: self.keys, top: false }
+        Strict {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+            found: self.found,
+            keys: self.keys,
+            top: false,
+            top_keys: None,
+        }
     }
 
     fn scalar<E: serde::de::Error>(&self) -> Result<(), E> {
@@ -365,7 +311,10 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         // the stack is left as it is: the whole check ends there.)
         let base = self.keys.borrow().len();
         while let Some(key) = map.next_key_seed(Key)? {
-            check_key(&key, self.keys.borrow()[base..].iter()).map_err(|v| self.fail(v))?;
+            check_key(&key, &self.keys.borrow()[base..]).map_err(|v| self.fail(v))?;
+            if let Some(top_keys) = self.top_keys {
+                top_keys.note(&key);
+            }
             self.keys.borrow_mut().push(key);
             map.next_value_seed(self.nested())?;
         }
@@ -504,18 +453,6 @@ mod tests {
         assert!(m.result.is_none() && m.error.is_none());
     }
 
-    /// The members as a second, lenient read of the line finds them.
-    fn reread(text: &str) -> Members<'_> {
-        let all: std::collections::HashMap<String, &RawValue> = serde_json::from_str(text).unwrap();
-        let mut members = Members::default();
-        for (key, raw) in all {
-            if let Some(slot) = members.slot(&key) {
-                *slot = Some(raw.get());
-            }
-        }
-        members
-    }
-
     #[test]
     fn members_found_from_where_keys_lie_are_the_values_as_written_whatever_the_spacing() {
         let lines: [&[u8]; 8] = [
@@ -530,7 +467,7 @@ mod tests {
         ];
         for line in lines {
             let (text, members) = check_members(line, 8).unwrap_or_else(|e| panic!("{}: {e}", line.escape_ascii()));
-            assert_eq!(members, reread(text), "{}", line.escape_ascii());
+            assert_eq!(members, members_read_again(text).unwrap(), "{}", line.escape_ascii());
         }
     }
 
