@@ -145,13 +145,7 @@ fn deciding(c: &mut Criterion) {
         let policy = Policy::from_toml(&policy(n), "bench.toml").unwrap();
         for case in CASES {
             let arguments: Map<String, Value> = (case.arguments)().as_object().cloned().unwrap();
-            let call = Call {
-                server: case.server,
-                tool: case.tool,
-                arguments: &arguments,
-                annotations: None,
-                confidence: None,
-            };
+            let call = Call::new(case.server, case.tool, &arguments);
             let matched = policy.decide(&call).matched.len();
             assert_eq!(matched, case.matches, "{}: the policy no longer matches as the case expects", case.label);
             g.bench_with_input(BenchmarkId::new(case.label, format!("{n} rules")), &call, |b, call| {

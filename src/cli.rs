@@ -613,13 +613,10 @@ fn explain(args: &ExplainArgs) -> i32 {
             return exit::POLICY;
         }
     };
-    let call = Call {
-        server: &args.server,
-        tool: &args.tool,
-        arguments: &arguments,
-        annotations: None,
-        confidence: args.confidence,
-    };
+    // Paths are read as if the server ran here: this folder, this home, this disk.
+    let place = crate::policy::reading::Local;
+    let context = crate::policy::reading::Context { schema: None, text: None, place: &place };
+    let call = Call::new(&args.server, &args.tool, &arguments).with_confidence(args.confidence).with_context(context);
     let explanation = crate::explain::explain(&policy, &call);
     let text = if args.json {
         serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n"

@@ -65,14 +65,7 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
             conditions: r
                 .conditions
                 .iter()
-                .flat_map(|c| {
-                    let actual = c.resolve(call.arguments).cloned();
-                    c.tests.iter().map(move |t| Miss {
-                        pointer: c.pointer.clone(),
-                        test: t.to_string(),
-                        actual: actual.clone(),
-                    })
-                })
+                .flat_map(|c| c.report(call.arguments, &call.context).into_iter().map(|(miss, _)| miss))
                 .collect(),
         })
         .collect();
@@ -136,8 +129,15 @@ pub fn render(e: &Explanation) -> String {
         let tools = rule.tools.as_ref().map_or("every tool".to_owned(), |t| format!("tools {t:?}"));
         let servers = rule.servers.as_ref().map_or(String::new(), |s| format!(", servers {s:?}"));
         let _ = writeln!(out, "      {tools}{servers}");
+        if m.some_readings {
+            let _ =
+                writeln!(out, "      (under some readings of the call, not all: it can only make the gate stricter)");
+        }
         for c in &rule.conditions {
             let _ = writeln!(out, "      {} {} holds for {}", c.pointer, c.test, shown(&c.actual));
+            if let Some(reading) = &c.reading {
+                let _ = writeln!(out, "        matched as {reading}");
+            }
         }
     }
     if !e.near_misses.is_empty() {
@@ -202,7 +202,7 @@ min_confidence = 0.8
     fn explained(tool: &str, args: Value, confidence: Option<f64>) -> Explanation {
         let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
         let args = args.as_object().cloned().unwrap();
-        explain(&policy, &Call { server: "fs", tool, arguments: &args, annotations: None, confidence })
+        explain(&policy, &Call::new("fs", tool, &args).with_confidence(confidence))
     }
 
     #[test]

@@ -88,13 +88,7 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
 }
 
 fn decide(policy: &Policy, call: &RecordedCall) -> Decision {
-    policy.decide(&Call {
-        server: &call.server,
-        tool: &call.tool,
-        arguments: &call.arguments,
-        annotations: call.annotations,
-        confidence: None,
-    })
+    policy.decide(&Call::new(&call.server, &call.tool, &call.arguments).with_annotations(call.annotations))
 }
 
 fn why(decision: &Decision) -> String {

@@ -123,13 +123,8 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
             ));
         }
         for (call, expected) in calls.iter().zip(&recording.expect) {
-            let decision = policy.decide(&Call {
-                server: &call.server,
-                tool: &call.tool,
-                arguments: &call.arguments,
-                annotations: call.annotations,
-                confidence: None,
-            });
+            let decision =
+                policy.decide(&Call::new(&call.server, &call.tool, &call.arguments).with_annotations(call.annotations));
             results.push(CaseResult {
                 suite: name.clone(),
                 name: format!("{} line {}: {}", recording.file.display(), call.line, call.tool),
@@ -148,13 +143,11 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
             .annotations
             .as_ref()
             .map(|a| Annotations { read_only: a.read_only_hint, open_world: a.open_world_hint });
-        let decision = policy.decide(&Call {
-            server: &server,
-            tool: &case.tool,
-            arguments: &case.arguments,
-            annotations,
-            confidence: case.confidence,
-        });
+        let decision = policy.decide(
+            &Call::new(&server, &case.tool, &case.arguments)
+                .with_annotations(annotations)
+                .with_confidence(case.confidence),
+        );
         let why = why(&decision);
         CaseResult {
             suite: name.clone(),

@@ -205,13 +205,7 @@ fn r_remembers_a_rule_in_the_policy_keeping_its_comments() {
     // The rule written allows such calls from now on.
     let reloaded = toolgate::policy::Policy::load(&r.dir.path().join("policy.toml")).unwrap();
     let args = json!({"to": "ACME", "amount": 1200}).as_object().cloned().unwrap();
-    let call = toolgate::policy::Call {
-        server: "demo",
-        tool: "send_payment",
-        arguments: &args,
-        annotations: None,
-        confidence: None,
-    };
+    let call = toolgate::policy::Call::new("demo", "send_payment", &args);
     assert_eq!(reloaded.decide(&call).gate, toolgate::policy::Gate::Allow);
 }
 

@@ -12,7 +12,7 @@ fuzz_target!(|text: &str| {
             let arguments: Map<String, Value> =
                 json!({"path": "/home/me/project/a.rs", "amount": 12, "to": ["x@example.com"]}).as_object().unwrap().clone();
             for tool in ["read_file", "send_payment", ""] {
-                let call = Call { server: "fuzz", tool, arguments: &arguments, annotations: None, confidence: Some(0.5) };
+                let call = Call::new("fuzz", tool, &arguments).with_confidence(Some(0.5));
                 let _ = policy.decide(&call);
             }
         }

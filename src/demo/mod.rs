@@ -82,8 +82,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
 
     for (tool, arguments) in script() {
         let args: Map<String, Value> = arguments.as_object().cloned().unwrap_or_default();
-        let decision =
-            shown.decide(&Call { server: "demo", tool, arguments: &args, annotations: None, confidence: None });
+        let decision = shown.decide(&Call::new("demo", tool, &args));
         writeln!(out, "→ {tool} {arguments}")?;
         let rules: Vec<&str> = decision.deciding_rules().collect();
         let why = if rules.is_empty() {

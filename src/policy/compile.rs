@@ -12,6 +12,7 @@ use super::condition::{self, CompareOp, Condition, Test};
 use super::decision::{Call, Gate};
 use super::error::{PolicyError, PolicyErrors, line_column};
 use super::file::{ConditionFile, ExampleFile, PolicyFile, RuleFile};
+use super::reading::number::{self, Number};
 use super::rule::{self, Rule, RuleParts, RuleSet, Settings};
 use super::{Policy, parse_duration, version_of};
 
@@ -219,7 +220,7 @@ impl Compiler<'_> {
         }
         for (pattern, negate) in [(&f.glob, false), (&f.not_glob, true)] {
             if let Some(p) = pattern {
-                match condition::Matcher::path_glob(p.get_ref()) {
+                match condition::PathGlob::new(p.get_ref()) {
                     Ok(glob) => tests.push(Test::Glob { glob, negate }),
                     Err(e) => self.error(p.span(), format!("rule {name:?}: args {pointer:?}: bad glob: {e}")),
                 }
@@ -237,11 +238,21 @@ impl Compiler<'_> {
             }
             tests.push(Test::OneOf(vs.iter().map(json).collect()));
         }
-        for (bound, op) in [(f.lt, CompareOp::Lt), (f.le, CompareOp::Le), (f.gt, CompareOp::Gt), (f.ge, CompareOp::Ge)]
+        for (bound, op) in
+            [(&f.lt, CompareOp::Lt), (&f.le, CompareOp::Le), (&f.gt, CompareOp::Gt), (&f.ge, CompareOp::Ge)]
         {
-            if let Some(bound) = bound {
-                tests.push(Test::Compare { op, bound });
+            let Some(bound) = bound else { continue };
+            // The bound exactly as written: `gt = 9007199254740993` is not rounded to a double.
+            let written = self.text.get(bound.span()).and_then(number::toml_literal);
+            let bound_number = written.unwrap_or_else(|| Number::from_f64(*bound.get_ref()));
+            if bound_number.is_nan() {
+                self.error(
+                    bound.span(),
+                    format!("rule {name:?}: args {pointer:?}: a bound cannot be nan: no value compares to it"),
+                );
+                continue;
             }
+            tests.push(Test::Compare { op, bound: bound_number });
         }
         if let Some(e) = f.exists {
             tests.push(Test::Exists(e));
@@ -274,8 +285,7 @@ impl Compiler<'_> {
                     _ => Map::new(),
                 };
                 let server = e.server.as_deref().or_else(|| literal(rule.server_patterns.as_deref())).unwrap_or("any");
-                let call =
-                    Call { server, tool: &e.tool, arguments: &arguments, annotations: None, confidence: e.confidence };
+                let call = Call::new(server, &e.tool, &arguments).with_confidence(e.confidence);
                 if rule.matches(&call) != must_match {
                     let (kind, verb) =
                         if must_match { ("example", "does not match it") } else { ("counter-example", "matches it") };
@@ -307,7 +317,7 @@ fn why_not(rule: &Rule, call: &Call<'_>) -> String {
             rule.server_patterns.clone().unwrap_or_default()
         );
     }
-    match rule.conditions.iter().find_map(|c| c.miss(call.arguments)) {
+    match rule.conditions.iter().find_map(|c| c.miss(call.arguments, &call.context)) {
         Some(m) => format!(
             ": {} {} fails for {}",
             m.pointer,

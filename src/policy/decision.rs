@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::reading::Context;
+
 /// What happens to a call, ordered from most to least permissive. When several rules match,
 /// the strictest (greatest) gate wins, so adding a rule can never loosen the outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,6 +105,28 @@ pub struct Call<'a> {
     pub annotations: Option<Annotations>,
     /// The confidence (0 to 1) the model reported for this call, if it did.
     pub confidence: Option<f64>,
+    /// What the readings of the arguments know: the tool's schema, the arguments' text, and
+    /// where the server stands (see `reading/`).
+    pub context: Context<'a>,
+}
+
+impl<'a> Call<'a> {
+    /// A call judged on its values alone (no schema, no server): `with_*` adds the rest.
+    pub fn new(server: &'a str, tool: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
+        Call { server, tool, arguments, annotations: None, confidence: None, context: Context::lexical() }
+    }
+
+    pub fn with_confidence(self, confidence: Option<f64>) -> Call<'a> {
+        Call { confidence, ..self }
+    }
+
+    pub fn with_annotations(self, annotations: Option<Annotations>) -> Call<'a> {
+        Call { annotations, ..self }
+    }
+
+    pub fn with_context(self, context: Context<'a>) -> Call<'a> {
+        Call { context, ..self }
+    }
 }
 
 /// One rule that matched a call, and what it asked for.
@@ -116,6 +140,10 @@ pub struct Matched {
     pub tier: Option<Tier>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// It matched under some readings of the call, not all: it can make the decision stricter,
+    /// never looser.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub some_readings: bool,
 }
 
 /// Where the winning gate came from.

@@ -136,10 +136,10 @@ pub struct ConditionFile {
     pub not_glob: Option<Spanned<String>>,
     pub equals: Option<toml::Value>,
     pub one_of: Option<Vec<toml::Value>>,
-    pub lt: Option<f64>,
-    pub le: Option<f64>,
-    pub gt: Option<f64>,
-    pub ge: Option<f64>,
+    pub lt: Option<Spanned<f64>>,
+    pub le: Option<Spanned<f64>>,
+    pub gt: Option<Spanned<f64>>,
+    pub ge: Option<Spanned<f64>>,
     pub exists: Option<bool>,
 }
 

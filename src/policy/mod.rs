@@ -9,6 +9,7 @@ pub mod decision;
 pub mod error;
 pub mod file;
 pub mod lint;
+pub mod reading;
 pub mod remember;
 pub mod rule;
 

@@ -100,7 +100,7 @@ mod tests {
 
     fn decide(policy: &Policy, tool: &str) -> Decision {
         let args = Map::new();
-        policy.decide(&Call { server: "fs", tool, arguments: &args, annotations: None, confidence: None })
+        policy.decide(&Call::new("fs", tool, &args))
     }
 
     #[test]

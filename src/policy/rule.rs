@@ -3,6 +3,12 @@
 //! Every rule's tool globs go into one shared [`GlobSet`], so a call is matched against the
 //! whole policy in one pass over its tool name; only the few candidate rules are then checked
 //! for server and arguments. Nothing here can fail at match time.
+//!
+//! A rule is judged under every reading a server may take of the call (`reading/`): its tool
+//! name as sent and folded (case and Unicode NFKC, as servers that fold names read it), and its
+//! arguments every way `condition.rs` lists. A rule that restricts counts when it matches under
+//! some reading; the default tier gives way only to rules that match under every reading. So a
+//! reading can only make a decision stricter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -10,8 +16,9 @@ use std::time::Duration;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
 
-use super::condition::{Condition, Miss};
+use super::condition::{Condition, Judged, Miss};
 use super::decision::{Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
 use super::file::{Autonomy, DefaultTier, MissingConfidence};
 
@@ -69,6 +76,8 @@ pub struct Rule {
     /// This rule's own tool set, built on first use: deciding uses the shared index instead,
     /// so only `check`, `explain` and examples need it.
     tools: OnceLock<GlobSet>,
+    /// The same globs matched without regard to case, for folded names; built on first use.
+    tools_folded: OnceLock<GlobSet>,
     /// The server globs as written; `None` matches every server.
     pub server_patterns: Option<Vec<String>>,
     servers: Option<Arc<GlobSet>>,
@@ -121,6 +130,7 @@ impl Rule {
         Ok(Rule {
             tool_globs: parts.tools.iter().flatten().map(|(_, g)| g.clone()).collect(),
             tools: OnceLock::new(),
+            tools_folded: OnceLock::new(),
             servers,
             tool_patterns: parts.tools.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             server_patterns: parts.servers.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
@@ -151,25 +161,98 @@ impl Rule {
             .is_match(tool)
     }
 
+    /// Whether a folded reading of a tool name matches, without regard to case.
+    fn matches_folded_tool(&self, folded: &str) -> bool {
+        if self.tool_patterns.is_none() {
+            return true;
+        }
+        self.tools_folded
+            .get_or_init(|| {
+                let mut b = GlobSetBuilder::new();
+                for p in self.tool_patterns.iter().flatten() {
+                    if let Ok(g) = folded_glob(p) {
+                        b.add(g);
+                    }
+                }
+                b.build().unwrap_or_else(|_| GlobSet::empty())
+            })
+            .is_match(folded)
+    }
+
+    /// How the rule's tool globs fare under the readings of a tool name.
+    pub fn judge_tool(&self, tool: &ToolName<'_>) -> Judged {
+        let exact = self.matches_tool(tool.sent);
+        let folded = tool.folded.as_deref().is_some_and(|f| self.matches_folded_tool(f));
+        match &tool.folded {
+            None => Judged { any: exact, all: exact },
+            Some(_) => Judged { any: exact || folded, all: exact && folded },
+        }
+    }
+
     pub fn matches_server(&self, server: &str) -> bool {
         self.servers.as_ref().is_none_or(|s| s.is_match(server))
     }
 
-    /// Whether this rule, alone, matches the call.
-    pub fn matches(&self, call: &Call<'_>) -> bool {
-        self.matches_tool(call.tool)
-            && self.matches_server(call.server)
-            && self.conditions.iter().all(|c| c.holds(call.arguments))
+    /// How this rule, alone, fares under the readings of a call.
+    pub fn judge(&self, call: &Call<'_>) -> Judged {
+        if !self.matches_server(call.server) {
+            return Judged::NEVER;
+        }
+        let tool = self.judge_tool(&ToolName::of(call.tool));
+        self.conditions.iter().fold(tool, |j, c| if j.any { j.and(c.judge(call.arguments, &call.context)) } else { j })
     }
 
-    fn matched(&self) -> Matched {
+    /// Whether this rule, alone, matches the call: for a rule that lowers the gate (it allows),
+    /// under every reading; for any other, under some reading.
+    pub fn matches(&self, call: &Call<'_>) -> bool {
+        let judged = self.judge(call);
+        if self.lowers() { judged.all } else { judged.any }
+    }
+
+    /// A rule whose only effect is to let calls through: it applies under every reading only.
+    pub fn lowers(&self) -> bool {
+        self.gate == Some(Gate::Allow) && !self.always_ask && self.min_confidence.is_none()
+    }
+
+    fn matched(&self, judged: Judged) -> Matched {
         Matched {
             rule: self.name.to_string(),
             gate: self.gate,
             tier: self.tier,
             reason: self.reason.as_deref().map(str::to_owned),
+            some_readings: !judged.all,
         }
     }
+}
+
+/// A tool name as sent, and as a server that folds names reads it (NFKC, lower case), when
+/// that differs.
+#[derive(Debug, Clone)]
+pub struct ToolName<'a> {
+    pub sent: &'a str,
+    pub folded: Option<String>,
+}
+
+impl<'a> ToolName<'a> {
+    pub fn of(sent: &'a str) -> ToolName<'a> {
+        // Plain lower-case ASCII folds to itself; most names are.
+        if sent.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+            return ToolName { sent, folded: None };
+        }
+        let folded: String = sent.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+        ToolName { sent, folded: Some(folded) }
+    }
+}
+
+/// A tool glob that matches folded names: case-insensitive, its own text folded the same way.
+fn folded_glob(pattern: &str) -> Result<Glob, globset::Error> {
+    let folded: String = pattern.nfkc().collect::<String>().to_lowercase();
+    GlobBuilder::new(&folded)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .case_insensitive(true)
+        .build()
 }
 
 /// All rules, indexed by tool pattern.
@@ -181,6 +264,10 @@ pub struct RuleSet {
     glob_owner: Vec<usize>,
     /// Rules without `tools`, which are candidates for every call.
     any_tool: Vec<usize>,
+    /// Every tool glob again, folded and case-insensitive, for names that fold to another;
+    /// `folded_owner[i]` is the rule of glob `i`.
+    folded_globs: GlobSet,
+    folded_owner: Vec<usize>,
 }
 
 /// A rule whose tool matched but that did not match the call, and why.
@@ -200,7 +287,9 @@ impl RuleSet {
     /// Builds the tool index over the rules' own tool globs.
     pub fn new(rules: Vec<Rule>) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
+        let mut folded = GlobSetBuilder::new();
         let mut glob_owner = Vec::new();
+        let mut folded_owner = Vec::new();
         let mut any_tool = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             if rule.tool_patterns.is_none() {
@@ -210,21 +299,36 @@ impl RuleSet {
                 builder.add(g.clone());
                 glob_owner.push(i);
             }
+            for p in rule.tool_patterns.iter().flatten() {
+                folded.add(folded_glob(p)?);
+                folded_owner.push(i);
+            }
         }
-        Ok(RuleSet { rules, tool_globs: builder.build()?, glob_owner, any_tool })
+        Ok(RuleSet {
+            rules,
+            tool_globs: builder.build()?,
+            glob_owner,
+            any_tool,
+            folded_globs: folded.build()?,
+            folded_owner,
+        })
     }
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
-    /// Indices of the rules whose tool globs match, in file order.
-    fn candidates(&self, tool: &str) -> Vec<usize> {
+    /// Indices of the rules whose tool globs match some reading of the name, in file order.
+    fn candidates(&self, tool: &ToolName<'_>) -> Vec<usize> {
         let mut globs = Vec::new();
-        self.tool_globs.matches_into(tool, &mut globs);
+        self.tool_globs.matches_into(tool.sent, &mut globs);
         let mut candidates = Vec::with_capacity(self.any_tool.len() + globs.len());
         candidates.extend_from_slice(&self.any_tool);
-        candidates.extend(globs.into_iter().map(|g| self.glob_owner[g]));
+        candidates.extend(globs.iter().map(|g| self.glob_owner[*g]));
+        if let Some(folded) = &tool.folded {
+            self.folded_globs.matches_into(folded, &mut globs);
+            candidates.extend(globs.into_iter().map(|g| self.folded_owner[g]));
+        }
         candidates.sort_unstable();
         candidates.dedup();
         candidates
@@ -232,26 +336,36 @@ impl RuleSet {
 
     /// Decides one call: every matching rule counts, the strictest gate wins.
     pub fn decide(&self, settings: &Settings, call: &Call<'_>) -> Decision {
-        let matched: Vec<&Rule> = self
-            .candidates(call.tool)
+        let tool = ToolName::of(call.tool);
+        let matched: Vec<(&Rule, Judged)> = self
+            .candidates(&tool)
             .into_iter()
             .map(|i| &self.rules[i])
-            .filter(|r| r.matches_server(call.server) && r.conditions.iter().all(|c| c.holds(call.arguments)))
+            .filter(|r| r.matches_server(call.server))
+            .filter_map(|r| {
+                let judged = r.conditions.iter().fold(r.judge_tool(&tool), |j, c| {
+                    if j.any { j.and(c.judge(call.arguments, &call.context)) } else { j }
+                });
+                judged.any.then_some((r, judged))
+            })
             .collect();
         evaluate(settings, call, &matched)
     }
 
     /// Decides a call and also lists the rules that almost matched it.
     pub fn explain(&self, settings: &Settings, call: &Call<'_>) -> (Decision, Vec<NearMiss>) {
+        let tool = ToolName::of(call.tool);
         let mut matched = Vec::new();
         let mut near = Vec::new();
-        for i in self.candidates(call.tool) {
+        for i in self.candidates(&tool) {
             let rule = &self.rules[i];
-            let failed: Vec<Miss> = rule.conditions.iter().filter_map(|c| c.miss(call.arguments)).collect();
             let server_ok = rule.matches_server(call.server);
-            if server_ok && failed.is_empty() {
-                matched.push(rule);
+            let judged = rule.judge(call);
+            if server_ok && judged.any {
+                matched.push((rule, judged));
             } else {
+                let failed: Vec<Miss> =
+                    rule.conditions.iter().filter_map(|c| c.miss(call.arguments, &call.context)).collect();
                 near.push(NearMiss {
                     rule: rule.name.to_string(),
                     gate: rule.gate,
@@ -264,26 +378,40 @@ impl RuleSet {
     }
 }
 
-/// The strictest-wins evaluation over the rules that matched.
-fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision {
-    let gated = matched.iter().filter_map(|r| r.gate.map(|g| (r, g)));
-    let (mut gate, tier, basis) = match gated.clone().map(|(_, g)| g).max() {
-        Some(gate) => {
-            let tier = gated.filter_map(|(r, _)| r.tier).max().unwrap_or_else(|| implied_tier(gate));
-            (gate, tier, Basis::Rules)
-        }
-        None => {
-            let (tier, basis) = match settings.default_tier {
-                DefaultTier::Low => (Tier::Low, Basis::DefaultTier),
-                DefaultTier::Medium => (Tier::Medium, Basis::DefaultTier),
-                DefaultTier::High => (Tier::High, Basis::DefaultTier),
-                DefaultTier::Annotations => (call.annotations.map_or(Tier::High, |a| a.tier()), Basis::Annotations),
-            };
-            (tier.gate(), tier, basis)
+/// The strictest-wins evaluation over the rules that matched under some reading.
+///
+/// A call's gate is the strictest gate of those rules; and unless some rule with a gate matched
+/// under every reading, the default tier's gate counts too. So a rule that lowers the gate below
+/// the default (an allow rule, or a notify rule where the default is high) does so only when it
+/// holds however the server reads the call.
+fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[(&Rule, Judged)]) -> Decision {
+    let gated = matched.iter().filter_map(|(r, _)| r.gate.map(|g| (*r, g)));
+    let surely_decided = matched.iter().any(|(r, j)| j.all && r.gate.is_some());
+    let default = || match settings.default_tier {
+        DefaultTier::Low => (Tier::Low, Basis::DefaultTier),
+        DefaultTier::Medium => (Tier::Medium, Basis::DefaultTier),
+        DefaultTier::High => (Tier::High, Basis::DefaultTier),
+        DefaultTier::Annotations => (call.annotations.map_or(Tier::High, |a| a.tier()), Basis::Annotations),
+    };
+    let by_rules = gated.clone().map(|(_, g)| g).max().map(|gate| {
+        let tier = gated.clone().filter_map(|(r, _)| r.tier).max().unwrap_or_else(|| implied_tier(gate));
+        (gate, tier)
+    });
+    let (mut gate, tier, basis) = match (by_rules, surely_decided) {
+        (Some((gate, tier)), true) => (gate, tier, Basis::Rules),
+        (by_rules, _) => {
+            let (default_tier, basis) = default();
+            match by_rules {
+                Some((gate, tier)) if gate >= default_tier.gate() => (gate, tier.max(default_tier), Basis::Rules),
+                Some((_, tier)) => (default_tier.gate(), tier.max(default_tier), basis),
+                None => (default_tier.gate(), default_tier, basis),
+            }
         }
     };
-    let always_ask = matched.iter().any(|r| r.always_ask);
-    let mut reason = matched.iter().find(|r| r.gate == Some(gate)).and_then(|r| r.reason.as_deref().map(str::to_owned));
+    let matched: Vec<(&Rule, Judged)> = matched.to_vec();
+    let rules = || matched.iter().map(|(r, _)| *r);
+    let always_ask = rules().any(|r| r.always_ask);
+    let mut reason = rules().find(|r| r.gate == Some(gate)).and_then(|r| r.reason.as_deref().map(str::to_owned));
 
     let autonomy = settings.autonomy_for(call.server);
     gate = match autonomy {
@@ -302,7 +430,7 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
         Autonomy::Autonomous => gate,
     };
 
-    let threshold = matched.iter().filter_map(|r| r.min_confidence).chain(settings.min_confidence).reduce(f64::max);
+    let threshold = rules().filter_map(|r| r.min_confidence).chain(settings.min_confidence).reduce(f64::max);
     let confidence = threshold.map(|threshold| {
         let escalated = match call.confidence {
             Some(reported) => reported < threshold,
@@ -324,12 +452,12 @@ fn evaluate(settings: &Settings, call: &Call<'_>, matched: &[&Rule]) -> Decision
         basis,
         reason,
         hold: match gate {
-            Gate::Hold => matched.iter().filter(|r| r.gate == Some(Gate::Hold)).filter_map(|r| r.hold).max(),
+            Gate::Hold => rules().filter(|r| r.gate == Some(Gate::Hold)).filter_map(|r| r.hold).max(),
             _ => None,
         },
         always_ask,
         confidence,
-        matched: matched.iter().map(|r| r.matched()).collect(),
+        matched: matched.iter().map(|(r, j)| r.matched(*j)).collect(),
     }
 }
 

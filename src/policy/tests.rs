@@ -10,7 +10,7 @@ fn policy(text: &str) -> Policy {
 
 fn decide(p: &Policy, server: &str, tool: &str) -> Decision {
     let args = Map::new();
-    p.decide(&Call { server, tool, arguments: &args, annotations: None, confidence: None })
+    p.decide(&Call::new(server, tool, &args))
 }
 
 fn errors(text: &str) -> Vec<String> {
@@ -48,12 +48,19 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             tier: Tier::Low,
             basis: Basis::Rules,
             matched: vec![
-                Matched { rule: "reads".into(), gate: Some(Gate::Allow), tier: Some(Tier::Low), reason: None },
+                Matched {
+                    rule: "reads".into(),
+                    gate: Some(Gate::Allow),
+                    tier: Some(Tier::Low),
+                    reason: None,
+                    some_readings: false
+                },
                 Matched {
                     rule: "secrets".into(),
                     gate: Some(Gate::Deny),
                     tier: None,
-                    reason: Some("no secrets".into())
+                    reason: Some("no secrets".into()),
+                    some_readings: false,
                 },
             ],
             reason: Some("no secrets".into()),
@@ -69,8 +76,20 @@ fn strictest_matching_rule_wins_whatever_the_order() {
             tier: Tier::High,
             basis: Basis::Rules,
             matched: vec![
-                Matched { rule: "reads".into(), gate: Some(Gate::Allow), tier: Some(Tier::Low), reason: None },
-                Matched { rule: "prod".into(), gate: Some(Gate::Ask), tier: Some(Tier::High), reason: None },
+                Matched {
+                    rule: "reads".into(),
+                    gate: Some(Gate::Allow),
+                    tier: Some(Tier::Low),
+                    reason: None,
+                    some_readings: false
+                },
+                Matched {
+                    rule: "prod".into(),
+                    gate: Some(Gate::Ask),
+                    tier: Some(Tier::High),
+                    reason: None,
+                    some_readings: false
+                },
             ],
             reason: None,
             hold: None,
@@ -99,11 +118,31 @@ fn unmatched_call_gets_the_default_tier() {
 }
 
 #[test]
-fn tool_names_match_exactly_not_by_prefix_or_case() {
+fn tool_names_match_exactly_not_by_prefix() {
     let p = policy("[[rules]]\nname = \"x\"\ntools = [\"delete\"]\naction = \"deny\"\n");
     assert_eq!(decide(&p, "s", "delete").gate, Gate::Deny);
-    for other in ["delete_file", "Delete", "xdelete", " delete"] {
+    for other in ["delete_file", "xdelete", " delete"] {
         assert_eq!(decide(&p, "s", other).basis, Basis::DefaultTier, "{other}");
+    }
+}
+
+#[test]
+fn restricting_rules_match_names_a_server_may_fold_and_allow_rules_only_exact_ones() {
+    let p = policy(
+        "[settings]\ndefault_tier = \"high\"\n\
+         [[rules]]\nname = \"no deletes\"\ntools = [\"delete\"]\naction = \"deny\"\n\
+         [[rules]]\nname = \"reads\"\ntools = [\"read_file\"]\ntier = \"low\"\n",
+    );
+    // Upper case, fullwidth letters, and the Kelvin sign all fold to names a server may run.
+    for folded in ["Delete", "DELETE", "\u{ff44}\u{ff45}\u{ff4c}\u{ff45}\u{ff54}\u{ff45}"] {
+        assert_eq!(decide(&p, "s", folded).gate, Gate::Deny, "{folded}");
+    }
+    let kill = policy("[[rules]]\nname = \"x\"\ntools = [\"kill\"]\naction = \"deny\"\n");
+    assert_eq!(decide(&kill, "s", "\u{212a}ill").gate, Gate::Deny, "the Kelvin sign folds to k");
+    // An allow rule lowers the gate only for the name exactly as written.
+    assert_eq!(decide(&p, "s", "read_file").gate, Gate::Allow);
+    for folded in ["READ_FILE", "Read_File", "\u{ff52}ead_file"] {
+        assert_eq!(decide(&p, "s", folded).gate, Gate::Ask, "{folded}");
     }
 }
 
@@ -111,20 +150,12 @@ fn tool_names_match_exactly_not_by_prefix_or_case() {
 fn annotations_choose_the_tier_only_when_the_policy_says_so() {
     let p = policy("[settings]\ndefault_tier = \"annotations\"\n");
     let args = Map::new();
-    let with = |tool: Value| {
-        p.decide(&Call {
-            server: "s",
-            tool: "t",
-            arguments: &args,
-            annotations: Some(Annotations::from_tool(&tool)),
-            confidence: None,
-        })
-    };
+    let with =
+        |tool: Value| p.decide(&Call::new("s", "t", &args).with_annotations(Some(Annotations::from_tool(&tool))));
     assert_eq!(with(json!({"annotations": {"readOnlyHint": true, "openWorldHint": false}})).gate, Gate::Allow);
     assert_eq!(with(json!({"annotations": {"readOnlyHint": true}})).gate, Gate::Notify);
     assert_eq!(with(json!({"annotations": {"destructiveHint": false}})).gate, Gate::Ask);
-    let never_listed =
-        p.decide(&Call { server: "s", tool: "t", arguments: &args, annotations: None, confidence: None });
+    let never_listed = p.decide(&Call::new("s", "t", &args));
     assert_eq!((never_listed.gate, never_listed.basis), (Gate::Ask, Basis::Annotations));
 }
 
@@ -205,7 +236,7 @@ fn embedded_default_loads_and_denies_deletes() {
 
 fn decide_with(p: &Policy, tool: &str, arguments: Value, confidence: Option<f64>) -> Decision {
     let args = arguments.as_object().cloned().unwrap();
-    p.decide(&Call { server: "fs", tool, arguments: &args, annotations: None, confidence })
+    p.decide(&Call::new("fs", tool, &args).with_confidence(confidence))
 }
 
 const PROJECT: &str = r#"
@@ -339,8 +370,7 @@ fn bad_patterns_and_pointers_fail_at_load_with_places() {
 fn explain_lists_near_misses_with_the_failing_test() {
     let p = policy(PROJECT);
     let args = json!({"path": "/home/me/project/ok"}).as_object().cloned().unwrap();
-    let (decision, near) =
-        p.explain(&Call { server: "fs", tool: "write_file", arguments: &args, annotations: None, confidence: None });
+    let (decision, near) = p.explain(&Call::new("fs", "write_file", &args));
     assert_eq!(decision.gate, Gate::Allow);
     assert_eq!(
         near,
@@ -352,6 +382,7 @@ fn explain_lists_near_misses_with_the_failing_test() {
                 pointer: "/path".into(),
                 test: "not_glob \"/home/me/project/**\"".into(),
                 actual: Some(json!("/home/me/project/ok")),
+                reading: None,
             }],
         }]
     );

@@ -70,13 +70,11 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: In
     let strips =
         (session.confidence_injected || policy.uses_confidence()) && !session.native_confidence.contains(&params.name);
     let (stripped, confidence) = if strips { confidence::take(&mut params.arguments) } else { (false, None) };
-    let mut decision = policy.decide(&Call {
-        server: &session.server,
-        tool: &params.name,
-        arguments: &params.arguments,
-        annotations: session.annotations.get(&params.name).copied(),
-        confidence,
-    });
+    let mut decision = policy.decide(
+        &Call::new(&session.server, &params.name, &params.arguments)
+            .with_annotations(session.annotations.get(&params.name).copied())
+            .with_confidence(confidence),
+    );
     let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
     let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
     match &call.params.request_state {

@@ -1,0 +1,795 @@
+//! Readings: every way a real server may read the value an argument condition tests.
+//!
+//! The bytes of a call are checked strictly (`wire/strict.rs`), so there is one JSON value. But
+//! a server does not stop at JSON: pydantic reads `"true"`, `1` and `"yes"` as `True` and
+//! `"5_000"` as 5000, the Python SDK decodes an object sent as JSON text, JavaScript's `Number()`
+//! reads `"0x1388"`, and a path means what the server's file system makes of it. Each such
+//! interpretation is a *reading*, and a condition is judged under all of them:
+//!
+//! - a rule that restricts (deny, queue, ask, hold, notify, `always_ask`, `min_confidence`)
+//!   matches when its conditions hold under ANY reading;
+//! - a rule that lowers the gate below the default applies only when they hold under EVERY
+//!   reading (see `rule.rs` for how the two combine).
+//!
+//! Where the tool's schema declares exactly the type the value has, the server's validator has
+//! nothing to coerce, and only the readings of that type remain (a number is that number; a
+//! string is a string, whose numeric tests still read the numbers in it and whose globs still
+//! read it as a path). Anywhere else (no schema, no `type`, a union, a value of another type)
+//! every coercion is a reading.
+
+pub mod declared;
+pub mod number;
+pub mod path;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use declared::{Declared, SchemaAt};
+pub use number::{Family, Number};
+pub use path::{Lexical, Local, PathReading, Place};
+
+/// What the readings of a call's arguments know beyond the arguments themselves.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The tool's input schema as the server listed it, when toolgate knows it.
+    pub schema: Option<&'a Value>,
+    /// The arguments as written, so that a number a double cannot hold is read exactly.
+    pub text: Option<&'a str>,
+    /// Where the server stands, for paths.
+    pub place: &'a dyn Place,
+}
+
+impl Context<'_> {
+    /// Readings of the values alone: no schema, no text, no server.
+    pub fn lexical() -> Context<'static> {
+        Context { schema: None, text: None, place: &Lexical }
+    }
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("schema", &self.schema.is_some()).field("text", &self.text.is_some()).finish()
+    }
+}
+
+/// The value a pointer names under one reading of the arguments.
+#[derive(Debug, Clone)]
+pub struct Found<'a> {
+    /// `None`: under this reading the pointer names nothing.
+    pub value: Option<Cow<'a, Value>>,
+    /// The schema's word on this place.
+    at: SchemaAt<'a>,
+    /// Where JSON text was decoded on the way, if it was (`/options`).
+    pub decoded: Option<String>,
+    /// The JSON text the value was parsed from and its place in it, for exact numbers.
+    source: Option<(Cow<'a, str>, Vec<String>)>,
+    /// A value toolgate cannot read, where a server may (JSON text nested beyond its limit).
+    unreadable: bool,
+}
+
+impl<'a> Found<'a> {
+    fn missing(at: SchemaAt<'a>, decoded: Option<String>) -> Found<'a> {
+        Found { value: None, at, decoded, source: None, unreadable: false }
+    }
+
+    /// A value toolgate cannot read where a server may.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable
+    }
+
+    /// Whether the server's validator may coerce this value into another type.
+    fn coercible(&self) -> bool {
+        self.value.as_deref().is_some_and(|v| !self.at.declared().exactly(v))
+    }
+}
+
+/// Every value `tokens` (a parsed JSON pointer) names in the arguments, one per reading: the
+/// value as sent, and where a string on the way holds JSON text a server may decode (the Python
+/// SDK decodes it for any parameter that is not a plain string), the value inside it.
+pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &[String], cx: &Context<'a>) -> Vec<Found<'a>> {
+    let Some((first, rest)) = tokens.split_first() else { return Vec::new() };
+    let at = SchemaAt::arguments(cx.schema).child(first);
+    let mut current = vec![match arguments.get(first.as_str()) {
+        Some(value) => Found {
+            value: Some(Cow::Borrowed(value)),
+            at,
+            decoded: None,
+            source: cx.text.map(|t| (Cow::Borrowed(t), vec![first.clone()])),
+            unreadable: false,
+        },
+        None => Found::missing(at, None),
+    }];
+    let mut pointer = format!("/{}", escape(first));
+    for token in rest {
+        let mut next = Vec::new();
+        for found in current {
+            step(found, token, &pointer, &mut next);
+        }
+        pointer.push('/');
+        pointer.push_str(&escape(token));
+        current = next;
+    }
+    current
+}
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// One step of a pointer from one reading of a value.
+fn step<'a>(found: Found<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a>>) {
+    let at = found.at.child(token);
+    let Some(value) = found.value else {
+        out.push(Found { at, ..found });
+        return;
+    };
+    let source = found.source.map(|(text, mut path)| {
+        path.push(token.to_owned());
+        (text, path)
+    });
+    let child = |v: &Value| -> Option<Value> {
+        match v {
+            Value::Object(map) => map.get(token).cloned(),
+            Value::Array(items) => items.get(array_index(token)?).cloned(),
+            _ => None,
+        }
+    };
+    match value {
+        Cow::Borrowed(v) => {
+            let member = match v {
+                Value::Object(map) => map.get(token),
+                Value::Array(items) => array_index(token).and_then(|i| items.get(i)),
+                _ => None,
+            };
+            match member {
+                Some(m) => out.push(Found {
+                    value: Some(Cow::Borrowed(m)),
+                    at,
+                    decoded: found.decoded,
+                    source,
+                    unreadable: false,
+                }),
+                None => out.push(Found::missing(at.clone(), found.decoded.clone())),
+            }
+            if let Value::String(s) = v {
+                decoded_step(s, &found.at, token, pointer, out);
+            }
+        }
+        Cow::Owned(v) => {
+            match child(&v) {
+                Some(m) => out.push(Found {
+                    value: Some(Cow::Owned(m)),
+                    at,
+                    decoded: found.decoded,
+                    source,
+                    unreadable: false,
+                }),
+                None => out.push(Found::missing(at.clone(), found.decoded.clone())),
+            }
+            if let Value::String(s) = &v {
+                decoded_step(s, &found.at, token, pointer, out);
+            }
+        }
+    }
+}
+
+/// The member `token` of a string read as JSON text, where the schema lets a server read it so.
+fn decoded_step<'a>(text: &str, at: &SchemaAt<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a>>) {
+    // A server that declares a plain string here reads a string.
+    if at.declared().exactly(&Value::String(String::new())) {
+        return;
+    }
+    match json_text(text) {
+        JsonText::Container(decoded) => {
+            let inner = Found {
+                value: Some(Cow::Owned(decoded)),
+                at: at.clone(),
+                decoded: Some(pointer.to_owned()),
+                source: Some((Cow::Owned(text.to_owned()), Vec::new())),
+                unreadable: false,
+            };
+            step(inner, token, pointer, out);
+        }
+        JsonText::Unreadable => out.push(Found {
+            value: None,
+            at: at.child(token),
+            decoded: Some(pointer.to_owned()),
+            source: None,
+            unreadable: true,
+        }),
+        JsonText::Other(_) | JsonText::Not => {}
+    }
+}
+
+fn array_index(token: &str) -> Option<usize> {
+    if token.len() > 1 && token.starts_with('0') {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// What a string is, read as JSON text.
+enum JsonText {
+    /// An object or an array.
+    Container(Value),
+    /// A scalar (the Python SDK leaves those as strings, except `null`).
+    Other(Value),
+    /// JSON text nested deeper than toolgate reads, which Python's parser still reads.
+    Unreadable,
+    /// Not JSON.
+    Not,
+}
+
+/// Reads a string as Python's `json.loads` does: JSON whitespace around it, and the `NaN`,
+/// `Infinity` and `-Infinity` that Python accepts (read here as `null`, which no test is about).
+fn json_text(text: &str) -> JsonText {
+    let trimmed = text.trim_matches([' ', '\t', '\n', '\r']);
+    if trimmed.is_empty() {
+        return JsonText::Not;
+    }
+    let parsed = serde_json::from_str::<Value>(trimmed).or_else(|e| match without_non_finite(trimmed) {
+        Some(replaced) => serde_json::from_str::<Value>(&replaced),
+        None => Err(e),
+    });
+    match parsed {
+        Ok(v @ (Value::Object(_) | Value::Array(_))) => JsonText::Container(v),
+        Ok(v) => JsonText::Other(v),
+        Err(e) if e.to_string().contains("recursion limit") => JsonText::Unreadable,
+        Err(_) => JsonText::Not,
+    }
+}
+
+/// The text with Python's non-finite number literals outside strings replaced by `null`;
+/// `None` when it has none.
+fn without_non_finite(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut changed = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let literal = ["-Infinity", "Infinity", "NaN"].into_iter().find(|l| rest.starts_with(l));
+            if let Some(literal) = literal {
+                out.push_str("null");
+                rest = &rest[literal.len()..];
+                changed = true;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    changed.then_some(out)
+}
+
+/// What one reading makes of a value.
+#[derive(Debug, Clone)]
+pub enum Seen<'v> {
+    /// The pointer names nothing.
+    Missing,
+    /// A value toolgate cannot read where a server may: every restricting test holds for it,
+    /// and no test holds under every reading.
+    Unreadable,
+    /// A JSON value.
+    Json(Cow<'v, Value>),
+    /// A number.
+    Number(Number),
+    /// A text, for a pattern.
+    Text(Cow<'v, str>),
+    /// A path, for a glob.
+    Path(PathReading),
+    /// A value that has no text (an object, `null`, an empty array), for a pattern.
+    NoText,
+    /// A value no server reads as a number, for a comparison.
+    NotNumber,
+}
+
+/// How a reading was come by, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    AsSent,
+    /// Element `i` of an array (a pattern holds for an array when it holds for its elements).
+    Element(usize),
+    /// Read from a string by a number parser.
+    NumberFrom(Family),
+    /// A double's rounding of the number as sent.
+    Rounded,
+    /// A coercion between types, named.
+    Coerced(&'static str),
+}
+
+/// One reading: what it makes of the value, how, and from where.
+#[derive(Debug, Clone)]
+pub struct Reading<'v> {
+    pub seen: Seen<'v>,
+    pub how: How,
+    /// The value it was read from.
+    pub from: Option<Cow<'v, Value>>,
+    /// Where JSON text was decoded on the way to it.
+    pub decoded: Option<String>,
+}
+
+impl Reading<'_> {
+    /// A sentence for `explain`: "the number 5000, read from the string \"5_000\" by Python's
+    /// int()/Decimal(), pydantic".
+    pub fn describe(&self) -> String {
+        let what = match &self.seen {
+            Seen::Missing => "a missing argument".to_owned(),
+            Seen::Unreadable => {
+                "a value toolgate cannot read (JSON text nested too deep), which a server may".to_owned()
+            }
+            Seen::Json(v) => format!("the value {v}"),
+            Seen::Number(n) => format!("the number {n}"),
+            Seen::Text(t) => format!("the text {t:?}"),
+            Seen::Path(p) => format!("the path {:?}", p.path),
+            Seen::NoText => "a value without text".to_owned(),
+            Seen::NotNumber => "no number".to_owned(),
+        };
+        let from = self.from.as_deref().map(|v| format!(", read from {}", describe_value(v))).unwrap_or_default();
+        let how = match (&self.how, &self.seen) {
+            (How::AsSent, Seen::Path(p)) if !p.steps.is_empty() => {
+                let steps: Vec<&str> = p.steps.iter().map(|s| s.describe()).collect();
+                format!(" ({})", steps.join(", "))
+            }
+            (How::AsSent, _) => String::new(),
+            (How::Element(i), _) => format!(" (element {i})"),
+            (How::NumberFrom(f), _) => format!(" by {}", f.describe()),
+            (How::Rounded, _) => " (as a double)".to_owned(),
+            (How::Coerced(name), _) => format!(" ({name})"),
+        };
+        let decoded = self.decoded.as_deref().map(|p| format!(", in the JSON text at {p}")).unwrap_or_default();
+        let from =
+            if matches!(self.how, How::AsSent) && !matches!(self.seen, Seen::Path(_)) { String::new() } else { from };
+        format!("{what}{from}{how}{decoded}")
+    }
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("the string {s:?}"),
+        other => {
+            let text = other.to_string();
+            if text.len() > 60 { format!("{}…", text.chars().take(60).collect::<String>()) } else { text }
+        }
+    }
+}
+
+/// The exact number a JSON number is: from its text where a double cannot hold it.
+fn exact(n: &serde_json::Number, source: Option<&(Cow<'_, str>, Vec<String>)>) -> Number {
+    if let Some(i) = n.as_i64() {
+        return Number::from_i128(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Number::from_i128(u.into());
+    }
+    source
+        .and_then(|(text, path)| raw_at(text, path))
+        .and_then(|raw| number::decimal_literal(raw.trim()))
+        .unwrap_or_else(|| Number::from_f64(n.as_f64().unwrap_or(f64::NAN)))
+}
+
+/// The text of the value at `path` in a JSON text.
+fn raw_at<'t>(text: &'t str, path: &[String]) -> Option<&'t str> {
+    let mut current: &'t RawValue = serde_json::from_str(text).ok()?;
+    for token in path {
+        let inner = current.get().trim_start();
+        current = if inner.starts_with('{') {
+            let members: HashMap<String, &'t RawValue> = serde_json::from_str(current.get()).ok()?;
+            members.get(token.as_str()).copied()?
+        } else if inner.starts_with('[') {
+            let items: Vec<&'t RawValue> = serde_json::from_str(current.get()).ok()?;
+            items.get(array_index(token)?).copied()?
+        } else {
+            return None;
+        };
+    }
+    Some(current.get())
+}
+
+/// The readings a pattern test (regex) judges: texts.
+pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
+    let mut out = Vec::new();
+    for f in found {
+        let base = Reading { seen: Seen::Missing, how: How::AsSent, from: None, decoded: f.decoded.clone() };
+        let Some(value) = f.value.as_deref() else {
+            out.push(Reading { seen: if f.unreadable { Seen::Unreadable } else { Seen::Missing }, ..base });
+            continue;
+        };
+        let coerce = f.coercible();
+        match value {
+            Value::Array(items) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    let source = f.source.as_ref().map(|(t, p)| (t.clone(), [p.as_slice(), &[i.to_string()]].concat()));
+                    let mut element = Vec::new();
+                    scalar_texts(item, source.as_ref(), coerce, &mut element);
+                    out.extend(element.into_iter().map(|(seen, how)| Reading {
+                        seen,
+                        how: if how == How::AsSent { How::Element(i) } else { how },
+                        from: Some(Cow::Borrowed(value)),
+                        decoded: f.decoded.clone(),
+                    }));
+                }
+            }
+            _ => {
+                let mut own = Vec::new();
+                scalar_texts(value, f.source.as_ref(), coerce, &mut own);
+                out.extend(own.into_iter().map(|(seen, how)| Reading {
+                    seen,
+                    how,
+                    from: Some(Cow::Borrowed(value)),
+                    ..base.clone()
+                }));
+                if coerce
+                    && let Value::String(s) = value
+                    && let JsonText::Container(decoded) = json_text(s)
+                {
+                    for reading in texts_of_owned(decoded) {
+                        out.push(Reading {
+                            from: Some(Cow::Borrowed(value)),
+                            decoded: Some("(the value)".into()),
+                            ..reading
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The texts of a value decoded from JSON text (owned).
+fn texts_of_owned(value: Value) -> Vec<Reading<'static>> {
+    let found = [Found {
+        value: Some(Cow::Owned(value)),
+        at: SchemaAt::unknown(),
+        decoded: None,
+        source: None,
+        unreadable: false,
+    }];
+    texts(&found).into_iter().map(into_static).collect()
+}
+
+fn into_static(r: Reading<'_>) -> Reading<'static> {
+    let seen = match r.seen {
+        Seen::Missing => Seen::Missing,
+        Seen::Unreadable => Seen::Unreadable,
+        Seen::Json(v) => Seen::Json(Cow::Owned(v.into_owned())),
+        Seen::Number(n) => Seen::Number(n),
+        Seen::Text(t) => Seen::Text(Cow::Owned(t.into_owned())),
+        Seen::Path(p) => Seen::Path(p),
+        Seen::NoText => Seen::NoText,
+        Seen::NotNumber => Seen::NotNumber,
+    };
+    Reading { seen, how: r.how, from: r.from.map(|v| Cow::Owned(v.into_owned())), decoded: r.decoded }
+}
+
+/// The texts one value (not an array to look into) has.
+fn scalar_texts<'v>(
+    value: &'v Value,
+    source: Option<&(Cow<'_, str>, Vec<String>)>,
+    coerce: bool,
+    out: &mut Vec<(Seen<'v>, How)>,
+) {
+    match value {
+        Value::String(s) => out.push((Seen::Text(Cow::Borrowed(s)), How::AsSent)),
+        Value::Number(n) => {
+            let as_sent =
+                source.and_then(|(t, p)| raw_at(t, p)).map(|r| r.trim().to_owned()).unwrap_or_else(|| n.to_string());
+            let canonical = exact(n, source).to_string();
+            let serde_text = n.to_string();
+            out.push((Seen::Text(Cow::Owned(as_sent.clone())), How::AsSent));
+            for (text, name) in [(canonical, "JavaScript's String()"), (serde_text, "the number's JSON text")] {
+                if text != as_sent && !out.iter().any(|(s, _)| matches!(s, Seen::Text(t) if **t == text)) {
+                    out.push((Seen::Text(Cow::Owned(text)), How::Coerced(name)));
+                }
+            }
+        }
+        Value::Bool(b) => {
+            out.push((Seen::Text(Cow::Borrowed(if *b { "true" } else { "false" })), How::AsSent));
+            if coerce {
+                out.push((
+                    Seen::Text(Cow::Borrowed(if *b { "True" } else { "False" })),
+                    How::Coerced("Python's str()"),
+                ));
+            }
+        }
+        Value::Null | Value::Object(_) | Value::Array(_) => out.push((Seen::NoText, How::AsSent)),
+    }
+}
+
+/// The readings a glob judges: every text read as a path, every way [`path::readings`] lists.
+pub fn paths<'v>(found: &'v [Found<'v>], place: &dyn Place) -> Vec<Reading<'v>> {
+    let mut out = Vec::new();
+    for reading in texts(found) {
+        match &reading.seen {
+            Seen::Text(t) => {
+                for p in path::readings(t, place) {
+                    out.push(Reading { seen: Seen::Path(p), ..reading.clone() });
+                }
+            }
+            _ => out.push(reading),
+        }
+    }
+    out
+}
+
+/// The readings a comparison judges: numbers.
+pub fn numbers<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
+    let mut out = Vec::new();
+    for f in found {
+        let base = Reading { seen: Seen::Missing, how: How::AsSent, from: None, decoded: f.decoded.clone() };
+        let Some(value) = f.value.as_deref() else {
+            out.push(Reading { seen: if f.unreadable { Seen::Unreadable } else { Seen::Missing }, ..base });
+            continue;
+        };
+        let from = Some(Cow::Borrowed(value));
+        let before = out.len();
+        numbers_of(value, f.source.as_ref(), f.coercible(), &mut |seen, how| {
+            out.push(Reading { seen, how, from: from.clone(), decoded: f.decoded.clone() })
+        });
+        if out.len() == before {
+            out.push(Reading {
+                seen: Seen::NotNumber,
+                how: How::AsSent,
+                from: from.clone(),
+                decoded: f.decoded.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn numbers_of<'v>(
+    value: &'v Value,
+    source: Option<&(Cow<'_, str>, Vec<String>)>,
+    coerce: bool,
+    add: &mut dyn FnMut(Seen<'v>, How),
+) {
+    match value {
+        Value::Number(n) => {
+            let exact = exact(n, source);
+            let rounded = exact.rounded();
+            if rounded != exact {
+                add(Seen::Number(rounded), How::Rounded);
+            }
+            add(Seen::Number(exact), How::AsSent);
+        }
+        // A numeric test on a string means the numbers it holds, however it is declared.
+        Value::String(s) => {
+            for (n, family) in number::readings_of_text(s) {
+                add(Seen::Number(n), How::NumberFrom(family));
+            }
+        }
+        _ if !coerce => {}
+        Value::Bool(b) => {
+            add(Seen::Number(Number::from_i128(i128::from(*b))), How::Coerced("pydantic's int, JavaScript's Number()"))
+        }
+        Value::Null => add(Seen::Number(Number::from_i128(0)), How::Coerced("JavaScript's Number(null)")),
+        Value::Array(items) => match items.as_slice() {
+            [] => add(Seen::Number(Number::from_i128(0)), How::Coerced("JavaScript's Number([])")),
+            [one] => numbers_of(one, None, true, &mut |seen, _| add(seen, How::Coerced("JavaScript's Number([x])"))),
+            _ => {}
+        },
+        Value::Object(_) => {}
+    }
+}
+
+/// The readings an equality test (`equals`, `one_of`) judges: the value as sent, and what a
+/// server may coerce it into of the types of the `expected` values (a server that reads the
+/// value as some third type never holds it equal to them). A string is always also read for the
+/// numbers it holds when a number is expected, as a comparison reads it.
+pub fn values<'v>(found: &'v [Found<'v>], expected: &[&Value]) -> Vec<Reading<'v>> {
+    let mut kinds: Vec<Kind> = expected.iter().map(|v| Kind::of(v)).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut out = Vec::new();
+    for f in found {
+        let base = Reading { seen: Seen::Missing, how: How::AsSent, from: None, decoded: f.decoded.clone() };
+        let Some(value) = f.value.as_deref() else {
+            out.push(Reading { seen: if f.unreadable { Seen::Unreadable } else { Seen::Missing }, ..base });
+            continue;
+        };
+        let from = Some(Cow::Borrowed(value));
+        let mut add =
+            |seen: Seen<'v>, how: How| out.push(Reading { seen, how, from: from.clone(), decoded: f.decoded.clone() });
+        add(Seen::Json(Cow::Borrowed(value)), How::AsSent);
+        let coerce = f.coercible();
+        for kind in &kinds {
+            match (kind, value) {
+                (Kind::Number, Value::String(_)) => numbers_of(value, None, false, &mut add),
+                _ if !coerce => {}
+                (Kind::Number, Value::Number(_)) => numbers_of(value, f.source.as_ref(), true, &mut |seen, how| {
+                    if how != How::AsSent {
+                        add(seen, how)
+                    }
+                }),
+                (kind, value) => coerce_into(*kind, value, &mut add),
+            }
+        }
+    }
+    out
+}
+
+/// The JSON types an equality test can expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Container,
+}
+
+impl Kind {
+    fn of(value: &Value) -> Kind {
+        match value {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Bool,
+            Value::Number(_) => Kind::Number,
+            Value::String(_) => Kind::String,
+            Value::Array(_) | Value::Object(_) => Kind::Container,
+        }
+    }
+}
+
+/// What validators and truthiness make of a value as another type.
+fn coerce_into<'v>(kind: Kind, value: &'v Value, add: &mut dyn FnMut(Seen<'v>, How)) {
+    let bool_ = |b: bool| Seen::Json(Cow::Owned(Value::Bool(b)));
+    let text = |t: String| Seen::Json(Cow::Owned(Value::String(t)));
+    match (kind, value) {
+        (Kind::Bool, Value::String(s)) => {
+            match s.to_ascii_lowercase().as_str() {
+                "1" | "on" | "t" | "true" | "y" | "yes" => add(bool_(true), How::Coerced("pydantic's lax bool")),
+                "0" | "off" | "f" | "false" | "n" | "no" => add(bool_(false), How::Coerced("pydantic's lax bool")),
+                _ => {}
+            }
+            add(bool_(!s.is_empty()), How::Coerced("truthiness, in JavaScript and Python"));
+        }
+        (Kind::Bool, Value::Number(n)) => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f == 0.0 || f == 1.0 {
+                add(bool_(f == 1.0), How::Coerced("pydantic's lax bool"));
+            }
+            add(bool_(f != 0.0 && !f.is_nan()), How::Coerced("truthiness, in JavaScript and Python"));
+        }
+        (Kind::Bool, Value::Null) => add(bool_(false), How::Coerced("truthiness, in JavaScript and Python")),
+        (Kind::Bool, Value::Array(items)) => {
+            // JavaScript: every array is true; Python: only a non-empty one.
+            add(bool_(true), How::Coerced("truthiness, in JavaScript"));
+            add(bool_(!items.is_empty()), How::Coerced("truthiness, in Python"));
+        }
+        (Kind::Bool, Value::Object(map)) => {
+            add(bool_(true), How::Coerced("truthiness, in JavaScript"));
+            add(bool_(!map.is_empty()), How::Coerced("truthiness, in Python"));
+        }
+        (Kind::Number, value) => numbers_of(value, None, true, add),
+        (Kind::String, Value::Number(n)) => {
+            add(text(n.to_string()), How::Coerced("Python's str()"));
+            add(
+                text(Number::from_f64(n.as_f64().unwrap_or(f64::NAN)).to_string()),
+                How::Coerced("JavaScript's String()"),
+            );
+        }
+        (Kind::String, Value::Bool(b)) => {
+            add(text(b.to_string()), How::Coerced("JavaScript's String()"));
+            add(text(if *b { "True".into() } else { "False".into() }), How::Coerced("Python's str()"));
+        }
+        (Kind::String, Value::Null) => {
+            add(text("null".into()), How::Coerced("JavaScript's String()"));
+            add(text("None".into()), How::Coerced("Python's str()"));
+        }
+        (Kind::Null | Kind::Container, Value::String(s)) => match json_text(s) {
+            JsonText::Container(v) if kind == Kind::Container => {
+                add(Seen::Json(Cow::Owned(v)), How::Coerced("JSON text, decoded"))
+            }
+            JsonText::Other(Value::Null) if kind == Kind::Null => {
+                add(Seen::Json(Cow::Owned(Value::Null)), How::Coerced("JSON text, decoded (the Python SDK)"))
+            }
+            JsonText::Unreadable => add(Seen::Unreadable, How::Coerced("JSON text, decoded")),
+            _ => {}
+        },
+        _ => {}
+    }
+    // JavaScript compares a one-element array as its element.
+    if let Value::Array(items) = value
+        && let [one] = items.as_slice()
+    {
+        if Kind::of(one) == kind {
+            add(Seen::Json(Cow::Borrowed(one)), How::Coerced("a one-element array, as JavaScript compares it"));
+        }
+        if kind != Kind::Number {
+            coerce_into(kind, one, add);
+        }
+    }
+}
+
+/// Whether two JSON values are equal, numbers by exact value.
+pub fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => exact(x, None).same(&exact(y, None)),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The number a JSON number in a policy is, exactly when it is an integer.
+pub fn number_of(value: &Value) -> Option<Number> {
+    match value {
+        Value::Number(n) => Some(exact(n, None)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn found<'a>(args: &'a Map<String, Value>, pointer: &[&str], cx: &Context<'a>) -> Vec<Found<'a>> {
+        let tokens: Vec<String> = pointer.iter().map(|t| (*t).to_owned()).collect();
+        resolve(args, &tokens, cx)
+    }
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn json_text_is_decoded_on_the_way_unless_the_schema_says_string() {
+        let a = args(json!({"options": "{\"recursive\": true}"}));
+        let values: Vec<Option<Value>> = found(&a, &["options", "recursive"], &Context::lexical())
+            .into_iter()
+            .map(|f| f.value.map(Cow::into_owned))
+            .collect();
+        assert_eq!(values, vec![None, Some(json!(true))]);
+        let schema = json!({"type": "object", "properties": {"options": {"type": "string"}}});
+        let cx = Context { schema: Some(&schema), ..Context::lexical() };
+        let values: Vec<Option<Value>> =
+            found(&a, &["options", "recursive"], &cx).into_iter().map(|f| f.value.map(Cow::into_owned)).collect();
+        assert_eq!(values, vec![None], "a server that declares a string reads a string");
+        // Python's json module reads NaN; the object around it is still an object.
+        let a = args(json!({"options": "{\"x\": NaN, \"recursive\": true}"}));
+        assert!(
+            found(&a, &["options", "recursive"], &Context::lexical())
+                .iter()
+                .any(|f| f.value.as_deref() == Some(&json!(true)))
+        );
+        // Nested beyond what toolgate parses: unreadable, which restricting tests treat as a match.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let a = args(json!({"options": format!("{{\"recursive\": {deep}}}")}));
+        let _ = found(&a, &["options", "recursive"], &Context::lexical());
+        let a = args(json!({"options": deep}));
+        assert!(found(&a, &["options", "x"], &Context::lexical()).iter().any(|f| f.unreadable));
+    }
+
+    #[test]
+    fn exact_numbers_come_from_the_text_as_written() {
+        let text = r#"{"amount": 1000.00000000000000001, "n": [9007199254740993]}"#;
+        let a: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let cx = Context { text: Some(text), ..Context::lexical() };
+        let f = found(&a, &["amount"], &cx);
+        let seen: Vec<String> = numbers(&f).iter().map(|r| r.describe()).collect();
+        assert!(seen.iter().any(|s| s.starts_with("the number 1000.00000000000000001")), "{seen:?}");
+        assert!(seen.iter().any(|s| s.starts_with("the number 1000,")), "{seen:?}");
+        let f = found(&a, &["n", "0"], &cx);
+        assert!(numbers(&f).iter().any(|r| matches!(&r.seen, Seen::Number(n) if n.to_string() == "9007199254740993")));
+    }
+}

@@ -1,0 +1,468 @@
+//! Paths as servers read them.
+//!
+//! A `glob` test reads its value as a path, and a path means what the server's file system
+//! makes of it. Each of these is a reading of the same string, and a glob is tested against all
+//! of them (see `reading/mod.rs` for how readings decide):
+//!
+//! | reading | example | servers that read it so |
+//! |---|---|---|
+//! | the POSIX path as sent, `.` and `..` resolved lexically | `PROT/x\..\..\y` is a file in `PROT` | every server on Linux and macOS |
+//! | `\` as a separator | `PROT\..\y` is `y` | servers that normalise Windows paths |
+//! | cut at a NUL byte | `PROT/x\0/../..` is `PROT/x` | servers written in C |
+//! | a `file:` URL, `%`-decoded | `file://localhost/srv/PROT%2Fx` | servers that take URLs |
+//! | `~`, `~user` and `$VAR` expanded with the server's environment | `~/PROT/x` | server-filesystem (`~`), Python's `expanduser`/`expandvars` |
+//! | Unicode NFC and NFD | `Cafe\u{301}` is `Café` | server-filesystem matches names by NFC; macOS stores NFD |
+//! | relative to the server's working folders and the folders it serves | `PROT/x` | every server (`open`), server-filesystem (its allowed folders) |
+//! | on disk: symlinks followed, `..` after a symlink physical, `/proc/self` the server | `allowed/link/x` | the kernel |
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use unicode_normalization::UnicodeNormalization;
+
+/// What a server's file system makes of paths: its working folders, its environment, and its
+/// disk. The proxy reads the running server's (`proxy/place.rs`); `explain` uses toolgate's own
+/// ([`Local`]); policy examples and test suites use none ([`Lexical`]).
+pub trait Place {
+    /// Absolute folders a relative path may be resolved against.
+    fn bases(&self) -> Vec<String>;
+    /// The values a variable of the server's environment has (`HOME` for `~`).
+    fn var(&self, name: &str) -> Vec<String>;
+    /// The home folder of a user, for `~user`.
+    fn home_of(&self, user: &str) -> Option<String>;
+    /// An absolute path as the server's disk resolves it: every symlink followed; the part that
+    /// does not exist kept as written. Several results when the server runs as several
+    /// processes (`/proc/self` differs). Empty when there is no disk to look at.
+    fn on_disk(&self, absolute: &str) -> Vec<String>;
+}
+
+/// No knowledge of any server: only the readings of the text itself.
+pub struct Lexical;
+
+impl Place for Lexical {
+    fn bases(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn var(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn home_of(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn on_disk(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// This process's own place: its working folder, environment and disk (for `explain`: "as if
+/// the server ran here").
+pub struct Local;
+
+impl Place for Local {
+    fn bases(&self) -> Vec<String> {
+        std::env::current_dir().ok().map(|d| d.to_string_lossy().into_owned()).into_iter().collect()
+    }
+    fn var(&self, name: &str) -> Vec<String> {
+        std::env::var(name).ok().into_iter().collect()
+    }
+    fn home_of(&self, user: &str) -> Option<String> {
+        home_of(user)
+    }
+    fn on_disk(&self, absolute: &str) -> Vec<String> {
+        resolve(absolute, Path::new("/"), &[std::process::id()])
+    }
+}
+
+/// The home folder of a user in the password database.
+pub fn home_of(user: &str) -> Option<String> {
+    let user = nix::unistd::User::from_name(user).ok()??;
+    Some(user.dir.to_string_lossy().into_owned())
+}
+
+/// One step a reading of a path took from the text as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    CutAtNul,
+    FileUrl,
+    Home,
+    Variable,
+    Backslash,
+    Nfc,
+    Nfd,
+    Relative,
+    OnDisk,
+}
+
+impl Step {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::CutAtNul => "cut at the NUL byte",
+            Step::FileUrl => "read as a file: URL",
+            Step::Home => "~ expanded",
+            Step::Variable => "$VARIABLE expanded",
+            Step::Backslash => "\\ read as /",
+            Step::Nfc => "Unicode NFC",
+            Step::Nfd => "Unicode NFD",
+            Step::Relative => "relative to the server's folder",
+            Step::OnDisk => "resolved on the server's disk",
+        }
+    }
+}
+
+/// A reading of a path: the normalised path, and the steps that led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathReading {
+    pub path: String,
+    pub steps: Vec<Step>,
+}
+
+/// Every reading of `text` as a path, each normalised (`//`, `.` and `..` resolved lexically),
+/// the reading of the text as sent first.
+pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
+    let mut forms: Vec<(String, Vec<Step>)> = vec![(text.to_owned(), Vec::new())];
+    let add = |forms: &mut Vec<(String, Vec<Step>)>, path: String, steps: Vec<Step>| {
+        if !forms.iter().any(|(p, _)| *p == path) {
+            forms.push((path, steps));
+        }
+    };
+    // Each stage adds variants of everything before it.
+    if let Some(nul) = text.find('\0') {
+        add(&mut forms, text[..nul].to_owned(), vec![Step::CutAtNul]);
+    }
+    for (form, steps) in forms.clone() {
+        if let Some(path) = file_url(&form) {
+            add(&mut forms, path, with(&steps, Step::FileUrl));
+        }
+    }
+    for (form, steps) in forms.clone() {
+        for path in home(&form, place) {
+            add(&mut forms, path, with(&steps, Step::Home));
+        }
+    }
+    for (form, steps) in forms.clone() {
+        if let Some(path) = variables(&form, place) {
+            add(&mut forms, path, with(&steps, Step::Variable));
+        }
+    }
+    for (form, steps) in forms.clone() {
+        if form.contains('\\') {
+            add(&mut forms, form.replace('\\', "/"), with(&steps, Step::Backslash));
+        }
+    }
+    for (form, steps) in forms.clone() {
+        if !form.is_ascii() {
+            add(&mut forms, form.nfc().collect(), with(&steps, Step::Nfc));
+            add(&mut forms, form.nfd().collect(), with(&steps, Step::Nfd));
+        }
+    }
+    let mut out: Vec<PathReading> = Vec::new();
+    let push = |out: &mut Vec<PathReading>, path: String, steps: Vec<Step>| {
+        if !out.iter().any(|r| r.path == path) {
+            out.push(PathReading { path, steps });
+        }
+    };
+    let bases = place.bases();
+    for (form, steps) in forms {
+        let normal = normalize(&form);
+        if !normal.starts_with('/') {
+            for base in &bases {
+                push(&mut out, normalize(&format!("{base}/{form}")), with(&steps, Step::Relative));
+            }
+        }
+        push(&mut out, normal, steps);
+    }
+    // The reading as sent goes first: `explain` names it when it is the one that matched.
+    if let Some(at) = out.iter().position(|r| r.steps.is_empty()) {
+        let first = out.remove(at);
+        out.insert(0, first);
+    }
+    for reading in out.clone() {
+        if reading.path.starts_with('/') {
+            for path in place.on_disk(&reading.path) {
+                push(&mut out, path, with(&reading.steps, Step::OnDisk));
+            }
+        }
+    }
+    out
+}
+
+fn with(steps: &[Step], step: Step) -> Vec<Step> {
+    let mut v = steps.to_vec();
+    v.push(step);
+    v
+}
+
+/// Resolves `//`, `.` and `..` lexically, POSIX style (`\` is an ordinary character). A `..`
+/// above the root of an absolute path stays at the root; above a relative path it is kept.
+pub fn normalize(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(".."),
+            },
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".into()
+    } else {
+        joined
+    }
+}
+
+/// The path a `file:` URL names, `%`-decoded: `file:///p`, `file://localhost/p`, `file:/p`; another
+/// host is kept as `//host/p`.
+fn file_url(text: &str) -> Option<String> {
+    let scheme = text.get(..5)?;
+    if !scheme.eq_ignore_ascii_case("file:") {
+        return None;
+    }
+    let rest = &text[5..];
+    let path = match rest.strip_prefix("//") {
+        Some(authority_and_path) => {
+            let (host, path) =
+                authority_and_path.split_at(authority_and_path.find('/').unwrap_or(authority_and_path.len()));
+            if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
+                path.to_owned()
+            } else {
+                format!("//{host}{path}")
+            }
+        }
+        None => rest.to_owned(),
+    };
+    // A query or fragment is not part of the path.
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    Some(percent_decode(path))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `~` and `~user` at the start, expanded.
+fn home(text: &str, place: &dyn Place) -> Vec<String> {
+    let Some(rest) = text.strip_prefix('~') else { return Vec::new() };
+    let (user, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let homes = if user.is_empty() { place.var("HOME") } else { place.home_of(user).into_iter().collect() };
+    homes.into_iter().map(|h| format!("{h}{tail}")).collect()
+}
+
+/// `$NAME` and `${NAME}` expanded with the server's environment (unknown ones kept), as
+/// Python's `os.path.expandvars` does; `None` when there is nothing to expand.
+fn variables(text: &str, place: &dyn Place) -> Option<String> {
+    if !text.contains('$') {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, used) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (&inner[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match place.var(name).into_iter().next().filter(|_| !name.is_empty()) {
+            Some(value) => {
+                out.push_str(&value);
+                changed = true;
+            }
+            None => out.push_str(&rest[at..at + 1 + used]),
+        }
+        rest = &after[used..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// Resolves an absolute path on disk as a process sees it: from `root` (its root folder), with
+/// `/proc/self` (and `/proc/thread-self`) meaning each of `pids` in turn. Symlinks are followed
+/// component by component, so `..` after a symlink climbs from its target, as the kernel does.
+/// What does not exist is appended as written. A symlink loop gives no reading (the server's
+/// call would fail).
+pub fn resolve(absolute: &str, root: &Path, pids: &[u32]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, pid) in pids.iter().enumerate() {
+        let (path, touched_self) = walk(absolute, root, *pid);
+        if let Some(path) = path
+            && !out.contains(&path)
+        {
+            out.push(path);
+        }
+        // Only paths that pass through /proc/self depend on which process reads them.
+        if i == 0 && !touched_self {
+            break;
+        }
+    }
+    out
+}
+
+/// The most symlinks one resolution follows, as Linux's `MAXSYMLINKS`.
+const MAX_LINKS: usize = 40;
+
+fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> = absolute.split('/').map(str::to_owned).collect();
+    let mut links = 0;
+    let mut touched_self = false;
+    let on_root = |parts: &[String]| -> PathBuf {
+        let mut p = root.to_path_buf();
+        p.extend(parts);
+        p
+    };
+    while let Some(part) = todo.pop_front() {
+        let part: Cow<'_, str> = match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            "self" | "thread-self" if done.len() == 1 && done[0] == "proc" => {
+                touched_self = true;
+                Cow::Owned(pid.to_string())
+            }
+            _ => Cow::Owned(part),
+        };
+        let mut candidate = done.clone();
+        candidate.push(part.into_owned());
+        let at = on_root(&candidate);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return (None, touched_self);
+                }
+                let Ok(target) = std::fs::read_link(&at) else { return (None, touched_self) };
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for (i, t) in target.split('/').enumerate() {
+                    todo.insert(i, t.to_owned());
+                }
+            }
+            Ok(_) => done = candidate,
+            Err(_) => {
+                // Nothing more exists on disk: the rest is taken as written.
+                done = candidate;
+                for rest in todo.drain(..) {
+                    match rest.as_str() {
+                        "" | "." => {}
+                        ".." => {
+                            done.pop();
+                        }
+                        _ => done.push(rest),
+                    }
+                }
+            }
+        }
+    }
+    (Some(format!("/{}", done.join("/"))), touched_self)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A place with a working folder, a home and a variable, and no disk.
+    struct Fixed;
+
+    impl Place for Fixed {
+        fn bases(&self) -> Vec<String> {
+            vec!["/srv/work".into()]
+        }
+        fn var(&self, name: &str) -> Vec<String> {
+            match name {
+                "HOME" => vec!["/home/me".into()],
+                "DATA" => vec!["/srv/data".into()],
+                _ => Vec::new(),
+            }
+        }
+        fn home_of(&self, user: &str) -> Option<String> {
+            (user == "alice").then(|| "/home/alice".into())
+        }
+        fn on_disk(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn paths(text: &str) -> Vec<String> {
+        readings(text, &Fixed).into_iter().map(|r| r.path).collect()
+    }
+
+    #[test]
+    fn the_text_as_sent_is_a_posix_path_and_comes_first() {
+        assert_eq!(paths("/srv/PROT/x\\..\\..\\y")[0], "/srv/PROT/x\\..\\..\\y");
+        assert!(paths("/srv/PROT/x\\..\\..\\y").contains(&"/srv/y".to_owned()), "\\ as a separator");
+        assert_eq!(normalize("/a//b/./c/../d/"), "/a/b/d");
+        assert_eq!(normalize("/../x"), "/x");
+        assert_eq!(normalize("../x"), "../x");
+    }
+
+    #[test]
+    fn home_variables_urls_nul_and_relative_paths_are_read() {
+        assert!(paths("~/PROT/x").contains(&"/home/me/PROT/x".to_owned()));
+        assert!(paths("~alice/x").contains(&"/home/alice/x".to_owned()));
+        assert!(paths("$HOME/x").contains(&"/home/me/x".to_owned()));
+        assert!(paths("${DATA}/x").contains(&"/srv/data/x".to_owned()));
+        assert!(paths("$NOPE/x").contains(&"$NOPE/x".to_owned()));
+        assert!(paths("file://localhost/srv/PROT%2Fx").contains(&"/srv/PROT/x".to_owned()));
+        assert!(paths("FILE:///srv/a%20b").contains(&"/srv/a b".to_owned()));
+        assert!(paths("file:/etc/passwd").contains(&"/etc/passwd".to_owned()));
+        assert!(paths("/srv/PROT/x\0/../../y").contains(&"/srv/PROT/x".to_owned()));
+        assert!(paths("PROT/x").contains(&"/srv/work/PROT/x".to_owned()));
+        assert!(paths("PROT/x").contains(&"PROT/x".to_owned()), "the relative text itself stays a reading");
+        assert!(paths("Cafe\u{301}/x").contains(&"/srv/work/Caf\u{e9}/x".to_owned()));
+    }
+
+    #[test]
+    fn symlinks_and_dot_dot_after_them_resolve_as_the_kernel_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("allowed")).unwrap();
+        std::fs::create_dir_all(root.join("PROT/deep")).unwrap();
+        std::os::unix::fs::symlink(root.join("PROT/deep"), root.join("allowed/link")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("allowed/loop")).unwrap();
+        let at = |p: &str| format!("{}/{p}", root.display());
+        assert_eq!(resolve(&at("allowed/link/new.txt"), Path::new("/"), &[1]), vec![at("PROT/deep/new.txt")]);
+        // `..` after a symlink climbs from the link's target, not from the link's folder.
+        assert_eq!(resolve(&at("allowed/link/../x"), Path::new("/"), &[1]), vec![at("PROT/x")]);
+        assert_eq!(resolve(&at("allowed/loop/x"), Path::new("/"), &[1]), Vec::<String>::new());
+        // /proc/self is the process named, not toolgate.
+        let me = std::process::id();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(resolve("/proc/self/cwd/x", Path::new("/"), &[me]), vec![format!("{}/x", cwd.display())]);
+    }
+}
