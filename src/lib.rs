@@ -8,6 +8,7 @@
 pub mod approve;
 pub mod audit;
 pub mod cli;
+pub mod conformity;
 pub mod demo;
 pub mod explain;
 pub mod human;

@@ -71,7 +71,12 @@ fn handshake(to: &mut impl Write, from: &mut impl BufRead) {
     from.read_line(&mut line).unwrap();
     assert!(line.contains("\"result\""), "{line}");
     writeln!(to, "{}", json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).unwrap();
+    // A client lists the tools before it calls them, so toolgate knows their schemas.
+    writeln!(to, "{}", json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"})).unwrap();
     to.flush().unwrap();
+    line.clear();
+    from.read_line(&mut line).unwrap();
+    assert!(line.contains("\"tools\""), "{line}");
 }
 
 fn fake_server() -> String {
@@ -369,7 +374,7 @@ fn messages_over_the_limit_are_refused_whole_and_the_session_goes_on() {
         .map(|l| serde_json::from_str::<Value>(&serde_json::from_str::<String>(l).unwrap()).unwrap())
         .filter_map(|m| m.get("id").cloned())
         .collect();
-    assert_eq!(ids, [json!("init"), json!(1), json!(3), json!(4), json!(5)]);
+    assert_eq!(ids, [json!("init"), json!("list"), json!(1), json!(3), json!(4), json!(5)]);
     // The refused call was never decided; the call whose result was refused was, and is
     // recorded as an error.
     let decisions = audit_decisions(&dir.path().join("audit.jsonl"));

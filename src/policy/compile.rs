@@ -40,6 +40,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
     settings.audit_secret_keys = s.audit_secret_keys;
+    settings.arguments = s.arguments.unwrap_or_default();
     let t = raw.trust;
     settings.trust.enabled = t.enabled.unwrap_or(true);
     if let Some(n) = t.approvals {

@@ -69,6 +69,8 @@ pub struct SettingsFile {
     pub desktop_notifications: Option<bool>,
     /// Argument keys whose values the audit log records as a digest.
     pub audit_secret_keys: Option<Vec<String>>,
+    /// What a call whose arguments do not conform to the tool's input schema gets.
+    pub arguments: Option<crate::conformity::Setting>,
 }
 
 /// The tier of a call no rule matches.

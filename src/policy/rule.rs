@@ -40,6 +40,8 @@ pub struct Settings {
     pub trust: crate::trust::Bar,
     /// What a tool whose definition changed does until the change is accepted.
     pub changed_tools: super::file::ChangedTools,
+    /// What a call whose arguments do not conform to its tool's input schema gets.
+    pub arguments: crate::conformity::Setting,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             server_autonomy: std::collections::HashMap::new(),
             trust: crate::trust::Bar::default(),
             changed_tools: super::file::ChangedTools::Ask,
+            arguments: crate::conformity::Setting::Strict,
         }
     }
 }

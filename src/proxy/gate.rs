@@ -13,8 +13,10 @@ use tokio::time::Instant;
 
 use super::earned::TrustSays;
 use super::session::{Pending, Session, Waiting, preview};
-use super::{Inbound, confidence, request_state};
+use super::{Inbound, confidence, listing, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
+use crate::conformity::{self, Setting};
+use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
@@ -52,11 +54,31 @@ pub(super) enum Settlement {
     Park { item: u64, text: String },
 }
 
+/// Whether toolgate may still list the server's tools for a call, or already did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Listed {
+    /// The tool may simply not have been listed yet: toolgate lists the tools first.
+    MayList,
+    /// toolgate listed the tools for this call: a tool still unknown is not the server's; with
+    /// the reason, the listing failed.
+    Done(Option<String>),
+}
+
 /// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
-pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound) {
+pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
+    decide(session, id, env, inbound, Listed::MayList);
+}
+
+/// Decides a call that waited for toolgate's own listing of the tools (`failure`: why that
+/// listing failed).
+pub(super) fn call_listed(session: &mut Session, id: Id, env: Envelope, inbound: Inbound, failure: Option<String>) {
+    decide(session, id, env, inbound, Listed::Done(failure));
+}
+
+fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, listed: Listed) {
     // The line passed the strict check, so it is UTF-8.
     let text = std::str::from_utf8(&inbound.line).unwrap_or_default();
-    let mut params = match CallToolParams::parse(env.params.map(|range| &text[range])) {
+    let mut params = match CallToolParams::parse(env.params.clone().map(|range| &text[range])) {
         Ok(params) => params,
         Err(why) => {
             tracing::warn!("refused a malformed tools/call: {why}: {}", preview(&inbound.line));
@@ -70,12 +92,74 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: In
     let strips =
         (session.confidence_injected || policy.uses_confidence()) && !session.native_confidence.contains(&params.name);
     let (stripped, confidence) = if strips { confidence::take(&mut params.arguments) } else { (false, None) };
-    let mut decision = policy.decide(
-        &Call::new(&session.server, &params.name, &params.arguments)
-            .with_annotations(session.annotations.get(&params.name).copied())
-            .with_confidence(confidence),
-    );
+    // The arguments against the schema the tool was listed with: where they conform, the
+    // server's validator reads them as they are; where not, every reading counts, and
+    // `[settings] arguments` says what else happens.
+    let setting = policy.settings.arguments;
+    let verdict = match (session.tools.check(&params.name, &mut params.arguments), &listed) {
+        (conformity::Verdict::Unlisted, Listed::MayList) if setting != Setting::Off => {
+            return listing::wait(session, id, env, inbound, params.meta.as_ref());
+        }
+        (conformity::Verdict::Unlisted, Listed::Done(Some(why))) => {
+            conformity::Verdict::CannotJudge(format!("the server's tools could not be listed ({why})"))
+        }
+        (conformity::Verdict::Unlisted, _) => {
+            conformity::Verdict::CannotJudge(format!("the server does not list a tool named `{}`", params.name))
+        }
+        (verdict, _) => verdict,
+    };
+    let schema = match &verdict {
+        conformity::Verdict::Conforms(schema) => Some(schema.clone()),
+        _ => None,
+    };
+    let mut decision = {
+        let place = session.place.view();
+        // The arguments as written, for numbers a double cannot hold.
+        let written = env
+            .params
+            .as_ref()
+            .zip(params.arguments_at.clone())
+            .and_then(|(p, a)| text.get(p.start + a.start..p.start + a.end));
+        let context = Context { schema: schema.as_deref(), text: written, place: &place };
+        policy.decide(
+            &Call::new(&session.server, &params.name, &params.arguments)
+                .with_annotations(session.annotations.get(&params.name).copied())
+                .with_confidence(confidence)
+                .with_context(context),
+        )
+    };
     let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
+    let nonconforming = match &verdict {
+        conformity::Verdict::Conforms(_) => None,
+        other if setting == Setting::Off => {
+            tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, other));
+            None
+        }
+        other => Some(conformity::refusal(&params.name, other)),
+    };
+    if let Some(why) = &nonconforming {
+        match setting {
+            // What the policy denies is refused for the policy's reason; anything else for this one.
+            Setting::Strict if decision.gate != Gate::Deny => {
+                decision.gate = Gate::Deny;
+                decision.reason = Some(why.clone());
+                let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
+                let note = Some(format!("arguments = \"strict\": {why}"));
+                let call =
+                    Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
+                tracing::warn!("refused `{}`: {why}", call.params.name);
+                return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
+            }
+            Setting::Ask if decision.gate < Gate::Ask => {
+                decision.gate = Gate::Ask;
+                decision.tier = decision.tier.max(crate::policy::Tier::High);
+                decision.reason = Some(format!("{why}; a person decides"));
+                // Neither trust nor an earlier "allow for the session" may wave it through.
+                decision.always_ask = true;
+            }
+            Setting::Strict | Setting::Ask | Setting::Off => {}
+        }
+    }
     let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.

@@ -13,7 +13,9 @@ mod confidence;
 mod earned;
 mod elicit;
 mod gate;
+mod listing;
 mod parked;
+mod place;
 mod record;
 mod reload;
 #[doc(hidden)]
@@ -130,6 +132,7 @@ where
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     let server = child::Server::spawn(&opts.command)?;
     let (child, server_in, server_out, group) = server.into_parts();
+    let server_pid = child.id();
     let max = opts.max_message_bytes;
     let depth = opts.max_depth;
 
@@ -183,6 +186,7 @@ where
         opts.queue_path.clone(),
     );
     session.recorder = recorder;
+    session.place.pid = server_pid;
 
     let policy_path = opts.policy_path;
     let edited = rare_tx;
@@ -226,8 +230,10 @@ where
         }
         let escalate_at = escalation.map(|(at, _)| at);
         let approvals_wake = session.approvals.next_wakeup();
+        let listing_due = session.listing.deadline();
         let draining = drain_until.filter(|_| server_open);
-        let next = [escalate_at, approvals_wake, reload_at, head_flush_at, draining].into_iter().flatten().min();
+        let next =
+            [escalate_at, approvals_wake, listing_due, reload_at, head_flush_at, draining].into_iter().flatten().min();
         if next != armed {
             if let Some(at) = next {
                 timer.as_mut().reset(at);
@@ -275,6 +281,9 @@ where
                 }
                 if due(approvals_wake) {
                     approval::on_timer(&mut session);
+                }
+                if due(listing_due) {
+                    listing::timed_out(&mut session);
                 }
                 if due(reload_at) {
                     reload_at = None;

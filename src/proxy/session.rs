@@ -13,7 +13,7 @@ use super::approval::{self, Approvals};
 use super::earned::{self, SessionTrust};
 use super::parked::{self, Parking};
 use super::writer::PeerInput;
-use super::{Inbound, Outgoing, Read, confidence, elicit, gate};
+use super::{Inbound, Outgoing, Read, confidence, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
 use crate::wire::Envelope;
@@ -30,8 +30,11 @@ pub(super) enum Waiting {
         /// asked about again.
         approved: Option<(String, String)>,
     },
-    /// A `tools/list`, whose answer teaches toolgate the tools' annotations.
-    ToolsList,
+    /// A `tools/list`, whose answer teaches toolgate the tools (schemas, annotations); `first`
+    /// when it asked without a cursor, so that a new listing begins.
+    ToolsList {
+        first: bool,
+    },
     Other,
 }
 
@@ -69,6 +72,14 @@ pub(super) struct Session {
     pub parking: Parking,
     /// The session's transcript, when one is recorded.
     pub recorder: Option<super::record::Recorder>,
+    /// The server's tools as listed: what calls' arguments are checked against.
+    pub tools: crate::conformity::Tools,
+    /// toolgate's own `tools/list`, for calls that come before the client listed the tools.
+    pub listing: super::listing::Listing,
+    /// Where the server stands, for reading paths.
+    pub place: super::place::ServerPlace,
+    /// The server's `roots/list` requests the client has not answered yet.
+    roots_requests: HashSet<Id>,
 }
 
 impl Session {
@@ -105,6 +116,10 @@ impl Session {
             trust: SessionTrust::open(trust_path),
             parking: Parking::new(queue_path),
             recorder: None,
+            tools: crate::conformity::Tools::default(),
+            listing: super::listing::Listing::default(),
+            place: super::place::ServerPlace::default(),
+            roots_requests: HashSet::new(),
         }
     }
 
@@ -165,13 +180,20 @@ impl Session {
                         self.client_elicits =
                             params(&inbound.line, env).as_ref().is_some_and(elicit::client_can_elicit);
                     }
-                    let what = if method == "tools/list" { Waiting::ToolsList } else { Waiting::Other };
+                    let what = if method == "tools/list" {
+                        Waiting::ToolsList {
+                            first: params(&inbound.line, env).is_none_or(|p| p.get("cursor").is_none()),
+                        }
+                    } else {
+                        Waiting::Other
+                    };
                     self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { method } if method == "notifications/cancelled" => {
                     // A cancellation of a held call ends it here; the server never saw the call.
-                    let held = cancelled_request(&inbound.line).is_some_and(|id| approval::cancelled(self, &id));
+                    let held = cancelled_request(&inbound.line)
+                        .is_some_and(|id| approval::cancelled(self, &id) || listing::cancelled(self, &id));
                     if !held {
                         self.forward_to_server(inbound);
                     }
@@ -186,8 +208,11 @@ impl Session {
                     let id = id.clone();
                     approval::elicitation_answer(self, &id, &inbound.line);
                 }
-                Kind::Response { id: Some(id), .. } => {
+                Kind::Response { id: Some(id), is_error } => {
                     self.server_requests.remove(id);
+                    if self.roots_requests.remove(id) && !is_error {
+                        self.learn_roots(&inbound.line);
+                    }
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { .. } | Kind::Response { id: None, .. } => self.forward_to_server(inbound),
@@ -232,6 +257,17 @@ impl Session {
                     parked::ran(self, &id, &inbound.line);
                     return;
                 }
+                if let Kind::Response { id: Some(id), .. } = &env.kind
+                    && self.listing.is_ours(id)
+                {
+                    listing::answered(self, &inbound.line);
+                    return;
+                }
+                if let Kind::Notification { method } = &env.kind
+                    && method == "notifications/tools/list_changed"
+                {
+                    self.tools.changed();
+                }
                 if let Kind::Response { id: Some(id), is_error } = &env.kind
                     && let Some(pending) = self.pending.remove(id)
                 {
@@ -254,6 +290,9 @@ impl Session {
                         return;
                     }
                     self.server_requests.insert(id.clone());
+                    if method == "roots/list" {
+                        self.roots_requests.insert(id.clone());
+                    }
                 }
                 let bytes = rewritten.unwrap_or(inbound.line);
                 self.to_client.send(Outgoing::new(bytes, inbound._credit));
@@ -315,8 +354,8 @@ impl Session {
                 self.audit.outcome(call, outcome, pending.since.elapsed());
                 None
             }
-            Waiting::ToolsList if !is_error => {
-                self.learn_tools(line);
+            Waiting::ToolsList { first } if !is_error => {
+                self.learn_listing(line, first);
                 let mut rewritten = None;
                 if self.policy.settings.changed_tools == ChangedTools::Hide {
                     let hidden = self.trust.changed_tools(&self.server);
@@ -332,11 +371,12 @@ impl Session {
                 self.native_confidence.extend(native);
                 Some(injected)
             }
-            Waiting::ToolsList | Waiting::Other => None,
+            Waiting::ToolsList { .. } | Waiting::Other => None,
         }
     }
 
-    fn learn_tools(&mut self, line: &[u8]) {
+    /// A page of the client's listing (`first`: its request had no cursor).
+    fn learn_listing(&mut self, line: &[u8], first: bool) {
         #[derive(Deserialize)]
         struct Response {
             result: ListResult,
@@ -345,16 +385,25 @@ impl Session {
         struct ListResult {
             #[serde(default)]
             tools: Vec<Value>,
+            #[serde(default, rename = "nextCursor")]
+            next_cursor: Option<Value>,
         }
         let Ok(response) = serde_json::from_slice::<Response>(line) else { return };
+        let last = response.result.next_cursor.is_none();
+        self.learn_tools(&response.result.tools, first, last);
+    }
+
+    /// What a page of a listing teaches: the tools' schemas, hints and definitions.
+    pub fn learn_tools(&mut self, tools: &[Value], first: bool, last: bool) {
+        self.tools.learn(tools, first, last);
         let mut names = Vec::new();
-        for tool in &response.result.tools {
+        for tool in tools {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 self.annotations.insert(name.to_owned(), Annotations::from_tool(tool));
                 names.push(name.to_owned());
             }
         }
-        for (tool, change) in self.trust.listed(&self.server, &response.result.tools) {
+        for (tool, change) in self.trust.listed(&self.server, tools) {
             let notice = format!(
                 "{} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {} {tool}",
                 self.server, self.server
@@ -365,6 +414,18 @@ impl Session {
         for warning in lint::unmatched_tools(&self.policy, &self.server, &names, false) {
             tracing::warn!("policy {}: {}", self.policy.origin, warning.message);
         }
+    }
+
+    /// The client's roots, from its answer to the server's `roots/list`: folders a server may
+    /// resolve relative paths against.
+    fn learn_roots(&mut self, line: &[u8]) {
+        let message: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+        let roots = message.pointer("/result/roots").and_then(Value::as_array).cloned().unwrap_or_default();
+        self.place.roots = roots
+            .iter()
+            .filter_map(|r| r.get("uri").and_then(Value::as_str))
+            .filter_map(super::place::root_folder)
+            .collect();
     }
 
     /// Loads the policy file again; a policy that fails to load leaves the current one in force.

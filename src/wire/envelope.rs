@@ -229,6 +229,9 @@ pub struct CallToolParams {
     pub name: String,
     /// The arguments object (absent and `null` both read as empty).
     pub arguments: Map<String, Value>,
+    /// Where the arguments are written in the params text, so that numbers a double cannot
+    /// hold are read exactly.
+    pub arguments_at: Option<Range<usize>>,
     /// `_meta`, when present.
     pub meta: Option<Map<String, Value>>,
     /// `requestState`, when present (a 2026-07-28 retry after an input-required result).
@@ -247,10 +250,10 @@ impl CallToolParams {
     /// Decodes `tools/call` params; an `Err` is the reason for a -32602 reply.
     pub fn parse(params: Option<&str>) -> Result<Self, String> {
         #[derive(Deserialize)]
-        struct Raw {
+        struct Raw<'a> {
             name: Option<Value>,
-            #[serde(default)]
-            arguments: Option<Value>,
+            #[serde(default, borrow)]
+            arguments: Option<&'a serde_json::value::RawValue>,
             #[serde(default, rename = "_meta")]
             meta: Option<Value>,
             #[serde(default, rename = "requestState")]
@@ -264,10 +267,15 @@ impl CallToolParams {
             Some(Value::String(name)) => name,
             _ => return Err("tools/call params need a string \"name\"".into()),
         };
-        let arguments = match raw.arguments {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map,
-            Some(_) => return Err("tools/call \"arguments\" must be an object".into()),
+        let arguments_at = raw.arguments.map(|r| {
+            let start = r.get().as_ptr() as usize - params.as_ptr() as usize;
+            start..start + r.get().len()
+        });
+        let arguments = match raw.arguments.map(|r| serde_json::from_str::<Value>(r.get())).transpose() {
+            Err(e) => return Err(format!("tools/call \"arguments\" cannot be read: {e}")),
+            Ok(None | Some(Value::Null)) => Map::new(),
+            Ok(Some(Value::Object(map))) => map,
+            Ok(Some(_)) => return Err("tools/call \"arguments\" must be an object".into()),
         };
         let meta = match raw.meta {
             None | Some(Value::Null) => None,
@@ -277,6 +285,7 @@ impl CallToolParams {
         Ok(CallToolParams {
             name,
             arguments,
+            arguments_at,
             meta,
             request_state: raw.request_state,
             input_responses: raw.input_responses,

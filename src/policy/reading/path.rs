@@ -116,9 +116,16 @@ pub struct PathReading {
     pub steps: Vec<Step>,
 }
 
+/// Longer than this, a text is no path a server can open (Linux's `PATH_MAX` is 4096 bytes):
+/// it is read only as sent, without the copies every other reading takes.
+const LONGEST_PATH: usize = 64 * 1024;
+
 /// Every reading of `text` as a path, each normalised (`//`, `.` and `..` resolved lexically),
 /// the reading of the text as sent first.
 pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
+    if text.len() > LONGEST_PATH {
+        return vec![PathReading { path: normalize(text), steps: Vec::new() }];
+    }
     let mut forms: Vec<(String, Vec<Step>)> = vec![(text.to_owned(), Vec::new())];
     let add = |forms: &mut Vec<(String, Vec<Step>)>, path: String, steps: Vec<Step>| {
         if !forms.iter().any(|(p, _)| *p == path) {

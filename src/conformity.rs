@@ -1,0 +1,325 @@
+//! Arguments against the tool's advertised input schema, without coercion.
+//!
+//! A server reads an argument through its own validator, and a validator coerces: pydantic turns
+//! `"true"` into `True`, `"5_000"` into 5000, a JSON string into an object. A call whose
+//! arguments already have the types the tool declares leaves a validator nothing to coerce, so
+//! toolgate's reading of them is the server's. `[settings] arguments` says what happens to a call
+//! whose arguments do not conform (a string where a boolean is declared, a property the schema
+//! forbids): `strict` refuses it and tells the model which argument and which type, `ask` asks a
+//! person, `off` judges it on every reading alone.
+//!
+//! Where the schema cannot say how the server reads a call, conformity fails closed in the same
+//! way: a tool the server does not list (after toolgate has listed the tools itself), a tool
+//! listed twice with different definitions, a schema that refers to another document or that no
+//! validator can compile.
+//!
+//! Validation uses the `jsonschema` crate, with the `regex` crate's linear-time engine for
+//! `pattern`s (a server's schema must not be able to stall the gate).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What `[settings] arguments` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Setting {
+    /// Refuse a call that does not conform, and say why to the model.
+    #[default]
+    Strict,
+    /// A person decides a call that does not conform.
+    Ask,
+    /// Judge every call on the readings alone.
+    Off,
+}
+
+/// One tool as the server lists it.
+#[derive(Debug, Clone)]
+enum Listed {
+    Tool {
+        schema: Arc<Value>,
+        validator: Result<Arc<jsonschema::Validator>, String>,
+        listing: u64,
+    },
+    /// Listed twice in one listing with different definitions: which one the server uses is
+    /// anyone's guess.
+    Twice {
+        listing: u64,
+    },
+}
+
+/// The tools of one server, from its `tools/list` answers (the client's and toolgate's own).
+#[derive(Debug, Default)]
+pub struct Tools {
+    listed: HashMap<String, Listed>,
+    /// Which listing the latest answers belong to (a listing starts with a request without a
+    /// cursor and may take several pages).
+    listing: u64,
+    /// A listing ran to its last page since the server last said its tools changed.
+    complete: bool,
+    /// Compiled validators by the text of their schema: a listing repeated does not compile
+    /// again.
+    compiled: HashMap<String, Result<Arc<jsonschema::Validator>, String>>,
+}
+
+/// How a call's arguments fare against its tool's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// They conform: the server's validator has nothing to coerce.
+    Conforms(Arc<Value>),
+    /// They do not: each problem names the argument and what the schema wants.
+    Nonconforming(Vec<String>),
+    /// The schema cannot say how the server reads the call.
+    CannotJudge(String),
+    /// The tool is not in what toolgate has seen listed, and no complete listing has been seen
+    /// since the tools last changed: list them first.
+    Unlisted,
+}
+
+impl Tools {
+    /// A page of a `tools/list` answer; `first` when its request had no cursor (a new listing
+    /// begins), `last` when the answer has no `nextCursor` (the listing is complete, and tools
+    /// it no longer has are gone).
+    pub fn learn(&mut self, tools: &[Value], first: bool, last: bool) {
+        if first {
+            self.listing += 1;
+        }
+        let listing = self.listing;
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
+            let schema = tool.get("inputSchema").cloned().unwrap_or(Value::Null);
+            let entry = match self.listed.get(name) {
+                Some(Listed::Twice { listing: l }) if *l == listing => continue,
+                Some(Listed::Tool { schema: seen, listing: l, .. }) if *l == listing => {
+                    if crate::wire::canonical::sha256_hex(seen) == crate::wire::canonical::sha256_hex(&schema) {
+                        continue;
+                    }
+                    tracing::warn!(
+                        "the server lists the tool `{name}` twice with different input schemas; its calls are refused"
+                    );
+                    Listed::Twice { listing }
+                }
+                _ => {
+                    let validator = self.compile(&schema);
+                    Listed::Tool { schema: Arc::new(schema), validator, listing }
+                }
+            };
+            self.listed.insert(name.to_owned(), entry);
+        }
+        if last {
+            self.listed.retain(|_, l| match l {
+                Listed::Tool { listing: l, .. } | Listed::Twice { listing: l } => *l == listing,
+            });
+            self.complete = true;
+        }
+    }
+
+    /// The server said its tools changed (`notifications/tools/list_changed`).
+    pub fn changed(&mut self) {
+        self.complete = false;
+    }
+
+    /// Whether a listing has run to its end since the tools last changed.
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The schema of a tool as listed, if it was listed once.
+    pub fn schema(&self, tool: &str) -> Option<&Value> {
+        match self.listed.get(tool)? {
+            Listed::Tool { schema, .. } => Some(schema),
+            Listed::Twice { .. } => None,
+        }
+    }
+
+    /// Judges a call's arguments against its tool's schema. The arguments are lent to the
+    /// validator as a JSON value and given back as they were, without a copy (they may be
+    /// large).
+    pub fn check(&self, tool: &str, arguments: &mut Map<String, Value>) -> Verdict {
+        match self.listed.get(tool) {
+            None if self.complete => Verdict::CannotJudge(format!("the server does not list a tool named `{tool}`")),
+            None => Verdict::Unlisted,
+            Some(Listed::Twice { .. }) => Verdict::CannotJudge(format!(
+                "the server lists the tool `{tool}` twice with different input schemas, so which one it applies cannot be known"
+            )),
+            Some(Listed::Tool { validator: Err(why), .. }) => {
+                Verdict::CannotJudge(format!("the input schema of `{tool}` cannot be used: {why}"))
+            }
+            Some(Listed::Tool { schema, validator: Ok(validator), .. }) => {
+                let instance = Value::Object(std::mem::take(arguments));
+                let verdict = if validator.is_valid(&instance) {
+                    Verdict::Conforms(schema.clone())
+                } else {
+                    let problems: Vec<String> = validator
+                        .iter_errors(&instance)
+                        .take(MAX_PROBLEMS)
+                        .map(|e| {
+                            let at = e.instance_path().to_string();
+                            let at = if at.is_empty() { "the arguments".to_owned() } else { format!("argument {at}") };
+                            format!("{at}: {}", shortened(&e.to_string()))
+                        })
+                        .collect();
+                    Verdict::Nonconforming(problems)
+                };
+                if let Value::Object(map) = instance {
+                    *arguments = map;
+                }
+                verdict
+            }
+        }
+    }
+
+    fn compile(&mut self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+        let key = schema.to_string();
+        if let Some(done) = self.compiled.get(&key) {
+            return done.clone();
+        }
+        let compiled = compile(schema);
+        if self.compiled.len() >= MAX_COMPILED {
+            self.compiled.clear();
+        }
+        self.compiled.insert(key, compiled.clone());
+        compiled
+    }
+}
+
+/// Problems named in one refusal, at most.
+const MAX_PROBLEMS: usize = 3;
+/// Compiled schemas kept, at most.
+const MAX_COMPILED: usize = 4096;
+
+/// A validator for an input schema: the linear-time `regex` engine for patterns, and where a
+/// pattern needs what only a backtracking engine offers, `fancy-regex` with a step limit.
+fn compile(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+    if !schema.is_object() && !schema.is_boolean() {
+        return Err("it is not a JSON Schema object".into());
+    }
+    let linear = jsonschema::options().with_pattern_options(jsonschema::PatternOptions::regex()).build(schema);
+    match linear {
+        Ok(v) => Ok(Arc::new(v)),
+        Err(first) => jsonschema::options()
+            .with_pattern_options(jsonschema::PatternOptions::fancy_regex().backtrack_limit(100_000))
+            .build(schema)
+            .map(Arc::new)
+            .map_err(|_| shortened(&first.to_string())),
+    }
+}
+
+/// A message cut to a length a model and a log line can take.
+fn shortened(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        return text.to_owned();
+    }
+    format!("{}…", text.chars().take(MAX).collect::<String>())
+}
+
+/// What the model reads when its call is refused because its arguments do not conform.
+pub fn refusal(tool: &str, verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Nonconforming(problems) => format!(
+            "the arguments do not match the input schema of `{tool}` ({}). Send each argument with the type the \
+             schema declares (a JSON boolean, number, object or array, not text that spells one) and call again",
+            problems.join("; ")
+        ),
+        Verdict::CannotJudge(why) => format!("its arguments cannot be checked against the tool's input schema: {why}"),
+        Verdict::Unlisted => format!("the server has not listed the tool `{tool}`"),
+        Verdict::Conforms(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    fn tools() -> Tools {
+        let mut t = Tools::default();
+        t.learn(
+            &[json!({"name": "delete_tree", "inputSchema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "options": {"$ref": "#/$defs/Options"}},
+                "required": ["path"],
+                "additionalProperties": false,
+                "$defs": {"Options": {"type": "object", "properties": {"recursive": {"type": "boolean"}}}}
+            }})],
+            true,
+            true,
+        );
+        t
+    }
+
+    #[test]
+    fn conforming_arguments_pass_and_others_name_the_argument_and_the_type() {
+        let t = tools();
+        assert!(matches!(
+            t.check("delete_tree", &mut args(json!({"path": "/x", "options": {"recursive": true}}))),
+            Verdict::Conforms(_)
+        ));
+        let Verdict::Nonconforming(problems) =
+            t.check("delete_tree", &mut args(json!({"path": "/x", "options": {"recursive": "true"}})))
+        else {
+            panic!()
+        };
+        assert!(
+            problems[0].starts_with("argument /options/recursive: \"true\" is not of type \"boolean\""),
+            "{problems:?}"
+        );
+        let Verdict::Nonconforming(problems) =
+            t.check("delete_tree", &mut args(json!({"path": "/x", "options": "{\"recursive\": true}"})))
+        else {
+            panic!()
+        };
+        assert!(problems[0].starts_with("argument /options:"), "{problems:?}");
+        assert!(matches!(
+            t.check("delete_tree", &mut args(json!({"path": "/x", "force": true}))),
+            Verdict::Nonconforming(_)
+        ));
+    }
+
+    #[test]
+    fn what_the_schema_cannot_decide_fails_closed() {
+        let mut t = Tools::default();
+        assert_eq!(t.check("anything", &mut Map::new()), Verdict::Unlisted);
+        t.learn(
+            &[
+                json!({"name": "pay", "inputSchema": {"type": "object", "properties": {"amount": {"type": "integer"}}}}),
+                json!({"name": "pay", "inputSchema": {"type": "object"}}),
+                json!({"name": "remote", "inputSchema": {"$ref": "https://example.com/schema.json"}}),
+                json!({"name": "same", "inputSchema": {"type": "object"}}),
+                json!({"name": "same", "inputSchema": {"type": "object"}}),
+            ],
+            true,
+            true,
+        );
+        assert!(matches!(t.check("pay", &mut Map::new()), Verdict::CannotJudge(w) if w.contains("twice")));
+        assert!(matches!(t.check("remote", &mut Map::new()), Verdict::CannotJudge(_)));
+        assert!(matches!(t.check("never", &mut Map::new()), Verdict::CannotJudge(w) if w.contains("does not list")));
+        assert!(
+            matches!(t.check("same", &mut Map::new()), Verdict::Conforms(_)),
+            "the same definition twice is one tool"
+        );
+        // After the server says its tools changed, an unknown tool means: list again.
+        t.changed();
+        assert_eq!(t.check("never", &mut Map::new()), Verdict::Unlisted);
+    }
+
+    #[test]
+    fn a_listing_in_pages_is_complete_at_its_last_page_and_drops_tools_no_longer_listed() {
+        let mut t = Tools::default();
+        let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
+        t.learn(&[tool("a")], true, false);
+        assert_eq!(t.check("b", &mut Map::new()), Verdict::Unlisted);
+        t.learn(&[tool("b")], false, true);
+        assert!(matches!(t.check("b", &mut Map::new()), Verdict::Conforms(_)));
+        t.learn(&[tool("b")], true, true);
+        assert!(matches!(t.check("a", &mut Map::new()), Verdict::CannotJudge(_)), "a is gone");
+    }
+}
