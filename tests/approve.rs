@@ -1,7 +1,8 @@
 //! `toolgate approve`: one approver answers the held calls of two running proxies; an approver
 //! and the proxy's own terminal prompt race, the first answer wins and the other is withdrawn;
 //! and another user can neither open the socket folder nor, if it is opened to them, talk to
-//! the proxy.
+//! the proxy. On the socket itself: a line that is not strictly one JSON-RPC request is refused
+//! and never acted on.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::approvers::{Runtime, answer, event};
+use common::approvers::{Runtime, Socket, answer, event};
 use common::pty::{Place, toolgate_on_pty};
 use common::*;
 use serde_json::{Value, json};
@@ -25,6 +26,40 @@ fn proxy(runtime: &Runtime, work: &Path, name: &str) -> Peer {
 
 fn pay(peer: &mut Peer, id: i64, to: &str) {
     peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": to, "amount": 1200}}}));
+}
+
+/// Calls to `echo` need a yes; everything else is allowed.
+const ECHO_NEEDS_A_YES: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\n\
+[[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\n";
+
+/// A proxy in front of the fake server, which records every line it receives in
+/// `work/received.jsonl`.
+fn echo_proxy(runtime: &Runtime, work: &Path) -> Peer {
+    let record = work.join("received.jsonl").display().to_string();
+    let server = root().join("tests/support/fake_server.py").display().to_string();
+    runtime.proxy_before(work, "echo", ECHO_NEEDS_A_YES, &[], &["python3", &server, "--record", &record])
+}
+
+fn echo(peer: &mut Peer, id: i64, text: &str) {
+    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}));
+}
+
+/// The `tools/call` lines the fake server has received, once a `tools/list` through the proxy
+/// is answered (the server records a line before it answers it, so nothing sent earlier is
+/// still on its way).
+fn calls_received(proxy: &mut Peer, work: &Path, id: i64) -> Vec<String> {
+    proxy.request(id, "tools/list", json!({}));
+    let recorded = std::fs::read_to_string(work.join("received.jsonl")).unwrap();
+    recorded
+        .lines()
+        .map(|l| serde_json::from_str::<String>(l).unwrap())
+        .filter(|line| line.contains("tools/call"))
+        .collect()
+}
+
+/// The ticket of the next approval offered to a subscribed socket.
+fn offered_ticket(socket: &mut Socket) -> Value {
+    socket.notification("offered")["ticket"].clone()
 }
 
 fn text(response: &Value) -> String {
@@ -303,4 +338,36 @@ fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
     assert!(!line.contains("quiet-bank"), "notifications were turned off for it: {line}");
     answer(&mut approver, &offered, "allow_once", None);
     loud.response(&json!(1));
+}
+
+#[test]
+fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut approver = runtime.connect(&proxy);
+    approver.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut approver);
+
+    // Read last-wins, each of these lines would allow the call; plainly and with an escape.
+    for (id, key) in [(2, "decision"), (3, "d\\u0065cision")] {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"answer","params":{{"ticket":{ticket},"decision":"deny","{key}":"allow_once"}}}}"#
+        );
+        approver.send_raw(format!("{line}\n").as_bytes());
+        let reply = approver.reply(&json!(id));
+        assert_eq!(reply["error"]["code"], -32600, "{line}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(r#"the key "decision" appears twice"#), "{reply}");
+    }
+
+    // The call still waits: a well-formed answer settles it, and it is the one that counts.
+    approver.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "answer",
+        "params": {"ticket": ticket, "decision": "deny", "reason": "not now"}}));
+    assert_eq!(approver.reply(&json!(4))["result"]["settled"], true);
+    let denied = proxy.response(&json!(1));
+    assert_eq!(denied["result"]["isError"], true, "{denied}");
+    assert!(text(&denied).contains("not now"), "{denied}");
+    assert_eq!(calls_received(&mut proxy, work.path(), 5), Vec::<String>::new(), "the server never saw the call");
 }
