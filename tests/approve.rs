@@ -2,7 +2,7 @@
 //! and the proxy's own terminal prompt race, the first answer wins and the other is withdrawn;
 //! and another user can neither open the socket folder nor, if it is opened to them, talk to
 //! the proxy. On the socket itself: a line that is not strictly one JSON-RPC request is refused
-//! and never acted on.
+//! and never acted on, and only a connection that subscribed and was offered a call may answer it.
 
 mod common;
 
@@ -370,4 +370,62 @@ fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run
     assert_eq!(denied["result"]["isError"], true, "{denied}");
     assert!(text(&denied).contains("not now"), "{denied}");
     assert_eq!(calls_received(&mut proxy, work.path(), 5), Vec::<String>::new(), "the server never saw the call");
+}
+
+#[test]
+fn a_connection_that_never_subscribed_cannot_answer_a_pending_call() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut subscriber = runtime.connect(&proxy);
+    subscriber.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut subscriber);
+
+    // Same user, right ticket, well-formed answer; but it was shown nothing.
+    let mut stranger = runtime.connect(&proxy);
+    let reply = stranger.answer(7, &ticket, "allow_once");
+    assert_eq!(reply["error"]["code"], -32003, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("has not subscribed"), "{reply}");
+
+    // The call still waits: the subscriber's answer settles it (a settled call would get -32001).
+    let reply = subscriber.answer(8, &ticket, "deny");
+    assert_eq!(reply["result"]["settled"], true, "{reply}");
+    assert_eq!(proxy.response(&json!(1))["result"]["isError"], true);
+    assert_eq!(calls_received(&mut proxy, work.path(), 2), Vec::<String>::new(), "the server never saw the call");
+    let audit = audit_decisions(&work.path().join("echo.jsonl"));
+    assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["verdict"].as_str()), (Some("human"), Some("refused")));
+}
+
+#[test]
+fn a_subscribed_connection_is_offered_calls_and_answers_them() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut early = runtime.connect(&proxy);
+    assert_eq!(early.subscribe()["pending"], json!([]));
+
+    // Offered in an `offered` notification.
+    echo(&mut proxy, 1, "first");
+    let offered = early.notification("offered");
+    assert_eq!((&offered["tool"], &offered["arguments"]), (&json!("echo"), &json!({"text": "first"})));
+    assert_eq!(early.answer(2, &offered["ticket"], "allow_once")["result"]["settled"], true);
+    assert!(text(&proxy.response(&json!(1))).contains("first"));
+
+    // Offered in the `subscribe` result of a connection that comes while the call waits.
+    echo(&mut proxy, 3, "second");
+    let ticket = offered_ticket(&mut early);
+    let mut late = runtime.connect(&proxy);
+    let pending = late.subscribe()["pending"].clone();
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+    assert_eq!(pending[0]["ticket"], ticket);
+    assert_eq!(late.answer(4, &ticket, "allow_once")["result"]["settled"], true);
+    assert_eq!(early.notification("withdrawn"), json!({"ticket": ticket, "why": "answered_elsewhere"}));
+    assert!(text(&proxy.response(&json!(3))).contains("second"));
+
+    // Each ran once; answering again changes nothing.
+    assert_eq!(early.answer(5, &ticket, "allow_once")["error"]["code"], -32001);
+    let calls = calls_received(&mut proxy, work.path(), 6);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].contains("first") && calls[1].contains("second"), "{calls:?}");
 }

@@ -1,13 +1,14 @@
 //! The proxy's end of `toolgate approve`: a listener on this process's socket, one task per
-//! connected approver, and the dispatcher's list of who is subscribed. The connection tasks
-//! only read and write lines; every decision about a pending call is the dispatcher's
-//! (`approval.rs`), which hears from them through [`FromApprover`].
+//! connected approver, and the dispatcher's list of who is subscribed and what each was offered
+//! (which is all it may answer). The connection tasks only read and write lines; every decision
+//! about a pending call is the dispatcher's (`approval.rs`), which hears from them through
+//! [`FromApprover`].
 //!
 //! An approver's answer runs a call, so its line is read as strictly as a line on the MCP wire:
 //! the same check (`wire::strict`) and the same envelope rules (`wire::envelope`). A lenient
 //! reader would take `"decision":"deny","decision":"allow_once"` as an allow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWriteExt};
@@ -46,8 +47,37 @@ pub(super) struct Approvers {
     listener: Option<tokio::task::JoinHandle<()>>,
     /// Every open connection's outgoing lines.
     connections: HashMap<u64, UnboundedSender<Vec<u8>>>,
-    /// The connections that subscribed.
-    subscribed: Vec<u64>,
+    /// The connections that subscribed, each with the tickets it was offered (in its
+    /// `subscribe` result or an `offered` notification) that are still pending: it may answer
+    /// only those.
+    subscribed: BTreeMap<u64, HashSet<u64>>,
+}
+
+/// Why an approver's answer is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum NotTaken {
+    /// The connection never subscribed, so it was shown nothing.
+    #[error(
+        "this connection has not subscribed, so it may not answer approval {0}: only a subscribed connection \
+         that was offered an approval may answer it (send `subscribe` first)"
+    )]
+    Unsubscribed(u64),
+    /// The approval was settled, withdrawn, or never offered to approvers.
+    #[error("approval {0} is no longer pending")]
+    NotPending(u64),
+    /// The approval waits, but this connection was not offered it.
+    #[error("approval {0} was not offered to this connection, so it may not answer it")]
+    Unoffered(u64),
+}
+
+impl NotTaken {
+    /// The JSON-RPC error code the approver gets.
+    pub fn code(self) -> i64 {
+        match self {
+            NotTaken::NotPending(_) => -32001,
+            NotTaken::Unsubscribed(_) | NotTaken::Unoffered(_) => -32003,
+        }
+    }
 }
 
 impl Approvers {
@@ -57,17 +87,17 @@ impl Approvers {
         match Listener::bind() {
             Ok(listener) => {
                 tracing::debug!("approvers can connect at {}", listener.path.display());
-                Approvers {
-                    listener: Some(tokio::spawn(accept_loop(listener, tx))),
-                    connections: HashMap::new(),
-                    subscribed: Vec::new(),
-                }
+                Approvers::new(Some(tokio::spawn(accept_loop(listener, tx))))
             }
             Err(e) => {
                 tracing::warn!("`toolgate approve` cannot reach this proxy: cannot listen for it ({e})");
-                Approvers { listener: None, connections: HashMap::new(), subscribed: Vec::new() }
+                Approvers::new(None)
             }
         }
+    }
+
+    fn new(listener: Option<tokio::task::JoinHandle<()>>) -> Approvers {
+        Approvers { listener, connections: HashMap::new(), subscribed: BTreeMap::new() }
     }
 
     /// A new connection: its lines go out through `out`.
@@ -77,12 +107,32 @@ impl Approvers {
 
     pub fn gone(&mut self, conn: u64) {
         self.connections.remove(&conn);
-        self.subscribed.retain(|c| *c != conn);
+        self.subscribed.remove(&conn);
     }
 
-    pub fn subscribe(&mut self, conn: u64) {
-        if !self.subscribed.contains(&conn) {
-            self.subscribed.push(conn);
+    /// The connection subscribed and was sent these pending tickets.
+    pub fn subscribe(&mut self, conn: u64, pending: impl IntoIterator<Item = u64>) {
+        self.subscribed.entry(conn).or_default().extend(pending);
+    }
+
+    /// Whether this connection may answer this ticket, which is `pending` (on approvers) or not.
+    /// Only a connection that subscribed, and so was shown the call, may answer it: a program
+    /// that never subscribed could otherwise settle calls nobody saw.
+    pub fn may_answer(&self, conn: u64, ticket: u64, pending: bool) -> Result<(), NotTaken> {
+        let Some(offered) = self.subscribed.get(&conn) else { return Err(NotTaken::Unsubscribed(ticket)) };
+        if !pending {
+            return Err(NotTaken::NotPending(ticket));
+        }
+        if !offered.contains(&ticket) {
+            return Err(NotTaken::Unoffered(ticket));
+        }
+        Ok(())
+    }
+
+    /// The ticket no longer waits: nobody may answer it any more.
+    pub fn forget(&mut self, ticket: u64) {
+        for tickets in self.subscribed.values_mut() {
+            tickets.remove(&ticket);
         }
     }
 
@@ -101,15 +151,19 @@ impl Approvers {
     /// Sends a notification to every subscriber but `except`.
     pub fn broadcast(&self, method: &str, params: Value, except: Option<u64>) {
         let line = approvers::line(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
-        for conn in self.subscribed.iter().filter(|c| Some(**c) != except) {
+        for conn in self.subscribed.keys().filter(|c| Some(**c) != except) {
             if let Some(out) = self.connections.get(conn) {
                 let _ = out.send(line.clone());
             }
         }
     }
 
-    pub fn offer(&self, approval: &Approval) {
+    /// Offers an approval to every subscriber, each of which may answer it from now on.
+    pub fn offer(&mut self, approval: &Approval) {
         self.broadcast("offered", serde_json::to_value(approval).unwrap_or_default(), None);
+        for tickets in self.subscribed.values_mut() {
+            tickets.insert(approval.ticket);
+        }
     }
 }
 
@@ -369,6 +423,49 @@ mod tests {
         assert!(refused(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).ids.is_empty());
         // A notification is not acted on.
         assert!(matches!(read(br#"{"jsonrpc":"2.0","method":"answer","params":{"ticket":1}}"#), Ok(None)));
+    }
+
+    fn approval(ticket: u64) -> Approval {
+        serde_json::from_value(json!({"ticket": ticket, "kind": "approve", "server": "s", "tool": "t",
+            "arguments": {}, "gate": "ask", "tier": "high", "rules": [], "expires_in_ms": 1000}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_connection_may_answer_only_what_it_was_offered_since_it_subscribed() {
+        let mut approvers = Approvers::new(None);
+        let (early, mut early_lines) = unbounded_channel();
+        let (stranger, mut stranger_lines) = unbounded_channel();
+        approvers.connected(1, early);
+        approvers.connected(2, stranger);
+        approvers.subscribe(1, []);
+        assert!(approvers.live());
+
+        // Offered by a notification, to subscribers only.
+        approvers.offer(&approval(7));
+        assert!(String::from_utf8(early_lines.try_recv().unwrap()).unwrap().contains(r#""method":"offered""#));
+        assert!(stranger_lines.try_recv().is_err());
+        assert_eq!(approvers.may_answer(1, 7, true), Ok(()));
+        assert_eq!(approvers.may_answer(1, 8, true), Err(NotTaken::Unoffered(8)));
+        assert_eq!(approvers.may_answer(2, 7, true), Err(NotTaken::Unsubscribed(7)));
+        // What no longer waits is not pending; that a stranger is one comes first.
+        assert_eq!(approvers.may_answer(1, 7, false), Err(NotTaken::NotPending(7)));
+        assert_eq!(approvers.may_answer(2, 7, false), Err(NotTaken::Unsubscribed(7)));
+
+        // Offered in the `subscribe` result: what waits then, and what is offered after.
+        approvers.subscribe(2, [7]);
+        approvers.offer(&approval(8));
+        assert_eq!((approvers.may_answer(2, 7, true), approvers.may_answer(2, 8, true)), (Ok(()), Ok(())));
+
+        // A ticket that no longer waits is nobody's to answer; a connection that is gone is
+        // subscribed no more.
+        approvers.forget(7);
+        assert_eq!(approvers.may_answer(1, 7, true), Err(NotTaken::Unoffered(7)));
+        assert_eq!(approvers.may_answer(2, 7, true), Err(NotTaken::Unoffered(7)));
+        approvers.gone(1);
+        assert_eq!(approvers.may_answer(1, 8, true), Err(NotTaken::Unsubscribed(8)));
+        approvers.gone(2);
+        assert!(!approvers.live());
     }
 
     #[test]
