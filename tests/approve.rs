@@ -1,7 +1,8 @@
 //! `toolgate approve`: one approver answers the held calls of two running proxies; an approver
 //! and the proxy's own terminal prompt race, the first answer wins and the other is withdrawn;
 //! and another user can neither open the socket folder nor, if it is opened to them, talk to
-//! the proxy.
+//! the proxy. On the socket itself: a line that is not strictly one JSON-RPC request is refused
+//! and never acted on, and only a connection that subscribed and was offered a call may answer it.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::approvers::{Runtime, answer, event};
+use common::approvers::{Runtime, Socket, answer, event};
 use common::pty::{Place, toolgate_on_pty};
 use common::*;
 use serde_json::{Value, json};
@@ -25,6 +26,40 @@ fn proxy(runtime: &Runtime, work: &Path, name: &str) -> Peer {
 
 fn pay(peer: &mut Peer, id: i64, to: &str) {
     peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": to, "amount": 1200}}}));
+}
+
+/// Calls to `echo` need a yes; everything else is allowed.
+const ECHO_NEEDS_A_YES: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\n\
+[[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\n";
+
+/// A proxy in front of the fake server, which records every line it receives in
+/// `work/received.jsonl`.
+fn echo_proxy(runtime: &Runtime, work: &Path) -> Peer {
+    let record = work.join("received.jsonl").display().to_string();
+    let server = root().join("tests/support/fake_server.py").display().to_string();
+    runtime.proxy_before(work, "echo", ECHO_NEEDS_A_YES, &[], &["python3", &server, "--record", &record])
+}
+
+fn echo(peer: &mut Peer, id: i64, text: &str) {
+    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": text}}}));
+}
+
+/// The `tools/call` lines the fake server has received, once a `tools/list` through the proxy
+/// is answered (the server records a line before it answers it, so nothing sent earlier is
+/// still on its way).
+fn calls_received(proxy: &mut Peer, work: &Path, id: i64) -> Vec<String> {
+    proxy.request(id, "tools/list", json!({}));
+    let recorded = std::fs::read_to_string(work.join("received.jsonl")).unwrap();
+    recorded
+        .lines()
+        .map(|l| serde_json::from_str::<String>(l).unwrap())
+        .filter(|line| line.contains("tools/call"))
+        .collect()
+}
+
+/// The ticket of the next approval offered to a subscribed socket.
+fn offered_ticket(socket: &mut Socket) -> Value {
+    socket.notification("offered")["ticket"].clone()
 }
 
 fn text(response: &Value) -> String {
@@ -303,4 +338,94 @@ fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
     assert!(!line.contains("quiet-bank"), "notifications were turned off for it: {line}");
     answer(&mut approver, &offered, "allow_once", None);
     loud.response(&json!(1));
+}
+
+#[test]
+fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut approver = runtime.connect(&proxy);
+    approver.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut approver);
+
+    // Read last-wins, each of these lines would allow the call; plainly and with an escape.
+    for (id, key) in [(2, "decision"), (3, "d\\u0065cision")] {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"answer","params":{{"ticket":{ticket},"decision":"deny","{key}":"allow_once"}}}}"#
+        );
+        approver.send_raw(format!("{line}\n").as_bytes());
+        let reply = approver.reply(&json!(id));
+        assert_eq!(reply["error"]["code"], -32600, "{line}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(r#"the key "decision" appears twice"#), "{reply}");
+    }
+
+    // The call still waits: a well-formed answer settles it, and it is the one that counts.
+    approver.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "answer",
+        "params": {"ticket": ticket, "decision": "deny", "reason": "not now"}}));
+    assert_eq!(approver.reply(&json!(4))["result"]["settled"], true);
+    let denied = proxy.response(&json!(1));
+    assert_eq!(denied["result"]["isError"], true, "{denied}");
+    assert!(text(&denied).contains("not now"), "{denied}");
+    assert_eq!(calls_received(&mut proxy, work.path(), 5), Vec::<String>::new(), "the server never saw the call");
+}
+
+#[test]
+fn a_connection_that_never_subscribed_cannot_answer_a_pending_call() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut subscriber = runtime.connect(&proxy);
+    subscriber.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut subscriber);
+
+    // Same user, right ticket, well-formed answer; but it was shown nothing.
+    let mut stranger = runtime.connect(&proxy);
+    let reply = stranger.answer(7, &ticket, "allow_once");
+    assert_eq!(reply["error"]["code"], -32003, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("has not subscribed"), "{reply}");
+
+    // The call still waits: the subscriber's answer settles it (a settled call would get -32001).
+    let reply = subscriber.answer(8, &ticket, "deny");
+    assert_eq!(reply["result"]["settled"], true, "{reply}");
+    assert_eq!(proxy.response(&json!(1))["result"]["isError"], true);
+    assert_eq!(calls_received(&mut proxy, work.path(), 2), Vec::<String>::new(), "the server never saw the call");
+    let audit = audit_decisions(&work.path().join("echo.jsonl"));
+    assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["verdict"].as_str()), (Some("human"), Some("refused")));
+}
+
+#[test]
+fn a_subscribed_connection_is_offered_calls_and_answers_them() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut early = runtime.connect(&proxy);
+    assert_eq!(early.subscribe()["pending"], json!([]));
+
+    // Offered in an `offered` notification.
+    echo(&mut proxy, 1, "first");
+    let offered = early.notification("offered");
+    assert_eq!((&offered["tool"], &offered["arguments"]), (&json!("echo"), &json!({"text": "first"})));
+    assert_eq!(early.answer(2, &offered["ticket"], "allow_once")["result"]["settled"], true);
+    assert!(text(&proxy.response(&json!(1))).contains("first"));
+
+    // Offered in the `subscribe` result of a connection that comes while the call waits.
+    echo(&mut proxy, 3, "second");
+    let ticket = offered_ticket(&mut early);
+    let mut late = runtime.connect(&proxy);
+    let pending = late.subscribe()["pending"].clone();
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+    assert_eq!(pending[0]["ticket"], ticket);
+    assert_eq!(late.answer(4, &ticket, "allow_once")["result"]["settled"], true);
+    assert_eq!(early.notification("withdrawn"), json!({"ticket": ticket, "why": "answered_elsewhere"}));
+    assert!(text(&proxy.response(&json!(3))).contains("second"));
+
+    // Each ran once; answering again changes nothing.
+    assert_eq!(early.answer(5, &ticket, "allow_once")["error"]["code"], -32001);
+    let calls = calls_received(&mut proxy, work.path(), 6);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls[0].contains("first") && calls[1].contains("second"), "{calls:?}");
 }

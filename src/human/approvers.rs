@@ -8,7 +8,8 @@
 //!
 //! The protocol is JSON-RPC 2.0, one message per line (documented in the README):
 //! the approver sends `subscribe` and gets the proxy's pending approvals, then `offered` and
-//! `withdrawn` notifications as they happen; it answers with `answer`.
+//! `withdrawn` notifications as they happen; it answers with `answer`, which the proxy takes only
+//! from a subscribed connection, for an approval it offered to that connection.
 
 use std::fs;
 use std::io;

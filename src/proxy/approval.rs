@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::approvers::{Approvers, FromApprover, error_line, result_line};
+use super::approvers::{Approvers, FromApprover, NotTaken, error_line, result_line};
 use super::elicit;
 use super::gate::{self, Decided, Settlement};
 use super::request_state::{self, Sealer};
@@ -165,6 +165,7 @@ impl Approvals {
 
     fn take(&mut self, ticket: u64) -> Option<Held> {
         let held = self.held.remove(&ticket)?;
+        self.approvers.forget(ticket);
         self.by_request.remove(&held.call.id);
         if let Some(id) = &held.elicitation {
             self.elicitations.remove(id);
@@ -433,9 +434,9 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
                 pending.push((*ticket, Approval::from_request(&held.request, now)));
             }
             pending.sort_by_key(|(ticket, _)| *ticket);
-            let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
             let approvers = &mut session.approvals.approvers;
-            approvers.subscribe(conn);
+            approvers.subscribe(conn, pending.iter().map(|(ticket, _)| *ticket));
+            let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
             let proxy = json!({
                 "pid": std::process::id(),
                 "server": session.server,
@@ -444,11 +445,18 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
             approvers.send_line(conn, result_line(&id, json!({"proxy": proxy, "pending": pending})));
         }
         FromApprover::Answer { conn, id, params } => {
-            let offered = session.approvals.held.get(&params.ticket).is_some_and(|h| h.on_approvers);
+            let ticket = params.ticket;
+            let pending = session.approvals.held.get(&ticket).is_some_and(|h| h.on_approvers);
             let Ok(answer) = params.answer() else { return };
-            if !offered {
-                let message = format!("approval {} is no longer pending", params.ticket);
-                session.approvals.approvers.send_line(conn, error_line(&id, -32001, &message));
+            if let Err(why) = session.approvals.approvers.may_answer(conn, ticket, pending) {
+                match why {
+                    // A late answer: another channel or time came first, as happens.
+                    NotTaken::NotPending(_) => tracing::debug!("approver connection {conn} answered late: {why}"),
+                    NotTaken::Unsubscribed(_) | NotTaken::Unoffered(_) => {
+                        tracing::warn!("refused an answer from approver connection {conn}: {why}");
+                    }
+                }
+                session.approvals.approvers.send_line(conn, error_line(&id, why.code(), &why.to_string()));
                 return;
             }
             session.approvals.approvers.send_line(conn, result_line(&id, json!({"settled": true})));

@@ -1,12 +1,15 @@
 //! Proxies and `toolgate approve --json` sharing a private runtime folder, for tests that answer
-//! held calls through an approver.
+//! held calls through an approver; and [`Socket`], a raw connection to a proxy's socket for
+//! tests that speak the protocol themselves, line by line.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{Peer, initialize, policy_file, toolgate};
+use super::{PATIENCE, Peer, initialize, policy_file, toolgate};
 
 /// A private runtime folder for one test's proxies and approvers.
 pub struct Runtime {
@@ -29,16 +32,30 @@ impl Runtime {
     /// A proxy in front of the demo server, initialized without elicitation, its audit log
     /// `work/NAME.jsonl`.
     pub fn proxy_with(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
+        self.proxy_before(work, name, policy, env, &[toolgate(), "demo-server"])
+    }
+
+    /// A proxy in front of `server`, initialized without elicitation, its audit log
+    /// `work/NAME.jsonl`.
+    pub fn proxy_before(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)], server: &[&str]) -> Peer {
         let policy = policy_file(work, policy);
         let mut cmd = Command::new(toolgate());
         cmd.envs(env.iter().copied());
         cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(work.join(format!("{name}.jsonl")));
-        cmd.arg("--name").arg(name).arg("--").arg(toolgate()).arg("demo-server");
+        cmd.arg("--name").arg(name).arg("--").args(server);
         let (k, v) = self.var();
         cmd.env(k, v);
         let mut peer = Peer::start(cmd);
         initialize(&mut peer, "2025-11-25");
         peer
+    }
+
+    /// A raw connection to this proxy's socket.
+    pub fn connect(&self, proxy: &Peer) -> Socket {
+        let path = self.folder().join(format!("{}.sock", proxy.child.id()));
+        let stream = UnixStream::connect(&path).unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Socket { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
     }
 
     /// `toolgate approve --json`.
@@ -67,4 +84,65 @@ pub fn answer(approver: &mut Peer, offered: &Value, decision: &str, reason: Opti
         line["reason"] = json!(r);
     }
     approver.send(&line);
+}
+
+/// A connection to a proxy's approver socket, for tests that write the lines themselves.
+pub struct Socket {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Socket {
+    /// Writes raw bytes (a line must bring its own `\n`).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        self.send_raw(format!("{message}\n").as_bytes());
+    }
+
+    /// The next message from the proxy. Panics after [`PATIENCE`] or when the proxy hangs up.
+    pub fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the proxy closed the connection"),
+            Ok(_) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")),
+            Err(e) => panic!("nothing from the proxy within {PATIENCE:?}: {e}"),
+        }
+    }
+
+    /// The reply under this id (notifications before it are skipped).
+    pub fn reply(&mut self, id: &Value) -> Value {
+        loop {
+            let message = self.recv();
+            if message.get("method").is_none() && message.get("id") == Some(id) {
+                return message;
+            }
+        }
+    }
+
+    /// The next notification of this method, its params (other messages are skipped).
+    pub fn notification(&mut self, method: &str) -> Value {
+        loop {
+            let message = self.recv();
+            if message["method"] == method {
+                return message["params"].clone();
+            }
+        }
+    }
+
+    /// Subscribes; returns the result (`proxy` and `pending`).
+    pub fn subscribe(&mut self) -> Value {
+        self.send(&json!({"jsonrpc": "2.0", "id": "subscribe", "method": "subscribe"}));
+        let reply = self.reply(&json!("subscribe"));
+        assert!(reply.get("error").is_none(), "{reply}");
+        reply["result"].clone()
+    }
+
+    /// Answers a ticket under request id `id`; returns the reply.
+    pub fn answer(&mut self, id: i64, ticket: &Value, decision: &str) -> Value {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "answer", "params": {"ticket": ticket, "decision": decision}}));
+        self.reply(&json!(id))
+    }
 }
