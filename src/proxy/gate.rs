@@ -230,7 +230,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             let approved = (by == DecidedBy::Human && stateless)
                 .then(|| (call.params.name.clone(), request_state::digest(&call.params.arguments)));
             let what = Waiting::ToolsCall { call: call_no, approved };
-            session.pending.insert(call.id, Pending { what, since: call.since });
+            session.pending.insert(call.id, Pending::new(what, call.since));
             session.forward_to_server(call.inbound);
         }
         Settlement::Refuse { text, .. } => {
