@@ -227,8 +227,11 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                     return;
                 }
             }
-            let approved = (by == DecidedBy::Human && stateless)
-                .then(|| (call.params.name.clone(), request_state::digest(&call.params.arguments)));
+            // A person's yes covers the call that ran: with edited arguments, those.
+            let approved = (by == DecidedBy::Human && stateless).then(|| {
+                let ran = edited.as_ref().unwrap_or(&call.params.arguments);
+                (call.params.name.clone(), request_state::digest(ran))
+            });
             let what = Waiting::ToolsCall { call: call_no, approved };
             session.pending.insert(call.id, Pending::new(what, call.since));
             session.forward_to_server(call.inbound);

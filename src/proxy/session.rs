@@ -25,9 +25,9 @@ pub(super) enum Waiting {
     /// A forwarded `tools/call`, with its audit call number.
     ToolsCall {
         call: u64,
-        /// A 2026-07-28 call a person approved: its tool and argument digest, so that the
-        /// server's own follow-up (an input-required result and the client's retry) is not
-        /// asked about again.
+        /// A 2026-07-28 call a person approved: its tool and the digest of the arguments that
+        /// ran (the edited ones, when the person edited them), so that the server's own
+        /// follow-up (an input-required result and the client's retry) is not asked about again.
         approved: Option<(String, String)>,
     },
     /// A `tools/list`, whose answer teaches toolgate the tools' annotations.

@@ -12,8 +12,10 @@
   --batch N          hold "echo" and "badreply" answers until N calls wait, then answer them all,
                      newest first
 
-It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply) and
-echoes unknown methods back as an error naming them. The "slow" tool, and a request whose method
+It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply, confirm)
+and echoes unknown methods back as an error naming them. "confirm" asks the client for more
+input the 2026-07-28 way (an input-required result with a requestState of its own) and, on the
+retry that brings inputResponses, echoes its arguments. The "slow" tool, and a request whose method
 is "slow", are never answered.
 """
 import json
@@ -108,7 +110,7 @@ while True:
         pass
     elif method == "tools/list":
         result(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
-                              ["echo", "slow", "big", "garbage", "badreply", "write_marker"]]})
+                              ["echo", "slow", "big", "garbage", "badreply", "write_marker", "confirm"]]})
     elif method == "tools/call":
         name = msg["params"]["name"]
         arguments = msg["params"].get("arguments") or {}
@@ -120,6 +122,13 @@ while True:
                 held.clear()
         elif name in ("echo", "badreply"):
             answer_call(id, name, arguments)
+        elif name == "confirm" and "inputResponses" not in msg["params"]:
+            question = {"method": "elicitation/create",
+                        "params": {"message": "Sure?", "requestedSchema": {"type": "object", "properties": {}}}}
+            result(id, {"resultType": "input_required", "inputRequests": {"sure": question},
+                        "requestState": "fake-state-%d" % count})
+        elif name == "confirm":
+            result(id, {"resultType": "complete", "content": [{"type": "text", "text": json.dumps(arguments)}]})
         elif name == "write_marker":
             with open(arguments["path"], "w") as f:
                 f.write("written")
