@@ -25,6 +25,9 @@ pub(super) struct Decided {
     pub params: CallToolParams,
     pub decision: Decision,
     pub confidence: Option<f64>,
+    /// toolgate's confidence property is not the tool's in this call: it is read and never
+    /// forwarded, not even in arguments a person edited.
+    pub strips: bool,
     /// The arguments lost toolgate's confidence property, so the line must be re-encoded.
     pub stripped: bool,
     pub since: Instant,
@@ -78,7 +81,7 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, mut inbound: In
         confidence,
     });
     let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
-    let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
+    let call = Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
         Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
@@ -135,7 +138,18 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
 }
 
 /// Ends a call: writes its decision to the audit log, then forwards or answers it.
-pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) {
+pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settlement) {
+    // Arguments a person wrote are forwarded as written, but for toolgate's own property.
+    if let Settlement::Forward { edited: Some(arguments), .. } = &mut how
+        && call.strips
+        && arguments.shift_remove(confidence::PROPERTY).is_some()
+    {
+        tracing::warn!(
+            "removed {} from the edited arguments of `{}`: it is toolgate's, not the tool's",
+            confidence::PROPERTY,
+            call.params.name
+        );
+    }
     let policy = session.policy.clone();
     let waited = call.since.elapsed();
     let park_note = match &how {
@@ -209,14 +223,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             } else {
                 tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            // What is forwarded is what was decided on: the arguments a person edited, or the
-            // client's own bytes less toolgate's property; nothing else is re-encoded.
-            let rewritten = match &edited {
-                Some(arguments) => Some(confidence::rewrite_call(&call.inbound.line, arguments)),
-                None if call.stripped => Some(confidence::strip_call(&call.inbound.line)),
-                None => None,
-            };
-            match rewritten {
+            match for_server(&call, edited.as_ref()) {
                 None => {}
                 Some(Some(line)) => call.inbound.line = line,
                 Some(None) => {
@@ -245,6 +252,17 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
         Settlement::Park { text, .. } => {
             session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take())
         }
+    }
+}
+
+/// The call's line as the server is to get it, when that is not the line the client sent:
+/// `Some(Some(line))` with the arguments a person edited, or the client's own bytes less
+/// toolgate's property (nothing else is re-encoded); `Some(None)` when it cannot be prepared.
+pub(super) fn for_server(call: &Decided, edited: Option<&Map<String, Value>>) -> Option<Option<Vec<u8>>> {
+    match edited {
+        Some(arguments) => Some(confidence::rewrite_call(&call.inbound.line, arguments)),
+        None if call.stripped => Some(confidence::strip_call(&call.inbound.line)),
+        None => None,
     }
 }
 
