@@ -123,13 +123,7 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
             ));
         }
         for (call, expected) in calls.iter().zip(&recording.expect) {
-            let decision = policy.decide(&Call {
-                server: &call.server,
-                tool: &call.tool,
-                arguments: &call.arguments,
-                annotations: call.annotations,
-                confidence: None,
-            });
+            let decision = crate::replay::decide(&policy, call);
             results.push(CaseResult {
                 suite: name.clone(),
                 name: format!("{} line {}: {}", recording.file.display(), call.line, call.tool),

@@ -2,6 +2,8 @@
 //! with rmcp, tests/rmcp-server): toolgate adds `toolgate_confidence` to the schemas it lists,
 //! reads it from calls, removes it, and the strict server never sees it, on every route a call
 //! takes: at once, edited by a person, parked and run by `review --approve` or `review --run`.
+//! `replay` reads it from recorded calls as the proxy did, and `replay --serve` takes the calls
+//! toolgate forwards without it.
 
 mod common;
 
@@ -226,7 +228,7 @@ impl Place {
         peer
     }
 
-    /// A `toolgate` command (`review`, ...): success and output.
+    /// A `toolgate` command (`review`, `replay`, `test`, ...): success and output.
     fn toolgate(&self, args: &[&str]) -> (bool, String) {
         let mut cmd = Command::new(toolgate());
         cmd.args(args).env("RECORD", self.path("received.jsonl")).envs(self.env());
@@ -323,4 +325,51 @@ fn arguments_a_person_edits_lose_the_property_too() {
     peer.wait();
     let decision = audit_decisions(&place.path("audit.jsonl")).pop().unwrap();
     assert_eq!(decision["edited_arguments"], json!({"title": "edited", "body": "b"}), "the record says what ran");
+}
+
+/// The gate of each call `toolgate replay` lists.
+fn replayed_gates(listing: &str) -> Vec<String> {
+    listing.lines().filter(|l| l.starts_with("line")).map(|l| l.split_whitespace().nth(3).unwrap().to_owned()).collect()
+}
+
+#[test]
+fn replay_decides_a_recorded_call_with_the_confidence_it_reported_and_serve_takes_it_without() {
+    let place = Place::new();
+    let mut peer = place.proxy(USES_CONFIDENCE, &[&strict_server()]);
+    peer.request(1, "tools/list", json!({}));
+    assert_eq!(note(&mut peer, 2, Some(0.95))["result"]["content"][0]["text"], "noted: t2");
+    assert_eq!(note(&mut peer, 3, Some(0.2))["result"]["isError"], true);
+    peer.close_stdin();
+    peer.wait();
+    let policy = place.path("policy.toml");
+    let policy = policy.to_str().unwrap();
+
+    // The transcript and the audit log give the same decisions the proxy took.
+    for recording in ["session.jsonl", "audit.jsonl"] {
+        let (ok, listing) = place.toolgate(&["replay", place.path(recording).to_str().unwrap(), "--policy", policy]);
+        assert!(ok, "{listing}");
+        assert_eq!(replayed_gates(&listing), ["allow", "ask"], "{recording}: {listing}");
+    }
+    let suite = place.path("suite.toml");
+    std::fs::write(
+        &suite,
+        "policy = \"policy.toml\"\n[[recording]]\nfile = \"session.jsonl\"\nexpect = [\"allow\", \"ask\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = place.toolgate(&["test", suite.to_str().unwrap()]);
+    assert!(ok, "{out}");
+
+    // The recorded server takes the call toolgate forwards, without the property.
+    let session = place.path("session.jsonl");
+    let mut cmd = Command::new(toolgate());
+    cmd.args(["run", "--name", "notes", "--policy", policy, "--audit"]).arg(place.path("again.jsonl"));
+    cmd.args(["--", toolgate(), "replay", session.to_str().unwrap(), "--serve"]);
+    let mut again = Peer::start(cmd);
+    initialize(&mut again, "2025-06-18");
+    again.request(1, "tools/list", json!({}));
+    let reply = note(&mut again, 2, Some(0.95));
+    assert_eq!(reply["result"]["content"][0]["text"], "noted: t2", "{reply}");
+    assert_eq!(note(&mut again, 3, Some(0.2))["result"]["isError"], true);
+    again.close_stdin();
+    assert!(again.wait().success());
 }
