@@ -2,14 +2,19 @@
 //! which of them another policy changes. A recording is a transcript (`toolgate record`, the
 //! format of `fixtures/`) or an audit log; both are read line by line, each line telling which
 //! it is.
+//!
+//! A recorded call is decided as the proxy decided it: toolgate's confidence property is read
+//! from a transcript's call and taken out of its arguments (an audit log recorded both apart
+//! already), unless the tool's own schema has a property of that name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
 use crate::policy::{Annotations, Call, Decision, Gate, Policy};
+use crate::proxy::confidence;
 
 /// One recorded `tools/call`.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +23,11 @@ pub struct RecordedCall {
     pub line: usize,
     pub server: String,
     pub tool: String,
+    /// Without toolgate's confidence property.
     pub arguments: Map<String, Value>,
     pub annotations: Option<Annotations>,
+    /// The confidence the call reported in toolgate's property.
+    pub confidence: Option<f64>,
 }
 
 /// The calls in a recording, in order. `server` names the server of a transcript whose
@@ -27,6 +35,8 @@ pub struct RecordedCall {
 pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut annotations: HashMap<String, Annotations> = HashMap::new();
+    // Tools whose own schema has a property named like toolgate's.
+    let mut native: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     let mut server = server.to_owned();
     for (i, raw) in text.lines().enumerate() {
@@ -44,6 +54,7 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                 tool: text("tool"),
                 arguments: entry.get("arguments").and_then(Value::as_object).cloned().unwrap_or_default(),
                 annotations: None,
+                confidence: entry.get("confidence").and_then(Value::as_f64),
             });
             continue;
         }
@@ -61,6 +72,9 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                 for tool in message.pointer("/result/tools").and_then(Value::as_array).into_iter().flatten() {
                     if let Some(name) = tool.get("name").and_then(Value::as_str) {
                         annotations.insert(name.to_owned(), Annotations::from_tool(tool));
+                        if confidence::is_the_tools_own(tool) {
+                            native.insert(name.to_owned());
+                        }
                     }
                 }
             }
@@ -69,16 +83,17 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                     && message.get("id").is_some() =>
             {
                 let Some(tool) = message.pointer("/params/name").and_then(Value::as_str) else { continue };
+                let mut arguments =
+                    message.pointer("/params/arguments").and_then(Value::as_object).cloned().unwrap_or_default();
+                let (_, confidence) =
+                    if native.contains(tool) { (false, None) } else { confidence::take(&mut arguments) };
                 out.push(RecordedCall {
                     line: i + 1,
                     server: server.clone(),
                     tool: tool.to_owned(),
-                    arguments: message
-                        .pointer("/params/arguments")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default(),
+                    arguments,
                     annotations: annotations.get(tool).copied(),
+                    confidence,
                 });
             }
             _ => {}
@@ -87,8 +102,13 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
     Ok(out)
 }
 
-fn decide(policy: &Policy, call: &RecordedCall) -> Decision {
-    policy.decide(&Call::new(&call.server, &call.tool, &call.arguments).with_annotations(call.annotations))
+/// The decision `policy` takes on a recorded call, with the confidence it reported.
+pub fn decide(policy: &Policy, call: &RecordedCall) -> Decision {
+    policy.decide(
+        &Call::new(&call.server, &call.tool, &call.arguments)
+            .with_annotations(call.annotations)
+            .with_confidence(call.confidence),
+    )
 }
 
 fn why(decision: &Decision) -> String {
@@ -154,26 +174,32 @@ pub fn compare(calls: &[RecordedCall], a: &Policy, b: &Policy, out: &mut impl Wr
 /// `toolgate replay FILE --serve`: plays the server side of a transcript on stdin/stdout, as a
 /// fake server. Each line received must match (as JSON) a recorded client line, in order (a
 /// recorded line that never comes, because toolgate refused it, is skipped with its answers);
-/// the server lines recorded after it are written byte for byte. A line that matches nothing
-/// ends the replay with an error: the session is not the recorded one.
+/// the server lines recorded after it are written byte for byte. A recorded call matches as the
+/// client sent it or as toolgate forwards it, without toolgate's confidence property. A line
+/// that matches nothing ends the replay with an error: the session is not the recorded one.
 pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let entries: Vec<(bool, String)> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            let c2s = match v.get("dir").and_then(Value::as_str) {
-                Some("c2s") => true,
-                Some("s2c") => false,
-                _ => return None,
-            };
-            Some((c2s, v.get("line")?.as_str()?.to_owned()))
-        })
-        .collect();
+    let mut native: HashSet<String> = HashSet::new();
+    let mut entries: Vec<Recorded> = Vec::new();
+    for entry in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        let Some(line) = entry.get("line").and_then(Value::as_str) else { continue };
+        let message = serde_json::from_str::<Value>(line).ok();
+        match entry.get("dir").and_then(Value::as_str) {
+            Some("c2s") => entries.push(Recorded::Client(forms(message, &native))),
+            Some("s2c") => {
+                let tools = message.as_ref().and_then(|m| m.pointer("/result/tools")).and_then(Value::as_array);
+                for tool in tools.into_iter().flatten().filter(|t| confidence::is_the_tools_own(t)) {
+                    native.extend(tool.get("name").and_then(Value::as_str).map(str::to_owned));
+                }
+                entries.push(Recorded::Server(line.to_owned()));
+            }
+            _ => {}
+        }
+    }
     let mut pos = 0;
     let emit = |pos: &mut usize, out: &mut dyn Write| -> Result<(), String> {
-        while *pos < entries.len() && !entries[*pos].0 {
-            writeln!(out, "{}", entries[*pos].1).map_err(|e| e.to_string())?;
+        while let Some(Recorded::Server(line)) = entries.get(*pos) {
+            writeln!(out, "{line}").map_err(|e| e.to_string())?;
             *pos += 1;
         }
         out.flush().map_err(|e| e.to_string())
@@ -182,8 +208,8 @@ pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) ->
     for line in input.lines() {
         let line = line.map_err(|e| e.to_string())?;
         let got: Value = serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line}"))?;
-        let found = (pos..entries.len())
-            .find(|&i| entries[i].0 && serde_json::from_str::<Value>(&entries[i].1).ok().as_ref() == Some(&got));
+        let found =
+            (pos..entries.len()).find(|&i| matches!(&entries[i], Recorded::Client(forms) if forms.contains(&got)));
         let Some(i) = found else {
             return Err(format!("a line the recording does not have: {line}"));
         };
@@ -191,4 +217,30 @@ pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) ->
         emit(&mut pos, out)?;
     }
     Ok(())
+}
+
+/// A line of a transcript, as `serve` plays it.
+enum Recorded {
+    /// A client line, in each form it may arrive in (none when it is not JSON).
+    Client(Vec<Value>),
+    /// A server line, written as recorded.
+    Server(String),
+}
+
+/// The forms a recorded client message may reach the server in: as sent, and for a call that
+/// carried toolgate's confidence property (a tool whose own schema does not have one), without
+/// it.
+fn forms(message: Option<Value>, native: &HashSet<String>) -> Vec<Value> {
+    let Some(message) = message else { return Vec::new() };
+    let call = message.get("method").and_then(Value::as_str) == Some("tools/call");
+    let tool = message.pointer("/params/name").and_then(Value::as_str);
+    if !call || tool.is_none_or(|t| native.contains(t)) {
+        return vec![message];
+    }
+    let mut forwarded = message.clone();
+    let took = forwarded
+        .pointer_mut("/params/arguments")
+        .and_then(Value::as_object_mut)
+        .is_some_and(|arguments| arguments.shift_remove(confidence::PROPERTY).is_some());
+    if took { vec![message, forwarded] } else { vec![message] }
 }

@@ -123,8 +123,7 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
             ));
         }
         for (call, expected) in calls.iter().zip(&recording.expect) {
-            let decision =
-                policy.decide(&Call::new(&call.server, &call.tool, &call.arguments).with_annotations(call.annotations));
+            let decision = crate::replay::decide(&policy, call);
             results.push(CaseResult {
                 suite: name.clone(),
                 name: format!("{} line {}: {}", recording.file.display(), call.line, call.tool),

@@ -1,11 +1,16 @@
 //! Confidence reporting against a real server whose schemas forbid unknown properties (built
 //! with rmcp, tests/rmcp-server): toolgate adds `toolgate_confidence` to the schemas it lists,
-//! reads it from calls, removes it, and the strict server never sees it.
+//! reads it from calls, removes it, and the strict server never sees it, on every route a call
+//! takes: at once, edited by a person, parked and run by `review --approve` or `review --run`.
+//! `replay` reads it from recorded calls as the proxy did, and `replay --serve` takes the calls
+//! toolgate forwards without it.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
+use common::approvers::event;
 use common::*;
 use serde_json::{Value, json};
 
@@ -187,4 +192,184 @@ fn stripping_the_property_leaves_every_other_argument_byte_for_byte() {
         call,
         "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"p\":0.10000000000000000001}}}\n"
     );
+}
+
+/// A state folder and a runtime folder shared by proxies and the `toolgate review` and
+/// `toolgate approve` run beside them.
+struct Place {
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        let place = Place { dir: tempfile::tempdir().unwrap() };
+        std::fs::create_dir_all(place.path("run")).unwrap();
+        place
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn env(&self) -> [(&'static str, PathBuf); 2] {
+        [("XDG_STATE_HOME", self.path("state")), ("XDG_RUNTIME_DIR", self.path("run"))]
+    }
+
+    /// `toolgate run` under `policy` in front of `server`, recording the session to
+    /// `session.jsonl`; the strict server records what it receives in `received.jsonl`.
+    fn proxy(&self, policy: &str, server: &[&str]) -> Peer {
+        let policy = policy_file(self.dir.path(), policy);
+        let mut cmd = Command::new(toolgate());
+        cmd.args(["run", "--name", "notes", "--record"]).arg(self.path("session.jsonl"));
+        cmd.arg("--policy").arg(&policy).arg("--audit").arg(self.path("audit.jsonl"));
+        cmd.arg("--").args(server).env("RECORD", self.path("received.jsonl")).envs(self.env());
+        let mut peer = Peer::start(cmd);
+        initialize(&mut peer, "2025-06-18");
+        peer
+    }
+
+    /// A `toolgate` command (`review`, `replay`, `test`, ...): success and output.
+    fn toolgate(&self, args: &[&str]) -> (bool, String) {
+        let mut cmd = Command::new(toolgate());
+        cmd.args(args).env("RECORD", self.path("received.jsonl")).envs(self.env());
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    fn item(&self, id: u64) -> Value {
+        let (ok, text) = self.toolgate(&["review", "--json"]);
+        assert!(ok, "{text}");
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|i| i["id"] == id).unwrap()
+    }
+}
+
+const QUEUES_NOTES: &str = "[settings]\ndefault_tier = \"low\"\nmin_confidence = 0.5\ndesktop_notifications = false\n\
+[[rules]]\nname = \"notes wait for review\"\ntools = [\"write_note\", \"echo\"]\naction = \"queue\"\n";
+
+#[test]
+fn a_parked_call_approved_in_review_reaches_the_server_without_the_property_and_every_other_byte_as_written() {
+    let place = Place::new();
+    let raw = place.path("raw.jsonl");
+    let fake = root().join("tests/support/fake_server.py");
+    let mut peer = place.proxy(QUEUES_NOTES, &["python3", fake.to_str().unwrap(), "--record", raw.to_str().unwrap()]);
+    peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"toolgate_confidence\":0.9}}}\n");
+    let parked = peer.response(&json!(1));
+    assert!(parked["result"]["content"][0]["text"].as_str().unwrap().contains("as item 1"), "{parked}");
+    assert_eq!(place.item(1)["params"]["arguments"].get("toolgate_confidence"), None, "the queue keeps it without");
+
+    let (ok, out) = place.toolgate(&["review", "--approve", "1"]);
+    assert!(ok && out.contains("item 1: ran:"), "{out}");
+    let received: Vec<String> =
+        std::fs::read_to_string(&raw).unwrap().lines().map(|l| serde_json::from_str::<String>(l).unwrap()).collect();
+    let call = received.iter().find(|l| l.contains("tools/call")).unwrap();
+    let id = serde_json::from_str::<Value>(call).unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        *call,
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{id}\",\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"big\":18446744073709551616,\"e\":1e2}}}}}}\n"
+        )
+    );
+    peer.close_stdin();
+    peer.wait();
+    let run = audit_decisions(&place.path("audit.jsonl")).pop().unwrap();
+    assert_eq!((run["channel"].as_str(), run["verdict"].as_str()), (Some("review"), Some("forwarded")), "{run}");
+    assert_eq!(run["confidence"], 0.9, "the run's record keeps the confidence the call reported");
+}
+
+#[test]
+fn review_run_never_sends_the_property_even_for_an_item_that_kept_it() {
+    let place = Place::new();
+    let mut peer = place.proxy(QUEUES_NOTES, &[&strict_server()]);
+    let parked = note(&mut peer, 1, Some(0.95));
+    assert!(parked["result"]["content"][0]["text"].as_str().unwrap().contains("as item 1"), "{parked}");
+    peer.close_stdin();
+    peer.wait();
+    // An item parked by an earlier toolgate kept the property in the call it stored.
+    let queue_file = place.path("state/toolgate/queue.json");
+    let mut queue: Value = serde_json::from_str(&std::fs::read_to_string(&queue_file).unwrap()).unwrap();
+    queue["items"]["1"]["params"]["arguments"]["toolgate_confidence"] = json!(0.95);
+    std::fs::write(&queue_file, queue.to_string()).unwrap();
+
+    let (ok, out) = place.toolgate(&["review", "--approve", "1"]);
+    assert!(!ok && out.contains("cannot be reached"), "{out}");
+    let (ok, out) = place.toolgate(&["review", "--run", "1", "--", &strict_server()]);
+    assert!(ok, "{out}");
+    assert_eq!(place.item(1)["result"]["content"][0]["text"], "noted: t1", "{out}");
+    assert_eq!(received(&place.path("received.jsonl")), vec![json!({"title": "t1", "body": "b"})]);
+}
+
+#[test]
+fn arguments_a_person_edits_lose_the_property_too() {
+    let place = Place::new();
+    let policy = USES_CONFIDENCE
+        .replace("[settings]\n", "[settings]\napproval_timeout = \"30s\"\ndesktop_notifications = false\n");
+    let mut peer = place.proxy(&policy, &[&strict_server()]);
+    let mut approver = Command::new(toolgate());
+    approver.args(["approve", "--json"]).envs(place.env());
+    let mut approver = Peer::start(approver);
+    event(&approver, "connected");
+    // Too little confidence: it needs a yes. The person edits it, and writes a confidence in.
+    let args = json!({"title": "t2", "body": "b", "toolgate_confidence": 0.2});
+    peer.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "write_note", "arguments": args}}));
+    let offered = event(&approver, "offered");
+    assert_eq!(offered["approval"]["arguments"], json!({"title": "t2", "body": "b"}));
+    approver.send(&json!({"proxy": offered["proxy"], "ticket": offered["approval"]["ticket"], "decision": "edit",
+        "arguments": {"title": "edited", "body": "b", "toolgate_confidence": 1}}));
+    let ran = peer.response(&json!(2));
+    assert_eq!(ran["result"]["content"][0]["text"], "noted: edited", "{ran}");
+    assert_eq!(received(&place.path("received.jsonl")), vec![json!({"title": "edited", "body": "b"})]);
+    peer.close_stdin();
+    peer.wait();
+    let decision = audit_decisions(&place.path("audit.jsonl")).pop().unwrap();
+    assert_eq!(decision["edited_arguments"], json!({"title": "edited", "body": "b"}), "the record says what ran");
+}
+
+/// The gate of each call `toolgate replay` lists.
+fn replayed_gates(listing: &str) -> Vec<String> {
+    listing.lines().filter(|l| l.starts_with("line")).map(|l| l.split_whitespace().nth(3).unwrap().to_owned()).collect()
+}
+
+#[test]
+fn replay_decides_a_recorded_call_with_the_confidence_it_reported_and_serve_takes_it_without() {
+    let place = Place::new();
+    let mut peer = place.proxy(USES_CONFIDENCE, &[&strict_server()]);
+    peer.request(1, "tools/list", json!({}));
+    assert_eq!(note(&mut peer, 2, Some(0.95))["result"]["content"][0]["text"], "noted: t2");
+    assert_eq!(note(&mut peer, 3, Some(0.2))["result"]["isError"], true);
+    peer.close_stdin();
+    peer.wait();
+    let policy = place.path("policy.toml");
+    let policy = policy.to_str().unwrap();
+
+    // The transcript and the audit log give the same decisions the proxy took.
+    for recording in ["session.jsonl", "audit.jsonl"] {
+        let (ok, listing) = place.toolgate(&["replay", place.path(recording).to_str().unwrap(), "--policy", policy]);
+        assert!(ok, "{listing}");
+        assert_eq!(replayed_gates(&listing), ["allow", "ask"], "{recording}: {listing}");
+    }
+    let suite = place.path("suite.toml");
+    std::fs::write(
+        &suite,
+        "policy = \"policy.toml\"\n[[recording]]\nfile = \"session.jsonl\"\nexpect = [\"allow\", \"ask\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = place.toolgate(&["test", suite.to_str().unwrap()]);
+    assert!(ok, "{out}");
+
+    // The recorded server takes the call toolgate forwards, without the property.
+    let session = place.path("session.jsonl");
+    let mut cmd = Command::new(toolgate());
+    cmd.args(["run", "--name", "notes", "--policy", policy, "--audit"]).arg(place.path("again.jsonl"));
+    cmd.args(["--", toolgate(), "replay", session.to_str().unwrap(), "--serve"]);
+    let mut again = Peer::start(cmd);
+    initialize(&mut again, "2025-06-18");
+    again.request(1, "tools/list", json!({}));
+    let reply = note(&mut again, 2, Some(0.95));
+    assert_eq!(reply["result"]["content"][0]["text"], "noted: t2", "{reply}");
+    assert_eq!(note(&mut again, 3, Some(0.2))["result"]["isError"], true);
+    again.close_stdin();
+    assert!(again.wait().success());
 }

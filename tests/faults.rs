@@ -1,8 +1,8 @@
 //! Faults, through the real binary: the server killed while a call waits for a person and
-//! another runs, the client vanishing with a call held, the audit log's disk filling up, the
-//! policy file deleted or made unreadable while running. Each checks that nothing is let
-//! through, every request gets exactly one answer, and the reason is given to the model and the
-//! person. (The terminal hung up during a prompt is in `terminal.rs`; a server writing garbage
+//! another runs, the server dying with requests the client cancelled, the client vanishing with
+//! a call held, the audit log's disk filling up, the policy file deleted or made unreadable while
+//! running. Each checks that nothing is let through, every request gets exactly one answer (one
+//! the client cancelled gets none), and the reason is given to the model and the person. (The terminal hung up during a prompt is in `terminal.rs`; a server writing garbage
 //! or half a line, a crashing server and an audit log that cannot be opened are in
 //! `proxy_lifecycle.rs`; the README's "When things go wrong" lists them all.)
 
@@ -184,6 +184,79 @@ fn the_server_killed_mid_stream_answers_every_request_once_and_runs_nothing_held
     let decisions = audit_decisions(&f.path("audit.jsonl"));
     let held = decisions.iter().find(|d| d["tool"] == "write_marker").expect("the held call is audited");
     assert_ne!(held["verdict"], "forwarded", "{held}");
+}
+
+#[test]
+fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_is_cancelled() {
+    let f = Fixture::new();
+    // The server answers echo calls two at a time (newest first), so one can be cancelled
+    // while the server still holds it, and answered after.
+    let (mut p, _stderr) = f.start(|cmd| {
+        cmd.args(["--batch", "2"]);
+    });
+    initialize(&mut p, "2025-06-18");
+    // Listed first, as clients do, so that every call goes to the server at once.
+    p.request(100, "tools/list", json!({}));
+    call(&mut p, 1, "slow", json!({}));
+    call(&mut p, 2, "slow", json!({}));
+    p.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "slow", "params": {}}));
+    p.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "slow", "params": {}}));
+    call(&mut p, 5, "echo", json!({"n": 5}));
+    for id in [1, 3, 5] {
+        p.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
+    }
+    call(&mut p, 6, "echo", json!({"n": 6}));
+    // The server still answers the cancelled call: its answer passes through (the client
+    // ignores it), after the answer to the call that released it.
+    let (six, five) = (p.recv(), p.recv());
+    assert_eq!((&six["id"], &six["result"]["content"][0]["text"]), (&json!(6), &json!("{\"n\": 6}")), "{six}");
+    assert_eq!((&five["id"], &five["result"]["content"][0]["text"]), (&json!(5), &json!("{\"n\": 5}")), "{five}");
+    // A reply the strict check refuses becomes an error for its request, unless the client
+    // cancelled that request.
+    call(&mut p, 7, "badreply", json!({}));
+    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}));
+    call(&mut p, 8, "badreply", json!({}));
+    let eight = p.recv();
+    assert_eq!((&eight["id"], &eight["error"]["code"]), (&json!(8), &json!(-32603)), "{eight}");
+    // The server answered 8, then 7: once the ping's answer is here, 7's reply was read too.
+    p.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
+    assert_eq!(p.recv(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}), "nothing comes for 7");
+    let forwarded = f.reached_server().lines().filter(|l| l.contains("notifications/cancelled")).count();
+    assert_eq!(forwarded, 4, "each cancellation goes on to the server");
+
+    kill(Pid::from_raw(f.server_pid()), Signal::SIGKILL).unwrap();
+    let answers = answers_until_the_end(&mut p);
+    let mut ids: Vec<i64> = answers.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [2, 4], "only the requests nobody cancelled are answered: {answers:?}");
+    for answer in &answers {
+        assert_eq!(answer["error"]["code"], -32000, "{answer}");
+    }
+    p.wait();
+
+    // One outcome per forwarded call: the cancelled ones' is `cancelled`, never a second one.
+    let records: Vec<Value> = std::fs::read_to_string(f.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes = |request: i64| -> Vec<Value> {
+        let decision = records.iter().find(|r| r["event"] == "decision" && r["request_id"] == request).unwrap();
+        let of_call = |r: &&Value| r["event"] == "outcome" && r["call"] == decision["call"];
+        records.iter().filter(of_call).map(|r| r["outcome"].clone()).collect()
+    };
+    assert_eq!(outcomes(1), [json!("cancelled")]);
+    assert_eq!(outcomes(2), [json!("no_answer")]);
+    assert_eq!(outcomes(5), [json!("cancelled")]);
+    assert_eq!(outcomes(6), [json!("ok")]);
+    assert_eq!(outcomes(7), [json!("cancelled")]);
+    assert_eq!(outcomes(8), [json!("error")]);
+    let (ok, shown) = {
+        let out = Command::new(toolgate()).args(["audit", "show"]).arg(f.path("audit.jsonl")).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(ok, "{shown}");
+    assert_eq!(shown.matches(", cancelled in ").count(), 3, "{shown}");
 }
 
 #[test]

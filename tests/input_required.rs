@@ -1,10 +1,12 @@
 //! Asking inside 2026-07-28 clients: a call that needs a yes is answered with an input-required
 //! result carrying toolgate's form and a protected `requestState`; the retry with the answer
 //! runs the call once, without toolgate's state, and a forged, altered, replayed or expired
-//! state never gets a call through. A server's own input requests and state pass untouched.
+//! state never gets a call through. A server's own input requests and state pass untouched, and
+//! its follow-up to a call a person approved (with edited arguments, here) is not asked again.
 
 mod common;
 
+use common::approvers::{Runtime, answer, event};
 use common::*;
 use serde_json::{Value, json};
 
@@ -130,9 +132,11 @@ fn altered_forged_and_expired_states_never_get_a_call_through() {
     }
     assert!(received_calls(&s.received).is_empty());
 
-    let mut s = start("1ms");
+    // With no time to answer, the state is expired from the moment it is issued: the retry is
+    // refused however soon it comes.
+    let mut s = start("0s");
     let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
-    // The state lived a millisecond; by the time the client answers it is over.
+    assert!(state.as_str().is_some_and(|s| s.starts_with("toolgate.1.")), "a question was asked: {state}");
     refused_because(&echo(&mut s.peer, 2, "hello", allow(&state)), "expired");
     assert!(received_calls(&s.received).is_empty());
 }
@@ -165,4 +169,74 @@ fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passe
     let last = &calls.last().unwrap()["params"];
     assert_eq!(last["requestState"], "server-state-2");
     assert_eq!(last["inputResponses"], json!({"k": {"action": "decline"}}));
+}
+
+#[test]
+fn the_servers_follow_up_continues_the_edited_call_that_ran_and_not_the_original() {
+    let runtime = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        dir.path(),
+        "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
+         [[rules]]\nname = \"confirm needs a yes\"\ntools = [\"confirm\"]\ntier = \"high\"\n",
+    );
+    let (received, audit) = (dir.path().join("received.jsonl"), dir.path().join("audit.jsonl"));
+    let server = root().join("tests/support/fake_server.py");
+    let mut cmd = std::process::Command::new(toolgate());
+    cmd.arg("run").arg("--name").arg("fake").arg("--policy").arg(&policy).arg("--audit").arg(&audit);
+    cmd.args(["--", "python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()]);
+    cmd.env(runtime.var().0, runtime.var().1);
+    let mut peer = Peer::start(cmd);
+    // A live approver: the 2026-07-28 call is held and offered there, where it can be edited.
+    let mut approver = runtime.approver();
+    event(&approver, "connected");
+    let confirm = |peer: &mut Peer, id: i64, text: &str, extra: Value| {
+        let mut params = json!({"name": "confirm", "arguments": {"text": text}, "_meta": meta(true)});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+    };
+
+    confirm(&mut peer, 1, "original", json!({}));
+    let offered = event(&approver, "offered");
+    assert_eq!(offered["approval"]["arguments"], json!({"text": "original"}));
+    let edit = json!({"proxy": offered["proxy"], "ticket": offered["approval"]["ticket"], "decision": "edit",
+        "arguments": {"text": "edited"}});
+    approver.send(&edit);
+    // The edited call ran, and the server asks the client for more input about it.
+    let asked = peer.response(&json!(1));
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    let state = asked["result"]["requestState"].clone();
+    assert!(state.as_str().unwrap().starts_with("fake-state-"), "{state}");
+    let retry = json!({"requestState": state, "inputResponses": {"sure": {"action": "accept", "content": {}}}});
+
+    // The client's retry with the original arguments did not run: it is asked about again.
+    confirm(&mut peer, 2, "original", retry.clone());
+    let again = event(&approver, "offered");
+    assert_eq!(again["approval"]["arguments"], json!({"text": "original"}));
+    answer(&mut approver, &again, "deny", Some("not the original"));
+    let refused = peer.response(&json!(2));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    // The retry with the edited arguments, which ran, continues without asking again.
+    confirm(&mut peer, 3, "edited", retry);
+    let ran = peer.response(&json!(3));
+    assert_eq!(ran["result"]["content"][0]["text"], "{\"text\": \"edited\"}", "{ran}");
+
+    let calls: Vec<Value> = received_calls(&received).iter().map(|c| c["params"]["arguments"].clone()).collect();
+    assert_eq!(calls, [json!({"text": "edited"}), json!({"text": "edited"})], "the original never reached the server");
+    peer.close_stdin();
+    peer.wait();
+    let decisions = audit_decisions(&audit);
+    let seen: Vec<(&str, &str)> =
+        decisions.iter().map(|d| (d["verdict"].as_str().unwrap(), d["note"].as_str().unwrap_or_default())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("forwarded", "the person edited the arguments"),
+            ("refused", "not the original"),
+            ("forwarded", "continues a call a person approved (the server asked the client for more input)"),
+        ]
+    );
+    assert_eq!(decisions[0]["edited_arguments"], json!({"text": "edited"}));
 }

@@ -15,16 +15,18 @@ fuzz_target!(|input: &[u8]| {
     let mut sealer = Sealer::new();
     let args = arguments(json!({"to": "ACME", "amount": 1200}));
     let ttl = std::time::Duration::from_secs(60);
+    // Every open happens a second after the seal, well within the state's minute.
+    let (sealed_at, now) = (1_795_479_600_000, 1_795_479_601_000);
 
     // Any text at all.
     if let Ok(text) = std::str::from_utf8(input) {
-        assert!(sealer.open(text, "pay", "send_payment", &args).is_err(), "accepted a made-up state");
+        assert!(sealer.open(text, "pay", "send_payment", &args, now).is_err(), "accepted a made-up state");
         let forged = format!("toolgate.1.{text}");
-        assert!(sealer.open(&forged, "pay", "send_payment", &args).is_err(), "accepted a made-up state");
+        assert!(sealer.open(&forged, "pay", "send_payment", &args, now).is_err(), "accepted a made-up state");
     }
 
     // A real state, changed as the input says.
-    let state = sealer.seal("pay", "send_payment", &args, ttl, Some(json!({"server": "own"})));
+    let state = sealer.seal("pay", "send_payment", &args, ttl, Some(json!({"server": "own"})), sealed_at);
     let Some((&how, rest)) = input.split_first() else { return };
     let mut bytes = state.clone().into_bytes();
     let (mut server, mut tool, mut presented) = ("pay", "send_payment", args.clone());
@@ -44,10 +46,10 @@ fuzz_target!(|input: &[u8]| {
     }
     let Ok(changed) = String::from_utf8(bytes) else { return };
     let unchanged = changed == state && server == "pay" && tool == "send_payment" && presented == args;
-    let first = sealer.open(&changed, server, tool, &presented);
+    let first = sealer.open(&changed, server, tool, &presented, now);
     assert_eq!(first.is_ok(), unchanged, "a changed state or call was accepted, or the real one refused");
     if unchanged {
         assert_eq!(first.unwrap(), Some(json!({"server": "own"})), "what the state carried comes back");
     }
-    assert!(sealer.open(&state, "pay", "send_payment", &args).is_err() || !unchanged, "a state was used twice");
+    assert!(sealer.open(&state, "pay", "send_payment", &args, now).is_err() || !unchanged, "a state was used twice");
 });

@@ -122,6 +122,9 @@ pub enum Outcome {
     Error,
     /// The server went away before answering.
     NoAnswer,
+    /// The client cancelled it (`notifications/cancelled`) after it was forwarded; it gets no
+    /// answer, and whatever the server still answers is not recorded.
+    Cancelled,
 }
 
 impl Drop for AuditLog {

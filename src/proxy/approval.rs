@@ -333,8 +333,9 @@ fn ask_inside(session: &mut Session, call: Decided, request: &Request, wait: Dur
         carried.insert("inputResponses".into(), responses.clone());
     }
     let carried = (!carried.is_empty()).then_some(Value::Object(carried));
+    let now = request_state::now_ms();
     let state =
-        session.approvals.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried);
+        session.approvals.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
     tracing::info!(
         "`{}` needs a person; asking inside the client{}",
         call.params.name,
@@ -355,7 +356,8 @@ pub(super) fn retried(session: &mut Session, mut call: Decided) {
     };
     let channel = Some(Via::Elicitation.name());
     let tool = call.params.name.clone();
-    let opened = session.approvals.sealer.open(&state, &session.server, &tool, &call.params.arguments);
+    let now = request_state::now_ms();
+    let opened = session.approvals.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
     let carried = match opened {
         Ok(carried) => carried,
         Err(why) => {

@@ -60,6 +60,12 @@ fn with_property(tool: &str, property: &str) -> Injected {
     rewritten.map_or(Untouched, Added)
 }
 
+/// Whether a tool of a `tools/list` answer has a property of that name in its own schema: its
+/// calls are then left alone.
+pub fn is_the_tools_own(tool: &Value) -> bool {
+    tool.pointer("/inputSchema/properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(PROPERTY))
+}
+
 /// Removes the property from a call's arguments. Returns whether it was there and the
 /// confidence it reported, if that was a number from 0 to 1.
 pub fn take(arguments: &mut Map<String, Value>) -> (bool, Option<f64>) {

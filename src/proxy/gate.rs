@@ -27,6 +27,9 @@ pub(super) struct Decided {
     pub params: CallToolParams,
     pub decision: Decision,
     pub confidence: Option<f64>,
+    /// toolgate's confidence property is not the tool's in this call: it is read and never
+    /// forwarded, not even in arguments a person edited.
+    pub strips: bool,
     /// The arguments lost toolgate's confidence property, so the line must be re-encoded.
     pub stripped: bool,
     pub since: Instant,
@@ -62,6 +65,8 @@ enum Listed {
     /// toolgate listed the tools for this call: a tool still unknown is not the server's; with
     /// the reason, the listing failed.
     Done(Option<String>),
+    /// The client withdrew the call while toolgate listed the tools: it is recorded and dropped.
+    Withdrawn,
 }
 
 /// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
@@ -73,6 +78,11 @@ pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inboun
 /// listing failed).
 pub(super) fn call_listed(session: &mut Session, id: Id, env: Envelope, inbound: Inbound, failure: Option<String>) {
     decide(session, id, env, inbound, Listed::Done(failure));
+}
+
+/// Records and drops a call the client withdrew while it waited for toolgate's listing.
+pub(super) fn withdrawn_while_listing(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
+    decide(session, id, env, inbound, Listed::Withdrawn);
 }
 
 fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, listed: Listed) {
@@ -97,6 +107,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     // `[settings] arguments` says what else happens.
     let setting = policy.settings.arguments;
     let verdict = match (session.tools.check(&params.name, &mut params.arguments), &listed) {
+        (_, Listed::Withdrawn) => conformity::Verdict::CannotJudge("the call was withdrawn".into()),
         (conformity::Verdict::Unlisted, Listed::MayList) if setting != Setting::Off => {
             return listing::wait(session, id, env, inbound, params.meta.as_ref());
         }
@@ -131,6 +142,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
     let nonconforming = match &verdict {
         conformity::Verdict::Conforms(_) => None,
+        _ if listed == Listed::Withdrawn => None,
         other if setting == Setting::Off => {
             tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, other));
             None
@@ -145,8 +157,17 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
                 decision.reason = Some(why.clone());
                 let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
                 let note = Some(format!("arguments = \"strict\": {why}"));
-                let call =
-                    Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
+                let call = Decided {
+                    id,
+                    inbound,
+                    params,
+                    decision,
+                    confidence,
+                    strips,
+                    stripped,
+                    since: Instant::now(),
+                    trust,
+                };
                 tracing::warn!("refused `{}`: {why}", call.params.name);
                 return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
             }
@@ -160,7 +181,11 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
             Setting::Strict | Setting::Ask | Setting::Off => {}
         }
     }
-    let call = Decided { id, inbound, params, decision, confidence, stripped, since: Instant::now(), trust };
+    let call = Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
+    if listed == Listed::Withdrawn {
+        let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
+        return settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
+    }
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
         Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
@@ -217,7 +242,18 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
 }
 
 /// Ends a call: writes its decision to the audit log, then forwards or answers it.
-pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) {
+pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settlement) {
+    // Arguments a person wrote are forwarded as written, but for toolgate's own property.
+    if let Settlement::Forward { edited: Some(arguments), .. } = &mut how
+        && call.strips
+        && arguments.shift_remove(confidence::PROPERTY).is_some()
+    {
+        tracing::warn!(
+            "removed {} from the edited arguments of `{}`: it is toolgate's, not the tool's",
+            confidence::PROPERTY,
+            call.params.name
+        );
+    }
     let policy = session.policy.clone();
     let waited = call.since.elapsed();
     let park_note = match &how {
@@ -291,14 +327,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
             } else {
                 tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            // What is forwarded is what was decided on: the arguments a person edited, or the
-            // client's own bytes less toolgate's property; nothing else is re-encoded.
-            let rewritten = match &edited {
-                Some(arguments) => Some(confidence::rewrite_call(&call.inbound.line, arguments)),
-                None if call.stripped => Some(confidence::strip_call(&call.inbound.line)),
-                None => None,
-            };
-            match rewritten {
+            match for_server(&call, edited.as_ref()) {
                 None => {}
                 Some(Some(line)) => call.inbound.line = line,
                 Some(None) => {
@@ -309,10 +338,13 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
                     return;
                 }
             }
-            let approved = (by == DecidedBy::Human && stateless)
-                .then(|| (call.params.name.clone(), request_state::digest(&call.params.arguments)));
+            // A person's yes covers the call that ran: with edited arguments, those.
+            let approved = (by == DecidedBy::Human && stateless).then(|| {
+                let ran = edited.as_ref().unwrap_or(&call.params.arguments);
+                (call.params.name.clone(), request_state::digest(ran))
+            });
             let what = Waiting::ToolsCall { call: call_no, approved };
-            session.pending.insert(call.id, Pending { what, since: call.since });
+            session.pending.insert(call.id, Pending::new(what, call.since));
             session.forward_to_server(call.inbound);
         }
         Settlement::Refuse { text, .. } => {
@@ -324,6 +356,17 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, how: Settlement) 
         Settlement::Park { text, .. } => {
             session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take())
         }
+    }
+}
+
+/// The call's line as the server is to get it, when that is not the line the client sent:
+/// `Some(Some(line))` with the arguments a person edited, or the client's own bytes less
+/// toolgate's property (nothing else is re-encoded); `Some(None)` when it cannot be prepared.
+pub(super) fn for_server(call: &Decided, edited: Option<&Map<String, Value>>) -> Option<Option<Vec<u8>>> {
+    match edited {
+        Some(arguments) => Some(confidence::rewrite_call(&call.inbound.line, arguments)),
+        None if call.stripped => Some(confidence::strip_call(&call.inbound.line)),
+        None => None,
     }
 }
 

@@ -124,15 +124,13 @@ pub(super) fn timed_out(session: &mut Session) {
     }
 }
 
-/// The client withdrew a call that waits for the listing: it is dropped, unanswered.
+/// The client withdrew a call that waits for the listing: it is recorded and dropped, unanswered,
+/// and the server never sees it.
 pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
-    let before = session.listing.waiting.len();
-    session.listing.waiting.retain(|w| w.id != *request);
-    let dropped = session.listing.waiting.len() != before;
-    if dropped {
-        tracing::info!("the client cancelled call {request} while toolgate listed the tools; it was not run");
-    }
-    dropped
+    let Some(at) = session.listing.waiting.iter().position(|w| w.id == *request) else { return false };
+    let Waiting { id, env, inbound } = session.listing.waiting.remove(at);
+    gate::withdrawn_while_listing(session, id, env, inbound);
+    true
 }
 
 /// The listing is over: the waiting calls are decided now (where it failed, what their tools

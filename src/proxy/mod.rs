@@ -9,7 +9,7 @@
 mod approval;
 mod approvers;
 pub mod child;
-mod confidence;
+pub(crate) mod confidence; // also read by `toolgate review --run` and `toolgate replay`
 mod earned;
 mod elicit;
 mod gate;

@@ -2,7 +2,9 @@
 //! as they run; `queue` calls are parked, answered at once with their item number, and kept
 //! here until a person approves them (`toolgate review --approve N` asks this proxy, over its
 //! socket, to run item N). The run goes to the server under an id of toolgate's own, its answer
-//! is recorded in the item and the audit log, and it never reaches the client.
+//! is recorded in the item and the audit log, and it never reaches the client. A parked call is
+//! kept as it will be forwarded: without toolgate's confidence property, every other byte as the
+//! client wrote it.
 
 use std::collections::HashMap;
 
@@ -18,6 +20,7 @@ use crate::wire::{Id, splice};
 
 /// A parked call this proxy can run when it is approved.
 struct ParkedCall {
+    /// The `tools/call` line as the server is to get it.
     line: Vec<u8>,
     decided: DecidedParts,
 }
@@ -30,6 +33,7 @@ struct DecidedParts {
     tier: crate::policy::Tier,
     rules: Vec<String>,
     reason: Option<String>,
+    confidence: Option<f64>,
 }
 
 /// A run in flight: the reviewer waiting for it.
@@ -82,7 +86,20 @@ pub(super) fn to_review(session: &mut Session, call: &Decided) {
 /// Without a queue to park it in, it is refused.
 pub(super) fn park(session: &mut Session, call: Decided) {
     let tool = call.params.name.clone();
-    let params = std::str::from_utf8(&call.inbound.line)
+    let line = match gate::for_server(&call, None) {
+        None => call.inbound.line.clone(),
+        Some(Some(line)) => line,
+        Some(None) => {
+            let text = format!("toolgate could not prepare this call to `{tool}` for the server, so it was not run.");
+            let note = Some("cannot prepare the call for the server".to_owned());
+            return gate::settle(
+                session,
+                call,
+                Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
+            );
+        }
+    };
+    let params = std::str::from_utf8(&line)
         .ok()
         .and_then(|t| splice::member(t.trim_end(), "params"))
         .and_then(|p| serde_json::from_str::<Value>(p).ok());
@@ -115,8 +132,9 @@ pub(super) fn park(session: &mut Session, call: Decided) {
         tier: call.decision.tier,
         rules: call.decision.deciding_rules().map(str::to_owned).collect(),
         reason: call.decision.reason.clone(),
+        confidence: call.confidence,
     };
-    session.parking.parked.insert(number, ParkedCall { line: call.inbound.line.clone(), decided });
+    session.parking.parked.insert(number, ParkedCall { line, decided });
     let text = format!(
         "toolgate parked this call to `{tool}` for human review as item {number}{}. It has NOT run. It runs only if \
          the user approves it (toolgate review); tell the user it is waiting.",
@@ -162,7 +180,7 @@ pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
         decided_by: DecidedBy::Human,
         channel: Some("review"),
         note: Some(&format!("review item {item}, approved")),
-        confidence: None,
+        confidence: d.confidence,
         policy: &session.policy.version.clone(),
         waited_ms: 0,
     };

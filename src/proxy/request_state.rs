@@ -14,6 +14,11 @@
 //! Format: `toolgate.1.<payload>.<mac>`, both parts base64url without padding; the payload is
 //! JSON `{"s": server, "t": tool, "d": argument digest (hex), "e": expiry (unix ms), "n": nonce,
 //! "c": the server's state and responses the call carried (optional)}`.
+//!
+//! The sealer reads no clock: [`Sealer::seal`] and [`Sealer::open`] take the current time (unix
+//! ms, [`now_ms`] at the proxy's edge), so whether a state has expired is a function of the times
+//! given. A state sealed at `t` with a time to live `ttl` opens before `t + ttl` and is expired
+//! from `t + ttl` on; with a `ttl` of zero it is expired from the start.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,8 +91,9 @@ impl Sealer {
         self.key != [0u8; 32]
     }
 
-    /// A state for a question about this call, good for `ttl`, carrying `carried` (what of the
-    /// server's own the call brought) back to the retry.
+    /// A state for a question about this call, issued at `now` (unix ms) and good for `ttl`
+    /// (whole milliseconds), carrying `carried` (what of the server's own the call brought) back
+    /// to the retry.
     pub fn seal(
         &mut self,
         server: &str,
@@ -95,8 +101,8 @@ impl Sealer {
         arguments: &Map<String, Value>,
         ttl: Duration,
         carried: Option<Value>,
+        now: u64,
     ) -> String {
-        let now = now_ms();
         self.outstanding.retain(|_, expiry| *expiry > now);
         if self.outstanding.len() >= MAX_OUTSTANDING
             && let Some(oldest) = self.outstanding.iter().min_by_key(|(_, e)| **e).map(|(n, _)| *n)
@@ -114,13 +120,15 @@ impl Sealer {
         format!("{PREFIX}{payload}.{mac}")
     }
 
-    /// Checks a state against the call that carries it, and uses it up; returns what it carried.
+    /// Checks a state against the call that carries it at `now` (unix ms), and uses it up;
+    /// returns what it carried. A state is expired from its expiry on.
     pub fn open(
         &mut self,
         state: &str,
         server: &str,
         tool: &str,
         arguments: &Map<String, Value>,
+        now: u64,
     ) -> Result<Option<Value>, Rejected> {
         if !self.usable() {
             return Err(Rejected::Forged);
@@ -136,7 +144,7 @@ impl Sealer {
         if payload.s != server || payload.t != tool || payload.d != digest(arguments) {
             return Err(Rejected::OtherCall);
         }
-        if payload.e <= now_ms() {
+        if payload.e <= now {
             self.outstanding.remove(&payload.n);
             return Err(Rejected::Expired);
         }
@@ -160,7 +168,8 @@ pub fn is_toolgates(state: &str) -> bool {
     state.starts_with(PREFIX)
 }
 
-fn now_ms() -> u64 {
+/// The current time as the sealer counts it (unix ms), read at the proxy's edge.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -174,6 +183,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A moment to seal at (unix ms); the tests choose every time they pass.
+    const T: u64 = 1_795_479_600_000;
+    const MINUTE: Duration = Duration::from_secs(60);
+
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
     }
@@ -182,40 +195,74 @@ mod tests {
     fn a_state_opens_once_for_its_own_call() {
         let mut sealer = Sealer::new();
         let a = args(json!({"to": "ACME", "amount": 1200}));
-        let state = sealer.seal("bank", "pay", &a, Duration::from_secs(60), None);
+        let state = sealer.seal("bank", "pay", &a, MINUTE, None, T);
         assert!(is_toolgates(&state));
         let reordered = args(json!({"amount": 1200, "to": "ACME"}));
-        assert_eq!(sealer.open(&state, "bank", "pay", &reordered), Ok(None));
+        assert_eq!(sealer.open(&state, "bank", "pay", &reordered, T), Ok(None));
         let carried = json!({"requestState": "theirs"});
-        let state2 = sealer.seal("bank", "pay", &a, Duration::from_secs(60), Some(carried.clone()));
-        assert_eq!(sealer.open(&state2, "bank", "pay", &a), Ok(Some(carried)));
-        assert_eq!(sealer.open(&state, "bank", "pay", &a), Err(Rejected::Replayed));
+        let state2 = sealer.seal("bank", "pay", &a, MINUTE, Some(carried.clone()), T);
+        assert_eq!(sealer.open(&state2, "bank", "pay", &a, T + 1), Ok(Some(carried)));
+        assert_eq!(sealer.open(&state, "bank", "pay", &a, T + 2), Err(Rejected::Replayed));
     }
 
     #[test]
-    fn changed_calls_forged_and_expired_states_are_rejected() {
+    fn changed_calls_and_forged_states_are_rejected() {
         let mut sealer = Sealer::new();
         let a = args(json!({"to": "ACME", "amount": 1200}));
-        let state = sealer.seal("bank", "pay", &a, Duration::from_secs(60), None);
+        let state = sealer.seal("bank", "pay", &a, MINUTE, None, T);
         let more = args(json!({"to": "ACME", "amount": 120000}));
-        assert_eq!(sealer.open(&state, "bank", "pay", &more), Err(Rejected::OtherCall));
-        assert_eq!(sealer.open(&state, "bank", "refund", &a), Err(Rejected::OtherCall));
-        assert_eq!(sealer.open(&state, "other-bank", "pay", &a), Err(Rejected::OtherCall));
+        assert_eq!(sealer.open(&state, "bank", "pay", &more, T), Err(Rejected::OtherCall));
+        assert_eq!(sealer.open(&state, "bank", "refund", &a, T), Err(Rejected::OtherCall));
+        assert_eq!(sealer.open(&state, "other-bank", "pay", &a, T), Err(Rejected::OtherCall));
 
         // A payload rewritten to match other arguments no longer matches its MAC.
         let (_, mac) = state.rsplit_once('.').unwrap();
         let forged_payload =
             Payload { s: "bank".into(), t: "pay".into(), d: digest(&more), e: u64::MAX, n: 1, c: None };
         let forged = format!("{PREFIX}{}.{mac}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_payload).unwrap()));
-        assert_eq!(sealer.open(&forged, "bank", "pay", &more), Err(Rejected::Forged));
+        assert_eq!(sealer.open(&forged, "bank", "pay", &more, T), Err(Rejected::Forged));
         // Another process's key signs states this one does not accept.
-        let other = Sealer::new().seal("bank", "pay", &a, Duration::from_secs(60), None);
-        assert_eq!(sealer.open(&other, "bank", "pay", &a), Err(Rejected::Forged));
-        assert_eq!(sealer.open("toolgate.1.garbage", "bank", "pay", &a), Err(Rejected::Malformed));
-
-        let expired = sealer.seal("bank", "pay", &a, Duration::ZERO, None);
-        assert_eq!(sealer.open(&expired, "bank", "pay", &a), Err(Rejected::Expired));
+        let other = Sealer::new().seal("bank", "pay", &a, MINUTE, None, T);
+        assert_eq!(sealer.open(&other, "bank", "pay", &a, T), Err(Rejected::Forged));
+        assert_eq!(sealer.open("toolgate.1.garbage", "bank", "pay", &a, T), Err(Rejected::Malformed));
         // The first state is still good after all that.
-        assert_eq!(sealer.open(&state, "bank", "pay", &a), Ok(None));
+        assert_eq!(sealer.open(&state, "bank", "pay", &a, T), Ok(None));
+    }
+
+    #[test]
+    fn a_state_opens_until_the_millisecond_before_its_expiry_and_never_from_its_expiry_on() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        let expiry = T + 60_000;
+        let last_chance = sealer.seal("bank", "pay", &a, MINUTE, None, T);
+        assert_eq!(sealer.open(&last_chance, "bank", "pay", &a, expiry - 1), Ok(None));
+        let too_late = sealer.seal("bank", "pay", &a, MINUTE, None, T);
+        assert_eq!(sealer.open(&too_late, "bank", "pay", &a, expiry), Err(Rejected::Expired));
+        // Once refused as expired it stays refused, even presented at an earlier time.
+        assert_eq!(sealer.open(&too_late, "bank", "pay", &a, T), Err(Rejected::Replayed));
+        let much_later = sealer.seal("bank", "pay", &a, MINUTE, None, T);
+        assert_eq!(sealer.open(&much_later, "bank", "pay", &a, u64::MAX), Err(Rejected::Expired));
+    }
+
+    #[test]
+    fn a_state_with_no_time_to_live_is_expired_from_the_moment_it_is_sealed() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        let state = sealer.seal("bank", "pay", &a, Duration::ZERO, None, T);
+        assert_eq!(sealer.open(&state, "bank", "pay", &a, T), Err(Rejected::Expired));
+        // A time to live under a millisecond counts as none.
+        let state = sealer.seal("bank", "pay", &a, Duration::from_micros(999), None, T);
+        assert_eq!(sealer.open(&state, "bank", "pay", &a, T), Err(Rejected::Expired));
+    }
+
+    #[test]
+    fn expired_states_are_forgotten_when_the_next_one_is_sealed() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        sealer.seal("bank", "pay", &a, MINUTE, None, T);
+        sealer.seal("bank", "pay", &a, MINUTE * 2, None, T);
+        assert_eq!(sealer.outstanding.len(), 2);
+        sealer.seal("bank", "pay", &a, MINUTE, None, T + 60_000);
+        assert_eq!(sealer.outstanding.len(), 2, "the first state expired at T + 60 s and is forgotten");
     }
 }

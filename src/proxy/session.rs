@@ -25,9 +25,9 @@ pub(super) enum Waiting {
     /// A forwarded `tools/call`, with its audit call number.
     ToolsCall {
         call: u64,
-        /// A 2026-07-28 call a person approved: its tool and argument digest, so that the
-        /// server's own follow-up (an input-required result and the client's retry) is not
-        /// asked about again.
+        /// A 2026-07-28 call a person approved: its tool and the digest of the arguments that
+        /// ran (the edited ones, when the person edited them), so that the server's own
+        /// follow-up (an input-required result and the client's retry) is not asked about again.
         approved: Option<(String, String)>,
     },
     /// A `tools/list`, whose answer teaches toolgate the tools (schemas, annotations); `first`
@@ -41,6 +41,16 @@ pub(super) enum Waiting {
 pub(super) struct Pending {
     pub what: Waiting,
     pub since: Instant,
+    /// The client cancelled it after it was forwarded: MCP says it gets no answer, so toolgate
+    /// never answers it, and the server's late answer passes through untouched (the client
+    /// ignores it) with no bookkeeping.
+    pub cancelled: bool,
+}
+
+impl Pending {
+    pub fn new(what: Waiting, since: Instant) -> Pending {
+        Pending { what, since, cancelled: false }
+    }
 }
 
 pub(super) struct Session {
@@ -187,14 +197,20 @@ impl Session {
                     } else {
                         Waiting::Other
                     };
-                    self.pending.insert(id.clone(), Pending { what, since: Instant::now() });
+                    self.pending.insert(id.clone(), Pending::new(what, Instant::now()));
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { method } if method == "notifications/cancelled" => {
                     // A cancellation of a held call ends it here; the server never saw the call.
-                    let held = cancelled_request(&inbound.line)
-                        .is_some_and(|id| approval::cancelled(self, &id) || listing::cancelled(self, &id));
+                    // One of a forwarded request goes on to the server, which may stop the work.
+                    let request = cancelled_request(&inbound.line);
+                    let held = request
+                        .as_ref()
+                        .is_some_and(|id| approval::cancelled(self, id) || listing::cancelled(self, id));
                     if !held {
+                        if let Some(id) = &request {
+                            self.cancelled_forwarded(id);
+                        }
                         self.forward_to_server(inbound);
                     }
                 }
@@ -323,9 +339,23 @@ impl Session {
         }
     }
 
-    /// Answers a pending client request with an error, if it is pending.
+    /// The client cancelled a request it sent to the server: the call's outcome is recorded
+    /// now, and from here on toolgate never answers it.
+    fn cancelled_forwarded(&mut self, id: &Id) {
+        let Some(pending) = self.pending.get_mut(id).filter(|p| !p.cancelled) else { return };
+        pending.cancelled = true;
+        if let Waiting::ToolsCall { call, .. } = pending.what {
+            self.audit.outcome(call, Outcome::Cancelled, pending.since.elapsed());
+        }
+        tracing::debug!("the client cancelled request {id}; it gets no answer from toolgate");
+    }
+
+    /// Answers a pending client request with an error, if it is pending and not cancelled.
     fn fail_one(&mut self, id: &Value, message: &str) {
         if let Some(pending) = Id::from_value(id).and_then(|id| self.pending.remove(&id)) {
+            if pending.cancelled {
+                return;
+            }
             if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::Error, pending.since.elapsed());
             }
@@ -336,6 +366,9 @@ impl Session {
     /// Bookkeeping for a server's answer to a client request; returns the line to send instead,
     /// when toolgate rewrites the answer.
     fn answered(&mut self, pending: Pending, is_error: bool, line: &[u8]) -> Option<Vec<u8>> {
+        if pending.cancelled {
+            return None;
+        }
         match pending.what {
             Waiting::ToolsCall { call, approved } => {
                 if let Some((tool, digest)) = approved
@@ -451,11 +484,11 @@ impl Session {
         approval::abandon_all(self, why);
     }
 
-    /// Answers every request the server will now never answer.
+    /// Answers every request the server will now never answer, but those the client cancelled.
     pub fn fail_pending(&mut self, status: i32) {
         self.abandon_held("the session ended");
         let message = format!("the MCP server exited (status {status}) before answering");
-        for (id, pending) in std::mem::take(&mut self.pending) {
+        for (id, pending) in std::mem::take(&mut self.pending).into_iter().filter(|(_, p)| !p.cancelled) {
             if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::NoAnswer, pending.since.elapsed());
             }

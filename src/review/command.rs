@@ -191,7 +191,15 @@ fn run_with_server(
         let _ = writeln!(out, "item {id} is not approved (it is {:?}); approve it first", item.status);
         return Ok(false);
     }
-    let params = item.params.clone().ok_or_else(|| format!("item {id} does not hold its call"))?;
+    let mut params = item.params.clone().ok_or_else(|| format!("item {id} does not hold its call"))?;
+    // A proxy that took toolgate's confidence property from the call decided on arguments
+    // without it (items parked by older versions kept it in `params`); it is never sent.
+    let property = crate::proxy::confidence::PROPERTY;
+    if !item.arguments.contains_key(property)
+        && let Some(arguments) = params.get_mut("arguments").and_then(Value::as_object_mut)
+    {
+        arguments.shift_remove(property);
+    }
     let (program, args) = command.split_first().ok_or("--run needs the server command after --")?;
     // Recorded before it runs, as every call is.
     let mut audit = crate::audit::AuditLog::open(

@@ -56,7 +56,8 @@ pub struct Item {
     /// The proxy that holds a parked call (its process id), which runs it when approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<u32>,
-    /// A parked call's `tools/call` params as the client sent them, to run it later.
+    /// A parked call's `tools/call` params as the server is to get them (as the client sent
+    /// them, less toolgate's confidence property), to run it later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,
     /// The result (or error) of a parked call that ran.

@@ -9,10 +9,14 @@
   --partial          on stdin EOF, write half a line and exit
   --big N            the "big" tool answers with a text of N bytes
   --pid FILE         write the process id to FILE at start
-  --batch N          hold "echo" answers until N calls wait, then answer them all, newest first
+  --batch N          hold "echo" and "badreply" answers until N calls wait, then answer them all,
+                     newest first
 
-It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply) and
-echoes unknown methods back as an error naming them. "slow" answers only when cancelled.
+It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply, confirm)
+and echoes unknown methods back as an error naming them. "confirm" asks the client for more
+input the 2026-07-28 way (an input-required result with a requestState of its own) and, on the
+retry that brings inputResponses, echoes its arguments. The "slow" tool, and a request whose method
+is "slow", are never answered.
 """
 import json
 import os
@@ -68,6 +72,16 @@ def result(id, res):
     send({"jsonrpc": "2.0", "id": id, "result": res})
 
 
+def answer_call(id, name, arguments):
+    if name == "badreply":
+        # A reply to this very request that duplicates a key: toolgate must refuse it and
+        # tell the client instead of leaving it waiting.
+        out.write(('{"jsonrpc":"2.0","id":%s,"result":{},"result":{}}\n' % json.dumps(id)).encode())
+        out.flush()
+    else:
+        result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
+
+
 count = 0
 stdin = sys.stdin.buffer
 while True:
@@ -92,20 +106,29 @@ while True:
                     "serverInfo": {"name": "fake", "version": "0"}})
     elif method == "ping":
         result(id, {})
+    elif method == "slow":
+        pass
     elif method == "tools/list":
         result(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
-                              ["echo", "slow", "big", "garbage", "badreply", "write_marker"]]})
+                              ["echo", "slow", "big", "garbage", "badreply", "write_marker", "confirm"]]})
     elif method == "tools/call":
         name = msg["params"]["name"]
         arguments = msg["params"].get("arguments") or {}
-        if name == "echo" and batch:
-            held.append((id, arguments))
+        if name in ("echo", "badreply") and batch:
+            held.append((id, name, arguments))
             if len(held) == batch:
-                for id, arguments in reversed(held):
-                    result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
+                for id, name, arguments in reversed(held):
+                    answer_call(id, name, arguments)
                 held.clear()
-        elif name == "echo":
-            result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
+        elif name in ("echo", "badreply"):
+            answer_call(id, name, arguments)
+        elif name == "confirm" and "inputResponses" not in msg["params"]:
+            question = {"method": "elicitation/create",
+                        "params": {"message": "Sure?", "requestedSchema": {"type": "object", "properties": {}}}}
+            result(id, {"resultType": "input_required", "inputRequests": {"sure": question},
+                        "requestState": "fake-state-%d" % count})
+        elif name == "confirm":
+            result(id, {"resultType": "complete", "content": [{"type": "text", "text": json.dumps(arguments)}]})
         elif name == "write_marker":
             with open(arguments["path"], "w") as f:
                 f.write("written")
@@ -116,11 +139,6 @@ while True:
             out.write(b"this is not json\n")
             out.flush()
             result(id, {"content": [{"type": "text", "text": "after garbage"}]})
-        elif name == "badreply":
-            # A reply to this very request that duplicates a key: toolgate must refuse it and
-            # tell the client instead of leaving it waiting.
-            out.write(('{"jsonrpc":"2.0","id":%s,"result":{},"result":{}}\n' % json.dumps(id)).encode())
-            out.flush()
         # "slow" is never answered
     else:
         send({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "unknown method " + method}})
