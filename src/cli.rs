@@ -366,6 +366,10 @@ pub struct ExplainArgs {
     /// The model's reported confidence, 0 to 1.
     #[arg(long, value_name = "N")]
     pub confidence: Option<f64>,
+    /// The server's tools (a saved `tools/list` response or result, or an array of tools): the
+    /// arguments are checked against the tool's input schema, as `run` checks them.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
     /// Print the stable JSON form (see the README) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -576,18 +580,22 @@ fn check(args: &CheckArgs) -> i32 {
 
 /// Tool names from a saved `tools/list` response, its result, or an array of tools.
 fn read_tool_names(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let tools = read_tools(path)?;
+    Ok(tools.iter().filter_map(|t| t.get("name").and_then(serde_json::Value::as_str).map(str::to_owned)).collect())
+}
+
+/// The tools of a saved `tools/list` response, its result, or an array of tools.
+fn read_tools(path: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    let tools = value
+    value
         .pointer("/result/tools")
         .or_else(|| value.get("tools"))
         .or(Some(&value))
         .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| {
-            format!("{}: expected a tools/list response, its result, or an array of tools", path.display())
-        })?;
-    Ok(tools.iter().filter_map(|t| t.get("name").and_then(serde_json::Value::as_str).map(str::to_owned)).collect())
+        .cloned()
+        .ok_or_else(|| format!("{}: expected a tools/list response, its result, or an array of tools", path.display()))
 }
 
 fn explain(args: &ExplainArgs) -> i32 {
@@ -613,11 +621,35 @@ fn explain(args: &ExplainArgs) -> i32 {
             return exit::POLICY;
         }
     };
+    // With the server's tools, the arguments are checked against the tool's schema as `run` does.
+    let mut arguments = arguments;
+    let verdict = match args.tools.as_deref().map(read_tools).transpose() {
+        Ok(None) => None,
+        Ok(Some(tools)) => {
+            let mut listed = crate::conformity::Tools::default();
+            listed.learn(&tools, true, true);
+            Some(listed.check(&args.tool, &mut arguments))
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::USAGE;
+        }
+    };
+    let schema = match &verdict {
+        Some(crate::conformity::Verdict::Conforms(schema)) => Some(schema.clone()),
+        _ => None,
+    };
     // Paths are read as if the server ran here: this folder, this home, this disk.
     let place = crate::policy::reading::Local;
-    let context = crate::policy::reading::Context { schema: None, text: None, place: &place };
+    let context =
+        crate::policy::reading::Context { schema: schema.as_deref(), text: Some(args.args.as_str()), place: &place };
     let call = Call::new(&args.server, &args.tool, &arguments).with_confidence(args.confidence).with_context(context);
-    let explanation = crate::explain::explain(&policy, &call);
+    let mut explanation = crate::explain::explain(&policy, &call);
+    if let Some(verdict) = &verdict {
+        let setting = policy.settings.arguments;
+        crate::conformity::apply(setting, verdict, &args.tool, &mut explanation.decision);
+        explanation.arguments = Some(crate::explain::ArgumentsCheck::of(setting, verdict));
+    }
     let text = if args.json {
         serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n"
     } else {

@@ -22,6 +22,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::policy::{Decision, Gate, Tier};
+
 /// What `[settings] arguments` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -214,6 +216,32 @@ fn shortened(text: &str) -> String {
         return text.to_owned();
     }
     format!("{}…", text.chars().take(MAX).collect::<String>())
+}
+
+/// What `[settings] arguments` makes of a decision whose call does not conform (or cannot be
+/// judged): `strict` refuses it (unless a rule already denies it), `ask` raises it to ask, and no
+/// earned trust or "allow for the session" may lower that. Returns why, when it changed the
+/// decision.
+pub fn apply(setting: Setting, verdict: &Verdict, tool: &str, decision: &mut Decision) -> Option<String> {
+    if matches!(verdict, Verdict::Conforms(_)) {
+        return None;
+    }
+    let why = refusal(tool, verdict);
+    match setting {
+        Setting::Strict if decision.gate != Gate::Deny => {
+            decision.gate = Gate::Deny;
+            decision.reason = Some(why.clone());
+            Some(why)
+        }
+        Setting::Ask if decision.gate < Gate::Ask => {
+            decision.gate = Gate::Ask;
+            decision.tier = decision.tier.max(Tier::High);
+            decision.reason = Some(format!("{why}; a person decides"));
+            decision.always_ask = true;
+            Some(why)
+        }
+        Setting::Strict | Setting::Ask | Setting::Off => None,
+    }
 }
 
 /// What the model reads when its call is refused because its arguments do not conform.

@@ -24,6 +24,34 @@ pub struct Explanation {
     pub matched: Vec<MatchedRule>,
     /// Rules whose tool glob matched but whose server or argument tests did not.
     pub near_misses: Vec<NearMiss>,
+    /// The arguments against the tool's input schema, when `--tools` gave the server's tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<ArgumentsCheck>,
+}
+
+/// How the call's arguments fare against the tool's input schema (`[settings] arguments`).
+#[derive(Debug, Serialize)]
+pub struct ArgumentsCheck {
+    /// `strict`, `ask` or `off`.
+    pub setting: crate::conformity::Setting,
+    /// `conforms`, `does_not_conform` or `cannot_judge`.
+    pub verdict: &'static str,
+    /// What does not conform, or why it cannot be judged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+impl ArgumentsCheck {
+    pub fn of(setting: crate::conformity::Setting, verdict: &crate::conformity::Verdict) -> ArgumentsCheck {
+        use crate::conformity::Verdict;
+        let (verdict, problems) = match verdict {
+            Verdict::Conforms(_) => ("conforms", Vec::new()),
+            Verdict::Nonconforming(problems) => ("does_not_conform", problems.clone()),
+            Verdict::CannotJudge(why) => ("cannot_judge", vec![why.clone()]),
+            Verdict::Unlisted => ("cannot_judge", vec!["the tool is not in the tools given".to_owned()]),
+        };
+        ArgumentsCheck { setting, verdict, problems }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +109,7 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
         decision,
         matched,
         near_misses,
+        arguments: None,
     }
 }
 
@@ -151,6 +180,13 @@ pub fn render(e: &Explanation) -> String {
             for f in &n.failed {
                 let _ = writeln!(out, "      {} {} fails for {}", f.pointer, f.test, shown(&f.actual));
             }
+        }
+    }
+    if let Some(a) = &e.arguments {
+        let setting = serde_json::to_value(a.setting).unwrap_or_default();
+        let _ = writeln!(out, "\narguments {} (arguments = {setting})", a.verdict.replace('_', " "));
+        for p in &a.problems {
+            let _ = writeln!(out, "          {p}");
         }
     }
     let _ = writeln!(out, "\npolicy    {} ({})", e.policy.origin, e.policy.version);

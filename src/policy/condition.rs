@@ -144,12 +144,16 @@ impl Condition {
     }
 }
 
-/// A reading not worth naming: the value itself, as sent.
+/// A reading not worth naming: the value itself, as sent and as shown.
 fn plain(r: &Reading<'_>) -> bool {
     matches!(r.how, reading::How::AsSent)
         && r.decoded.is_none()
-        && match &r.seen {
-            Seen::Path(p) => p.steps.is_empty(),
+        && match (&r.seen, r.from.as_deref()) {
+            (Seen::Path(p), _) => p.steps.is_empty(),
+            // A number written with more digits than the value shown (a double) holds.
+            (Seen::Number(n), Some(Value::Number(shown))) => {
+                shown.as_f64().is_some_and(|f| Number::from_f64(f).same(n)) || shown.is_i64() || shown.is_u64()
+            }
             _ => true,
         }
 }

@@ -140,46 +140,21 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         )
     };
     let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
-    let nonconforming = match &verdict {
-        conformity::Verdict::Conforms(_) => None,
-        _ if listed == Listed::Withdrawn => None,
-        other if setting == Setting::Off => {
-            tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, other));
-            None
-        }
-        other => Some(conformity::refusal(&params.name, other)),
+    let changed = if listed == Listed::Withdrawn {
+        None
+    } else {
+        conformity::apply(setting, &verdict, &params.name, &mut decision)
     };
-    if let Some(why) = &nonconforming {
-        match setting {
-            // What the policy denies is refused for the policy's reason; anything else for this one.
-            Setting::Strict if decision.gate != Gate::Deny => {
-                decision.gate = Gate::Deny;
-                decision.reason = Some(why.clone());
-                let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
-                let note = Some(format!("arguments = \"strict\": {why}"));
-                let call = Decided {
-                    id,
-                    inbound,
-                    params,
-                    decision,
-                    confidence,
-                    strips,
-                    stripped,
-                    since: Instant::now(),
-                    trust,
-                };
-                tracing::warn!("refused `{}`: {why}", call.params.name);
-                return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
-            }
-            Setting::Ask if decision.gate < Gate::Ask => {
-                decision.gate = Gate::Ask;
-                decision.tier = decision.tier.max(crate::policy::Tier::High);
-                decision.reason = Some(format!("{why}; a person decides"));
-                // Neither trust nor an earlier "allow for the session" may wave it through.
-                decision.always_ask = true;
-            }
-            Setting::Strict | Setting::Ask | Setting::Off => {}
-        }
+    if let Some(why) = changed.filter(|_| decision.gate == Gate::Deny) {
+        let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
+        let note = Some(format!("arguments = \"strict\": {why}"));
+        let call =
+            Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
+        tracing::warn!("refused `{}`: {why}", call.params.name);
+        return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
+    }
+    if setting == Setting::Off && !matches!(verdict, conformity::Verdict::Conforms(_)) {
+        tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, &verdict));
     }
     let call = Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
     if listed == Listed::Withdrawn {

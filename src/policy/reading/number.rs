@@ -184,18 +184,19 @@ pub fn readings_of_text(text: &str) -> Vec<(Number, Family)> {
         }
     };
     if let Some(n) = python(text) {
-        if matches!(n, Number::Finite { .. }) {
-            add(n.rounded(), Family::PythonFloat);
-        }
+        let rounded = n.rounded();
         add(n, Family::Python);
+        add(rounded, Family::PythonFloat);
     }
     if let Some(n) = js_number(text) {
-        add(n.rounded(), Family::JsNumber);
+        let rounded = n.rounded();
         add(n, Family::JsNumber);
+        add(rounded, Family::JsNumber);
     }
     if let Some(n) = js_parse_float(text) {
-        add(n.rounded(), Family::JsParseFloat);
+        let rounded = n.rounded();
         add(n, Family::JsParseFloat);
+        add(rounded, Family::JsParseFloat);
     }
     if let Some(n) = js_parse_int(text) {
         add(n, Family::JsParseInt);
