@@ -609,12 +609,14 @@ pub fn values<'v>(found: &'v [Found<'v>], expected: &[&Value]) -> Vec<Reading<'v
         for kind in &kinds {
             match (kind, value) {
                 (Kind::Number, Value::String(_)) => numbers_of(value, None, false, &mut add),
-                _ if !coerce => {}
-                (Kind::Number, Value::Number(_)) => numbers_of(value, f.source.as_ref(), true, &mut |seen, how| {
+                // A number is also the double a float (or JavaScript) reads it as, whatever the
+                // type declared.
+                (Kind::Number, Value::Number(_)) => numbers_of(value, f.source.as_ref(), coerce, &mut |seen, how| {
                     if how != How::AsSent {
                         add(seen, how)
                     }
                 }),
+                _ if !coerce => {}
                 (kind, value) => coerce_into(*kind, value, &mut add),
             }
         }

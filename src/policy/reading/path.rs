@@ -169,25 +169,29 @@ pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
         }
     };
     let bases = place.bases();
+    // Each form as an absolute path, as written: the disk resolves its `..` after any symlink
+    // physically, so it gets the path before any lexical `..` is resolved.
+    let mut absolute: Vec<(String, Vec<Step>)> = Vec::new();
     for (form, steps) in forms {
-        let normal = normalize(&form);
-        if !normal.starts_with('/') {
+        if form.starts_with('/') {
+            absolute.push((form.clone(), steps.clone()));
+        } else {
             for base in &bases {
-                push(&mut out, normalize(&format!("{base}/{form}")), with(&steps, Step::Relative));
+                let joined = format!("{base}/{form}");
+                push(&mut out, normalize(&joined), with(&steps, Step::Relative));
+                absolute.push((joined, with(&steps, Step::Relative)));
             }
         }
-        push(&mut out, normal, steps);
+        push(&mut out, normalize(&form), steps);
     }
     // The reading as sent goes first: `explain` names it when it is the one that matched.
     if let Some(at) = out.iter().position(|r| r.steps.is_empty()) {
         let first = out.remove(at);
         out.insert(0, first);
     }
-    for reading in out.clone() {
-        if reading.path.starts_with('/') {
-            for path in place.on_disk(&reading.path) {
-                push(&mut out, path, with(&reading.steps, Step::OnDisk));
-            }
+    for (form, steps) in absolute {
+        for path in place.on_disk(&form) {
+            push(&mut out, path, with(&steps, Step::OnDisk));
         }
     }
     out
@@ -317,8 +321,8 @@ fn variables(text: &str, place: &dyn Place) -> Option<String> {
 /// Resolves an absolute path on disk as a process sees it: from `root` (its root folder), with
 /// `/proc/self` (and `/proc/thread-self`) meaning each of `pids` in turn. Symlinks are followed
 /// component by component, so `..` after a symlink climbs from its target, as the kernel does.
-/// What does not exist is appended as written. A symlink loop gives no reading (the server's
-/// call would fail).
+/// What does not exist is taken as written. A symlink loop gives no reading (the server's call
+/// would fail).
 pub fn resolve(absolute: &str, root: &Path, pids: &[u32]) -> Vec<String> {
     let mut out = Vec::new();
     for (i, pid) in pids.iter().enumerate() {
@@ -380,20 +384,10 @@ fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
                     todo.insert(i, t.to_owned());
                 }
             }
-            Ok(_) => done = candidate,
-            Err(_) => {
-                // Nothing more exists on disk: the rest is taken as written.
-                done = candidate;
-                for rest in todo.drain(..) {
-                    match rest.as_str() {
-                        "" | "." => {}
-                        ".." => {
-                            done.pop();
-                        }
-                        _ => done.push(rest),
-                    }
-                }
-            }
+            // A part that does not exist is taken as written, and the walk goes on: a `..` may
+            // climb back out of it to parts that do exist (the kernel would fail there, but
+            // Python's `os.path.realpath`, which servers use to resolve paths, goes on so).
+            Ok(_) | Err(_) => done = candidate,
         }
     }
     (Some(format!("/{}", done.join("/"))), touched_self)
@@ -464,6 +458,9 @@ mod tests {
         std::os::unix::fs::symlink("loop", root.join("allowed/loop")).unwrap();
         let at = |p: &str| format!("{}/{p}", root.display());
         assert_eq!(resolve(&at("allowed/link/new.txt"), Path::new("/"), &[1]), vec![at("PROT/deep/new.txt")]);
+        // The readings resolve the path as written, before `..` is taken lexically.
+        let local = readings(&at("allowed/link/.."), &Local);
+        assert!(local.iter().any(|r| r.path == at("PROT")), "{local:?}");
         // `..` after a symlink climbs from the link's target, not from the link's folder.
         assert_eq!(resolve(&at("allowed/link/../x"), Path::new("/"), &[1]), vec![at("PROT/x")]);
         assert_eq!(resolve(&at("allowed/loop/x"), Path::new("/"), &[1]), Vec::<String>::new());
