@@ -5,7 +5,9 @@
 //!
 //! A recorded call is decided as the proxy decided it: toolgate's confidence property is read
 //! from a transcript's call and taken out of its arguments (an audit log recorded both apart
-//! already), unless the tool's own schema has a property of that name.
+//! already), unless the tool's own schema has a property of that name; and a transcript's call is
+//! checked against the schema its tool was last listed with (`[settings] arguments`). Audit logs
+//! hold no schemas: their calls are judged on every reading.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -28,6 +30,9 @@ pub struct RecordedCall {
     pub annotations: Option<Annotations>,
     /// The confidence the call reported in toolgate's property.
     pub confidence: Option<f64>,
+    /// The arguments against the schema the tool was last listed with in the transcript;
+    /// `None` when the recording listed no tools before the call.
+    pub checked: Option<crate::conformity::Verdict>,
 }
 
 /// The calls in a recording, in order. `server` names the server of a transcript whose
@@ -35,6 +40,9 @@ pub struct RecordedCall {
 pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut annotations: HashMap<String, Annotations> = HashMap::new();
+    let mut tools = crate::conformity::Tools::default();
+    // Whether the next tools/list answer begins a listing (the one before it had no next page).
+    let mut listing_begins = true;
     // Tools whose own schema has a property named like toolgate's.
     let mut native: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
@@ -55,6 +63,7 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                 arguments: entry.get("arguments").and_then(Value::as_object).cloned().unwrap_or_default(),
                 annotations: None,
                 confidence: entry.get("confidence").and_then(Value::as_f64),
+                checked: None,
             });
             continue;
         }
@@ -69,6 +78,11 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
         let Ok(message) = serde_json::from_str::<Value>(line) else { continue };
         match dir {
             Some("s2c") => {
+                if let Some(listed) = message.pointer("/result/tools").and_then(Value::as_array) {
+                    let last = message.pointer("/result/nextCursor").is_none();
+                    tools.learn(listed, listing_begins, last);
+                    listing_begins = last;
+                }
                 for tool in message.pointer("/result/tools").and_then(Value::as_array).into_iter().flatten() {
                     if let Some(name) = tool.get("name").and_then(Value::as_str) {
                         annotations.insert(name.to_owned(), Annotations::from_tool(tool));
@@ -87,6 +101,10 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                     message.pointer("/params/arguments").and_then(Value::as_object).cloned().unwrap_or_default();
                 let (_, confidence) =
                     if native.contains(tool) { (false, None) } else { confidence::take(&mut arguments) };
+                let checked = match tools.check(tool, &mut arguments) {
+                    crate::conformity::Verdict::Unlisted => None,
+                    verdict => Some(verdict),
+                };
                 out.push(RecordedCall {
                     line: i + 1,
                     server: server.clone(),
@@ -94,6 +112,7 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
                     arguments,
                     annotations: annotations.get(tool).copied(),
                     confidence,
+                    checked,
                 });
             }
             _ => {}
@@ -102,13 +121,26 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
     Ok(out)
 }
 
-/// The decision `policy` takes on a recorded call, with the confidence it reported.
+/// The decision `policy` takes on a recorded call, with the confidence it reported, its
+/// arguments checked against the tool's schema as the proxy checks them. Paths are read
+/// lexically: the server's folders and disk are not the recording's.
 pub fn decide(policy: &Policy, call: &RecordedCall) -> Decision {
-    policy.decide(
+    let schema = match &call.checked {
+        Some(crate::conformity::Verdict::Conforms(schema)) => Some(schema.clone()),
+        _ => None,
+    };
+    let context =
+        crate::policy::reading::Context { schema: schema.as_deref(), ..crate::policy::reading::Context::lexical() };
+    let mut decision = policy.decide(
         &Call::new(&call.server, &call.tool, &call.arguments)
             .with_annotations(call.annotations)
-            .with_confidence(call.confidence),
-    )
+            .with_confidence(call.confidence)
+            .with_context(context),
+    );
+    if let Some(verdict) = &call.checked {
+        crate::conformity::apply(policy.settings.arguments, verdict, &call.tool, &mut decision);
+    }
+    decision
 }
 
 fn why(decision: &Decision) -> String {
@@ -243,4 +275,39 @@ fn forms(message: Option<Value>, native: &HashSet<String>) -> Vec<Value> {
         .and_then(Value::as_object_mut)
         .is_some_and(|arguments| arguments.shift_remove(confidence::PROPERTY).is_some());
     if took { vec![message, forwarded] } else { vec![message] }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transcripts_call_is_checked_against_the_schema_its_tool_was_listed_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.jsonl");
+        let lines = [
+            r#"{"dir":"c2s","line":"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}"}"#,
+            r#"{"dir":"s2c","line":"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"wipe\",\"inputSchema\":{\"type\":\"object\",\"properties\":{\"recursive\":{\"type\":\"boolean\"}}}}]}}"}"#,
+            r#"{"dir":"c2s","line":"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"wipe\",\"arguments\":{\"recursive\":\"true\"}}}"}"#,
+            r#"{"dir":"c2s","line":"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"wipe\",\"arguments\":{\"recursive\":false}}}"}"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let calls = calls(&path, "fs").unwrap();
+        let gates = |setting: &str| -> Vec<Gate> {
+            let policy = Policy::from_toml(
+                &format!(
+                    "[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\n\
+                     [[rules]]\nname = \"no recursive wipes\"\ntools = [\"wipe\"]\n\
+                     args = {{ \"/recursive\" = {{ equals = true }} }}\naction = \"ask\"\n"
+                ),
+                "p.toml",
+            )
+            .unwrap();
+            calls.iter().map(|c| decide(&policy, c).gate).collect()
+        };
+        // Strict: "true" is no boolean, so the call is refused as the proxy refuses it.
+        assert_eq!(gates("strict"), [Gate::Deny, Gate::Allow]);
+        // Off: it is judged on every reading, and pydantic reads "true" as True.
+        assert_eq!(gates("off"), [Gate::Ask, Gate::Allow]);
+    }
 }
