@@ -202,5 +202,50 @@ fn auditing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, framing, parsing, deciding, loading, auditing);
+/// A call's arguments against its tool's input schema (`[settings] arguments`), as the Python SDK
+/// lists a tool with a nested model, and the decision on the readings that schema leaves.
+fn conforming(c: &mut Criterion) {
+    use toolgate::conformity::{Tools, Verdict};
+    use toolgate::policy::reading::{Context, Local};
+    let mut g = c.benchmark_group("conformity");
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "path": {"title": "Path", "type": "string"},
+            "options": {"$ref": "#/$defs/Options"},
+            "amount": {"anyOf": [{"type": "number"}, {"type": "string"}], "title": "Amount"}
+        },
+        "required": ["path", "options"],
+        "$defs": {"Options": {"type": "object", "properties": {"recursive": {"type": "boolean"}, "depth": {"type": "integer"}}}}
+    });
+    let mut tools = Tools::default();
+    tools.learn(&[json!({"name": "wipe", "inputSchema": schema})], true, true);
+    let mut arguments: Map<String, Value> =
+        json!({"path": "/home/me/project/build", "options": {"recursive": true, "depth": 3}, "amount": 12.5})
+            .as_object()
+            .cloned()
+            .unwrap();
+    assert!(matches!(tools.check("wipe", &mut arguments), Verdict::Conforms(_)));
+    g.bench_function("check a small call", |b| b.iter(|| tools.check(black_box("wipe"), &mut arguments)));
+    let mut wrong: Map<String, Value> =
+        json!({"path": "/x", "options": "{\"recursive\": \"yes\"}"}).as_object().cloned().unwrap();
+    g.bench_function("check a call that does not conform", |b| b.iter(|| tools.check(black_box("wipe"), &mut wrong)));
+    let policy = Policy::from_toml(
+        "[[rules]]\nname = \"no recursive wipes\"\ntools = [\"wipe\"]\nargs = { \"/options/recursive\" = { equals = true } }\naction = \"deny\"\n\
+         [[rules]]\nname = \"project\"\ntools = [\"wipe\"]\nargs = { \"/path\" = { not_glob = \"/home/me/project/**\" } }\ntier = \"high\"\n\
+         [[rules]]\nname = \"big\"\ntools = [\"wipe\"]\nargs = { \"/amount\" = { gt = 1000 } }\naction = \"queue\"\n",
+        "bench.toml",
+    )
+    .unwrap();
+    let text = Value::Object(arguments.clone()).to_string();
+    let Verdict::Conforms(listed) = tools.check("wipe", &mut arguments) else { unreachable!() };
+    for (label, schema) in [("decide with the schema", Some(&*listed)), ("decide without a schema", None)] {
+        let cx = Context { schema, text: Some(&text), place: &Local };
+        let call = Call::new("fs", "wipe", &arguments).with_context(cx);
+        g.bench_function(label, |b| b.iter(|| policy.decide(black_box(&call))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, framing, parsing, deciding, loading, auditing, conforming);
 criterion_main!(benches);

@@ -123,9 +123,11 @@ impl Tools {
         self.complete = false;
     }
 
-    /// Whether a listing has run to its end since the tools last changed.
-    pub fn complete(&self) -> bool {
-        self.complete
+    /// Whether no listing has run to its end since the tools last changed: what toolgate
+    /// knows of them may be out of date (a tool's schema may have changed), so a call waits for
+    /// a fresh listing.
+    pub fn stale(&self) -> bool {
+        !self.complete
     }
 
     /// The schema of a tool as listed, if it was listed once.

@@ -106,11 +106,13 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     // server's validator reads them as they are; where not, every reading counts, and
     // `[settings] arguments` says what else happens.
     let setting = policy.settings.arguments;
+    // What toolgate knows of the tools may be out of date (the server said they changed, or a
+    // listing has not run to its end): the call waits for a fresh listing.
+    if listed == Listed::MayList && setting != Setting::Off && session.tools.stale() {
+        return listing::wait(session, id, env, inbound, params.meta.as_ref());
+    }
     let verdict = match (session.tools.check(&params.name, &mut params.arguments), &listed) {
         (_, Listed::Withdrawn) => conformity::Verdict::CannotJudge("the call was withdrawn".into()),
-        (conformity::Verdict::Unlisted, Listed::MayList) if setting != Setting::Off => {
-            return listing::wait(session, id, env, inbound, params.meta.as_ref());
-        }
         (conformity::Verdict::Unlisted, Listed::Done(Some(why))) => {
             conformity::Verdict::CannotJudge(format!("the server's tools could not be listed ({why})"))
         }

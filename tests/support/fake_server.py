@@ -11,9 +11,13 @@
   --pid FILE         write the process id to FILE at start
   --batch N          hold "echo" and "badreply" answers until N calls wait, then answer them all,
                      newest first
+  --pages N          answer tools/list in N pages (one tool a page, then the rest), with nextCursor
+  --list-error       answer tools/list with an error
+  --hold-list        hold tools/list answers until the next ping, then answer both
 
-It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply, confirm)
-and echoes unknown methods back as an error naming them. "confirm" asks the client for more
+It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply, confirm,
+change) and echoes unknown methods back as an error naming them. "change" sends
+notifications/tools/list_changed, then answers; from then on tools/list also lists "added". "confirm" asks the client for more
 input the 2026-07-28 way (an input-required result with a requestState of its own) and, on the
 retry that brings inputResponses, echoes its arguments. The "slow" tool, and a request whose method
 is "slow", are never answered.
@@ -40,6 +44,9 @@ signals_file = value("--signals")
 crash_after = int(value("--crash-after", "0"))
 big = int(value("--big", "0"))
 batch = int(value("--batch", "0"))
+pages = int(value("--pages", "0"))
+held_lists = []
+added = []
 held = []
 if value("--pid"):
     with open(value("--pid"), "w") as f:
@@ -106,11 +113,27 @@ while True:
                     "serverInfo": {"name": "fake", "version": "0"}})
     elif method == "ping":
         result(id, {})
+        for list_id, answer in held_lists:
+            result(list_id, answer)
+        held_lists.clear()
     elif method == "slow":
         pass
     elif method == "tools/list":
-        result(id, {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in
-                              ["echo", "slow", "big", "garbage", "badreply", "write_marker", "confirm"]]})
+        names = ["echo", "slow", "big", "garbage", "badreply", "write_marker", "confirm", "change"] + added
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
+        if pages:
+            start = int((msg.get("params") or {}).get("cursor") or 0)
+            last = start + 1 >= pages
+            page = tools[start:] if last else tools[start:start + 1]
+            answer = {"tools": page} if last else {"tools": page, "nextCursor": str(start + 1)}
+        else:
+            answer = {"tools": tools}
+        if flag("--list-error"):
+            send({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no tools here"}})
+        elif flag("--hold-list"):
+            held_lists.append((id, answer))
+        else:
+            result(id, answer)
     elif method == "tools/call":
         name = msg["params"]["name"]
         arguments = msg["params"].get("arguments") or {}
@@ -135,6 +158,11 @@ while True:
             result(id, {"content": [{"type": "text", "text": "written"}]})
         elif name == "big":
             result(id, {"content": [{"type": "text", "text": "x" * big}]})
+        elif name in ("change", "added"):
+            if name == "change" and "added" not in added:
+                added.append("added")
+                send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            result(id, {"content": [{"type": "text", "text": name}]})
         elif name == "garbage":
             out.write(b"this is not json\n")
             out.flush()
