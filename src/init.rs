@@ -135,7 +135,8 @@ pub fn policy(servers: &[FoundServer]) -> String {
          [settings]\n\
          default_tier = \"high\"      # a tool no rule below names needs a person's yes\n\
          approval_timeout = \"60s\"   # a question nobody answers is a no\n\
-         autonomy = \"standard\"      # follow the tiers (\"supervised\": ask for everything)\n\n",
+         autonomy = \"standard\"      # follow the tiers (\"supervised\": ask for everything)\n\
+         arguments = \"strict\"     # a call whose arguments do not match the tool's schema is refused\n\n",
     );
     out.push_str(
         "# For every server: what people do not want to happen by accident.\n\
