@@ -1,0 +1,340 @@
+//! Every reading a real server takes of an argument, end to end, with the official Python SDK
+//! (`mcp==2.3.0`, pydantic). `tests/python/readings_server.py` writes a file only when it acts on
+//! an argument, so each class of hole is shown on disk, three ways:
+//!
+//! 1. the control: the server, called directly, does act on the attack value (`"true"` wipes
+//!    recursively, `"5_000"` pays 5000, `~/PROT/x` writes into PROT);
+//! 2. through toolgate, with a deny rule for the dangerous value, under `arguments = "strict"` and
+//!    under `arguments = "off"` (the readings alone), the call is refused with a reason the model
+//!    reads and nothing is written, while a well-typed value the rule does not cover still runs;
+//! 3. under `strict` with no rule at all, a call that does not conform to the tool's schema is
+//!    refused with a message that names the argument and the type.
+//!
+//! A failure lists every attack that got through, with the policy setting, the server's answer,
+//! the files written and toolgate's audit record.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn script() -> PathBuf {
+    root().join("tests/python/readings_server.py")
+}
+
+/// Which of the script's two servers runs.
+#[derive(Debug, Clone, Copy)]
+enum Server {
+    /// MCPServer: tools from typed Python functions, arguments read by pydantic.
+    Models,
+    /// The low-level server: it folds tool names, lists `dup` twice, runs `unlisted` unlisted.
+    LowLevel,
+}
+
+impl Server {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Server::Models => &[],
+            Server::LowLevel => &["lowlevel"],
+        }
+    }
+}
+
+/// One session's folders: `work` is the server's working folder and its HOME, with `work/PROT` the
+/// folder the policies protect and `work/ok` an allowed one whose symlinks lead into PROT; the
+/// policy and the audit log lie beside it.
+struct Lab {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    work: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let work = root.join("work");
+        for folder in ["work/PROT/deep", "work/ok", "policy"] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+        }
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, work.join(at)).unwrap();
+        link(&format!("{}/PROT", work.display()), "ok/link");
+        link("../PROT", "ok/rel");
+        link(&format!("{}/PROT/deep", work.display()), "ok/deep");
+        link(&format!("{}/PROT/dangling", work.display()), "ok/dangling");
+        Lab { _dir: dir, root, work }
+    }
+
+    /// The absolute path of the working folder, for policies and arguments.
+    fn w(&self) -> String {
+        self.work.display().to_string()
+    }
+
+    fn audit(&self) -> PathBuf {
+        self.root.join("audit.jsonl")
+    }
+
+    /// Every regular file under the working folder (symlinks not followed), relative to it.
+    fn files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let kind = entry.file_type().unwrap();
+                if kind.is_dir() {
+                    walk(&entry.path(), base, out);
+                } else if kind.is_file() {
+                    out.push(entry.path().strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.work, &self.work, &mut out);
+        out.sort();
+        out
+    }
+
+    /// The server, started in the working folder with it as HOME (never the real one).
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&self.work).env("HOME", &self.work);
+        cmd
+    }
+}
+
+/// A session with the server, directly or through toolgate, speaking MCP over its stdio.
+struct Session {
+    peer: Peer,
+    next: i64,
+}
+
+impl Session {
+    fn direct(lab: &Lab, server: Server) -> Session {
+        let mut cmd = lab.command(python());
+        cmd.arg(script()).args(server.args());
+        Session::open(Peer::start(cmd), true)
+    }
+
+    fn gated(lab: &Lab, server: Server, policy: &str, list: bool) -> Session {
+        let policy = policy_file(&lab.root.join("policy"), policy);
+        let mut cmd = lab.command(toolgate());
+        cmd.args(["run", "--name", "py", "--policy"]).arg(policy).arg("--audit").arg(lab.audit());
+        cmd.arg("--").arg(python()).arg(script()).args(server.args());
+        Session::open(Peer::start(cmd), list)
+    }
+
+    /// Initializes, and lists the tools (as a client does first) when `list`.
+    fn open(mut peer: Peer, list: bool) -> Session {
+        initialize(&mut peer, "2025-06-18");
+        if list {
+            let tools = peer.request(1, "tools/list", json!({}));
+            assert!(tools["result"]["tools"].is_array(), "{tools}");
+        }
+        Session { peer, next: 1 }
+    }
+
+    /// Calls a tool with arguments written as JSON text (so numbers keep every digit), and
+    /// returns the request id and the answer, with every message that came before it.
+    fn call_seeing(&mut self, tool: &str, arguments: &str) -> (i64, Value, Vec<Value>) {
+        self.next += 1;
+        let id = self.next;
+        let name = Value::from(tool);
+        let line = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":{name},\"arguments\":{arguments}}}}}\n"
+        );
+        self.peer.send_raw(line.as_bytes());
+        let mut before = Vec::new();
+        loop {
+            let message = self.peer.recv();
+            if message["id"] == id && message.get("method").is_none() {
+                return (id, message, before);
+            }
+            before.push(message);
+        }
+    }
+
+    fn call(&mut self, tool: &str, arguments: &str) -> (i64, Value) {
+        let (id, answer, _) = self.call_seeing(tool, arguments);
+        (id, answer)
+    }
+}
+
+/// What `arguments = "strict"` alone makes of a call, without any rule.
+#[derive(Debug, Clone, Copy)]
+enum Strict {
+    /// The call conforms to the tool's schema: only the readings can stop it.
+    Conforms,
+    /// The argument at this pointer is not of this type.
+    Wrong(&'static str, &'static str),
+    /// The schema cannot decide; the refusal says this.
+    Cannot(&'static str),
+}
+
+/// One call, and the file (relative to the working folder) the server writes when it acts on it.
+struct Case {
+    tool: &'static str,
+    arguments: String,
+    writes: String,
+    strict: Strict,
+}
+
+fn case(tool: &'static str, arguments: Value, writes: &str, strict: Strict) -> Case {
+    Case { tool, arguments: arguments.to_string(), writes: writes.to_owned(), strict }
+}
+
+/// A case whose arguments must be sent exactly as written (numbers a double cannot hold).
+fn raw(tool: &'static str, arguments: &str, writes: &str, strict: Strict) -> Case {
+    Case { tool, arguments: arguments.to_owned(), writes: writes.to_owned(), strict }
+}
+
+/// A class of hole: the rules that should stop its attacks, and a well-typed call they do not
+/// cover.
+struct Class {
+    server: Server,
+    /// `[[rules]]` tables, given the lab (path rules name its folders).
+    rules: fn(&Lab) -> String,
+    /// The reason every rule of the class gives; a refusal by a rule carries it.
+    reason: &'static str,
+    attacks: fn(&Lab) -> Vec<Case>,
+    benign: fn(&Lab) -> Vec<Case>,
+}
+
+/// The text of a call's answer (a result's first content, or an error's message).
+fn text(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"].as_str().or_else(|| answer["error"]["message"].as_str()).unwrap_or("")
+}
+
+/// The text of toolgate's refusal, if the answer is one.
+fn refused_by_toolgate<'a>(answer: &'a Value, tool: &str) -> Option<&'a str> {
+    let text = text(answer);
+    (answer["result"]["isError"] == true && text.starts_with(&format!("toolgate refused this call to `{tool}`")))
+        .then_some(text)
+}
+
+fn policy(setting: &str, rules: &str) -> String {
+    format!(
+        "[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\ndesktop_notifications = false\n\n{rules}"
+    )
+}
+
+fn audit_record(lab: &Lab, id: i64) -> String {
+    if !lab.audit().exists() {
+        return "(no audit log)".into();
+    }
+    audit_decisions(&lab.audit())
+        .into_iter()
+        .find(|r| r["request_id"] == id)
+        .map_or_else(|| "(no record)".to_owned(), |r| r.to_string())
+}
+
+/// Runs a class: the control, then toolgate under `strict` and `off`, then `strict` alone.
+fn run(class: &Class) {
+    let lab = Lab::new();
+    let mut direct = Session::direct(&lab, class.server);
+    for case in (class.attacks)(&lab).iter().chain(&(class.benign)(&lab)) {
+        let (_, answer) = direct.call(case.tool, &case.arguments);
+        assert!(
+            lab.work.join(&case.writes).exists(),
+            "control: the server did not act on {} {} (it should have written {:?}); it answered {answer}; files: {:?}",
+            case.tool,
+            case.arguments,
+            case.writes,
+            lab.files()
+        );
+    }
+    drop(direct);
+
+    let mut holes = String::new();
+    for setting in ["strict", "off"] {
+        let lab = Lab::new();
+        let policy = policy(setting, &(class.rules)(&lab));
+        let mut gated = Session::gated(&lab, class.server, &policy, true);
+        for case in (class.attacks)(&lab) {
+            let (id, answer) = gated.call(case.tool, &case.arguments);
+            let files = lab.files();
+            let refused = refused_by_toolgate(&answer, case.tool);
+            // Under `off` only a rule can refuse, so the refusal must be the rule's.
+            let why_ok = refused.is_some_and(|t| setting == "strict" || t.contains(class.reason));
+            if !why_ok || !files.is_empty() {
+                let _ = writeln!(
+                    holes,
+                    "- {} {} with arguments = {setting:?}: answered {answer}; files written {files:?}; audit {}",
+                    case.tool,
+                    case.arguments,
+                    audit_record(&lab, id)
+                );
+            }
+        }
+        for case in (class.benign)(&lab) {
+            let (_, answer) = gated.call(case.tool, &case.arguments);
+            assert!(
+                lab.work.join(&case.writes).exists(),
+                "{setting}: the well-typed call {} {} did not run: {answer}",
+                case.tool,
+                case.arguments
+            );
+        }
+    }
+
+    // `strict` alone, with no rule: what does not conform is refused, naming the argument.
+    let lab = Lab::new();
+    let attacks: Vec<Case> =
+        (class.attacks)(&lab).into_iter().filter(|c| !matches!(c.strict, Strict::Conforms)).collect();
+    if !attacks.is_empty() {
+        let mut gated = Session::gated(&lab, class.server, &policy("strict", ""), true);
+        for case in attacks {
+            let (_, answer) = gated.call(case.tool, &case.arguments);
+            let said = refused_by_toolgate(&answer, case.tool).unwrap_or_else(|| {
+                panic!("strict alone did not refuse {} {}: {answer}", case.tool, case.arguments)
+            });
+            match case.strict {
+                Strict::Wrong(pointer, ty) => assert!(
+                    said.contains(&format!("argument {pointer}: ")) && said.contains(&format!("is not of type \"{ty}\"")),
+                    "strict: {} {}: the refusal should name {pointer} and {ty}: {said}",
+                    case.tool,
+                    case.arguments
+                ),
+                Strict::Cannot(why) => assert!(said.contains(why), "strict: {} {}: {said}", case.tool, case.arguments),
+                Strict::Conforms => unreachable!(),
+            }
+            assert!(lab.files().is_empty(), "strict: {} {} wrote {:?}", case.tool, case.arguments, lab.files());
+        }
+    }
+
+    assert!(holes.is_empty(), "attacks that got through toolgate or were not refused for the rule's reason:\n{holes}");
+}
+
+fn deny(name: &str, tools: &str, args: &str, reason: &str) -> String {
+    format!(
+        "[[rules]]\nname = \"{name}\"\ntools = {tools}\nargs = {args}\naction = \"deny\"\nreason = \"{reason}\"\n\n"
+    )
+}
+
+const WIPE: &str = "recursive wipes are not allowed";
+
+#[test]
+fn booleans_the_server_reads_as_true_are_judged_as_true() {
+    use Strict::*;
+    run(&Class {
+        server: Server::Models,
+        rules: |_| deny("no recursive wipes", "[\"wipe\"]", "{ \"/recursive\" = { equals = true } }", WIPE),
+        reason: WIPE,
+        attacks: |_| {
+            let wrong = Wrong("/recursive", "boolean");
+            vec![
+                case("wipe", json!({"path": "b0", "recursive": true}), "b0/wiped-recursive", Conforms),
+                case("wipe", json!({"path": "b1", "recursive": "true"}), "b1/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b2", "recursive": 1}), "b2/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b3", "recursive": "yes"}), "b3/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b4", "recursive": "on"}), "b4/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b5", "recursive": "TRUE"}), "b5/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b6", "recursive": "t"}), "b6/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b7", "recursive": "1"}), "b7/wiped-recursive", wrong),
+                case("wipe", json!({"path": "b8", "recursive": 1.0}), "b8/wiped-recursive", wrong),
+            ]
+        },
+        benign: |_| vec![case("wipe", json!({"path": "fine", "recursive": false}), "fine/wiped", Conforms)],
+    });
+}
