@@ -214,9 +214,12 @@ fn refused_by_toolgate<'a>(answer: &'a Value, tool: &str) -> Option<&'a str> {
 }
 
 fn policy(setting: &str, rules: &str) -> String {
-    format!(
-        "[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\ndesktop_notifications = false\n\n{rules}"
-    )
+    format!("[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\ndesktop_notifications = false\n\n{rules}")
+}
+
+/// The files a call wrote: those there now that were not `before`.
+fn new_files(lab: &Lab, before: &[String]) -> Vec<String> {
+    lab.files().into_iter().filter(|f| !before.contains(f)).collect()
 }
 
 fn audit_record(lab: &Lab, id: i64) -> String {
@@ -252,8 +255,9 @@ fn run(class: &Class) {
         let policy = policy(setting, &(class.rules)(&lab));
         let mut gated = Session::gated(&lab, class.server, &policy, true);
         for case in (class.attacks)(&lab) {
+            let before = lab.files();
             let (id, answer) = gated.call(case.tool, &case.arguments);
-            let files = lab.files();
+            let files = new_files(&lab, &before);
             let refused = refused_by_toolgate(&answer, case.tool);
             // Under `off` only a rule can refuse, so the refusal must be the rule's.
             let why_ok = refused.is_some_and(|t| setting == "strict" || t.contains(class.reason));
@@ -282,28 +286,41 @@ fn run(class: &Class) {
     let lab = Lab::new();
     let attacks: Vec<Case> =
         (class.attacks)(&lab).into_iter().filter(|c| !matches!(c.strict, Strict::Conforms)).collect();
+    let mut unnamed = String::new();
     if !attacks.is_empty() {
         let mut gated = Session::gated(&lab, class.server, &policy("strict", ""), true);
         for case in attacks {
-            let (_, answer) = gated.call(case.tool, &case.arguments);
-            let said = refused_by_toolgate(&answer, case.tool).unwrap_or_else(|| {
-                panic!("strict alone did not refuse {} {}: {answer}", case.tool, case.arguments)
-            });
-            match case.strict {
-                Strict::Wrong(pointer, ty) => assert!(
-                    said.contains(&format!("argument {pointer}: ")) && said.contains(&format!("is not of type \"{ty}\"")),
-                    "strict: {} {}: the refusal should name {pointer} and {ty}: {said}",
-                    case.tool,
-                    case.arguments
-                ),
-                Strict::Cannot(why) => assert!(said.contains(why), "strict: {} {}: {said}", case.tool, case.arguments),
+            let before = lab.files();
+            let (id, answer) = gated.call(case.tool, &case.arguments);
+            let said = refused_by_toolgate(&answer, case.tool).unwrap_or("");
+            let named = match case.strict {
+                Strict::Wrong(pointer, ty) => {
+                    said.contains(&format!("argument {pointer}: "))
+                        && said.contains(&format!("is not of type \"{ty}\""))
+                }
+                Strict::Cannot(why) => said.contains(why),
                 Strict::Conforms => unreachable!(),
+            };
+            let files = new_files(&lab, &before);
+            if !named || !files.is_empty() {
+                let _ = writeln!(
+                    unnamed,
+                    "- {} {} (expected {:?}): answered {answer}; files written {files:?}; audit {}",
+                    case.tool,
+                    case.arguments,
+                    case.strict,
+                    audit_record(&lab, id)
+                );
             }
-            assert!(lab.files().is_empty(), "strict: {} {} wrote {:?}", case.tool, case.arguments, lab.files());
         }
     }
 
-    assert!(holes.is_empty(), "attacks that got through toolgate or were not refused for the rule's reason:\n{holes}");
+    assert!(
+        holes.is_empty() && unnamed.is_empty(),
+        "attacks that got through toolgate, or were not refused for the rule's reason:\n{holes}\n\
+         calls that arguments = \"strict\" alone let through, or refused without naming the argument \
+         and its type:\n{unnamed}"
+    );
 }
 
 fn deny(name: &str, tools: &str, args: &str, reason: &str) -> String {
@@ -336,5 +353,219 @@ fn booleans_the_server_reads_as_true_are_judged_as_true() {
             ]
         },
         benign: |_| vec![case("wipe", json!({"path": "fine", "recursive": false}), "fine/wiped", Conforms)],
+    });
+}
+
+const PAY: &str = "payments over the limit are not allowed";
+
+#[test]
+fn numbers_the_server_reads_from_strings_are_compared_as_it_reads_them() {
+    use Strict::*;
+    run(&Class {
+        server: Server::Models,
+        rules: |_| deny("no big payments", "[\"pay*\"]", "{ \"/amount\" = { gt = 1000 } }", PAY),
+        reason: PAY,
+        attacks: |_| {
+            let int = Wrong("/amount", "integer");
+            let float = Wrong("/amount", "number");
+            vec![
+                case("pay", json!({"to": "n0", "amount": 5000}), "n0/paid-5000", Conforms),
+                case("pay", json!({"to": "n1", "amount": "5_000"}), "n1/paid-5000", int),
+                case("pay", json!({"to": "n2", "amount": " 5000 "}), "n2/paid-5000", int),
+                case("pay", json!({"to": "n3", "amount": "+5000"}), "n3/paid-5000", int),
+                case("pay", json!({"to": "n4", "amount": "5000.0"}), "n4/paid-5000", int),
+                case("pay_float", json!({"to": "n5", "amount": "5e3"}), "n5/paid-5000.0", float),
+                case("pay_float", json!({"to": "n6", "amount": "inf"}), "n6/paid-inf", float),
+                case("pay_float", json!({"to": "n7", "amount": "5_000.5"}), "n7/paid-5000.5", float),
+                // pydantic's Decimal reads every Unicode digit; its schema allows a string.
+                case("pay_decimal", json!({"to": "n8", "amount": "٥٠٠٠"}), "n8/paid-5000", Conforms),
+                case("pay_decimal", json!({"to": "n9", "amount": "５０００"}), "n9/paid-5000", Conforms),
+                case("pay_decimal", json!({"to": "n10", "amount": " 5e3 "}), "n10/paid-5E+3", Conforms),
+            ]
+        },
+        benign: |_| {
+            vec![
+                case("pay", json!({"to": "small", "amount": 10}), "small/paid-10", Conforms),
+                case("pay_decimal", json!({"to": "exact", "amount": "10.5"}), "exact/paid-10.5", Conforms),
+            ]
+        },
+    });
+}
+
+#[test]
+fn a_boolean_the_server_reads_as_a_number_is_compared_as_one() {
+    // pydantic's int takes `true` as 1.
+    run(&Class {
+        server: Server::Models,
+        rules: |_| deny("nothing but zero", "[\"pay\"]", "{ \"/amount\" = { ge = 1 } }", PAY),
+        reason: PAY,
+        attacks: |_| {
+            vec![case("pay", json!({"to": "t", "amount": true}), "t/paid-1", Strict::Wrong("/amount", "integer"))]
+        },
+        benign: |_| vec![case("pay", json!({"to": "zero", "amount": 0}), "zero/paid-0", Strict::Conforms)],
+    });
+}
+
+/// 400 digits: Python's int reads them; a double cannot hold them.
+fn long_integer() -> String {
+    format!("1{}", "0".repeat(400))
+}
+
+#[test]
+fn objects_and_arrays_sent_as_json_text_are_judged_decoded() {
+    use Strict::*;
+    run(&Class {
+        server: Server::Models,
+        rules: |lab| {
+            deny("no recursive wipes", "[\"configure\"]", "{ \"/options/recursive\" = { equals = true } }", WIPE)
+                + &deny(
+                    "PROT is protected",
+                    "[\"touch_all\"]",
+                    &format!("{{ \"/paths\" = {{ glob = \"{}/PROT/**\" }} }}", lab.w()),
+                    WIPE,
+                )
+        },
+        reason: WIPE,
+        attacks: |_| {
+            let object = Wrong("/options", "object");
+            let options = |path: &str, text: String| {
+                case("configure", json!({"path": path, "options": text}), &format!("{path}/wiped-recursive"), object)
+            };
+            vec![
+                options("j1", r#"{"recursive": true}"#.into()),
+                options("j2", r#" {"recursive": "yes"}"#.into()),
+                options("j3", r#"{"recursive": false, "recursive": true}"#.into()),
+                options("j4", r#"{"recursive": true, "size": NaN}"#.into()),
+                // JSON text Python's json module reads and serde_json does not: a lone surrogate
+                // escape, a number beyond a double's range.
+                options("j5", r#"{"recursive": true, "note": "\ud800"}"#.into()),
+                options("j6", r#"{"recursive": true, "size": 1e400}"#.into()),
+                options("j7", format!(r#"{{"recursive": true, "size": {}}}"#, long_integer())),
+                case("touch_all", json!({"paths": r#"["ok/a", "PROT/b"]"#}), "PROT/b", Wrong("/paths", "array")),
+            ]
+        },
+        benign: |_| {
+            vec![
+                case("configure", json!({"path": "fine", "options": {"recursive": false}}), "fine/wiped", Conforms),
+                case("touch_all", json!({"paths": ["ok/c"]}), "ok/c", Conforms),
+            ]
+        },
+    });
+}
+
+const PROT: &str = "PROT is protected";
+
+#[test]
+fn paths_are_judged_where_the_server_opens_them() {
+    run(&Class {
+        server: Server::Models,
+        rules: |lab| {
+            let inside = format!("{{ glob = \"{}/PROT/**\" }}", lab.w());
+            deny("PROT is protected", "[\"write_marker\"]", &format!("{{ \"/path\" = {inside} }}"), PROT)
+                + &deny("PROT is protected by URL too", "[\"save_url\"]", &format!("{{ \"/url\" = {inside} }}"), PROT)
+        },
+        reason: PROT,
+        attacks: |lab| {
+            let w = lab.w();
+            let write =
+                |path: &str, writes: &str| case("write_marker", json!({"path": path}), writes, Strict::Conforms);
+            let url = |url: String, writes: &str| case("save_url", json!({"url": url}), writes, Strict::Conforms);
+            vec![
+                // Relative to the server's working folder (toolgate's too, here; the server's is read).
+                write("PROT/a", "PROT/a"),
+                // HOME is the working folder: os.path.expanduser and expandvars read it.
+                write("~/PROT/b", "PROT/b"),
+                write("$HOME/PROT/c", "PROT/c"),
+                write("${HOME}/PROT/d", "PROT/d"),
+                // Symlinks from the allowed folder: absolute, relative, to a file not yet there.
+                write("ok/link/e", "PROT/e"),
+                write(&format!("{w}/ok/rel/f"), "PROT/f"),
+                write("ok/dangling", "PROT/dangling"),
+                // `..` after a symlink climbs from its target: ok/deep/.. is PROT.
+                write("ok/deep/../g", "PROT/g"),
+                // /proc/self is the server.
+                write("/proc/self/cwd/PROT/h", "PROT/h"),
+                write(&format!("/proc/self/root{w}/PROT/i"), "PROT/i"),
+                // A newline in the name; backslashes Linux writes literally, inside PROT.
+                write("PROT/j\n", "PROT/j\n"),
+                write(r"PROT/k\..\..\elsewhere.sh", r"PROT/k\..\..\elsewhere.sh"),
+                // file: URLs, decoded as urlparse and url2pathname read them.
+                url(format!("file://localhost{w}/PROT%2Fl"), "PROT/l"),
+                url("file:PROT/m".into(), "PROT/m"),
+                url(format!("file://{w}/PROT/n#top"), "PROT/n"),
+                // urlparse ignores what toolgate may not: the host (url2pathname never sees it),
+                // spaces before the scheme, and tabs and newlines anywhere.
+                url(format!("file://elsewhere{w}/PROT/o"), "PROT/o"),
+                url(format!(" file://{w}/PROT/p"), "PROT/p"),
+                url(format!("file://{w}/PR\tOT/q"), "PROT/q"),
+            ]
+        },
+        benign: |lab| {
+            vec![
+                case("write_marker", json!({"path": "ok/fine"}), "ok/fine", Strict::Conforms),
+                case(
+                    "save_url",
+                    json!({"url": format!("file://{}/ok/fine-url", lab.w())}),
+                    "ok/fine-url",
+                    Strict::Conforms,
+                ),
+            ]
+        },
+    });
+}
+
+#[test]
+fn numbers_are_compared_exactly_as_the_server_reads_them() {
+    use Strict::*;
+    run(&Class {
+        server: Server::Models,
+        rules: |_| {
+            deny("no big payments", "[\"pay\"]", "{ \"/amount\" = { gt = 9007199254740992 } }", PAY)
+                + &deny("no decimal payments over 1000", "[\"pay_decimal\"]", "{ \"/amount\" = { gt = 1000 } }", PAY)
+        },
+        reason: PAY,
+        attacks: |_| {
+            vec![
+                // 2^53 + 1: a double reads it as 2^53, Python's int exactly.
+                raw("pay", r#"{"to": "x1", "amount": 9007199254740993}"#, "x1/paid-9007199254740993", Conforms),
+                raw("pay", r#"{"to": "x2", "amount": 18446744073709551617}"#, "x2/paid-18446744073709551617", Conforms),
+                case(
+                    "pay_decimal",
+                    json!({"to": "x3", "amount": "1000.00000000000000001"}),
+                    "x3/paid-1000.00000000000000001",
+                    Conforms,
+                ),
+            ]
+        },
+        benign: |_| {
+            vec![
+                raw("pay", r#"{"to": "edge", "amount": 9007199254740992}"#, "edge/paid-9007199254740992", Conforms),
+                case("pay_decimal", json!({"to": "at", "amount": "1000"}), "at/paid-1000", Conforms),
+            ]
+        },
+    });
+}
+
+const DELETE: &str = "deleting is not allowed";
+
+#[test]
+fn tool_names_the_server_folds_are_matched_folded() {
+    run(&Class {
+        server: Server::LowLevel,
+        rules: |_| {
+            "[[rules]]\nname = \"no deletes\"\ntools = [\"delete\"]\naction = \"deny\"\nreason = \"deleting is not allowed\"\n".into()
+        },
+        reason: DELETE,
+        attacks: |_| {
+            let unlisted = Strict::Cannot("the server does not list a tool named");
+            vec![
+                case("delete", json!({"path": "d0"}), "d0/deleted", Strict::Conforms),
+                case("DELETE", json!({"path": "d1"}), "d1/deleted", unlisted),
+                case("Delete", json!({"path": "d2"}), "d2/deleted", unlisted),
+                case("ｄｅｌｅｔｅ", json!({"path": "d3"}), "d3/deleted", unlisted),
+                case("ＤＥＬＥＴＥ", json!({"path": "d4"}), "d4/deleted", unlisted),
+            ]
+        },
+        benign: |_| vec![case("wipe", json!({"path": "fine", "recursive": false}), "fine/wiped", Strict::Conforms)],
     });
 }

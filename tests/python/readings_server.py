@@ -119,6 +119,7 @@ def flag_schema(recursive: dict) -> dict:
 
 LOW_LEVEL_TOOLS = [
     types.Tool(name="delete", input_schema={"type": "object", "properties": {"path": {"type": "string"}}}),
+    types.Tool(name="wipe", input_schema=flag_schema({"type": "boolean"})),
     types.Tool(name="dup", input_schema=flag_schema({"type": "boolean"})),
     types.Tool(name="dup", input_schema=flag_schema({"type": "string"})),
     types.Tool(name="remote", input_schema=flag_schema({"$ref": "https://example.invalid/flag.json"})),
@@ -137,7 +138,7 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
     if name == "delete":
         os.makedirs(args["path"], exist_ok=True)
         text = mark(os.path.join(args["path"], "deleted"))
-    elif name in ("dup", "remote", "unlisted"):
+    elif name in ("wipe", "dup", "remote", "unlisted"):
         text = wipe_folder(args["path"], TypeAdapter(bool).validate_python(args.get("recursive", False)))
     else:
         text = f"unknown tool {params.name!r}"
