@@ -370,6 +370,7 @@ fn numbers_the_server_reads_from_strings_are_compared_as_it_reads_them() {
             let float = Wrong("/amount", "number");
             vec![
                 case("pay", json!({"to": "n0", "amount": 5000}), "n0/paid-5000", Conforms),
+                raw("pay", r#"{"to": "ne", "amount": 5e3}"#, "ne/paid-5000", Conforms),
                 case("pay", json!({"to": "n1", "amount": "5_000"}), "n1/paid-5000", int),
                 case("pay", json!({"to": "n2", "amount": " 5000 "}), "n2/paid-5000", int),
                 case("pay", json!({"to": "n3", "amount": "+5000"}), "n3/paid-5000", int),
@@ -483,6 +484,7 @@ fn paths_are_judged_where_the_server_opens_them() {
                 write("ok/dangling", "PROT/dangling"),
                 // `..` after a symlink climbs from its target: ok/deep/.. is PROT.
                 write("ok/deep/../g", "PROT/g"),
+                write("/proc/self/cwd/../work/PROT/g2", "PROT/g2"),
                 // /proc/self is the server.
                 write("/proc/self/cwd/PROT/h", "PROT/h"),
                 write(&format!("/proc/self/root{w}/PROT/i"), "PROT/i"),
@@ -568,4 +570,170 @@ fn tool_names_the_server_folds_are_matched_folded() {
         },
         benign: |_| vec![case("wipe", json!({"path": "fine", "recursive": false}), "fine/wiped", Strict::Conforms)],
     });
+}
+
+#[test]
+fn where_the_schema_cannot_decide_the_readings_do() {
+    use Strict::*;
+    run(&Class {
+        server: Server::Models,
+        rules: |lab| {
+            deny("no decimal payments over 1000", "[\"pay_decimal\"]", "{ \"/amount\" = { gt = 1000 } }", WIPE)
+                + &deny("no recursive wipes", "[\"wipe_any\"]", "{ \"/recursive\" = { equals = true } }", WIPE)
+                + &deny(
+                    "no recursive options",
+                    "[\"configure\", \"configure_any\"]",
+                    "{ \"/options/recursive\" = { equals = true } }",
+                    WIPE,
+                )
+                + &deny(
+                    "PROT is protected",
+                    "[\"touch\"]",
+                    &format!("{{ \"/paths\" = {{ glob = \"{}/PROT/**\" }} }}", lab.w()),
+                    WIPE,
+                )
+        },
+        reason: WIPE,
+        attacks: |_| {
+            let any = |path: &str, recursive: Value| {
+                case(
+                    "wipe_any",
+                    json!({"path": path, "recursive": recursive}),
+                    &format!("{path}/wiped-recursive"),
+                    Conforms,
+                )
+            };
+            let options = |tool: &'static str, path: &str, options: Value, strict: Strict| {
+                case(tool, json!({"path": path, "options": options}), &format!("{path}/wiped-recursive"), strict)
+            };
+            vec![
+                // Decimal: pydantic lists it as a number or a string, so a string conforms.
+                case("pay_decimal", json!({"to": "s1", "amount": "5_000"}), "s1/paid-5000", Conforms),
+                case("pay_decimal", json!({"to": "s2", "amount": "٥٠٠٠"}), "s2/paid-5000", Conforms),
+                // Any: the server takes the value's truthiness; everything conforms.
+                any("a1", json!("false")),
+                any("a2", json!("0")),
+                any("a3", json!(1)),
+                any("a4", json!(0.5)),
+                any("a5", json!([0])),
+                any("a6", json!({"a": 1})),
+                // Any holding options: the SDK decodes JSON text for it, and it conforms.
+                options("configure_any", "o1", json!(r#"{"recursive": true}"#), Conforms),
+                options("configure_any", "o2", json!({"recursive": "false"}), Conforms),
+                options("configure_any", "o3", json!(r#"{"recursive": true, "note": "\ud800"}"#), Conforms),
+                options("configure_any", "o4", json!(r#"{"recursive": true, "size": 1e400}"#), Conforms),
+                // str | list[str]: a list conforms, and so does JSON text of one.
+                case("touch", json!({"paths": ["ok/a", "PROT/b"]}), "PROT/b", Conforms),
+                case("touch", json!({"paths": r#"["ok/c", "PROT/d"]"#}), "PROT/d", Conforms),
+                case("touch", json!({"paths": r#"["PROT/e", "\ud800"]"#}), "PROT/e", Conforms),
+                // A nested model behind $ref: its boolean is found through the reference.
+                options("configure", "r1", json!({"recursive": true}), Conforms),
+                options("configure", "r2", json!({"recursive": "yes"}), Wrong("/options/recursive", "boolean")),
+                options("configure", "r3", json!({"recursive": 1}), Wrong("/options/recursive", "boolean")),
+            ]
+        },
+        benign: |_| {
+            vec![
+                case("pay_decimal", json!({"to": "small", "amount": "10"}), "small/paid-10", Conforms),
+                case("wipe_any", json!({"path": "any", "recursive": false}), "any/wiped", Conforms),
+                case("configure_any", json!({"path": "opt", "options": {"recursive": false}}), "opt/wiped", Conforms),
+                case("touch", json!({"paths": "ok/f"}), "ok/f", Conforms),
+                case("configure", json!({"path": "ref", "options": {"recursive": false}}), "ref/wiped", Conforms),
+            ]
+        },
+    });
+}
+
+#[test]
+fn tools_listed_twice_with_an_unusable_schema_or_never_are_judged_on_every_reading() {
+    run(&Class {
+        server: Server::LowLevel,
+        rules: |_| {
+            deny(
+                "no recursive wipes",
+                "[\"dup\", \"remote\", \"unlisted\"]",
+                "{ \"/recursive\" = { equals = true } }",
+                WIPE,
+            )
+        },
+        reason: WIPE,
+        attacks: |_| {
+            let twice = Strict::Cannot("the server lists the tool `dup` twice with different input schemas");
+            vec![
+                case("dup", json!({"path": "u1", "recursive": true}), "u1/wiped-recursive", twice),
+                case("dup", json!({"path": "u2", "recursive": "yes"}), "u2/wiped-recursive", twice),
+                case(
+                    "remote",
+                    json!({"path": "u3", "recursive": "on"}),
+                    "u3/wiped-recursive",
+                    Strict::Cannot("the input schema of `remote` cannot be used"),
+                ),
+                case(
+                    "unlisted",
+                    json!({"path": "u4", "recursive": 1}),
+                    "u4/wiped-recursive",
+                    Strict::Cannot("the server does not list a tool named `unlisted`"),
+                ),
+            ]
+        },
+        benign: |_| vec![case("wipe", json!({"path": "fine", "recursive": false}), "fine/wiped", Strict::Conforms)],
+    });
+}
+
+#[test]
+fn a_call_before_any_listing_is_judged_with_the_schema_toolgate_lists_itself() {
+    let rule = deny("no recursive wipes", "[\"wipe\"]", "{ \"/recursive\" = { equals = true } }", WIPE);
+    for (setting, rules, why) in [
+        // Only the schema toolgate listed can name the argument and its type.
+        ("strict", "", "argument /recursive: \"true\" is not of type \"boolean\""),
+        ("strict", rule.as_str(), WIPE),
+        ("off", rule.as_str(), WIPE),
+    ] {
+        let lab = Lab::new();
+        let mut gated = Session::gated(&lab, Server::Models, &policy(setting, rules), false);
+        let (id, answer, before) = gated.call_seeing("wipe", r#"{"path": "early", "recursive": "true"}"#);
+        let refusal =
+            refused_by_toolgate(&answer, "wipe").unwrap_or_else(|| panic!("{setting}: not refused: {answer}"));
+        assert!(refusal.contains(why), "{setting} {rules:?}: {refusal}");
+        assert_eq!(lab.files(), Vec::<String>::new(), "{setting}: the early call ran");
+        let (_, answer, between) = gated.call_seeing("wipe", r#"{"path": "fine", "recursive": false}"#);
+        assert_eq!(text(&answer), "wrote fine/wiped", "{setting}: the well-typed call did not run: {answer}");
+        // toolgate's own tools/list is answered to toolgate, never to the client.
+        for message in before.iter().chain(&between) {
+            let ours = message["id"].as_str().is_some_and(|i| i.starts_with("toolgate-list-"));
+            assert!(!ours && message["result"].get("tools").is_none(), "{setting}: the client saw {message}");
+        }
+        let audit = audit_decisions(&lab.audit());
+        let record = audit.iter().find(|r| r["request_id"] == id).unwrap_or_else(|| panic!("no record: {audit:?}"));
+        assert_eq!((record["tool"].as_str(), record["verdict"].as_str()), (Some("wipe"), Some("refused")), "{record}");
+        assert_eq!(record["arguments"], json!({"path": "early", "recursive": "true"}));
+    }
+}
+
+#[test]
+fn explain_names_the_reading_a_condition_matched_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(
+        dir.path(),
+        &policy("strict", &deny("no big payments", "[\"pay\"]", "{ \"/amount\" = { gt = 1000 } }", PAY)),
+    );
+    let explain = |json: bool| {
+        let mut cmd = Command::new(toolgate());
+        cmd.arg("explain").args(json.then_some("--json")).arg("--policy").arg(&policy);
+        let out = cmd.args(["--tool", "pay", "--args", r#"{"amount":"5_000"}"#]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let expected = r#"the number 5000, read from the string "5_000" by Python's int()/Decimal(), pydantic"#;
+    let report: Value = serde_json::from_str(&explain(true)).unwrap();
+    assert_eq!(report["decision"]["gate"], "deny", "{report}");
+    let condition = &report["matched"][0]["conditions"][0];
+    assert_eq!((condition["pointer"].as_str(), condition["actual"].as_str()), (Some("/amount"), Some("5_000")));
+    let reading = condition["reading"].as_str().unwrap_or_else(|| panic!("no reading: {condition}"));
+    assert!(reading.starts_with(r#"the number 5000, read from the string "5_000" by "#), "{reading}");
+    let text = explain(false);
+    assert!(text.contains(r#"matched as the number 5000, read from the string "5_000""#), "{text}");
+    // pay's amount is an int: the parser that reads "5_000" as 5000 is Python's int() (pydantic).
+    assert_eq!(reading, expected, "the reading names the wrong parser");
+    assert!(text.contains(&format!("matched as {expected}")), "{text}");
 }

@@ -68,6 +68,12 @@ def configure(path: str, options: Options) -> str:
 
 
 @server.tool()
+def configure_any(path: str, options: Any = None) -> str:
+    """Wipe a folder with options of no declared type: a mapping whose `recursive` is truthy."""
+    return wipe_folder(path, isinstance(options, dict) and bool(options.get("recursive")))
+
+
+@server.tool()
 def pay(to: str, amount: int) -> str:
     """Pay an integer amount (writes TO/paid-AMOUNT)."""
     return paid(to, amount)
