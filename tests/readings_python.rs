@@ -407,6 +407,9 @@ fn a_boolean_the_server_reads_as_a_number_is_compared_as_one() {
     });
 }
 
+/// The reason of rules in classes that mix kinds of rule.
+const FORBIDDEN: &str = "the policy forbids this";
+
 /// 400 digits: Python's int reads them; a double cannot hold them.
 fn long_integer() -> String {
     format!("1{}", "0".repeat(400))
@@ -418,15 +421,15 @@ fn objects_and_arrays_sent_as_json_text_are_judged_decoded() {
     run(&Class {
         server: Server::Models,
         rules: |lab| {
-            deny("no recursive wipes", "[\"configure\"]", "{ \"/options/recursive\" = { equals = true } }", WIPE)
+            deny("no recursive wipes", "[\"configure\"]", "{ \"/options/recursive\" = { equals = true } }", FORBIDDEN)
                 + &deny(
                     "PROT is protected",
                     "[\"touch_all\"]",
                     &format!("{{ \"/paths\" = {{ glob = \"{}/PROT/**\" }} }}", lab.w()),
-                    WIPE,
+                    FORBIDDEN,
                 )
         },
-        reason: WIPE,
+        reason: FORBIDDEN,
         attacks: |_| {
             let object = Wrong("/options", "object");
             let options = |path: &str, text: String| {
@@ -524,10 +527,18 @@ fn numbers_are_compared_exactly_as_the_server_reads_them() {
         rules: |_| {
             deny("no big payments", "[\"pay\"]", "{ \"/amount\" = { gt = 9007199254740992 } }", PAY)
                 + &deny("no decimal payments over 1000", "[\"pay_decimal\"]", "{ \"/amount\" = { gt = 1000 } }", PAY)
+                + &deny(
+                    "no float payments from 2^53 + 4",
+                    "[\"pay_float\"]",
+                    "{ \"/amount\" = { ge = 9007199254740996 } }",
+                    PAY,
+                )
         },
         reason: PAY,
         attacks: |_| {
             vec![
+                // 2^53 + 3 is below the bound, but a float reads it as 2^53 + 4.
+                raw("pay_float", r#"{"to": "x0", "amount": 9007199254740995}"#, "x0/paid-9007199254740996.0", Conforms),
                 // 2^53 + 1: a double reads it as 2^53, Python's int exactly.
                 raw("pay", r#"{"to": "x1", "amount": 9007199254740993}"#, "x1/paid-9007199254740993", Conforms),
                 raw("pay", r#"{"to": "x2", "amount": 18446744073709551617}"#, "x2/paid-18446744073709551617", Conforms),
@@ -543,6 +554,12 @@ fn numbers_are_compared_exactly_as_the_server_reads_them() {
             vec![
                 raw("pay", r#"{"to": "edge", "amount": 9007199254740992}"#, "edge/paid-9007199254740992", Conforms),
                 case("pay_decimal", json!({"to": "at", "amount": "1000"}), "at/paid-1000", Conforms),
+                raw(
+                    "pay_float",
+                    r#"{"to": "below", "amount": 9007199254740993}"#,
+                    "below/paid-9007199254740992.0",
+                    Conforms,
+                ),
             ]
         },
     });
@@ -578,22 +595,22 @@ fn where_the_schema_cannot_decide_the_readings_do() {
     run(&Class {
         server: Server::Models,
         rules: |lab| {
-            deny("no decimal payments over 1000", "[\"pay_decimal\"]", "{ \"/amount\" = { gt = 1000 } }", WIPE)
-                + &deny("no recursive wipes", "[\"wipe_any\"]", "{ \"/recursive\" = { equals = true } }", WIPE)
+            deny("no decimal payments over 1000", "[\"pay_decimal\"]", "{ \"/amount\" = { gt = 1000 } }", FORBIDDEN)
+                + &deny("no recursive wipes", "[\"wipe_any\"]", "{ \"/recursive\" = { equals = true } }", FORBIDDEN)
                 + &deny(
                     "no recursive options",
                     "[\"configure\", \"configure_any\"]",
                     "{ \"/options/recursive\" = { equals = true } }",
-                    WIPE,
+                    FORBIDDEN,
                 )
                 + &deny(
                     "PROT is protected",
                     "[\"touch\"]",
                     &format!("{{ \"/paths\" = {{ glob = \"{}/PROT/**\" }} }}", lab.w()),
-                    WIPE,
+                    FORBIDDEN,
                 )
         },
-        reason: WIPE,
+        reason: FORBIDDEN,
         attacks: |_| {
             let any = |path: &str, recursive: Value| {
                 case(
