@@ -211,13 +211,18 @@ fn compile(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
     }
 }
 
-/// A message cut to a length a model and a log line can take.
+/// A message cut to a length a model and a log line can take, from its middle: a validator's
+/// message quotes the value first and says what the schema wants last, and the end must stay.
 fn shortened(text: &str) -> String {
-    const MAX: usize = 200;
-    if text.chars().count() <= MAX {
+    const HEAD: usize = 80;
+    const TAIL: usize = 120;
+    let count = text.chars().count();
+    if count <= HEAD + TAIL {
         return text.to_owned();
     }
-    format!("{}…", text.chars().take(MAX).collect::<String>())
+    let head: String = text.chars().take(HEAD).collect();
+    let tail: String = text.chars().skip(count - TAIL).collect();
+    format!("{head}…{tail}")
 }
 
 /// What `[settings] arguments` makes of a decision whose call does not conform (or cannot be
@@ -312,6 +317,14 @@ mod tests {
             t.check("delete_tree", &mut args(json!({"path": "/x", "force": true}))),
             Verdict::Nonconforming(_)
         ));
+        // However long the value, what the schema wants is still said.
+        let long = format!("{{\"recursive\": true, \"size\": 1{}}}", "0".repeat(400));
+        let Verdict::Nonconforming(problems) =
+            t.check("delete_tree", &mut args(json!({"path": "/x", "options": long})))
+        else {
+            panic!()
+        };
+        assert!(problems[0].ends_with("is not of type \"object\"") && problems[0].len() < 300, "{problems:?}");
     }
 
     #[test]

@@ -222,39 +222,58 @@ enum JsonText {
     Not,
 }
 
-/// Reads a string as Python's `json.loads` does: JSON whitespace around it, and the `NaN`,
-/// `Infinity` and `-Infinity` that Python accepts (read here as `null`, which no test is about).
+/// Reads a string as Python's `json.loads` does: JSON whitespace around it; the `NaN`,
+/// `Infinity` and `-Infinity` that Python accepts (read here as `null`, which no test is about);
+/// a lone surrogate escape (`"\ud800"`, which Python keeps) read as U+FFFD. What Python reads and
+/// toolgate cannot (numbers beyond a double's range, which Python reads as big integers or
+/// infinity; nesting beyond serde_json's limit) is unreadable: restricting tests count it.
 fn json_text(text: &str) -> JsonText {
     let trimmed = text.trim_matches([' ', '\t', '\n', '\r']);
     if trimmed.is_empty() {
         return JsonText::Not;
     }
-    let parsed = serde_json::from_str::<Value>(trimmed).or_else(|e| match without_non_finite(trimmed) {
-        Some(replaced) => serde_json::from_str::<Value>(&replaced),
-        None => Err(e),
-    });
+    let repaired = python_leniencies(trimmed);
+    let parsed = serde_json::from_str::<Value>(repaired.as_deref().unwrap_or(trimmed));
     match parsed {
         Ok(v @ (Value::Object(_) | Value::Array(_))) => JsonText::Container(v),
         Ok(v) => JsonText::Other(v),
-        Err(e) if e.to_string().contains("recursion limit") => JsonText::Unreadable,
-        Err(_) => JsonText::Not,
+        Err(e) => {
+            let why = e.to_string();
+            if why.contains("recursion limit") || why.contains("number out of range") {
+                JsonText::Unreadable
+            } else {
+                JsonText::Not
+            }
+        }
     }
 }
 
-/// The text with Python's non-finite number literals outside strings replaced by `null`;
-/// `None` when it has none.
-fn without_non_finite(text: &str) -> Option<String> {
+/// The text with what Python's `json` accepts and serde_json does not made readable: the
+/// non-finite number literals outside strings replaced by `null`, and lone surrogate escapes
+/// inside strings by `\ufffd`; `None` when there is none of either.
+fn python_leniencies(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut in_string = false;
-    let mut escaped = false;
     let mut changed = false;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
         if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
+            match c {
+                '\\' if rest[1..].starts_with('u') => {
+                    let (escape, used, fixed) = unicode_escape(rest);
+                    out.push_str(escape);
+                    changed |= fixed;
+                    rest = &rest[used..];
+                    continue;
+                }
+                '\\' => {
+                    // Any other escape: the backslash and the character it escapes.
+                    let next = rest[1..].chars().next().map_or(0, char::len_utf8);
+                    out.push_str(&rest[..1 + next]);
+                    rest = &rest[1 + next..];
+                    continue;
+                }
+                '"' => in_string = false,
                 _ => {}
             }
         } else if c == '"' {
@@ -272,6 +291,27 @@ fn without_non_finite(text: &str) -> Option<String> {
         rest = &rest[c.len_utf8()..];
     }
     changed.then_some(out)
+}
+
+/// A `\uXXXX` escape at the start of `rest` (and the low half after a high surrogate): the text to
+/// keep, how much of `rest` it used, and whether a lone surrogate was replaced.
+fn unicode_escape(rest: &str) -> (&str, usize, bool) {
+    let code = |at: usize| -> Option<u32> {
+        let hex = rest.get(at..at + 6)?.strip_prefix("\\u")?;
+        u32::from_str_radix(hex, 16).ok()
+    };
+    match code(0) {
+        None => (&rest[..2], 2, false),
+        Some(high @ 0xD800..=0xDBFF) => match code(6) {
+            Some(0xDC00..=0xDFFF) => (&rest[..12], 12, false),
+            _ => {
+                let _ = high;
+                ("\\ufffd", 6, true)
+            }
+        },
+        Some(0xDC00..=0xDFFF) => ("\\ufffd", 6, true),
+        Some(_) => (&rest[..6], 6, false),
+    }
 }
 
 /// What one reading makes of a value.
@@ -431,16 +471,24 @@ pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
                     from: Some(Cow::Borrowed(value)),
                     ..base.clone()
                 }));
-                if coerce
-                    && let Value::String(s) = value
-                    && let JsonText::Container(decoded) = json_text(s)
-                {
-                    for reading in texts_of_owned(decoded) {
-                        out.push(Reading {
+                if coerce && let Value::String(s) = value {
+                    match json_text(s) {
+                        JsonText::Container(decoded) => {
+                            for reading in texts_of_owned(decoded) {
+                                out.push(Reading {
+                                    from: Some(Cow::Borrowed(value)),
+                                    decoded: Some("(the value)".into()),
+                                    ..reading
+                                });
+                            }
+                        }
+                        JsonText::Unreadable => out.push(Reading {
+                            seen: Seen::Unreadable,
                             from: Some(Cow::Borrowed(value)),
                             decoded: Some("(the value)".into()),
-                            ..reading
-                        });
+                            ..base.clone()
+                        }),
+                        JsonText::Other(_) | JsonText::Not => {}
                     }
                 }
             }
@@ -773,6 +821,16 @@ mod tests {
                 .iter()
                 .any(|f| f.value.as_deref() == Some(&json!(true)))
         );
+        // A lone surrogate escape, which Python keeps: the object around it is still read.
+        let a = args(json!({"options": "{\"recursive\": true, \"note\": \"\\ud800\", \"b\": \"\\\\ud800\"}"}));
+        assert!(
+            found(&a, &["options", "recursive"], &Context::lexical())
+                .iter()
+                .any(|f| f.value.as_deref() == Some(&json!(true)))
+        );
+        // A number beyond a double, which Python reads as a big integer: unreadable.
+        let a = args(json!({"options": format!("{{\"recursive\": true, \"size\": 1{}}}", "0".repeat(400))}));
+        assert!(found(&a, &["options", "recursive"], &Context::lexical()).iter().any(|f| f.is_unreadable()));
         // Nested beyond what toolgate parses: unreadable, which restricting tests treat as a match.
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         let a = args(json!({"options": format!("{{\"recursive\": {deep}}}")}));

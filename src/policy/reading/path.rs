@@ -137,7 +137,7 @@ pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
         add(&mut forms, text[..nul].to_owned(), vec![Step::CutAtNul]);
     }
     for (form, steps) in forms.clone() {
-        if let Some(path) = file_url(&form) {
+        for path in file_url(&form) {
             add(&mut forms, path, with(&steps, Step::FileUrl));
         }
     }
@@ -231,29 +231,32 @@ pub fn normalize(path: &str) -> String {
     }
 }
 
-/// The path a `file:` URL names, `%`-decoded: `file:///p`, `file://localhost/p`, `file:/p`; another
-/// host is kept as `//host/p`.
-fn file_url(text: &str) -> Option<String> {
-    let scheme = text.get(..5)?;
+/// The paths a `file:` URL names, `%`-decoded: `file:///p`, `file://localhost/p`, `file:/p`. As
+/// URL parsers read it (Python's `urlsplit`, WHATWG's `URL`): C0 controls and spaces around it
+/// dropped, tabs and line breaks inside it removed. Another host is read both as dropped (Python's
+/// `url2pathname(urlparse(u).path)`) and kept as `//host/p`.
+fn file_url(text: &str) -> Vec<String> {
+    let trimmed = text.trim_matches(|c: char| c <= ' ');
+    let cleaned: String = trimmed.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    let Some(scheme) = cleaned.get(..5) else { return Vec::new() };
     if !scheme.eq_ignore_ascii_case("file:") {
-        return None;
+        return Vec::new();
     }
-    let rest = &text[5..];
-    let path = match rest.strip_prefix("//") {
+    let rest = &cleaned[5..];
+    let mut paths = Vec::new();
+    match rest.strip_prefix("//") {
         Some(authority_and_path) => {
             let (host, path) =
                 authority_and_path.split_at(authority_and_path.find('/').unwrap_or(authority_and_path.len()));
-            if host.is_empty() || host.eq_ignore_ascii_case("localhost") {
-                path.to_owned()
-            } else {
-                format!("//{host}{path}")
+            paths.push(path.to_owned());
+            if !host.is_empty() && !host.eq_ignore_ascii_case("localhost") {
+                paths.push(format!("//{host}{path}"));
             }
         }
-        None => rest.to_owned(),
-    };
+        None => paths.push(rest.to_owned()),
+    }
     // A query or fragment is not part of the path.
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    Some(percent_decode(path))
+    paths.into_iter().map(|p| percent_decode(p.split(['?', '#']).next().unwrap_or_default())).collect()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -442,6 +445,11 @@ mod tests {
         assert!(paths("file://localhost/srv/PROT%2Fx").contains(&"/srv/PROT/x".to_owned()));
         assert!(paths("FILE:///srv/a%20b").contains(&"/srv/a b".to_owned()));
         assert!(paths("file:/etc/passwd").contains(&"/etc/passwd".to_owned()));
+        // As Python's urlsplit and url2pathname read them: the host dropped, spaces around and
+        // tabs inside removed.
+        assert!(paths("file://elsewhere/srv/PROT/o").contains(&"/srv/PROT/o".to_owned()));
+        assert!(paths(" file:///srv/PROT/p").contains(&"/srv/PROT/p".to_owned()));
+        assert!(paths("file:///srv/PR\tOT/q").contains(&"/srv/PROT/q".to_owned()));
         assert!(paths("/srv/PROT/x\0/../../y").contains(&"/srv/PROT/x".to_owned()));
         assert!(paths("PROT/x").contains(&"/srv/work/PROT/x".to_owned()));
         assert!(paths("PROT/x").contains(&"PROT/x".to_owned()), "the relative text itself stays a reading");
