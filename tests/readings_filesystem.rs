@@ -644,6 +644,54 @@ fn a_path_relative_to_the_allowed_folder_is_refused() {
 }
 
 #[test]
+fn a_path_relative_to_a_tilde_folder_on_the_command_line_is_refused() {
+    // A client's configuration passes arguments without a shell, so `~` reaches the server, which
+    // expands it with its HOME: `"args": ["~"]` serves the home folder.
+    let tilde = Setup {
+        what: "mcp-server-filesystem ~ with HOME=<root>, working folder /".into(),
+        args: Box::new(|_| vec!["~".into()]),
+        home: Box::new(|l| l.root.clone()),
+        ..Setup::plain()
+    };
+    let tilde_slash = Setup {
+        what: "mcp-server-filesystem ~/root with HOME=<top>, working folder /".into(),
+        args: Box::new(|_| vec!["~/root".into()]),
+        home: Box::new(|l| l.top.clone()),
+        ..Setup::plain()
+    };
+    refused_through_toolgate(&[tilde, tilde_slash], &relative_attacks(), &relative_ok_writes(), deny_policy);
+}
+
+#[test]
+fn a_path_relative_to_a_command_line_folder_with_trailing_whitespace_is_refused() {
+    // server-filesystem trims whitespace (and a trailing quote) from the folders it is given.
+    let spaced = Setup {
+        what: "mcp-server-filesystem '<root> ' (a trailing space), working folder /".into(),
+        args: Box::new(|l| vec![format!("{} ", l.root.to_str().unwrap())]),
+        ..Setup::plain()
+    };
+    let newline = Setup {
+        what: "mcp-server-filesystem '<root>\\n' (a trailing newline), working folder /".into(),
+        args: Box::new(|l| vec![format!("{}\n", l.root.to_str().unwrap())]),
+        ..Setup::plain()
+    };
+    refused_through_toolgate(&[spaced, newline], &relative_attacks(), &relative_ok_writes(), deny_policy);
+}
+
+#[test]
+fn a_path_relative_to_a_command_line_folder_named_like_an_option_is_refused() {
+    // server-filesystem has no options: every argument is a folder, `-served` too.
+    let dashed = Setup {
+        what: "mcp-server-filesystem -served, working folder <top>".into(),
+        root_name: "-served",
+        args: Box::new(|_| vec!["-served".into()]),
+        cwd: Box::new(|l| l.top.clone()),
+        ..Setup::plain()
+    };
+    refused_through_toolgate(&[dashed], &relative_attacks(), &relative_ok_writes(), deny_policy);
+}
+
+#[test]
 fn a_tilde_path_is_read_with_the_servers_home() {
     // HOME is toolgate's, which the server inherits; it is the root here, never the real home.
     let home_is_root =
