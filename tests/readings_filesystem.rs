@@ -820,6 +820,42 @@ fn a_path_relative_to_the_clients_root_is_refused() {
     refused_through_toolgate(&setups, &root_attacks(), &relative_ok_writes(), deny_policy);
 }
 
+#[test]
+fn a_path_relative_to_a_root_uri_as_node_parses_it_is_refused() {
+    // Node's URL parser (WHATWG) lower-cases the host and drops `localhost`, ignores the query
+    // and the fragment, reads `\` as `/` in a file: URL and removes tabs and newlines; each of
+    // these roots is `<root>` to the server.
+    let setups = [
+        "file://LOCALHOST{root}",
+        "file://{root}?project=1",
+        "file://{root}#top",
+        "file://{top}\\root",
+        "file://{top}/ro\tot",
+        "file://{top}/ro\not",
+    ]
+    .map(Setup::with_root_uri);
+    refused_through_toolgate(&setups, &root_attacks(), &relative_ok_writes(), deny_policy);
+}
+
+#[test]
+fn a_root_answer_the_server_ignores_does_not_hide_the_root_it_serves() {
+    // server-filesystem keeps the folders it serves when the client's new roots have no folder it
+    // can use (none at all, or none that exists): the first root stays the base of relative paths.
+    let setups = [
+        ("no roots", json!([])),
+        ("a root that does not exist", json!([{"uri": "file:///nonexistent/toolgate-test-root"}])),
+    ]
+    .map(|(what, later)| Setup {
+        what: format!("client root file://<root>, then {what}"),
+        roots: vec![
+            answer(|l| json!([{"uri": format!("file://{}", l.root.display())}])),
+            answer(move |_| later.clone()),
+        ],
+        ..Setup::with_root_uri("file://{root}")
+    });
+    refused_through_toolgate(&setups, &root_attacks(), &relative_ok_writes(), deny_policy);
+}
+
 /// The protected folder not made yet: creating it is what is refused.
 fn without_prot(layout: &mut Layout) {
     std::fs::remove_dir_all(layout.root.join("PROT")).unwrap();
