@@ -800,6 +800,27 @@ fn unicode_equivalent_names_are_refused() {
     refused_through_toolgate(&[Setup::plain()], &attacks, &benign, deny_policy);
 }
 
+/// `<root>/ñ` (NFC) holding `li\u{301}nk` (NFD) -> `<root>/PROT`: names a Linux tool and a macOS
+/// one may well have made side by side.
+fn symlink_behind_mixed_forms(layout: &mut Layout) {
+    let folder = layout.root.join("\u{f1}");
+    std::fs::create_dir(&folder).unwrap();
+    std::os::unix::fs::symlink(layout.root.join("PROT"), folder.join("li\u{301}nk")).unwrap();
+}
+
+#[test]
+fn a_symlink_behind_names_in_mixed_unicode_forms_is_refused() {
+    // The server matches each name by NFC on its own, then follows the symlink; a reading that
+    // puts the whole path in one form finds `ñ` or `línk` on disk, never both.
+    let attacks = [
+        Attack::write("<root>/ñ/línk/x, all NFC", |l| l.at("\u{f1}/l\u{ed}nk/x"), Landing::Exists("PROT/x")),
+        Attack::write("<root>/ñ/línk/y, all NFD", |l| l.at("n\u{303}/li\u{301}nk/y"), Landing::Exists("PROT/y")),
+        Attack::write("ñ/línk/z, relative, all NFC", |_| "\u{f1}/l\u{ed}nk/z".into(), Landing::Exists("PROT/z")),
+    ]
+    .map(|a| a.prepared(symlink_behind_mixed_forms));
+    refused_through_toolgate(&[Setup::plain()], &attacks, &plain_ok_write(), deny_policy);
+}
+
 fn root_attacks() -> Vec<Attack> {
     vec![
         Attack::write("PROT/x", |_| "PROT/x".into(), Landing::Exists("PROT/x")),
