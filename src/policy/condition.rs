@@ -13,6 +13,7 @@ use globset::GlobBuilder;
 use regex_automata::meta;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use unicode_normalization::UnicodeNormalization;
 
 use super::reading::{self, Context, Number, Reading, Seen};
 
@@ -318,16 +319,29 @@ impl Matcher {
 
     /// A path glob: `*` stays within one path segment, `**` crosses segments, `\\` escapes.
     /// Any character but `/` is matched by `*`, `?` and `**`, a newline included: a file name may
-    /// hold one.
+    /// hold one. A pattern with non-ASCII text also matches in its NFC and NFD forms, so that how
+    /// the policy's editor stored `é` does not matter.
     pub fn path_glob(pattern: &str) -> Result<Self, String> {
-        let glob = GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| e.kind().to_string())?;
-        // globset writes a bytes-mode regex; paths are matched as bytes. `(?s)` lets its `.`
-        // (from `**`) take a newline, as its `[^/]` (from `*`) already does.
-        let re = build(&format!("(?s){}", glob.regex()), false)?;
+        let mut forms = vec![pattern.to_owned()];
+        if !pattern.is_ascii() {
+            for form in [pattern.nfc().collect::<String>(), pattern.nfd().collect()] {
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+        let mut regexes = Vec::new();
+        for form in &forms {
+            let glob = GlobBuilder::new(form)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| e.kind().to_string())?;
+            // globset writes a bytes-mode regex; paths are matched as bytes. `(?s)` lets its `.`
+            // (from `**`) take a newline, as its `[^/]` (from `*`) already does.
+            regexes.push(format!("(?s:{})", glob.regex()));
+        }
+        let re = build(&regexes.join("|"), false)?;
         Ok(Matcher { source: pattern.to_owned(), re })
     }
 
@@ -414,6 +428,9 @@ mod tests {
         assert_eq!(judge(inside.clone(), json!("/srv/PROT/x\n")), Judged::ALWAYS);
         // The folder itself is inside for a restricting rule only.
         assert_eq!(judge(inside, json!("/srv/PROT")), Judged { any: true, all: false });
+        // A pattern in NFD (or out of canonical order) matches names in NFC, and back.
+        let cafe = glob("/srv/Cafe\u{301}/**", false);
+        assert_eq!(judge(cafe, json!("/srv/Caf\u{e9}/x")), Judged::ALWAYS);
     }
 
     #[test]

@@ -111,21 +111,8 @@ fn read(server: &ServerPlace) -> Seen {
         let Ok(cwd) = std::fs::read_link(proc_dir.join("cwd")) else { continue };
         let cwd = cwd.to_string_lossy().into_owned();
         add(&mut seen.bases, cwd.clone());
-        // The folders a server was given to serve come as arguments (`server-filesystem DIR`).
-        if let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) {
-            for arg in cmdline.split(|b| *b == 0).skip(1) {
-                let arg = String::from_utf8_lossy(arg);
-                if arg.is_empty() || arg.starts_with('-') {
-                    continue;
-                }
-                let dir = if arg.starts_with('/') { PathBuf::from(&*arg) } else { Path::new(&cwd).join(&*arg) };
-                if dir.is_dir() {
-                    add(&mut seen.bases, path::normalize(&dir.to_string_lossy()));
-                }
-            }
-        }
-        if let Ok(environ) = std::fs::read(proc_dir.join("environ")) {
-            seen.environments.push(
+        let environment: Vec<(String, String)> = std::fs::read(proc_dir.join("environ"))
+            .map(|environ| {
                 environ
                     .split(|b| *b == 0)
                     .filter_map(|kv| {
@@ -133,9 +120,19 @@ fn read(server: &ServerPlace) -> Seen {
                         let (k, v) = kv.split_once('=')?;
                         Some((k.to_owned(), v.to_owned()))
                     })
-                    .collect(),
-            );
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The folders a server was given to serve come as arguments (`server-filesystem DIR`).
+        if let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) {
+            let home = environment.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.as_str());
+            for arg in cmdline.split(|b| *b == 0).skip(1) {
+                for dir in folders_named(&String::from_utf8_lossy(arg), &cwd, home) {
+                    add(&mut seen.bases, dir);
+                }
+            }
         }
+        seen.environments.push(environment);
         // A process in another root (chroot) resolves paths from there.
         let root = match std::fs::read_link(proc_dir.join("root")) {
             Ok(r) if r == Path::new("/") => PathBuf::from("/"),
@@ -159,6 +156,37 @@ fn read(server: &ServerPlace) -> Seen {
         add(&mut seen.bases, root.clone());
     }
     seen
+}
+
+/// The existing folders a command-line argument may name, read as servers read their folder
+/// arguments: as written, trimmed, with `~` expanded (no shell ran between the client's
+/// configuration and the server), an option's `=value`, relative to the process's folder.
+fn folders_named(arg: &str, cwd: &str, home: Option<&str>) -> Vec<String> {
+    let mut candidates: Vec<String> = vec![arg.to_owned(), arg.trim().to_owned()];
+    if let Some((_, value)) = arg.split_once('=') {
+        candidates.push(value.trim().to_owned());
+    }
+    for c in candidates.clone() {
+        if let (Some(rest), Some(home)) = (c.strip_prefix('~'), home)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            candidates.push(format!("{home}{rest}"));
+        }
+    }
+    let mut out = Vec::new();
+    for c in candidates {
+        if c.is_empty() {
+            continue;
+        }
+        let dir = if c.starts_with('/') { PathBuf::from(&c) } else { Path::new(cwd).join(&c) };
+        if dir.is_dir() {
+            let dir = path::normalize(&dir.to_string_lossy());
+            if !out.contains(&dir) {
+                out.push(dir);
+            }
+        }
+    }
+    out
 }
 
 fn add(list: &mut Vec<String>, item: String) {
@@ -187,30 +215,19 @@ fn processes(pid: u32) -> Vec<u32> {
     out
 }
 
-/// The folder a `file://` root names, if it names one on this machine.
-pub(super) fn root_folder(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("file://")?;
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    rest.starts_with('/').then(|| path::normalize(&percent_decoded(rest)))
-}
-
-fn percent_decoded(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+/// The folders a `file://` root may name, as URL parsers read it (WHATWG's, which Node's
+/// `fileURLToPath` uses, reads `\\` as `/` in a `file:` URL; Python's keeps it).
+pub(super) fn root_folders(uri: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in path::file_url(uri) {
+        for p in [p.replace('\\', "/"), p] {
+            let p = path::normalize(&p);
+            if p.starts_with('/') && !out.contains(&p) {
+                out.push(p);
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -248,7 +265,14 @@ mod tests {
         assert!(bases.contains(&format!("{cwd}/served")), "{bases:?}");
         assert!(bases.contains(&"/client/root".to_owned()));
         assert_eq!(view.var("TOOLGATE_TEST_VAR"), vec!["/from/the/server".to_owned()]);
-        assert_eq!(root_folder("file:///home/me/a%20b"), Some("/home/me/a b".into()));
-        assert_eq!(root_folder("https://x"), None);
+        assert_eq!(root_folders("file:///home/me/a%20b"), vec!["/home/me/a b".to_owned()]);
+        assert!(root_folders("file://LOCALHOST/home/me/x?project=1#top").contains(&"/home/me/x".to_owned()));
+        assert!(root_folders("file:///home\\me").contains(&"/home/me".to_owned()));
+        assert!(root_folders("https://x").is_empty());
+        assert_eq!(
+            folders_named(" ~/served\n", "/", Some(&dir.path().to_string_lossy())),
+            vec![format!("{cwd}/served")]
+        );
+        assert_eq!(folders_named("--root=served", &cwd, None), vec![format!("{cwd}/served")]);
     }
 }

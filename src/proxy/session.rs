@@ -454,11 +454,15 @@ impl Session {
     fn learn_roots(&mut self, line: &[u8]) {
         let message: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
         let roots = message.pointer("/result/roots").and_then(Value::as_array).cloned().unwrap_or_default();
-        self.place.roots = roots
-            .iter()
-            .filter_map(|r| r.get("uri").and_then(Value::as_str))
-            .filter_map(super::place::root_folder)
-            .collect();
+        // Every root ever named counts: a server may keep serving an earlier one (server-filesystem
+        // ignores an answer without a usable folder), and one more folder only adds readings.
+        for root in
+            roots.iter().filter_map(|r| r.get("uri").and_then(Value::as_str)).flat_map(super::place::root_folders)
+        {
+            if !self.place.roots.contains(&root) && self.place.roots.len() < MAX_ROOTS {
+                self.place.roots.push(root);
+            }
+        }
     }
 
     /// Loads the policy file again; a policy that fails to load leaves the current one in force.
@@ -496,6 +500,9 @@ impl Session {
         }
     }
 }
+
+/// Client roots remembered, at most.
+const MAX_ROOTS: usize = 256;
 
 /// Whether a server's `elicitation/create` presents itself as toolgate's.
 fn impersonates(line: &[u8], env: &Envelope) -> bool {

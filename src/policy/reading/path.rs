@@ -235,7 +235,7 @@ pub fn normalize(path: &str) -> String {
 /// URL parsers read it (Python's `urlsplit`, WHATWG's `URL`): C0 controls and spaces around it
 /// dropped, tabs and line breaks inside it removed. Another host is read both as dropped (Python's
 /// `url2pathname(urlparse(u).path)`) and kept as `//host/p`.
-fn file_url(text: &str) -> Vec<String> {
+pub fn file_url(text: &str) -> Vec<String> {
     let trimmed = text.trim_matches(|c: char| c <= ' ');
     let cleaned: String = trimmed.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
     let Some(scheme) = cleaned.get(..5) else { return Vec::new() };
@@ -371,8 +371,20 @@ fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
         };
         let mut candidate = done.clone();
         candidate.push(part.into_owned());
-        let at = on_root(&candidate);
-        match std::fs::symlink_metadata(&at) {
+        let mut at = on_root(&candidate);
+        let mut meta = std::fs::symlink_metadata(&at);
+        // A name that is not there as written may be there in another Unicode form, which a
+        // server that matches names by NFC (server-filesystem) takes.
+        if meta.is_err()
+            && let Some(name) = candidate.last().filter(|n| !n.is_ascii())
+            && let Some(entry) = equivalent_entry(&on_root(&done), name)
+        {
+            candidate.pop();
+            candidate.push(entry);
+            at = on_root(&candidate);
+            meta = std::fs::symlink_metadata(&at);
+        }
+        match meta {
             Ok(meta) if meta.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_LINKS {
@@ -394,6 +406,15 @@ fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
         }
     }
     (Some(format!("/{}", done.join("/"))), touched_self)
+}
+
+/// An entry of `folder` whose name is `name` in another Unicode normalization form.
+fn equivalent_entry(folder: &Path, name: &str) -> Option<String> {
+    let wanted: String = name.nfc().collect();
+    std::fs::read_dir(folder).ok()?.flatten().find_map(|entry| {
+        let entry = entry.file_name().to_string_lossy().into_owned();
+        (entry.nfc().collect::<String>() == wanted).then_some(entry)
+    })
 }
 
 #[cfg(test)]
@@ -472,6 +493,12 @@ mod tests {
         // `..` after a symlink climbs from the link's target, not from the link's folder.
         assert_eq!(resolve(&at("allowed/link/../x"), Path::new("/"), &[1]), vec![at("PROT/x")]);
         assert_eq!(resolve(&at("allowed/loop/x"), Path::new("/"), &[1]), Vec::<String>::new());
+        // Each name is matched in any Unicode form, as server-filesystem matches it, and the link
+        // behind it followed.
+        std::fs::create_dir_all(root.join("\u{f1}")).unwrap();
+        std::os::unix::fs::symlink(root.join("PROT"), root.join("\u{f1}/li\u{301}nk")).unwrap();
+        assert_eq!(resolve(&at("\u{f1}/l\u{ed}nk/x"), Path::new("/"), &[1]), vec![at("PROT/x")]);
+        assert_eq!(resolve(&at("n\u{303}/li\u{301}nk/y"), Path::new("/"), &[1]), vec![at("PROT/y")]);
         // /proc/self is the process named, not toolgate.
         let me = std::process::id();
         let cwd = std::env::current_dir().unwrap();
