@@ -66,9 +66,33 @@ pub struct Found<'a> {
     /// Where JSON text was decoded on the way, if it was (`/options`).
     pub decoded: Option<String>,
     /// The JSON text the value was parsed from and its place in it, for exact numbers.
-    source: Option<(Cow<'a, str>, Vec<String>)>,
+    source: Option<Source<'a>>,
     /// A value toolgate cannot read, where a server may (JSON text nested beyond its limit).
     unreadable: bool,
+}
+
+/// Where a value is written: a JSON text, and the pointer to the value in it (borrowed from the
+/// condition's own tokens), and for an element of an array there, its index.
+#[derive(Debug, Clone)]
+struct Source<'a> {
+    text: Cow<'a, str>,
+    path: &'a [String],
+    element: Option<usize>,
+}
+
+impl<'a> Source<'a> {
+    /// The text of the value, as written.
+    fn raw(&self) -> Option<&str> {
+        let at = raw_at(&self.text, self.path)?;
+        match self.element {
+            None => Some(at),
+            Some(i) => raw_at(at, &[i.to_string()]),
+        }
+    }
+
+    fn element(&self, i: usize) -> Source<'a> {
+        Source { element: Some(i), ..self.clone() }
+    }
 }
 
 impl<'a> Found<'a> {
@@ -90,51 +114,46 @@ impl<'a> Found<'a> {
 /// Every value `tokens` (a parsed JSON pointer) names in the arguments, one per reading: the
 /// value as sent, and where a string on the way holds JSON text a server may decode (the Python
 /// SDK decodes it for any parameter that is not a plain string), the value inside it.
-pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &[String], cx: &Context<'a>) -> Vec<Found<'a>> {
-    let Some((first, rest)) = tokens.split_first() else { return Vec::new() };
+pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &'a [String], cx: &Context<'a>) -> Vec<Found<'a>> {
+    let Some(first) = tokens.first() else { return Vec::new() };
     let at = SchemaAt::arguments(cx.schema).child(first);
     let mut current = vec![match arguments.get(first.as_str()) {
         Some(value) => Found {
             value: Some(Cow::Borrowed(value)),
             at,
             decoded: None,
-            source: cx.text.map(|t| (Cow::Borrowed(t), vec![first.clone()])),
+            source: cx.text.map(|t| Source { text: Cow::Borrowed(t), path: &tokens[..1], element: None }),
             unreadable: false,
         },
         None => Found::missing(at, None),
     }];
-    let mut pointer = format!("/{}", escape(first));
-    for token in rest {
-        let mut next = Vec::new();
+    for i in 1..tokens.len() {
+        let mut next = Vec::with_capacity(current.len());
         for found in current {
-            step(found, token, &pointer, &mut next);
+            step(found, tokens, i, &mut next);
         }
-        pointer.push('/');
-        pointer.push_str(&escape(token));
         current = next;
     }
     current
 }
 
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+/// The pointer made of the first `n` tokens, for `explain`.
+fn pointer_of(tokens: &[String], n: usize) -> String {
+    tokens[..n].iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect()
 }
 
-/// One step of a pointer from one reading of a value.
-fn step<'a>(found: Found<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a>>) {
+/// One step of a pointer (to `tokens[i]`) from one reading of a value.
+fn step<'a>(found: Found<'a>, tokens: &'a [String], i: usize, out: &mut Vec<Found<'a>>) {
+    let token = tokens[i].as_str();
     let at = found.at.child(token);
     let Some(value) = found.value else {
         out.push(Found { at, ..found });
         return;
     };
-    let source = found.source.map(|(text, mut path)| {
-        path.push(token.to_owned());
-        (text, path)
-    });
-    let child = |v: &Value| -> Option<Value> {
+    let source = found.source.map(|s| Source { path: &tokens[i - s.path.len()..=i], ..s });
+    let member_of = |v: &Value| -> Option<usize> {
         match v {
-            Value::Object(map) => map.get(token).cloned(),
-            Value::Array(items) => items.get(array_index(token)?).cloned(),
+            Value::Array(items) => array_index(token).filter(|i| *i < items.len()),
             _ => None,
         }
     };
@@ -142,7 +161,7 @@ fn step<'a>(found: Found<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a
         Cow::Borrowed(v) => {
             let member = match v {
                 Value::Object(map) => map.get(token),
-                Value::Array(items) => array_index(token).and_then(|i| items.get(i)),
+                Value::Array(items) => member_of(v).map(|i| &items[i]),
                 _ => None,
             };
             match member {
@@ -156,11 +175,16 @@ fn step<'a>(found: Found<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a
                 None => out.push(Found::missing(at.clone(), found.decoded.clone())),
             }
             if let Value::String(s) = v {
-                decoded_step(s, &found.at, token, pointer, out);
+                decoded_step(s, &found.at, tokens, i, out);
             }
         }
         Cow::Owned(v) => {
-            match child(&v) {
+            let member = match &v {
+                Value::Object(map) => map.get(token).cloned(),
+                Value::Array(items) => member_of(&v).map(|i| items[i].clone()),
+                _ => None,
+            };
+            match member {
                 Some(m) => out.push(Found {
                     value: Some(Cow::Owned(m)),
                     at,
@@ -171,31 +195,31 @@ fn step<'a>(found: Found<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a
                 None => out.push(Found::missing(at.clone(), found.decoded.clone())),
             }
             if let Value::String(s) = &v {
-                decoded_step(s, &found.at, token, pointer, out);
+                decoded_step(s, &found.at, tokens, i, out);
             }
         }
     }
 }
 
-/// The member `token` of a string read as JSON text. A pointer that goes into a string can only
-/// mean the structure in it, whatever the schema declares: a server that takes the string and
-/// parses it itself reads just that.
-fn decoded_step<'a>(text: &str, at: &SchemaAt<'a>, token: &str, pointer: &str, out: &mut Vec<Found<'a>>) {
+/// The member `tokens[i]` of a string read as JSON text. A pointer that goes into a string can
+/// only mean the structure in it, whatever the schema declares: a server that takes the string
+/// and parses it itself reads just that.
+fn decoded_step<'a>(text: &str, at: &SchemaAt<'a>, tokens: &'a [String], i: usize, out: &mut Vec<Found<'a>>) {
     match json_text(text) {
         JsonText::Container(decoded) => {
             let inner = Found {
                 value: Some(Cow::Owned(decoded)),
                 at: at.clone(),
-                decoded: Some(pointer.to_owned()),
-                source: Some((Cow::Owned(text.to_owned()), Vec::new())),
+                decoded: Some(pointer_of(tokens, i)),
+                source: Some(Source { text: Cow::Owned(text.to_owned()), path: &tokens[i..i], element: None }),
                 unreadable: false,
             };
-            step(inner, token, pointer, out);
+            step(inner, tokens, i, out);
         }
         JsonText::Unreadable => out.push(Found {
             value: None,
-            at: at.child(token),
-            decoded: Some(pointer.to_owned()),
+            at: at.child(&tokens[i]),
+            decoded: Some(pointer_of(tokens, i)),
             source: None,
             unreadable: true,
         }),
@@ -407,7 +431,7 @@ fn describe_value(v: &Value) -> String {
 }
 
 /// The exact number a JSON number is: from its text where a double cannot hold it.
-fn exact(n: &serde_json::Number, source: Option<&(Cow<'_, str>, Vec<String>)>) -> Number {
+fn exact(n: &serde_json::Number, source: Option<&Source<'_>>) -> Number {
     if let Some(i) = n.as_i64() {
         return Number::from_i128(i.into());
     }
@@ -415,7 +439,7 @@ fn exact(n: &serde_json::Number, source: Option<&(Cow<'_, str>, Vec<String>)>) -
         return Number::from_i128(u.into());
     }
     source
-        .and_then(|(text, path)| raw_at(text, path))
+        .and_then(Source::raw)
         .and_then(|raw| number::decimal_literal(raw.trim()))
         .unwrap_or_else(|| Number::from_f64(n.as_f64().unwrap_or(f64::NAN)))
 }
@@ -451,7 +475,7 @@ pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
         match value {
             Value::Array(items) if !items.is_empty() => {
                 for (i, item) in items.iter().enumerate() {
-                    let source = f.source.as_ref().map(|(t, p)| (t.clone(), [p.as_slice(), &[i.to_string()]].concat()));
+                    let source = f.source.as_ref().map(|s| s.element(i));
                     let mut element = Vec::new();
                     scalar_texts(item, source.as_ref(), coerce, &mut element);
                     out.extend(element.into_iter().map(|(seen, how)| Reading {
@@ -524,17 +548,13 @@ fn into_static(r: Reading<'_>) -> Reading<'static> {
 }
 
 /// The texts one value (not an array to look into) has.
-fn scalar_texts<'v>(
-    value: &'v Value,
-    source: Option<&(Cow<'_, str>, Vec<String>)>,
-    coerce: bool,
-    out: &mut Vec<(Seen<'v>, How)>,
-) {
+fn scalar_texts<'v>(value: &'v Value, source: Option<&Source<'_>>, coerce: bool, out: &mut Vec<(Seen<'v>, How)>) {
     match value {
         Value::String(s) => out.push((Seen::Text(Cow::Borrowed(s)), How::AsSent)),
         Value::Number(n) => {
             let as_sent =
-                source.and_then(|(t, p)| raw_at(t, p)).map(|r| r.trim().to_owned()).unwrap_or_else(|| n.to_string());
+                // Only a number a double holds may be written otherwise than serde_json prints it.
+                source.filter(|_| n.is_f64()).and_then(Source::raw).map(|r| r.trim().to_owned()).unwrap_or_else(|| n.to_string());
             let canonical = exact(n, source).to_string();
             let serde_text = n.to_string();
             out.push((Seen::Text(Cow::Owned(as_sent.clone())), How::AsSent));
@@ -599,12 +619,7 @@ pub fn numbers<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
     out
 }
 
-fn numbers_of<'v>(
-    value: &'v Value,
-    source: Option<&(Cow<'_, str>, Vec<String>)>,
-    coerce: bool,
-    add: &mut dyn FnMut(Seen<'v>, How),
-) {
+fn numbers_of<'v>(value: &'v Value, source: Option<&Source<'_>>, coerce: bool, add: &mut dyn FnMut(Seen<'v>, How)) {
     match value {
         Value::Number(n) => {
             let exact = exact(n, source);
@@ -792,8 +807,9 @@ mod tests {
     use super::*;
 
     fn found<'a>(args: &'a Map<String, Value>, pointer: &[&str], cx: &Context<'a>) -> Vec<Found<'a>> {
-        let tokens: Vec<String> = pointer.iter().map(|t| (*t).to_owned()).collect();
-        resolve(args, &tokens, cx)
+        // The tokens live as long as the test: a condition owns them in the policy.
+        let tokens: &'static [String] = Box::leak(pointer.iter().map(|t| (*t).to_owned()).collect());
+        resolve(args, tokens, cx)
     }
 
     fn args(v: Value) -> Map<String, Value> {

@@ -127,41 +127,59 @@ pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
         return vec![PathReading { path: normalize(text), steps: Vec::new() }];
     }
     let mut forms: Vec<(String, Vec<Step>)> = vec![(text.to_owned(), Vec::new())];
+    // Most paths are plain: nothing in them reads another way but relative to a folder and on disk.
+    let plain = text.is_ascii()
+        && !text.contains(['\0', '\\', '$', '\t', '\n', '\r'])
+        && !text.starts_with('~')
+        && !text.trim_start_matches(|c: char| c <= ' ').get(..5).is_some_and(|s| s.eq_ignore_ascii_case("file:"));
+    if !plain {
+        variants(text, place, &mut forms);
+    }
+    finish(forms, place)
+}
+
+/// The forms a text that is not a plain path takes: cut at NUL, read as a URL, expanded, with
+/// `\\` as `/`, in NFC and NFD; each stage adds variants of everything before it.
+fn variants(text: &str, place: &dyn Place, forms: &mut Vec<(String, Vec<Step>)>) {
     let add = |forms: &mut Vec<(String, Vec<Step>)>, path: String, steps: Vec<Step>| {
         if !forms.iter().any(|(p, _)| *p == path) {
             forms.push((path, steps));
         }
     };
-    // Each stage adds variants of everything before it.
     if let Some(nul) = text.find('\0') {
-        add(&mut forms, text[..nul].to_owned(), vec![Step::CutAtNul]);
+        add(forms, text[..nul].to_owned(), vec![Step::CutAtNul]);
     }
     for (form, steps) in forms.clone() {
         for path in file_url(&form) {
-            add(&mut forms, path, with(&steps, Step::FileUrl));
+            add(forms, path, with(&steps, Step::FileUrl));
         }
     }
     for (form, steps) in forms.clone() {
         for path in home(&form, place) {
-            add(&mut forms, path, with(&steps, Step::Home));
+            add(forms, path, with(&steps, Step::Home));
         }
     }
     for (form, steps) in forms.clone() {
         if let Some(path) = variables(&form, place) {
-            add(&mut forms, path, with(&steps, Step::Variable));
+            add(forms, path, with(&steps, Step::Variable));
         }
     }
     for (form, steps) in forms.clone() {
         if form.contains('\\') {
-            add(&mut forms, form.replace('\\', "/"), with(&steps, Step::Backslash));
+            add(forms, form.replace('\\', "/"), with(&steps, Step::Backslash));
         }
     }
     for (form, steps) in forms.clone() {
         if !form.is_ascii() {
-            add(&mut forms, form.nfc().collect(), with(&steps, Step::Nfc));
-            add(&mut forms, form.nfd().collect(), with(&steps, Step::Nfd));
+            add(forms, form.nfc().collect(), with(&steps, Step::Nfc));
+            add(forms, form.nfd().collect(), with(&steps, Step::Nfd));
         }
     }
+}
+
+/// Every form as a normalised path, relative to each of the server's folders where it is
+/// relative, and as the server's disk resolves it.
+fn finish(forms: Vec<(String, Vec<Step>)>, place: &dyn Place) -> Vec<PathReading> {
     let mut out: Vec<PathReading> = Vec::new();
     let push = |out: &mut Vec<PathReading>, path: String, steps: Vec<Step>| {
         if !out.iter().any(|r| r.path == path) {
@@ -206,6 +224,13 @@ fn with(steps: &[Step], step: Step) -> Vec<Step> {
 /// Resolves `//`, `.` and `..` lexically, POSIX style (`\` is an ordinary character). A `..`
 /// above the root of an absolute path stays at the root; above a relative path it is kept.
 pub fn normalize(path: &str) -> String {
+    let already = !path.is_empty()
+        && !path.contains("//")
+        && (path == "/" || !path.ends_with('/'))
+        && path.split('/').all(|s| s != "." && s != "..");
+    if already {
+        return path.to_owned();
+    }
     let absolute = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for segment in path.split('/') {
