@@ -461,6 +461,35 @@ mod tests {
     }
 
     #[test]
+    fn arrays_are_read_through_nested_elements_joined_as_a_command_line_and_compared_element_by_element() {
+        let rm = Test::Regex { regex: Matcher::regex(r"\brm\s+-(rf|fr)\b").unwrap(), negate: false };
+        assert!(judge(rm, json!(["rm", "-rf", "/"])).any, "an argument vector a server runs");
+        assert!(judge(glob("/etc/**", false), json!([["/etc/passwd"]])).any, "nested arrays");
+        assert_eq!(judge(cmp(CompareOp::Gt, "1000"), json!([1, 5000])), Judged { any: true, all: false });
+        assert_eq!(judge(cmp(CompareOp::Lt, "1000"), json!([1, 5])), Judged::ALWAYS);
+    }
+
+    #[test]
+    fn what_would_make_a_decision_slow_is_unreadable_and_restricting_tests_hold_for_it() {
+        let padded = format!("/srv/ok/{}x", "./".repeat(10_000));
+        assert_eq!(judge(glob("/srv/PROT/**", false), json!(padded)), Judged { any: true, all: false });
+        let many: Vec<String> = (0..5000).map(|i| format!("/srv/ok/{i}")).collect();
+        assert_eq!(judge(glob("/srv/PROT/**", false), json!(many)), Judged { any: true, all: false });
+        let start = std::time::Instant::now();
+        let deep = format!("/{}", "a/".repeat(7000));
+        let _ = judge(glob("/srv/PROT/**", false), json!([deep.clone(), deep]));
+        // Not a timing assertion: a hang guard for a walk that once took minutes.
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn whitespace_a_validator_strips_is_read_stripped() {
+        assert_eq!(judge(glob("/srv/PROT/**", false), json!(" /srv/PROT/x\t")), Judged { any: true, all: false });
+        let secret = Test::Regex { regex: Matcher::regex("^/etc/").unwrap(), negate: false };
+        assert!(judge(secret, json!("  /etc/passwd")).any);
+    }
+
+    #[test]
     fn missing_argument_fails_every_test_but_exists_false() {
         let c = Condition::new("/to", vec![Test::Regex { regex: Matcher::regex("x").unwrap(), negate: true }]).unwrap();
         assert_eq!(c.judge(&args(json!({})), &Context::lexical()), Judged::NEVER);

@@ -201,7 +201,7 @@ impl Rule {
         if !self.matches_server(call.server) {
             return Judged::NEVER;
         }
-        let tool = self.judge_tool(&ToolName::of(call.tool));
+        let tool = self.judge_tool(&ToolName::of(call.tool, true));
         self.conditions.iter().fold(tool, |j, c| if j.any { j.and(c.judge(call.arguments, &call.context)) } else { j })
     }
 
@@ -237,14 +237,26 @@ pub struct ToolName<'a> {
 }
 
 impl<'a> ToolName<'a> {
-    pub fn of(sent: &'a str) -> ToolName<'a> {
-        // Plain lower-case ASCII folds to itself; most names are.
-        if sent.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+    /// The readings of a name. A plain lower-case ASCII name folds to itself, so it is read as
+    /// folded only when some glob is not plain lower case (`deleteFile` reaches `deletefile` on a
+    /// server that compares names without case).
+    pub fn of(sent: &'a str, globs_have_case: bool) -> ToolName<'a> {
+        let plain = sent.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase());
+        if plain && !globs_have_case {
             return ToolName { sent, folded: None };
         }
-        let folded: String = sent.nfkc().collect::<String>().to_lowercase().nfkc().collect();
-        ToolName { sent, folded: Some(folded) }
+        ToolName { sent, folded: Some(fold(sent)) }
     }
+}
+
+/// A name as a server that folds names reads it: characters Unicode ignores by default dropped
+/// (zero-width spaces, joiners, soft hyphens, variation selectors), whitespace around it trimmed,
+/// NFKC, full lower case (`ß` is `ss`).
+fn fold(name: &str) -> String {
+    let ignorable = |c: &char| matches!(*c as u32, 0xAD | 0x34F | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0xFE00..=0xFE0F | 0xFEFF);
+    let kept: String = name.chars().filter(|c| !ignorable(c)).collect();
+    let lower = kept.trim().nfkc().collect::<String>().to_lowercase().replace('ß', "ss");
+    lower.nfkc().collect()
 }
 
 /// A tool glob that matches folded names: case-insensitive, its own text folded the same way.
@@ -271,6 +283,8 @@ pub struct RuleSet {
     /// `folded_owner[i]` is the rule of glob `i`.
     folded_globs: GlobSet,
     folded_owner: Vec<usize>,
+    /// Some tool glob is not plain lower-case ASCII: every name is also read folded.
+    globs_have_case: bool,
 }
 
 /// A rule whose tool matched but that did not match the call, and why.
@@ -307,6 +321,10 @@ impl RuleSet {
                 folded_owner.push(i);
             }
         }
+        let globs_have_case = rules
+            .iter()
+            .flat_map(|r| r.tool_patterns.iter().flatten())
+            .any(|p| p.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()));
         Ok(RuleSet {
             rules,
             tool_globs: builder.build()?,
@@ -314,6 +332,7 @@ impl RuleSet {
             any_tool,
             folded_globs: folded.build()?,
             folded_owner,
+            globs_have_case,
         })
     }
 
@@ -339,7 +358,7 @@ impl RuleSet {
 
     /// Decides one call: every matching rule counts, the strictest gate wins.
     pub fn decide(&self, settings: &Settings, call: &Call<'_>) -> Decision {
-        let tool = ToolName::of(call.tool);
+        let tool = ToolName::of(call.tool, self.globs_have_case);
         let matched: Vec<(&Rule, Judged)> = self
             .candidates(&tool)
             .into_iter()
@@ -357,7 +376,7 @@ impl RuleSet {
 
     /// Decides a call and also lists the rules that almost matched it.
     pub fn explain(&self, settings: &Settings, call: &Call<'_>) -> (Decision, Vec<NearMiss>) {
-        let tool = ToolName::of(call.tool);
+        let tool = ToolName::of(call.tool, self.globs_have_case);
         let mut matched = Vec::new();
         let mut near = Vec::new();
         for i in self.candidates(&tool) {

@@ -121,7 +121,7 @@ fn unmatched_call_gets_the_default_tier() {
 fn tool_names_match_exactly_not_by_prefix() {
     let p = policy("[[rules]]\nname = \"x\"\ntools = [\"delete\"]\naction = \"deny\"\n");
     assert_eq!(decide(&p, "s", "delete").gate, Gate::Deny);
-    for other in ["delete_file", "xdelete", " delete"] {
+    for other in ["delete_file", "xdelete", "de lete"] {
         assert_eq!(decide(&p, "s", other).basis, Basis::DefaultTier, "{other}");
     }
 }
@@ -137,8 +137,14 @@ fn restricting_rules_match_names_a_server_may_fold_and_allow_rules_only_exact_on
     for folded in ["Delete", "DELETE", "\u{ff44}\u{ff45}\u{ff4c}\u{ff45}\u{ff54}\u{ff45}"] {
         assert_eq!(decide(&p, "s", folded).gate, Gate::Deny, "{folded}");
     }
-    let kill = policy("[[rules]]\nname = \"x\"\ntools = [\"kill\"]\naction = \"deny\"\n");
-    assert_eq!(decide(&kill, "s", "\u{212a}ill").gate, Gate::Deny, "the Kelvin sign folds to k");
+    let kill = policy("[[rules]]\nname = \"x\"\ntools = [\"kill_process\"]\naction = \"deny\"\n");
+    for folded in ["\u{212a}ill_process", "kill_proce\u{df}", "kill_process ", " kill_process", "kill\u{200b}_process"]
+    {
+        assert_eq!(decide(&kill, "s", folded).gate, Gate::Deny, "{folded:?}");
+    }
+    // A glob with capitals reaches a name a server compares without case.
+    let camel = policy("[[rules]]\nname = \"x\"\ntools = [\"deleteFile\"]\naction = \"deny\"\n");
+    assert_eq!(decide(&camel, "s", "deletefile").gate, Gate::Deny);
     // An allow rule lowers the gate only for the name exactly as written.
     assert_eq!(decide(&p, "s", "read_file").gate, Gate::Allow);
     for folded in ["READ_FILE", "Read_File", "\u{ff52}ead_file"] {

@@ -89,10 +89,6 @@ impl<'a> Source<'a> {
             Some(i) => raw_at(at, &[i.to_string()]),
         }
     }
-
-    fn element(&self, i: usize) -> Source<'a> {
-        Source { element: Some(i), ..self.clone() }
-    }
 }
 
 impl<'a> Found<'a> {
@@ -257,7 +253,11 @@ fn json_text(text: &str) -> JsonText {
         return JsonText::Not;
     }
     let repaired = python_leniencies(trimmed);
-    let parsed = serde_json::from_str::<Value>(repaired.as_deref().unwrap_or(trimmed));
+    if repaired.as_ref().is_some_and(|(_, non_finite)| *non_finite) {
+        // Python reads NaN and Infinity as numbers, which compare as no JSON value does.
+        return JsonText::Unreadable;
+    }
+    let parsed = serde_json::from_str::<Value>(repaired.as_ref().map_or(trimmed, |(r, _)| r.as_str()));
     match parsed {
         Ok(v @ (Value::Object(_) | Value::Array(_))) => JsonText::Container(v),
         Ok(v) => JsonText::Other(v),
@@ -275,10 +275,11 @@ fn json_text(text: &str) -> JsonText {
 /// The text with what Python's `json` accepts and serde_json does not made readable: the
 /// non-finite number literals outside strings replaced by `null`, and lone surrogate escapes
 /// inside strings by `\ufffd`; `None` when there is none of either.
-fn python_leniencies(text: &str) -> Option<String> {
+fn python_leniencies(text: &str) -> Option<(String, bool)> {
     let mut out = String::with_capacity(text.len());
     let mut in_string = false;
     let mut changed = false;
+    let mut non_finite = false;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
         if in_string {
@@ -308,13 +309,14 @@ fn python_leniencies(text: &str) -> Option<String> {
                 out.push_str("null");
                 rest = &rest[literal.len()..];
                 changed = true;
+                non_finite = true;
                 continue;
             }
         }
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    changed.then_some(out)
+    changed.then_some((out, non_finite))
 }
 
 /// A `\uXXXX` escape at the start of `rest` (and the low half after a high surrogate): the text to
@@ -462,7 +464,16 @@ fn raw_at<'t>(text: &'t str, path: &[String]) -> Option<&'t str> {
     Some(current.get())
 }
 
-/// The readings a pattern test (regex) judges: texts.
+/// Elements of an array read at most, and texts read as paths at most: beyond them, a value
+/// counts as unreadable (every restricting test holds for it), so that no argument can make a
+/// decision slow.
+const MAX_ELEMENTS: usize = 4096;
+
+/// The readings a pattern test (regex) judges: texts. An array is read through its elements
+/// (nested arrays too), and as its elements joined by a space (an argument vector a server runs)
+/// and by a comma (JavaScript's `String()`). A JSON string that a server decodes is read decoded,
+/// whatever the schema declares: the Python SDK decodes JSON text for any parameter not
+/// annotated a plain `str`, even one it lists as a string.
 pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
     let mut out = Vec::new();
     for f in found {
@@ -472,35 +483,83 @@ pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
             continue;
         };
         let coerce = f.coercible();
+        let from = Some(Cow::Borrowed(value));
         match value {
             Value::Array(items) if !items.is_empty() => {
-                for (i, item) in items.iter().enumerate() {
-                    let source = f.source.as_ref().map(|s| s.element(i));
+                let mut elements = Vec::new();
+                flatten(items, &mut elements);
+                if elements.len() > MAX_ELEMENTS {
+                    out.push(Reading { seen: Seen::Unreadable, from, ..base });
+                    continue;
+                }
+                // The elements' own texts, as written where a double cannot hold a number.
+                let raws: Option<Vec<&str>> = (items
+                    .iter()
+                    .any(|i| i.as_number().is_some_and(serde_json::Number::is_f64)))
+                .then(|| {
+                    f.source.as_ref().and_then(Source::raw).and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r).ok())
+                })
+                .flatten()
+                .map(|raws| raws.into_iter().map(RawValue::get).collect());
+                let mut joined: Vec<String> = Vec::new();
+                for (i, item) in elements.iter().enumerate() {
                     let mut element = Vec::new();
-                    scalar_texts(item, source.as_ref(), coerce, &mut element);
+                    let raw = raws.as_ref().and_then(|r| r.get(i)).copied().filter(|_| elements.len() == items.len());
+                    scalar_texts(item, raw, coerce, &mut element);
+                    if let Some((Seen::Text(t), _)) = element.first() {
+                        joined.push(t.to_string());
+                    }
                     out.extend(element.into_iter().map(|(seen, how)| Reading {
                         seen,
                         how: if how == How::AsSent { How::Element(i) } else { how },
-                        from: Some(Cow::Borrowed(value)),
+                        from: from.clone(),
                         decoded: f.decoded.clone(),
                     }));
+                }
+                if joined.len() > 1 {
+                    for (separator, name) in [
+                        (" ", "the elements joined by spaces, as a command line"),
+                        (",", "JavaScript's String() of an array"),
+                    ] {
+                        out.push(Reading {
+                            seen: Seen::Text(Cow::Owned(joined.join(separator))),
+                            how: How::Coerced(name),
+                            from: from.clone(),
+                            decoded: f.decoded.clone(),
+                        });
+                    }
                 }
             }
             _ => {
                 let mut own = Vec::new();
-                scalar_texts(value, f.source.as_ref(), coerce, &mut own);
+                let raw = f
+                    .source
+                    .as_ref()
+                    .filter(|_| value.as_number().is_some_and(serde_json::Number::is_f64))
+                    .and_then(Source::raw);
+                scalar_texts(value, raw, coerce, &mut own);
                 out.extend(own.into_iter().map(|(seen, how)| Reading {
                     seen,
                     how,
-                    from: Some(Cow::Borrowed(value)),
+                    from: from.clone(),
                     ..base.clone()
                 }));
-                if coerce && let Value::String(s) = value {
+                if let Value::String(s) = value {
+                    // What a validator that strips whitespace (pydantic's strip_whitespace) reads.
+                    let trimmed = s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c));
+                    if trimmed.len() != s.len() {
+                        out.push(Reading {
+                            seen: Seen::Text(Cow::Borrowed(trimmed)),
+                            how: How::Coerced("whitespace stripped"),
+                            from: from.clone(),
+                            ..base.clone()
+                        });
+                    }
                     match json_text(s) {
                         JsonText::Container(decoded) => {
                             for reading in texts_of_owned(decoded) {
                                 out.push(Reading {
-                                    from: Some(Cow::Borrowed(value)),
+                                    from: from.clone(),
                                     decoded: Some("(the value)".into()),
                                     ..reading
                                 });
@@ -508,7 +567,7 @@ pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
                         }
                         JsonText::Unreadable => out.push(Reading {
                             seen: Seen::Unreadable,
-                            from: Some(Cow::Borrowed(value)),
+                            from: from.clone(),
                             decoded: Some("(the value)".into()),
                             ..base.clone()
                         }),
@@ -519,6 +578,16 @@ pub fn texts<'v>(found: &'v [Found<'v>]) -> Vec<Reading<'v>> {
         }
     }
     out
+}
+
+/// The elements of an array and of the arrays in it, in order.
+fn flatten<'v>(items: &'v [Value], out: &mut Vec<&'v Value>) {
+    for item in items {
+        match item {
+            Value::Array(inner) if out.len() <= MAX_ELEMENTS => flatten(inner, out),
+            other => out.push(other),
+        }
+    }
 }
 
 /// The texts of a value decoded from JSON text (owned).
@@ -548,14 +617,16 @@ fn into_static(r: Reading<'_>) -> Reading<'static> {
 }
 
 /// The texts one value (not an array to look into) has.
-fn scalar_texts<'v>(value: &'v Value, source: Option<&Source<'_>>, coerce: bool, out: &mut Vec<(Seen<'v>, How)>) {
+/// `raw` is the number's text as written, where a double holds it.
+fn scalar_texts<'v>(value: &'v Value, raw: Option<&str>, coerce: bool, out: &mut Vec<(Seen<'v>, How)>) {
     match value {
         Value::String(s) => out.push((Seen::Text(Cow::Borrowed(s)), How::AsSent)),
         Value::Number(n) => {
             let as_sent =
                 // Only a number a double holds may be written otherwise than serde_json prints it.
-                source.filter(|_| n.is_f64()).and_then(Source::raw).map(|r| r.trim().to_owned()).unwrap_or_else(|| n.to_string());
-            let canonical = exact(n, source).to_string();
+                raw.map(|r| r.trim().to_owned()).unwrap_or_else(|| n.to_string());
+            let canonical =
+                raw.and_then(|r| number::decimal_literal(r.trim())).unwrap_or_else(|| exact(n, None)).to_string();
             let serde_text = n.to_string();
             out.push((Seen::Text(Cow::Owned(as_sent.clone())), How::AsSent));
             for (text, name) in [(canonical, "JavaScript's String()"), (serde_text, "the number's JSON text")] {
@@ -580,9 +651,15 @@ fn scalar_texts<'v>(value: &'v Value, source: Option<&Source<'_>>, coerce: bool,
 /// The readings a glob judges: every text read as a path, every way [`path::readings`] lists.
 pub fn paths<'v>(found: &'v [Found<'v>], place: &dyn Place) -> Vec<Reading<'v>> {
     let mut out = Vec::new();
+    let mut read = 0;
     for reading in texts(found) {
         match &reading.seen {
+            // A text too long to be a path, or too many of them: unreadable, not slow.
+            Seen::Text(t) if t.len() > path::LONGEST_PATH || read >= MAX_ELEMENTS => {
+                out.push(Reading { seen: Seen::Unreadable, ..reading });
+            }
             Seen::Text(t) => {
+                read += 1;
                 for p in path::readings(t, place) {
                     out.push(Reading { seen: Seen::Path(p), ..reading.clone() });
                 }
@@ -635,16 +712,25 @@ fn numbers_of<'v>(value: &'v Value, source: Option<&Source<'_>>, coerce: bool, a
                 add(Seen::Number(n), How::NumberFrom(family));
             }
         }
+        // On an array, as a pattern is, through its elements: each is a number the server uses.
+        Value::Array(items) if !items.is_empty() => {
+            let mut elements = Vec::new();
+            flatten(items, &mut elements);
+            if elements.len() > MAX_ELEMENTS {
+                return add(Seen::Unreadable, How::Coerced("an array too long to read"));
+            }
+            for element in elements {
+                numbers_of(element, None, coerce, &mut |seen, how| {
+                    add(seen, if how == How::AsSent { How::Coerced("an element of the array") } else { how })
+                });
+            }
+        }
         _ if !coerce => {}
         Value::Bool(b) => {
             add(Seen::Number(Number::from_i128(i128::from(*b))), How::Coerced("pydantic's int, JavaScript's Number()"))
         }
         Value::Null => add(Seen::Number(Number::from_i128(0)), How::Coerced("JavaScript's Number(null)")),
-        Value::Array(items) => match items.as_slice() {
-            [] => add(Seen::Number(Number::from_i128(0)), How::Coerced("JavaScript's Number([])")),
-            [one] => numbers_of(one, None, true, &mut |seen, _| add(seen, How::Coerced("JavaScript's Number([x])"))),
-            _ => {}
-        },
+        Value::Array(_) => add(Seen::Number(Number::from_i128(0)), How::Coerced("JavaScript's Number([])")),
         Value::Object(_) => {}
     }
 }
@@ -830,13 +916,10 @@ mod tests {
         let values: Vec<Option<Value>> =
             found(&a, &["options", "recursive"], &cx).into_iter().map(|f| f.value.map(Cow::into_owned)).collect();
         assert_eq!(values, vec![None, Some(json!(true))]);
-        // Python's json module reads NaN; the object around it is still an object.
+        // Python's json module reads NaN and Infinity as numbers no JSON value is: unreadable,
+        // which every restricting test holds for.
         let a = args(json!({"options": "{\"x\": NaN, \"recursive\": true}"}));
-        assert!(
-            found(&a, &["options", "recursive"], &Context::lexical())
-                .iter()
-                .any(|f| f.value.as_deref() == Some(&json!(true)))
-        );
+        assert!(found(&a, &["options", "recursive"], &Context::lexical()).iter().any(|f| f.is_unreadable()));
         // A lone surrogate escape, which Python keeps: the object around it is still read.
         let a = args(json!({"options": "{\"recursive\": true, \"note\": \"\\ud800\", \"b\": \"\\\\ud800\"}"}));
         assert!(

@@ -250,6 +250,13 @@ fn python(text: &str) -> Option<Number> {
         "nan" | "snan" => return Some(Number::NaN),
         _ => {}
     }
+    // `int(s, 0)` reads 0x, 0o and 0b literals, `_` between their digits too.
+    for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
+        if let Some(digits) = body.get(..2).filter(|p| p.eq_ignore_ascii_case(prefix)).map(|_| &body[2..]) {
+            let n = radix_integer(digits, radix).filter(|_| !digits.is_empty())?;
+            return Some(if negative { negate(n) } else { n });
+        }
+    }
     decimal_literal(&ascii)
 }
 
@@ -406,8 +413,13 @@ fn decimal_prefix(text: &str) -> usize {
     end
 }
 
-/// An unsigned integer in a radix, exactly.
+/// An unsigned integer in a radix, exactly; one of more than `MAX_RADIX_DIGITS` digits is read
+/// as infinite (greater than any bound a policy writes), so that converting it stays cheap.
 fn radix_integer(digits: &str, radix: u32) -> Option<Number> {
+    const MAX_RADIX_DIGITS: usize = 400;
+    if radix != 10 && digits.len() > MAX_RADIX_DIGITS {
+        return digits.chars().all(|c| c.is_digit(radix)).then_some(Number::Infinite { negative: false });
+    }
     if radix == 10 {
         return digits.bytes().all(|b| b.is_ascii_digit()).then(|| Number::from_parts(false, digits, "", 0));
     }
@@ -494,6 +506,10 @@ mod tests {
         assert!(read("1000.00000000000000001").contains(&"1000.00000000000000001".to_owned()));
         assert!(read("1000.00000000000000001").contains(&"1000".to_owned()), "the double Python's float reads");
         assert_eq!(read("inf"), vec!["Infinity"]);
+        assert!(read("0x_1388").contains(&"5000".to_owned()), "Python's int(s, 0)");
+        assert!(read("\u{85}0x1388").contains(&"5000".to_owned()));
+        // A huge literal is read as infinite, at once.
+        assert!(read(&format!("0x{}", "f".repeat(60_000))).contains(&"Infinity".to_owned()));
     }
 
     #[test]

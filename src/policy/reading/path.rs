@@ -15,8 +15,7 @@
 //! | relative to the server's working folders and the folders it serves | `PROT/x` | every server (`open`), server-filesystem (its allowed folders) |
 //! | on disk: symlinks followed, `..` after a symlink physical, `/proc/self` the server | `allowed/link/x` | the kernel |
 
-use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -83,6 +82,7 @@ pub fn home_of(user: &str) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     CutAtNul,
+    Trimmed,
     FileUrl,
     Home,
     Variable,
@@ -97,6 +97,7 @@ impl Step {
     pub fn describe(self) -> &'static str {
         match self {
             Step::CutAtNul => "cut at the NUL byte",
+            Step::Trimmed => "whitespace stripped",
             Step::FileUrl => "read as a file: URL",
             Step::Home => "~ expanded",
             Step::Variable => "$VARIABLE expanded",
@@ -116,9 +117,10 @@ pub struct PathReading {
     pub steps: Vec<Step>,
 }
 
-/// Longer than this, a text is no path a server can open (Linux's `PATH_MAX` is 4096 bytes):
-/// it is read only as sent, without the copies every other reading takes.
-const LONGEST_PATH: usize = 64 * 1024;
+/// Longer than this, a text is not read as a path at all (Linux's `PATH_MAX` is 4096 bytes, but
+/// a server may shorten a padded path before it opens it): it counts as unreadable, which every
+/// restricting test holds for (`reading::paths`).
+pub const LONGEST_PATH: usize = 16 * 1024;
 
 /// Every reading of `text` as a path, each normalised (`//`, `.` and `..` resolved lexically),
 /// the reading of the text as sent first.
@@ -130,6 +132,7 @@ pub fn readings(text: &str, place: &dyn Place) -> Vec<PathReading> {
     // Most paths are plain: nothing in them reads another way but relative to a folder and on disk.
     let plain = text.is_ascii()
         && !text.contains(['\0', '\\', '$', '\t', '\n', '\r'])
+        && text.trim() == text
         && !text.starts_with('~')
         && !text.trim_start_matches(|c: char| c <= ' ').get(..5).is_some_and(|s| s.eq_ignore_ascii_case("file:"));
     if !plain {
@@ -160,8 +163,15 @@ fn variants(text: &str, place: &dyn Place, forms: &mut Vec<(String, Vec<Step>)>)
         }
     }
     for (form, steps) in forms.clone() {
-        if let Some(path) = variables(&form, place) {
+        for path in variables(&form, place) {
             add(forms, path, with(&steps, Step::Variable));
+        }
+    }
+    for (form, steps) in forms.clone() {
+        // What a server that trims its arguments (pydantic's strip_whitespace) opens.
+        let trimmed = form.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c));
+        if trimmed.len() != form.len() {
+            add(forms, trimmed.to_owned(), with(&steps, Step::Trimmed));
         }
     }
     for (form, steps) in forms.clone() {
@@ -312,8 +322,22 @@ fn home(text: &str, place: &dyn Place) -> Vec<String> {
 }
 
 /// `$NAME` and `${NAME}` expanded with the server's environment (unknown ones kept), as
-/// Python's `os.path.expandvars` does; `None` when there is nothing to expand.
-fn variables(text: &str, place: &dyn Place) -> Option<String> {
+/// Python's `os.path.expandvars` does, once with each value a variable has among the server's
+/// processes (at most a few).
+fn variables(text: &str, place: &dyn Place) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in 0..4 {
+        if let Some(v) = variables_with(text, place, k)
+            && !out.contains(&v)
+        {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// `text` with each variable expanded with its `k`-th value (its last, when it has fewer).
+fn variables_with(text: &str, place: &dyn Place, k: usize) -> Option<String> {
     if !text.contains('$') {
         return None;
     }
@@ -333,9 +357,10 @@ fn variables(text: &str, place: &dyn Place) -> Option<String> {
                 (&after[..end], end)
             }
         };
-        match place.var(name).into_iter().next().filter(|_| !name.is_empty()) {
+        let values = if name.is_empty() { Vec::new() } else { place.var(name) };
+        match values.get(k).or(values.last()) {
             Some(value) => {
-                out.push_str(&value);
+                out.push_str(value);
                 changed = true;
             }
             None => out.push_str(&rest[at..at + 1 + used]),
@@ -372,41 +397,41 @@ pub fn resolve(absolute: &str, root: &Path, pids: &[u32]) -> Vec<String> {
 const MAX_LINKS: usize = 40;
 
 fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
-    let mut done: Vec<String> = Vec::new();
-    let mut todo: std::collections::VecDeque<String> = absolute.split('/').map(str::to_owned).collect();
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    // Parts are bytes: a link's target need not be UTF-8, and the walk must follow it as it is.
+    let mut done: Vec<OsString> = Vec::new();
+    let mut at = root.to_path_buf();
+    let mut todo: std::collections::VecDeque<OsString> = absolute.split('/').map(OsString::from).collect();
     let mut links = 0;
     let mut touched_self = false;
-    let on_root = |parts: &[String]| -> PathBuf {
-        let mut p = root.to_path_buf();
-        p.extend(parts);
-        p
-    };
     while let Some(part) = todo.pop_front() {
-        let part: Cow<'_, str> = match part.as_str() {
-            "" | "." => continue,
-            ".." => {
-                done.pop();
+        let part = match part.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                if done.pop().is_some() {
+                    at.pop();
+                }
                 continue;
             }
-            "self" | "thread-self" if done.len() == 1 && done[0] == "proc" => {
+            b"self" | b"thread-self" if done.len() == 1 && done[0] == "proc" => {
                 touched_self = true;
-                Cow::Owned(pid.to_string())
+                OsString::from(pid.to_string())
             }
-            _ => Cow::Owned(part),
+            _ => part,
         };
-        let mut candidate = done.clone();
-        candidate.push(part.into_owned());
-        let mut at = on_root(&candidate);
+        at.push(&part);
+        let mut name = part;
         let mut meta = std::fs::symlink_metadata(&at);
         // A name that is not there as written may be there in another Unicode form, which a
         // server that matches names by NFC (server-filesystem) takes.
         if meta.is_err()
-            && let Some(name) = candidate.last().filter(|n| !n.is_ascii())
-            && let Some(entry) = equivalent_entry(&on_root(&done), name)
+            && let Some(text) = name.to_str().filter(|n| !n.is_ascii())
+            && let Some(entry) = at.parent().and_then(|folder| equivalent_entry(folder, text))
         {
-            candidate.pop();
-            candidate.push(entry);
-            at = on_root(&candidate);
+            at.pop();
+            at.push(&entry);
+            name = OsString::from(entry);
             meta = std::fs::symlink_metadata(&at);
         }
         match meta {
@@ -416,21 +441,25 @@ fn walk(absolute: &str, root: &Path, pid: u32) -> (Option<String>, bool) {
                     return (None, touched_self);
                 }
                 let Ok(target) = std::fs::read_link(&at) else { return (None, touched_self) };
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
+                at.pop();
+                let target = target.into_os_string().into_vec();
+                if target.starts_with(b"/") {
                     done.clear();
+                    at = root.to_path_buf();
                 }
-                for (i, t) in target.split('/').enumerate() {
-                    todo.insert(i, t.to_owned());
+                for (i, t) in target.split(|b| *b == b'/').enumerate() {
+                    todo.insert(i, OsStr::from_bytes(t).to_owned());
                 }
             }
             // A part that does not exist is taken as written, and the walk goes on: a `..` may
             // climb back out of it to parts that do exist (the kernel would fail there, but
             // Python's `os.path.realpath`, which servers use to resolve paths, goes on so).
-            Ok(_) | Err(_) => done = candidate,
+            Ok(_) | Err(_) => done.push(name),
         }
     }
-    (Some(format!("/{}", done.join("/"))), touched_self)
+    let joined: Vec<u8> = done.iter().flat_map(|p| std::iter::once(b'/').chain(p.as_bytes().iter().copied())).collect();
+    let path = if joined.is_empty() { "/".to_owned() } else { String::from_utf8_lossy(&joined).into_owned() };
+    (Some(path), touched_self)
 }
 
 /// An entry of `folder` whose name is `name` in another Unicode normalization form.
@@ -457,6 +486,7 @@ mod tests {
             match name {
                 "HOME" => vec!["/home/me".into()],
                 "DATA" => vec!["/srv/data".into()],
+                "TWO" => vec!["/one".into(), "/two".into()],
                 _ => Vec::new(),
             }
         }
@@ -488,6 +518,7 @@ mod tests {
         assert!(paths("$HOME/x").contains(&"/home/me/x".to_owned()));
         assert!(paths("${DATA}/x").contains(&"/srv/data/x".to_owned()));
         assert!(paths("$NOPE/x").contains(&"$NOPE/x".to_owned()));
+        assert!(paths("$TWO/x").contains(&"/one/x".to_owned()) && paths("$TWO/x").contains(&"/two/x".to_owned()));
         assert!(paths("file://localhost/srv/PROT%2Fx").contains(&"/srv/PROT/x".to_owned()));
         assert!(paths("FILE:///srv/a%20b").contains(&"/srv/a b".to_owned()));
         assert!(paths("file:/etc/passwd").contains(&"/etc/passwd".to_owned()));
