@@ -195,19 +195,50 @@ const MAX_PROBLEMS: usize = 3;
 const MAX_COMPILED: usize = 4096;
 
 /// A validator for an input schema: the linear-time `regex` engine for patterns, and where a
-/// pattern needs what only a backtracking engine offers, `fancy-regex` with a step limit.
+/// pattern needs what only a backtracking engine offers, `fancy-regex` with a step limit. A
+/// schema written for draft 4 without saying so (`"exclusiveMinimum": true`) is read as draft 4;
+/// and where a `pattern` compiles in neither engine (an ECMAScript-only form), it is left out: a
+/// pattern only narrows which strings conform, and never what type a value is read as, so leaving
+/// it out can only let more calls conform, never widen a reading.
 fn compile(schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
     if !schema.is_object() && !schema.is_boolean() {
         return Err("it is not a JSON Schema object".into());
     }
-    let linear = jsonschema::options().with_pattern_options(jsonschema::PatternOptions::regex()).build(schema);
-    match linear {
-        Ok(v) => Ok(Arc::new(v)),
-        Err(first) => jsonschema::options()
-            .with_pattern_options(jsonschema::PatternOptions::fancy_regex().backtrack_limit(100_000))
-            .build(schema)
-            .map(Arc::new)
-            .map_err(|_| shortened(&first.to_string())),
+    let build = |schema: &Value, draft4: bool| {
+        let draft = if draft4 { jsonschema::Draft::Draft4 } else { jsonschema::Draft::default() };
+        let detected = !draft4;
+        let linear = jsonschema::options().with_pattern_options(jsonschema::PatternOptions::regex());
+        let linear = if detected { linear } else { linear.with_draft(draft) };
+        linear.build(schema).or_else(|_| {
+            let backtracking = jsonschema::options()
+                .with_pattern_options(jsonschema::PatternOptions::fancy_regex().backtrack_limit(100_000));
+            let backtracking = if detected { backtracking } else { backtracking.with_draft(draft) };
+            backtracking.build(schema)
+        })
+    };
+    let first = match build(schema, false) {
+        Ok(v) => return Ok(Arc::new(v)),
+        Err(e) => shortened(&e.to_string()),
+    };
+    if let Ok(v) = build(schema, true) {
+        return Ok(Arc::new(v));
+    }
+    let mut without = schema.clone();
+    strip_patterns(&mut without);
+    build(&without, false).or_else(|_| build(&without, true)).map(Arc::new).map_err(|_| first)
+}
+
+/// The schema without its `pattern` keywords, at any depth.
+fn strip_patterns(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.get("pattern").is_some_and(Value::is_string) {
+                map.shift_remove("pattern");
+            }
+            map.values_mut().for_each(strip_patterns);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_patterns),
+        _ => {}
     }
 }
 
@@ -352,6 +383,24 @@ mod tests {
         // After the server says its tools changed, an unknown tool means: list again.
         t.changed();
         assert_eq!(t.check("never", &mut Map::new()), Verdict::Unlisted);
+    }
+
+    #[test]
+    fn schemas_validators_disagree_on_are_still_judged() {
+        let mut t = Tools::default();
+        t.learn(
+            &[
+                json!({"name": "old", "inputSchema": {"type": "object", "properties": {"n": {"type": "number", "minimum": 0, "exclusiveMinimum": true}}}}),
+                json!({"name": "ecma", "inputSchema": {"type": "object", "properties": {"s": {"type": "string", "pattern": "^[^]*$"}}}}),
+            ],
+            true,
+            true,
+        );
+        // Draft 4 without saying so, and a pattern only ECMAScript compiles: judged, not refused.
+        assert!(matches!(t.check("old", &mut args(json!({"n": 1}))), Verdict::Conforms(_)));
+        assert!(matches!(t.check("old", &mut args(json!({"n": "1"}))), Verdict::Nonconforming(_)));
+        assert!(matches!(t.check("ecma", &mut args(json!({"s": "x"}))), Verdict::Conforms(_)));
+        assert!(matches!(t.check("ecma", &mut args(json!({"s": 5}))), Verdict::Nonconforming(_)));
     }
 
     #[test]
