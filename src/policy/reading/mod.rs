@@ -12,10 +12,11 @@
 //!   reading (see `rule.rs` for how the two combine).
 //!
 //! Where the tool's schema declares exactly the type the value has, the server's validator has
-//! nothing to coerce, and only the readings of that type remain (a number is that number; a
-//! string is a string, whose numeric tests still read the numbers in it and whose globs still
-//! read it as a path). Anywhere else (no schema, no `type`, a union, a value of another type)
-//! every coercion is a reading.
+//! nothing to coerce, and only the readings of that type remain (a number is that number, not a
+//! boolean). What a server's own code makes of a value of the declared type stays a reading: the
+//! numbers a string holds, the JSON text in it (the Python SDK decodes it even for parameters it
+//! lists as strings), the path it names. Anywhere else (no schema, no `type`, a union, a value of
+//! another type) every coercion is a reading.
 
 pub mod declared;
 pub mod number;
