@@ -124,6 +124,25 @@ pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &'a [String], cx: 
         },
         None => Found::missing(at, None),
     }];
+    // A key the schema does not name may be another name (an alias) for the one the pointer
+    // names: pydantic's `validation_alias` takes `file_path` for `path`, and the schema lists only
+    // `path`. Such a key's value is one more reading of it.
+    if let Some(schema) = cx.schema {
+        let declared = schema.get("properties").and_then(Value::as_object);
+        if declared.is_some_and(|d| d.contains_key(first.as_str())) {
+            for (key, value) in arguments {
+                if declared.is_some_and(|d| !d.contains_key(key.as_str())) {
+                    current.push(Found {
+                        value: Some(Cow::Borrowed(value)),
+                        at: SchemaAt::arguments(cx.schema).child(first),
+                        decoded: None,
+                        source: None,
+                        unreadable: false,
+                    });
+                }
+            }
+        }
+    }
     for i in 1..tokens.len() {
         let mut next = Vec::with_capacity(current.len());
         for found in current {
@@ -937,6 +956,18 @@ mod tests {
         let _ = found(&a, &["options", "recursive"], &Context::lexical());
         let a = args(json!({"options": deep}));
         assert!(found(&a, &["options", "x"], &Context::lexical()).iter().any(|f| f.unreadable));
+    }
+
+    #[test]
+    fn a_key_the_schema_does_not_name_is_read_as_an_alias() {
+        let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
+        let cx = Context { schema: Some(&schema), ..Context::lexical() };
+        let a = args(json!({"file_path": "/etc/passwd"}));
+        let values: Vec<Option<Value>> =
+            found(&a, &["path"], &cx).into_iter().map(|f| f.value.map(Cow::into_owned)).collect();
+        assert_eq!(values, vec![None, Some(json!("/etc/passwd"))]);
+        // Without a schema there is no telling which keys are another's names.
+        assert_eq!(found(&a, &["path"], &Context::lexical()).len(), 1);
     }
 
     #[test]
