@@ -240,30 +240,8 @@ fn array_element<'s>(map: &'s Map<String, Value>, token: &str, out: &mut Vec<&'s
 /// A reference to another document cannot be followed: conformity refuses such schemas.
 pub fn resolve_ref<'s>(root: Option<&'s Value>, target: &str) -> Option<&'s Value> {
     let pointer = target.strip_prefix('#')?;
-    let pointer = percent_decoded(pointer);
+    let pointer = super::path::percent_decode(pointer);
     root?.pointer(&pointer)
-}
-
-fn percent_decoded(text: &str) -> String {
-    if !text.contains('%') {
-        return text.to_owned();
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -167,53 +167,25 @@ fn step<'a>(found: Found<'a>, tokens: &'a [String], i: usize, out: &mut Vec<Foun
         return;
     };
     let source = found.source.map(|s| Source { path: &tokens[i - s.path.len()..=i], ..s });
-    let member_of = |v: &Value| -> Option<usize> {
-        match v {
-            Value::Array(items) => array_index(token).filter(|i| *i < items.len()),
-            _ => None,
-        }
+    let member: Option<Cow<'a, Value>> = match &value {
+        Cow::Borrowed(v) => member(v, token).map(Cow::Borrowed),
+        Cow::Owned(v) => member(v, token).cloned().map(Cow::Owned),
     };
+    match member {
+        Some(m) => out.push(Found { value: Some(m), at, decoded: found.decoded, source, unreadable: false }),
+        None => out.push(Found::missing(at, found.decoded)),
+    }
+    if let Value::String(s) = value.as_ref() {
+        decoded_step(s, &found.at, tokens, i, out);
+    }
+}
+
+/// The member `token` of an object, or the element it indexes of an array.
+fn member<'v>(value: &'v Value, token: &str) -> Option<&'v Value> {
     match value {
-        Cow::Borrowed(v) => {
-            let member = match v {
-                Value::Object(map) => map.get(token),
-                Value::Array(items) => member_of(v).map(|i| &items[i]),
-                _ => None,
-            };
-            match member {
-                Some(m) => out.push(Found {
-                    value: Some(Cow::Borrowed(m)),
-                    at,
-                    decoded: found.decoded,
-                    source,
-                    unreadable: false,
-                }),
-                None => out.push(Found::missing(at.clone(), found.decoded.clone())),
-            }
-            if let Value::String(s) = v {
-                decoded_step(s, &found.at, tokens, i, out);
-            }
-        }
-        Cow::Owned(v) => {
-            let member = match &v {
-                Value::Object(map) => map.get(token).cloned(),
-                Value::Array(items) => member_of(&v).map(|i| items[i].clone()),
-                _ => None,
-            };
-            match member {
-                Some(m) => out.push(Found {
-                    value: Some(Cow::Owned(m)),
-                    at,
-                    decoded: found.decoded,
-                    source,
-                    unreadable: false,
-                }),
-                None => out.push(Found::missing(at.clone(), found.decoded.clone())),
-            }
-            if let Value::String(s) = &v {
-                decoded_step(s, &found.at, tokens, i, out);
-            }
-        }
+        Value::Object(map) => map.get(token),
+        Value::Array(items) => items.get(array_index(token)?),
+        _ => None,
     }
 }
 

@@ -294,7 +294,8 @@ pub fn file_url(text: &str) -> Vec<String> {
     paths.into_iter().map(|p| percent_decode(p.split(['?', '#']).next().unwrap_or_default())).collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded (bytes that are not UTF-8 become U+FFFD).
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
