@@ -73,22 +73,17 @@ pub struct Found<'a> {
 }
 
 /// Where a value is written: a JSON text, and the pointer to the value in it (borrowed from the
-/// condition's own tokens), and for an element of an array there, its index.
+/// condition's own tokens). An array's elements are looked up in one pass by `texts`.
 #[derive(Debug, Clone)]
 struct Source<'a> {
     text: Cow<'a, str>,
     path: &'a [String],
-    element: Option<usize>,
 }
 
-impl<'a> Source<'a> {
+impl Source<'_> {
     /// The text of the value, as written.
     fn raw(&self) -> Option<&str> {
-        let at = raw_at(&self.text, self.path)?;
-        match self.element {
-            None => Some(at),
-            Some(i) => raw_at(at, &[i.to_string()]),
-        }
+        raw_at(&self.text, self.path)
     }
 }
 
@@ -119,7 +114,7 @@ pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &'a [String], cx: 
             value: Some(Cow::Borrowed(value)),
             at,
             decoded: None,
-            source: cx.text.map(|t| Source { text: Cow::Borrowed(t), path: &tokens[..1], element: None }),
+            source: cx.text.map(|t| Source { text: Cow::Borrowed(t), path: &tokens[..1] }),
             unreadable: false,
         },
         None => Found::missing(at, None),
@@ -199,7 +194,7 @@ fn decoded_step<'a>(text: &str, at: &SchemaAt<'a>, tokens: &'a [String], i: usiz
                 value: Some(Cow::Owned(decoded)),
                 at: at.clone(),
                 decoded: Some(pointer_of(tokens, i)),
-                source: Some(Source { text: Cow::Owned(text.to_owned()), path: &tokens[i..i], element: None }),
+                source: Some(Source { text: Cow::Owned(text.to_owned()), path: &tokens[i..i] }),
                 unreadable: false,
             };
             step(inner, tokens, i, out);
