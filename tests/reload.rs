@@ -119,3 +119,141 @@ fn sighup_reloads_a_policy_the_watcher_cannot_see() {
     wait_for(&stderr, "policy reloaded");
     assert!(!refused(&read(&mut peer, 3)));
 }
+
+/// toolgate in front of its demo server for a client that answers questions by elicitation.
+fn start_asking(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(toolgate());
+    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
+    cmd.arg("--").arg(toolgate()).arg("demo-server");
+    cmd.stderr(Stdio::piped());
+    let (tx, rx) = mpsc::channel();
+    let mut peer = Peer::start_with(cmd, |child| {
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("toolgate: {line}");
+                let _ = tx.send(line);
+            }
+        });
+    });
+    peer.request(
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"form": {}}}, "clientInfo": {"name": "t", "version": "0"}}),
+    );
+    peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    (peer, rx)
+}
+
+const PAY_ASKS: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"10m\"\n[[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\n";
+const PAY_DENIED: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"10m\"\n[[rules]]\nname = \"no money\"\ntools = [\"send_payment\"]\naction = \"deny\"\nreason = \"payments are off\"\n";
+const PAY_HELD: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"10m\"\n[[rules]]\nname = \"money waits\"\ntools = [\"send_payment\"]\naction = \"hold\"\nhold = \"10m\"\n";
+
+fn pay(peer: &mut Peer, id: i64) {
+    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": "ACME", "amount": 1200}}}));
+}
+
+fn question(peer: &Peer) -> Value {
+    let msg = peer.recv();
+    assert_eq!(msg["method"], "elicitation/create", "{msg}");
+    msg
+}
+
+fn accept(peer: &mut Peer, question: &Value, decision: &str) {
+    peer.send(&json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"toolgate_decision": decision}}}));
+}
+
+/// A ping and its answer: everything the proxy sent before it is read first, in order.
+fn ping_after(peer: &mut Peer, id: i64) -> Vec<Value> {
+    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+    let mut before = Vec::new();
+    loop {
+        let msg = peer.recv();
+        if msg["id"] == json!(id) && msg.get("result").is_some() {
+            return before;
+        }
+        before.push(msg);
+    }
+}
+
+#[test]
+fn a_call_waiting_for_a_yes_is_refused_the_moment_a_reloaded_policy_denies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), PAY_ASKS);
+    let audit = dir.path().join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&policy, &audit);
+    pay(&mut peer, 1);
+    let q = question(&peer);
+
+    save(&policy, PAY_DENIED);
+    wait_for(&stderr, "policy reloaded");
+    // Refused now, with the new rule's reason, and the question withdrawn; nobody answered yet.
+    let sent = ping_after(&mut peer, 2);
+    let reply = sent.iter().find(|m| m["id"] == json!(1)).unwrap_or_else(|| panic!("call 1 still waits: {sent:?}"));
+    assert!(refused(reply), "{reply}");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("payments are off") && text.contains("\"no money\""), "{text}");
+    assert!(sent.iter().any(|m| m["method"] == "notifications/cancelled"), "the question was not withdrawn: {sent:?}");
+
+    // The person's yes arrives afterwards and runs nothing.
+    accept(&mut peer, &q, "allow_once");
+    let sent = ping_after(&mut peer, 3);
+    assert!(sent.is_empty(), "the late answer did something: {sent:?}");
+    peer.close_stdin();
+    assert!(peer.wait().success());
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["tool"] == "send_payment")
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!((records[0]["verdict"].as_str(), records[0]["gate"].as_str()), (Some("refused"), Some("deny")));
+    assert_eq!(records[0]["policy"], json!(toolgate::policy::version_of(PAY_DENIED)));
+}
+
+#[test]
+fn a_hold_that_a_reloaded_policy_makes_a_question_is_asked_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), PAY_HELD);
+    let audit = dir.path().join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&policy, &audit);
+    pay(&mut peer, 1);
+    let hold = question(&peer);
+    assert_eq!(
+        hold["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"],
+        json!(["cancel", "run_now"])
+    );
+
+    save(&policy, PAY_ASKS);
+    wait_for(&stderr, "policy reloaded");
+    let sent = ping_after(&mut peer, 2);
+    assert!(sent.iter().all(|m| m["id"] != json!(1)), "the call was settled: {sent:?}");
+    assert!(sent.iter().any(|m| m["method"] == "notifications/cancelled"), "the hold notice stayed: {sent:?}");
+    let asked = sent.iter().find(|m| m["method"] == "elicitation/create").expect("asked anew");
+    let choices = &asked["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"];
+    assert_eq!(choices, &json!(["allow_once", "allow_session", "deny"]), "{asked}");
+
+    // Dismissing the old hold notice now cancels nothing and runs nothing: the question decides.
+    accept(&mut peer, &hold, "run_now");
+    assert!(ping_after(&mut peer, 3).is_empty());
+    accept(&mut peer, asked, "deny");
+    assert!(refused(&peer.response(&json!(1))));
+}
+
+#[test]
+fn a_looser_reloaded_policy_never_releases_a_call_nobody_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), PAY_ASKS);
+    let audit = dir.path().join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&policy, &audit);
+    pay(&mut peer, 1);
+    let q = question(&peer);
+
+    save(&policy, ALLOW_ALL);
+    wait_for(&stderr, "policy reloaded");
+    let sent = ping_after(&mut peer, 2);
+    assert!(sent.is_empty(), "a looser policy changed a waiting call: {sent:?}");
+    accept(&mut peer, &q, "deny");
+    assert!(refused(&peer.response(&json!(1))));
+}

@@ -104,6 +104,9 @@ pub enum Withdrawn {
     Cancelled,
     /// Another channel answered first.
     AnsweredElsewhere,
+    /// The policy (or what toolgate knows of the tool) changed and decided the call again: it
+    /// is refused, parked, or asked anew.
+    Redecided,
 }
 
 /// What the dispatcher tells a channel.

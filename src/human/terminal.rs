@@ -289,6 +289,7 @@ impl Owner {
                         Withdrawn::HoldElapsed => "the time is up: it runs",
                         Withdrawn::Cancelled => "the client withdrew the call",
                         Withdrawn::AnsweredElsewhere => "answered elsewhere",
+                        Withdrawn::Redecided => "the policy changed and decided again",
                     };
                     self.close(said);
                 }

@@ -190,6 +190,7 @@ fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answ
             Withdrawn::HoldElapsed => "toolgate: the hold ran out; the call ran",
             Withdrawn::Cancelled => "toolgate: the call was withdrawn",
             Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
+            Withdrawn::Redecided => "toolgate: the policy changed; the call was decided again",
         };
         session.to_client(elicit::cancel_line(id, reason));
     }
@@ -614,6 +615,70 @@ pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
     let note = "the client cancelled the call while it waited".to_owned();
     gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
     true
+}
+
+/// What judged the waiting calls changed (`why`: the policy reloaded, a tool's definition
+/// changed): each is judged again, in the order it arrived. A stricter judgement wins at once: a
+/// call now denied is refused, one now queued is parked, and one whose gate rose (a hold that
+/// now needs a yes, or a longer hold) is withdrawn and offered anew. A judgement as strict or
+/// looser changes nothing: only a person (or the timer they were shown) releases a call.
+pub(super) fn redecide(session: &mut Session, why: &str) {
+    let mut tickets: Vec<u64> = session.approvals.held.keys().copied().collect();
+    tickets.sort_unstable();
+    for ticket in tickets {
+        let Some(held) = session.approvals.held.get_mut(&ticket) else { continue };
+        let tool = held.call.params.name.clone();
+        let mut arguments = std::mem::take(&mut held.call.params.arguments);
+        let written = held.call.written.clone().and_then(|r| held.call.inbound.line.get(r));
+        let written = written.and_then(|w| std::str::from_utf8(w).ok()).map(str::to_owned);
+        let confidence = held.call.confidence;
+        let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
+        let Some(held) = session.approvals.held.get_mut(&ticket) else { continue };
+        held.call.params.arguments = arguments;
+        let (was, now) = (&held.call.decision, &judged.decision);
+        let rose = now.gate > was.gate
+            || (now.gate == Gate::Hold
+                && was.gate == Gate::Hold
+                && now.hold.unwrap_or_default() > was.hold.unwrap_or_default());
+        if !rose {
+            tracing::debug!("`{}` still waits: {why}, and the call is judged no stricter", held.call.params.name);
+            continue;
+        }
+        let Some(mut held) = session.approvals.take(ticket) else { continue };
+        retract(session, ticket, &held, Withdrawn::Redecided, None);
+        tracing::warn!(
+            "`{tool}` was waiting ({}) when {why}; it is now judged {}{}",
+            held.call.decision.gate.as_str(),
+            judged.decision.gate.as_str(),
+            gate::rules_clause(&judged.decision)
+        );
+        held.call.decision = judged.decision;
+        held.call.trust = judged.trust;
+        match (held.call.decision.gate, judged.changed) {
+            (Gate::Deny, Some(changed)) => {
+                let text = format!("toolgate refused this call to `{tool}`: {changed}. The call was not run.");
+                let note = Some(format!("{why}; arguments = \"strict\": {changed}"));
+                gate::settle(
+                    session,
+                    held.call,
+                    Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
+                );
+            }
+            (Gate::Deny, None) => {
+                let text = gate::refusal_text(&tool, &held.call.decision);
+                let note = Some(format!("{why} while the call waited for a person"));
+                gate::settle(
+                    session,
+                    held.call,
+                    Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
+                );
+            }
+            // Queued, or asked again under its new gate; never let through by a session's
+            // allowance for the tool, which answered a question asked under another policy.
+            (Gate::Queue, _) => super::parked::park(session, held.call),
+            _ => hold(session, held.call),
+        }
+    }
 }
 
 /// Ends every waiting call: the session is ending.

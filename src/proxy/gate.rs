@@ -32,6 +32,8 @@ pub(super) struct Decided {
     pub strips: bool,
     /// The arguments lost toolgate's confidence property, so the line must be re-encoded.
     pub stripped: bool,
+    /// Where the arguments lie in the line as the client wrote them.
+    pub written: Option<std::ops::Range<usize>>,
     pub since: Instant,
     /// What the tool's trust record did to the gate, or why it did not lower it.
     pub trust: Option<TrustSays>,
@@ -111,54 +113,44 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     if listed == Listed::MayList && setting != Setting::Off && session.tools.stale() {
         return listing::wait(session, id, env, inbound, params.meta.as_ref());
     }
-    let verdict = match (session.tools.check(&params.name, &mut params.arguments), &listed) {
-        (_, Listed::Withdrawn) => conformity::Verdict::CannotJudge("the call was withdrawn".into()),
-        (conformity::Verdict::Unlisted, Listed::Done(Some(why))) => {
-            conformity::Verdict::CannotJudge(format!("the server's tools could not be listed ({why})"))
-        }
-        (conformity::Verdict::Unlisted, _) => {
-            conformity::Verdict::CannotJudge(format!("the server does not list a tool named `{}`", params.name))
-        }
-        (verdict, _) => verdict,
-    };
-    let schema = match &verdict {
-        conformity::Verdict::Conforms(schema) => Some(schema.clone()),
+    // The arguments as written, for numbers a double cannot hold.
+    let written = env.params.as_ref().zip(params.arguments_at.clone()).map(|(p, a)| p.start + a.start..p.start + a.end);
+    let failure = match &listed {
+        Listed::Done(Some(why)) => Some(why.as_str()),
         _ => None,
     };
-    let mut decision = {
-        let place = session.place.view();
-        // The arguments as written, for numbers a double cannot hold.
-        let written = env
-            .params
-            .as_ref()
-            .zip(params.arguments_at.clone())
-            .and_then(|(p, a)| text.get(p.start + a.start..p.start + a.end));
-        let context = Context { schema: schema.as_deref(), text: written, place: &place };
-        policy.decide(
-            &Call::new(&session.server, &params.name, &params.arguments)
-                .with_annotations(session.annotations.get(&params.name).copied())
-                .with_confidence(confidence)
-                .with_context(context),
-        )
-    };
-    let trust = session.trust.adjust(&policy.settings, &session.server, &params.name, &mut decision);
-    let changed = if listed == Listed::Withdrawn {
-        None
-    } else {
-        conformity::apply(setting, &verdict, &params.name, &mut decision)
-    };
+    let Judgement { decision, trust, verdict, changed } = judge(
+        session,
+        &params.name,
+        &mut params.arguments,
+        confidence,
+        written.clone().and_then(|r| text.get(r)),
+        failure,
+    );
+    let changed = if listed == Listed::Withdrawn { None } else { changed };
     if let Some(why) = changed.filter(|_| decision.gate == Gate::Deny) {
         let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
         let note = Some(format!("arguments = \"strict\": {why}"));
-        let call =
-            Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
+        let call = Decided {
+            id,
+            inbound,
+            params,
+            decision,
+            confidence,
+            strips,
+            stripped,
+            written,
+            since: Instant::now(),
+            trust,
+        };
         tracing::warn!("refused `{}`: {why}", call.params.name);
         return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
     }
     if setting == Setting::Off && !matches!(verdict, conformity::Verdict::Conforms(_)) {
         tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, &verdict));
     }
-    let call = Decided { id, inbound, params, decision, confidence, strips, stripped, since: Instant::now(), trust };
+    let call =
+        Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: Instant::now(), trust };
     if listed == Listed::Withdrawn {
         let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
         return settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
@@ -176,6 +168,59 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         }
         _ => carry_out(session, call),
     }
+}
+
+/// What the policy, the tool's trust and its listed schema make of a call.
+pub(super) struct Judgement {
+    pub decision: Decision,
+    pub trust: Option<TrustSays>,
+    pub verdict: conformity::Verdict,
+    /// Why `[settings] arguments` changed the gate, when it did.
+    pub changed: Option<String>,
+}
+
+/// Judges a call as it stands now: under the policy in force, the tool's trust record and its
+/// listed schema. `written` is the arguments' text as the client sent it; `failure` says why
+/// toolgate's own listing of the tools failed, when it did. Used when a call arrives and again,
+/// for every call still waiting, whenever what judged it changes.
+pub(super) fn judge(
+    session: &mut Session,
+    tool: &str,
+    arguments: &mut Map<String, Value>,
+    confidence: Option<f64>,
+    written: Option<&str>,
+    failure: Option<&str>,
+) -> Judgement {
+    let policy = session.policy.clone();
+    // The arguments against the schema the tool was listed with: where they conform, the
+    // server's validator reads them as they are; where not, every reading counts, and
+    // `[settings] arguments` says what else happens.
+    let verdict = match (session.tools.check(tool, arguments), failure) {
+        (conformity::Verdict::Unlisted, Some(why)) => {
+            conformity::Verdict::CannotJudge(format!("the server's tools could not be listed ({why})"))
+        }
+        (conformity::Verdict::Unlisted, None) => {
+            conformity::Verdict::CannotJudge(format!("the server does not list a tool named `{tool}`"))
+        }
+        (verdict, _) => verdict,
+    };
+    let schema = match &verdict {
+        conformity::Verdict::Conforms(schema) => Some(schema.clone()),
+        _ => None,
+    };
+    let mut decision = {
+        let place = session.place.view();
+        let context = Context { schema: schema.as_deref(), text: written, place: &place };
+        policy.decide(
+            &Call::new(&session.server, tool, arguments)
+                .with_annotations(session.annotations.get(tool).copied())
+                .with_confidence(confidence)
+                .with_context(context),
+        )
+    };
+    let trust = session.trust.adjust(&policy.settings, &session.server, tool, &mut decision);
+    let changed = conformity::apply(policy.settings.arguments, &verdict, tool, &mut decision);
+    Judgement { decision, trust, verdict, changed }
 }
 
 /// Carries out the gate the policy chose for a call.

@@ -447,6 +447,10 @@ impl Session {
         for warning in lint::unmatched_tools(&self.policy, &self.server, &names, false) {
             tracing::warn!("policy {}: {}", self.policy.origin, warning.message);
         }
+        if last {
+            // A tool's schema, hints or pinned definition judge its calls too.
+            approval::redecide(self, "the server listed its tools again");
+        }
     }
 
     /// The client's roots, from its answer to the server's `roots/list`: folders a server may
@@ -456,12 +460,18 @@ impl Session {
         let roots = message.pointer("/result/roots").and_then(Value::as_array).cloned().unwrap_or_default();
         // Every root ever named counts: a server may keep serving an earlier one (server-filesystem
         // ignores an answer without a usable folder), and one more folder only adds readings.
+        let mut learned = false;
         for root in
             roots.iter().filter_map(|r| r.get("uri").and_then(Value::as_str)).flat_map(super::place::root_folders)
         {
             if !self.place.roots.contains(&root) && self.place.roots.len() < MAX_ROOTS {
                 self.place.roots.push(root);
+                learned = true;
             }
+        }
+        if learned {
+            // A relative path in a waiting call may now name a place a rule guards.
+            approval::redecide(self, "the client named another root");
         }
     }
 
@@ -475,6 +485,7 @@ impl Session {
                 tracing::info!("policy reloaded: {} ({}, was {})", path.display(), policy.version, self.policy.version);
                 self.audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
                 self.policy = Arc::new(policy);
+                approval::redecide(self, "the policy was reloaded");
             }
             Err(errors) => tracing::error!(
                 "the policy file changed and does not load; the previous policy ({}) stays in force:\n{errors}",
