@@ -29,11 +29,13 @@ desktop_notifications = false\n\
 const SESSION_NOTE: &str = "the person allowed this tool for the session";
 
 /// A proxy named `name` in front of the fake server, which records every line it receives in
-/// `work/received.jsonl`.
+/// `work/received.jsonl`; the server's tools are listed (see [`still_waiting`]).
 fn proxy(runtime: &Runtime, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
     let record = work.join("received.jsonl").display().to_string();
     let server = root().join("tests/support/fake_server.py").display().to_string();
-    runtime.proxy_before(work, name, policy, env, &["python3", &server, "--record", &record])
+    let mut peer = runtime.proxy_before(work, name, policy, env, &["python3", &server, "--record", &record]);
+    peer.request(1000, "tools/list", json!({}));
+    peer
 }
 
 fn call(peer: &mut Peer, id: i64, tool: &str, arguments: Value) {
@@ -50,7 +52,9 @@ fn offered(socket: &mut Socket, tool: &str) -> Value {
 }
 
 /// Asserts that call `held` waits for a person: the proxy answers a `tools/list` (under
-/// `probe`) without having answered it.
+/// `probe`) without having answered it. The proxy must have listed the server's tools already:
+/// a call that comes first waits for toolgate's own listing, and a forwarded call would then be
+/// answered after the probe.
 fn still_waiting(peer: &mut Peer, held: i64, probe: i64) {
     peer.send(&json!({"jsonrpc": "2.0", "id": probe, "method": "tools/list", "params": {}}));
     loop {
