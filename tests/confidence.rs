@@ -154,6 +154,42 @@ fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
 }
 
 #[test]
+fn a_confidence_equal_to_the_threshold_reaches_it_and_the_next_double_below_does_not() {
+    // The threshold must be reached, not passed: 0.8 and 0.8 are the same double, as TOML and
+    // JSON both read them; 0.7999999999999999 is the double just below.
+    let just_below = 0.799_999_999_999_999_9_f64;
+    assert_eq!(just_below.to_bits() + 1, 0.8_f64.to_bits());
+    for policy in [
+        "[settings]\ndefault_tier = \"low\"\nmin_confidence = 0.8\n",
+        "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"notes need 0.8\"\ntools = [\"write_note\"]\nmin_confidence = 0.8\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut peer, record) = start(dir.path(), policy);
+        peer.request(1, "tools/list", json!({}));
+        let reached = note(&mut peer, 2, Some(0.8));
+        assert_eq!(reached["result"]["content"][0]["text"], "noted: t2", "{policy}: {reached}");
+        let below = note(&mut peer, 3, Some(just_below));
+        assert_eq!(below["result"]["isError"], true, "{policy}: {below}");
+        assert!(
+            below["result"]["content"][0]["text"].as_str().unwrap().contains("needs a human's approval"),
+            "{below}"
+        );
+        assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})], "{policy}");
+        peer.close_stdin();
+        assert!(peer.wait().success());
+        let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+        let seen: Vec<_> =
+            decisions.iter().map(|d| (d["gate"].clone(), d["confidence"].clone(), d["verdict"].clone())).collect();
+        assert_eq!(
+            seen,
+            [(json!("allow"), json!(0.8), json!("forwarded")), (json!("ask"), json!(just_below), json!("refused"))],
+            "{policy}"
+        );
+        assert_eq!(decisions[1]["reason"], "the model's confidence 0.7999999999999999 is below 0.8", "{policy}");
+    }
+}
+
+#[test]
 fn without_confidence_in_the_policy_tools_list_passes_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let (mut peer, _) = start(dir.path(), "[settings]\ndefault_tier = \"low\"\n");

@@ -141,6 +141,59 @@ fn altered_forged_and_expired_states_never_get_a_call_through() {
     assert!(received_calls(&s.received).is_empty());
 }
 
+/// A state's payload and MAC, each decoded (`toolgate.1.<payload>.<mac>`, base64url).
+fn parts(state: &str) -> (Value, Vec<u8>) {
+    use base64::Engine;
+    let (payload, mac) = state.strip_prefix("toolgate.1.").unwrap().split_once('.').unwrap();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    let mac = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(mac).unwrap();
+    (serde_json::from_slice(&payload).unwrap(), mac)
+}
+
+fn sealed(payload: &Value, mac: &[u8]) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    json!(format!("toolgate.1.{}.{}", b64.encode(payload.to_string()), b64.encode(mac)))
+}
+
+#[test]
+fn a_well_formed_state_with_a_wrong_mac_is_refused_and_the_call_never_runs() {
+    use base64::Engine;
+    // Each forgery below decodes as toolgate's own state would and names this very call,
+    // unexpired and unused: only its MAC is wrong.
+    let mut s = start("30s");
+    let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
+    let (payload, mut mac) = parts(state.as_str().unwrap());
+    assert_eq!((payload["s"].as_str(), payload["t"].as_str(), mac.len()), (Some("test"), Some("echo"), 32));
+    // The genuine payload, byte for byte, under a MAC with one bit flipped.
+    mac[0] ^= 1;
+    let genuine_payload = state.as_str().unwrap().rsplit_once('.').unwrap().0;
+    let flipped = format!("{genuine_payload}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac));
+    refused_because(&echo(&mut s.peer, 2, "hello", allow(&json!(flipped))), "signature does not match");
+    mac[0] ^= 1;
+    // A payload with its expiry pushed back, under the genuine MAC.
+    let mut later = payload.clone();
+    later["e"] = json!(payload["e"].as_u64().unwrap() + 3_600_000);
+    refused_because(&echo(&mut s.peer, 3, "hello", allow(&sealed(&later, &mac))), "signature does not match");
+    assert!(received_calls(&s.received).is_empty(), "no forgery reached the server");
+    let audit = audit_decisions(&s.audit);
+    let notes: Vec<&str> = audit[1..].iter().map(|d| d["note"].as_str().unwrap()).collect();
+    assert_eq!(notes, ["requestState rejected: its signature does not match (it was altered or forged)"; 2]);
+
+    // The genuine state, still unused, runs the call: the forgeries differed from it only in
+    // what the MAC protects.
+    assert_eq!(echo(&mut s.peer, 4, "hello", allow(&state))["result"]["content"][0]["text"], "{\"text\": \"hello\"}");
+    assert_eq!(received_calls(&s.received).len(), 1);
+
+    // A state issued with no time to answer, its expiry pushed back under the genuine MAC.
+    let mut s = start("0s");
+    let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
+    let (mut payload, mac) = parts(state.as_str().unwrap());
+    payload["e"] = json!(payload["e"].as_u64().unwrap() + 3_600_000);
+    refused_because(&echo(&mut s.peer, 2, "hello", allow(&sealed(&payload, &mac))), "signature does not match");
+    assert!(received_calls(&s.received).is_empty());
+}
+
 #[test]
 fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passes_untouched() {
     let mut s = start("30s");

@@ -230,6 +230,29 @@ mod tests {
     }
 
     #[test]
+    fn a_state_that_decodes_and_names_its_call_is_refused_for_its_mac_alone() {
+        let mut sealer = Sealer::new();
+        let a = args(json!({"to": "ACME", "amount": 1200}));
+        let state = sealer.seal("bank", "pay", &a, MINUTE, None, T);
+        let (payload, mac) = state.strip_prefix(PREFIX).unwrap().split_once('.').unwrap();
+        let mut mac = URL_SAFE_NO_PAD.decode(mac).unwrap();
+        mac[0] ^= 1;
+        let flipped = format!("{PREFIX}{payload}.{}", URL_SAFE_NO_PAD.encode(&mac));
+        // Everything but the MAC is the genuine state's: it decodes, and names this call.
+        let decoded: Payload = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!((decoded.s.as_str(), decoded.t.as_str(), decoded.d), ("bank", "pay", digest(&a)));
+        assert_eq!(mac.len(), 32);
+        assert_eq!(sealer.open(&flipped, "bank", "pay", &a, T), Err(Rejected::Forged));
+        // The same payload sealed under another key is no better.
+        let mut other = <Hmac<Sha256> as KeyInit>::new_from_slice(&[7; 32]).unwrap();
+        other.update(payload.as_bytes());
+        let resealed = format!("{PREFIX}{payload}.{}", URL_SAFE_NO_PAD.encode(other.finalize().into_bytes()));
+        assert_eq!(sealer.open(&resealed, "bank", "pay", &a, T), Err(Rejected::Forged));
+        // Neither used the state up.
+        assert_eq!(sealer.open(&state, "bank", "pay", &a, T), Ok(None));
+    }
+
+    #[test]
     fn a_state_opens_until_the_millisecond_before_its_expiry_and_never_from_its_expiry_on() {
         let mut sealer = Sealer::new();
         let a = args(json!({"to": "ACME", "amount": 1200}));
