@@ -257,3 +257,29 @@ fn a_looser_reloaded_policy_never_releases_a_call_nobody_answered() {
     accept(&mut peer, &q, "deny");
     assert!(refused(&peer.response(&json!(1))));
 }
+
+#[test]
+fn a_reload_to_supervised_autonomy_turns_a_waiting_hold_into_a_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), PAY_HELD);
+    let audit = dir.path().join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&policy, &audit);
+    pay(&mut peer, 1);
+    let hold = question(&peer);
+    assert_eq!(
+        hold["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"],
+        json!(["cancel", "run_now"])
+    );
+
+    // Same rules, one level of autonomy lower: every call needs a yes, the waiting one too.
+    save(&policy, &PAY_HELD.replace("[settings]\n", "[settings]\nautonomy = \"supervised\"\n"));
+    wait_for(&stderr, "policy reloaded");
+    let sent = ping_after(&mut peer, 2);
+    assert!(sent.iter().all(|m| m["id"] != json!(1)), "the call was settled: {sent:?}");
+    let asked = sent.iter().find(|m| m["method"] == "elicitation/create").expect("asked anew");
+    assert!(asked["params"]["message"].as_str().unwrap().contains("supervised"), "{asked}");
+    accept(&mut peer, &hold, "run_now");
+    assert!(ping_after(&mut peer, 3).is_empty(), "the old hold notice must not run the call");
+    accept(&mut peer, asked, "deny");
+    assert!(refused(&peer.response(&json!(1))));
+}
