@@ -363,6 +363,10 @@ pub struct ExplainArgs {
     /// The server's name, as `run --name` gives it.
     #[arg(long, value_name = "NAME", default_value = "server")]
     pub server: String,
+    /// The server's identity (`sha256:…`, as `toolgate trust` shows it), for rules bound to one
+    /// program; without it, such rules do not match.
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
     /// The model's reported confidence, 0 to 1.
     #[arg(long, value_name = "N")]
     pub confidence: Option<f64>,
@@ -643,7 +647,10 @@ fn explain(args: &ExplainArgs) -> i32 {
     let place = crate::policy::reading::Local;
     let context =
         crate::policy::reading::Context { schema: schema.as_deref(), text: Some(args.args.as_str()), place: &place };
-    let call = Call::new(&args.server, &args.tool, &arguments).with_confidence(args.confidence).with_context(context);
+    let call = Call::new(&args.server, &args.tool, &arguments)
+        .with_identity(args.identity.as_deref())
+        .with_confidence(args.confidence)
+        .with_context(context);
     let mut explanation = crate::explain::explain(&policy, &call);
     if let Some(verdict) = &verdict {
         let setting = policy.settings.arguments;
@@ -905,9 +912,17 @@ fn trust(args: TrustArgs) -> i32 {
     if store.tools.is_empty() && !args.json {
         let _ = writeln!(stdout, "no tools recorded yet in {}", file.path().display());
     }
+    if !args.json {
+        for (server, identity) in &store.servers {
+            let _ = writeln!(stdout, "{server}: trust bound to {} ({})", identity.id, identity.command_line());
+        }
+    }
     for (key, record) in &store.tools {
         let line = if args.json {
-            crate::trust::describe_json(key, record, bar, now).to_string()
+            let mut json = crate::trust::describe_json(key, record, bar, now);
+            let bound = store.servers.iter().find(|(server, _)| key.starts_with(&format!("{server}/")));
+            json["identity"] = bound.map_or(serde_json::Value::Null, |(_, id)| serde_json::Value::from(id.id.clone()));
+            json.to_string()
         } else {
             crate::trust::describe(key, record, bar, now)
         };

@@ -63,6 +63,8 @@ pub struct PolicyRef {
 #[derive(Debug, Serialize)]
 pub struct CallRef {
     pub server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub tool: String,
     pub arguments: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +77,8 @@ pub struct MatchedRule {
     /// The rule's `tools` globs, or `None` when it applies to every tool.
     pub tools: Option<Vec<String>>,
     pub servers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The argument tests, each with the value it held for.
     pub conditions: Vec<Miss>,
 }
@@ -90,6 +94,7 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
             rule: r.name.to_string(),
             tools: r.tool_patterns.clone(),
             servers: r.server_patterns.clone(),
+            identity: r.identity.as_deref().map(str::to_owned),
             conditions: r
                 .conditions
                 .iter()
@@ -102,6 +107,7 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
         policy: PolicyRef { origin: policy.origin.clone(), version: policy.version.clone() },
         call: CallRef {
             server: call.server.to_owned(),
+            identity: call.identity.map(str::to_owned),
             tool: call.tool.to_owned(),
             arguments: call.arguments.clone(),
             confidence: call.confidence,
@@ -157,7 +163,8 @@ pub fn render(e: &Explanation) -> String {
         let _ = writeln!(out);
         let tools = rule.tools.as_ref().map_or("every tool".to_owned(), |t| format!("tools {t:?}"));
         let servers = rule.servers.as_ref().map_or(String::new(), |s| format!(", servers {s:?}"));
-        let _ = writeln!(out, "      {tools}{servers}");
+        let identity = rule.identity.as_ref().map_or(String::new(), |i| format!(", identity {i}"));
+        let _ = writeln!(out, "      {tools}{servers}{identity}");
         if m.some_readings {
             let _ =
                 writeln!(out, "      (under some readings of the call, not all: it can only make the gate stricter)");
@@ -176,6 +183,10 @@ pub fn render(e: &Explanation) -> String {
             let _ = writeln!(out, "  {:?} -> {gate}", n.rule);
             if let Some(servers) = &n.server_not_in {
                 let _ = writeln!(out, "      server {:?} is not in {servers:?}", e.call.server);
+            }
+            if let Some(identity) = &n.identity_not {
+                let is = e.call.identity.as_deref().unwrap_or("not given (--identity)");
+                let _ = writeln!(out, "      the server's identity is not {identity} (it is {is})");
             }
             for f in &n.failed {
                 let _ = writeln!(out, "      {} {} fails for {}", f.pointer, f.test, shown(&f.actual));

@@ -12,6 +12,7 @@ pub mod conformity;
 pub mod demo;
 pub mod explain;
 pub mod human;
+pub mod identity;
 pub mod init;
 pub mod paths;
 pub mod policy;

@@ -12,6 +12,12 @@
 //! ask a person are only noticed (ask becomes notify), never below what `always_ask` or a deny
 //! rule says. A denial, an edited call or a changed definition resets the record at once.
 //!
+//! Trust is bound to the program that earned it (`crate::identity`): the record says which
+//! program runs under each server name, and when a different one lists its tools under that
+//! name, every tool of that name starts from nothing (the pins stay, so a different program's
+//! changed tools are still caught). A proxy applies a tool's trust only while its own server is
+//! that program and its own session's `tools/list` showed the tool's pinned definition.
+//!
 //! The record is one JSON file under `$XDG_STATE_HOME/toolgate/`, shared by every proxy
 //! (`crate::state_file`).
 
@@ -21,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::identity::Identity;
 
 /// What people did about a call, as the record keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,11 +175,14 @@ pub struct Store {
     pub v: u32,
     /// By `server/tool`.
     pub tools: BTreeMap<String, Record>,
+    /// The program whose answers the records of each server name hold, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, Identity>,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Store { v: 1, tools: BTreeMap::new() }
+        Store { v: 1, tools: BTreeMap::new(), servers: BTreeMap::new() }
     }
 }
 
@@ -220,6 +231,37 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 impl Store {
+    /// The program `identity` runs under the name `server`: when the records of that name hold
+    /// another program's answers (or do not say whose), its tools start from nothing. Returns
+    /// why, when that took trust away.
+    pub fn bind(&mut self, server: &str, identity: &Identity) -> Option<String> {
+        let why = match self.servers.get(server) {
+            Some(bound) if bound.id == identity.id => return None,
+            Some(bound) => format!(
+                "a different program runs as `{server}` ({}, was {}): {}",
+                identity.short(),
+                bound.short(),
+                identity.differences(bound)
+            ),
+            None => format!("the record of `{server}` did not say which program earned it"),
+        };
+        self.servers.insert(server.to_owned(), identity.clone());
+        let prefix = key(server, "");
+        let at = now_ms();
+        let mut lost = false;
+        for (_, record) in self.tools.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
+            lost |= !record.events.is_empty();
+            record.events.clear();
+            record.reset = Some(Reset { at, why: why.clone() });
+        }
+        lost.then_some(why)
+    }
+
+    /// The program whose answers the records of `server` hold.
+    pub fn bound(&self, server: &str) -> Option<&Identity> {
+        self.servers.get(server)
+    }
+
     /// A `tools/list` showed this tool: pin a first definition, note a changed one. Returns what
     /// changed when the definition differs from the pinned one and that is news.
     pub fn saw(&mut self, server: &str, tool: &Value) -> Option<String> {

@@ -153,6 +153,19 @@ impl Compiler<'_> {
         };
         let tools = self.globs(name, &r.tools, "tools");
         let servers = self.globs(name, &r.servers, "servers");
+        let identity = r.identity.as_ref().and_then(|id| {
+            let text = id.get_ref();
+            let hex = text.strip_prefix("sha256:").unwrap_or_default();
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                Some(text.clone())
+            } else {
+                self.error(
+                    id.span(),
+                    format!("rule {name:?}: `identity` must be a server identity like \"sha256:\" and 64 lower-case hex digits, as `toolgate trust` shows it"),
+                );
+                None
+            }
+        });
         let mut conditions = Vec::new();
         for (pointer, cond) in r.args.iter().flatten() {
             if let Some(c) = self.condition(name, pointer, cond) {
@@ -166,6 +179,7 @@ impl Compiler<'_> {
             name: name.to_owned(),
             tools,
             servers,
+            identity,
             conditions,
             tier: r.tier,
             gate,
@@ -286,7 +300,8 @@ impl Compiler<'_> {
                     _ => Map::new(),
                 };
                 let server = e.server.as_deref().or_else(|| literal(rule.server_patterns.as_deref())).unwrap_or("any");
-                let call = Call::new(server, &e.tool, &arguments).with_confidence(e.confidence);
+                let identity = e.identity.as_deref().or(rule.identity.as_deref());
+                let call = Call::new(server, &e.tool, &arguments).with_confidence(e.confidence).with_identity(identity);
                 if rule.matches(&call) != must_match {
                     let (kind, verb) =
                         if must_match { ("example", "does not match it") } else { ("counter-example", "matches it") };
@@ -317,6 +332,9 @@ fn why_not(rule: &Rule, call: &Call<'_>) -> String {
             call.server,
             rule.server_patterns.clone().unwrap_or_default()
         );
+    }
+    if !rule.matches_identity(call.identity) {
+        return format!(": the server's identity is not {}", rule.identity.as_deref().unwrap_or_default());
     }
     match rule.conditions.iter().find_map(|c| c.miss(call.arguments, &call.context)) {
         Some(m) => format!(

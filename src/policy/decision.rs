@@ -99,6 +99,9 @@ impl Annotations {
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     pub server: &'a str,
+    /// The program the server is (`sha256:…`), when it is known and vouched for: a proxy gives
+    /// it once its session's `tools/list` showed the tool with its pinned definition.
+    pub identity: Option<&'a str>,
     pub tool: &'a str,
     pub arguments: &'a Map<String, Value>,
     /// The tool's hints from the latest `tools/list`, if it was listed.
@@ -113,7 +116,19 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// A call judged on its values alone (no schema, no server): `with_*` adds the rest.
     pub fn new(server: &'a str, tool: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
-        Call { server, tool, arguments, annotations: None, confidence: None, context: Context::lexical() }
+        Call {
+            server,
+            identity: None,
+            tool,
+            arguments,
+            annotations: None,
+            confidence: None,
+            context: Context::lexical(),
+        }
+    }
+
+    pub fn with_identity(self, identity: Option<&'a str>) -> Call<'a> {
+        Call { identity, ..self }
     }
 
     pub fn with_confidence(self, confidence: Option<f64>) -> Call<'a> {

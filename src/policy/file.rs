@@ -114,6 +114,8 @@ pub struct RuleFile {
     pub name: Spanned<String>,
     pub tools: Option<Spanned<Vec<Spanned<String>>>>,
     pub servers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The one program (`sha256:…`, `crate::identity`) the rule applies to.
+    pub identity: Option<Spanned<String>>,
     pub args: Option<BTreeMap<String, Spanned<ConditionFile>>>,
     pub tier: Option<Tier>,
     pub action: Option<Gate>,
@@ -153,5 +155,7 @@ pub struct ExampleFile {
     #[serde(default)]
     pub args: toml::Table,
     pub server: Option<String>,
+    /// The server's identity (default: the rule's own).
+    pub identity: Option<String>,
     pub confidence: Option<f64>,
 }

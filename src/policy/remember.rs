@@ -3,6 +3,9 @@
 //! Under strictest-wins a new rule can never loosen what another rule asks for, so a rule is
 //! only proposed when no rule chose the gate (the default tier or the tool's annotations did);
 //! otherwise the person is told which rule to edit.
+//!
+//! The rule names the server's identity (`identity = "sha256:…"`, `crate::identity`), so that
+//! what a person allowed for one program is not allowed for another started under the same name.
 
 use std::path::Path;
 
@@ -10,7 +13,14 @@ use super::{Basis, Decision, Gate, Policy};
 use crate::human::Remember;
 
 /// What "remember" can do for a call the policy sent to a human.
-pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, decision: &Decision) -> Remember {
+pub fn proposal(
+    policy: &Policy,
+    path: Option<&Path>,
+    server: &str,
+    identity: Option<&str>,
+    tool: &str,
+    decision: &Decision,
+) -> Remember {
     let Some(path) = path else {
         return Remember::Impossible(
             "the embedded default policy has no file to write to; run with --policy FILE to remember rules".into(),
@@ -43,8 +53,9 @@ pub fn proposal(policy: &Policy, path: Option<&Path>, server: &str, tool: &str, 
         (1..).map(|i| if i == 1 { base.clone() } else { format!("{base} ({i})") }).find(|n| !taken(n)).unwrap_or(base);
     let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
     let literal = |v: &str| s(&escape_glob(v));
+    let identity = identity.map(|id| format!("identity = {}\n", s(id))).unwrap_or_default();
     let rule = format!(
-        "[[rules]]\nname = {}\nservers = [{}]\ntools = [{}]\ntier = \"low\"\nexamples = [{{ tool = {}, server = {} }}]\n",
+        "[[rules]]\nname = {}\nservers = [{}]\n{identity}tools = [{}]\ntier = \"low\"\nexamples = [{{ tool = {}, server = {} }}]\n",
         s(&name),
         literal(server),
         literal(tool),
@@ -108,7 +119,8 @@ mod tests {
         let text = "[settings]\ndefault_tier = \"high\"\n[[rules]]\nname = \"allow odd*tool on fs\"\ntools = [\"x\"]\ntier = \"low\"\n";
         let policy = Policy::from_toml(text, "p.toml").unwrap();
         let decision = decide(&policy, "odd*tool");
-        let Remember::Possible { rule, .. } = proposal(&policy, Some(Path::new("p.toml")), "fs", "odd*tool", &decision)
+        let Remember::Possible { rule, .. } =
+            proposal(&policy, Some(Path::new("p.toml")), "fs", None, "odd*tool", &decision)
         else {
             panic!("expected a proposal");
         };
@@ -122,14 +134,46 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_rule_is_bound_to_the_program_that_was_approved() {
+        let text = "[settings]\ndefault_tier = \"high\"\n";
+        let policy = Policy::from_toml(text, "p.toml").unwrap();
+        let ours = format!("sha256:{}", "a".repeat(64));
+        let other = format!("sha256:{}", "b".repeat(64));
+        let decision = decide(&policy, "send");
+        let Remember::Possible { rule, .. } =
+            proposal(&policy, Some(Path::new("p.toml")), "bank", Some(&ours), "send", &decision)
+        else {
+            panic!("expected a proposal");
+        };
+        assert!(rule.contains(&format!("identity = \"{ours}\"\n")), "{rule}");
+        let extended = Policy::from_toml(&format!("{text}{rule}"), "p.toml").unwrap();
+        let args = Map::new();
+        let gate =
+            |identity: Option<&str>| extended.decide(&Call::new("bank", "send", &args).with_identity(identity)).gate;
+        assert_eq!(gate(Some(&ours)), Gate::Allow);
+        assert_eq!(gate(Some(&other)), Gate::Ask, "another program under the same name");
+        assert_eq!(gate(None), Gate::Ask, "a program not (yet) vouched for");
+    }
+
+    #[test]
+    fn an_identity_that_is_not_a_digest_is_an_error_with_its_place() {
+        let text = "[[rules]]\nname = \"x\"\nidentity = \"bank\"\ntier = \"low\"\n";
+        let errors = Policy::from_toml(text, "p.toml").unwrap_err().to_string();
+        assert!(errors.contains("p.toml:3:12") && errors.contains("`identity` must be"), "{errors}");
+        let typo = "[[rules]]\nname = \"x\"\nidentiy = \"sha256:00\"\ntier = \"low\"\n";
+        let errors = Policy::from_toml(typo, "p.toml").unwrap_err().to_string();
+        assert!(errors.contains("p.toml:3:1") && errors.contains("unknown field `identiy`"), "{errors}");
+    }
+
+    #[test]
     fn refuses_when_a_rule_asked_or_there_is_no_file() {
         let policy =
             Policy::from_toml("[[rules]]\nname = \"money\"\ntools = [\"pay\"]\ntier = \"high\"\n", "p.toml").unwrap();
         let decision = decide(&policy, "pay");
         assert!(matches!(
-            proposal(&policy, Some(Path::new("p.toml")), "fs", "pay", &decision),
+            proposal(&policy, Some(Path::new("p.toml")), "fs", None, "pay", &decision),
             Remember::Impossible(why) if why.starts_with("rule \"money\" asks for this call")
         ));
-        assert!(matches!(proposal(&policy, None, "fs", "pay", &decision), Remember::Impossible(_)));
+        assert!(matches!(proposal(&policy, None, "fs", None, "pay", &decision), Remember::Impossible(_)));
     }
 }

@@ -84,6 +84,8 @@ pub struct Rule {
     /// The server globs as written; `None` matches every server.
     pub server_patterns: Option<Vec<String>>,
     servers: Option<Arc<GlobSet>>,
+    /// The one program the rule applies to (`identity = "sha256:…"`); `None`: any.
+    pub identity: Option<Arc<str>>,
     pub conditions: Vec<Condition>,
     pub tier: Option<Tier>,
     /// The gate this rule asks for (its `action`, else its tier's gate, raised to ask by
@@ -100,6 +102,7 @@ pub struct RuleParts {
     pub name: String,
     pub tools: Option<Vec<(String, Glob)>>,
     pub servers: Option<Vec<(String, Glob)>>,
+    pub identity: Option<String>,
     pub conditions: Vec<Condition>,
     pub tier: Option<Tier>,
     pub gate: Option<Gate>,
@@ -138,6 +141,7 @@ impl Rule {
             tool_patterns: parts.tools.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             server_patterns: parts.servers.map(|gs| gs.into_iter().map(|(p, _)| p).collect()),
             name: parts.name.into(),
+            identity: parts.identity.map(Into::into),
             conditions: parts.conditions,
             tier: parts.tier,
             gate: parts.gate,
@@ -196,9 +200,15 @@ impl Rule {
         self.servers.as_ref().is_none_or(|s| s.is_match(server))
     }
 
+    /// Whether the call's server is the rule's program, when it names one. An unknown identity
+    /// is none.
+    pub fn matches_identity(&self, identity: Option<&str>) -> bool {
+        self.identity.as_deref().is_none_or(|id| identity == Some(id))
+    }
+
     /// How this rule, alone, fares under the readings of a call.
     pub fn judge(&self, call: &Call<'_>) -> Judged {
-        if !self.matches_server(call.server) {
+        if !self.matches_server(call.server) || !self.matches_identity(call.identity) {
             return Judged::NEVER;
         }
         let tool = self.judge_tool(&ToolName::of(call.tool, true));
@@ -296,6 +306,9 @@ pub struct NearMiss {
     /// The server, when the rule's `servers` did not include it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_not_in: Option<Vec<String>>,
+    /// The rule's program, when the call's server is not it (or is not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_not: Option<String>,
     /// The argument tests that did not hold.
     pub failed: Vec<Miss>,
 }
@@ -363,7 +376,7 @@ impl RuleSet {
             .candidates(&tool)
             .into_iter()
             .map(|i| &self.rules[i])
-            .filter(|r| r.matches_server(call.server))
+            .filter(|r| r.matches_server(call.server) && r.matches_identity(call.identity))
             .filter_map(|r| {
                 let judged = r.conditions.iter().fold(r.judge_tool(&tool), |j, c| {
                     if j.any { j.and(c.judge(call.arguments, &call.context)) } else { j }
@@ -382,8 +395,9 @@ impl RuleSet {
         for i in self.candidates(&tool) {
             let rule = &self.rules[i];
             let server_ok = rule.matches_server(call.server);
+            let identity_ok = rule.matches_identity(call.identity);
             let judged = rule.judge(call);
-            if server_ok && judged.any {
+            if server_ok && identity_ok && judged.any {
                 matched.push((rule, judged));
             } else {
                 let failed: Vec<Miss> =
@@ -392,6 +406,7 @@ impl RuleSet {
                     rule: rule.name.to_string(),
                     gate: rule.gate,
                     server_not_in: (!server_ok).then(|| rule.server_patterns.clone().unwrap_or_default()),
+                    identity_not: (!identity_ok).then(|| rule.identity.as_deref().unwrap_or_default().to_owned()),
                     failed,
                 });
             }

@@ -384,6 +384,7 @@ fn explain_lists_near_misses_with_the_failing_test() {
             rule: "writes outside the project".into(),
             gate: Some(Gate::Ask),
             server_not_in: None,
+            identity_not: None,
             failed: vec![condition::Miss {
                 pointer: "/path".into(),
                 test: "not_glob \"/home/me/project/**\"".into(),

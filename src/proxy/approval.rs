@@ -229,12 +229,19 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
             .filter(|m| m.gate == Some(call.decision.gate))
             .map(|m| (m.rule.clone(), m.reason.clone()))
             .collect(),
-        reason: call.decision.reason.clone(),
+        // Why trust did not spare the person the question (another program, a listing that has
+        // not shown the pinned tool, a reset) is theirs to read too.
+        reason: match (&call.decision.reason, &call.trust) {
+            (Some(reason), Some(super::earned::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
+            (None, Some(super::earned::TrustSays::Lost(lost))) => Some(lost.clone()),
+            (reason, _) => reason.clone(),
+        },
         deadline: deadline.into_std(),
         remember: remember::proposal(
             &session.policy,
             session.policy_path.as_deref(),
             &session.server,
+            Some(&session.trust.identity().id),
             &call.params.name,
             &call.decision,
         ),

@@ -4,11 +4,17 @@
 //! The record is read once and read again only when the file changed and it matters: for a call
 //! that would ask a person (has its tool earned trust?) and for a tool that changed (was the
 //! change accepted meanwhile?). Calls the policy simply allows cost nothing here.
+//!
+//! Trust is bound to what earned it: this session's server must be the program the record's
+//! answers came from (`crate::identity`), and this session's own `tools/list` must have shown
+//! the tool with its pinned definition. Until then, its calls are decided as the policy says.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::identity::Identity;
 use crate::policy::{ChangedTools, Decision, Gate, Settings};
 use crate::trust::{self, Answered, Standing, Store, TrustFile};
 use crate::wire::splice;
@@ -18,15 +24,20 @@ pub(super) struct SessionTrust {
     store: Store,
     /// The file's modification time when it was last read.
     stamp: Option<SystemTime>,
+    /// The program this session's server is.
+    identity: Identity,
+    /// Each tool's definition as this session's latest `tools/list` showed it; emptied when the
+    /// server says its tools changed.
+    shown: HashMap<String, (String, Value)>,
 }
 
 impl SessionTrust {
-    pub fn open(path: Option<std::path::PathBuf>) -> SessionTrust {
+    pub fn open(path: Option<std::path::PathBuf>, identity: Identity) -> SessionTrust {
         let file = path.map(TrustFile::new);
         if file.is_none() {
             tracing::warn!("no place for the trust record (set XDG_STATE_HOME or HOME): no tool earns trust");
         }
-        let mut trust = SessionTrust { file, store: Store::default(), stamp: None };
+        let mut trust = SessionTrust { file, store: Store::default(), stamp: None, identity, shown: HashMap::new() };
         trust.refresh();
         trust
     }
@@ -46,11 +57,27 @@ impl SessionTrust {
         }
     }
 
-    /// A `tools/list` answer: pins new tools and returns the tools that changed, with what
-    /// changed (each change is reported once, to the first proxy that sees it).
-    pub fn listed(&mut self, server: &str, tools: &[Value]) -> Vec<(String, String)> {
-        let Some(file) = &self.file else { return Vec::new() };
-        let updated = file.update(|store| {
+    /// The program this session's server is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// A page of a `tools/list` answer (`first`: a new listing begins): binds the record of
+    /// `server` to this session's program, pins new tools, and returns why the program's trust
+    /// was reset (when it was) and the tools that changed, with what changed (each change is
+    /// reported once, to the first proxy that sees it).
+    pub fn listed(&mut self, server: &str, tools: &[Value], first: bool) -> (Option<String>, Vec<(String, String)>) {
+        if first {
+            self.shown.clear();
+        }
+        for tool in tools {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                self.shown.insert(name.to_owned(), (trust::definition(tool), tool.clone()));
+            }
+        }
+        let identity = &self.identity;
+        let learn = |store: &mut Store| {
+            let reset = store.bind(server, identity);
             let news: Vec<(String, String)> = tools
                 .iter()
                 .filter_map(|t| {
@@ -58,19 +85,42 @@ impl SessionTrust {
                     store.saw(server, t).map(|change| (name, change))
                 })
                 .collect();
-            (news, store.clone())
-        });
-        match updated {
-            Ok((news, store)) => {
+            (reset, news)
+        };
+        // With no place for the record, pins last as long as the session.
+        let Some(file) = &self.file else { return learn(&mut self.store) };
+        match file.update(|store| {
+            let (reset, news) = learn(store);
+            (reset, news, store.clone())
+        }) {
+            Ok((reset, news, store)) => {
                 self.store = store;
                 self.stamp = std::fs::metadata(file.path()).and_then(|m| m.modified()).ok();
-                news
+                (reset, news)
             }
             Err(e) => {
                 tracing::warn!("cannot update the trust record: {e}");
-                Vec::new()
+                (None, Vec::new())
             }
         }
+    }
+
+    /// The server said its tools changed: what this session's listing showed no longer vouches
+    /// for any tool until the tools are listed again.
+    pub fn tools_changed(&mut self) {
+        self.shown.clear();
+    }
+
+    /// Whether this session's latest `tools/list` showed `tool` with its pinned definition.
+    pub fn shows_pinned(&self, server: &str, tool: &str) -> bool {
+        let pinned = self.store.tools.get(&trust::key(server, tool)).and_then(|r| r.pinned.as_deref());
+        pinned.is_some() && self.shown.get(tool).map(|(d, _)| d.as_str()) == pinned
+    }
+
+    /// This session's program, for rules bound to one (`identity = "sha256:…"`), when this
+    /// session's listing showed `tool` with its pinned definition; `None` before that.
+    pub fn vouched(&self, server: &str, tool: &str) -> Option<&str> {
+        self.shows_pinned(server, tool).then_some(self.identity.id.as_str())
     }
 
     /// Tools of this server whose definition changed and is not accepted.
@@ -87,7 +137,12 @@ impl SessionTrust {
     /// A person answered a call to this tool.
     pub fn answered(&mut self, server: &str, tool: &str, answer: Answered) {
         let Some(file) = &self.file else { return };
+        let identity = &self.identity;
         match file.update(|store| {
+            // Answers count for the program that was asked about.
+            if let Some(why) = store.bind(server, identity) {
+                tracing::warn!("{why}; its earned trust starts from nothing");
+            }
             store.answered(server, tool, answer);
             store.clone()
         }) {
@@ -113,9 +168,20 @@ impl SessionTrust {
         if self.store.tools.get(&key).is_some_and(trust::Record::changed) {
             self.refresh();
         }
-        if let Some(record) = self.store.tools.get(&key).filter(|r| r.changed()) {
-            let change =
-                trust::what_changed(record.pinned_tool.as_ref(), record.seen_tool.as_ref().unwrap_or(&Value::Null));
+        // Changed: since the last listing of any proxy, or in what this session's listing showed
+        // (another proxy's server may show the pinned definition while this one does not).
+        let changed = self.store.tools.get(&key).and_then(|record| {
+            let shown = self.shown.get(tool).filter(|(d, _)| record.pinned.as_ref().is_some_and(|p| p != d));
+            match shown {
+                Some((_, tool)) => Some(trust::what_changed(record.pinned_tool.as_ref(), tool)),
+                None if record.changed() => Some(trust::what_changed(
+                    record.pinned_tool.as_ref(),
+                    record.seen_tool.as_ref().unwrap_or(&Value::Null),
+                )),
+                None => None,
+            }
+        });
+        if let Some(change) = changed {
             let accept = format!("`toolgate trust accept {server} {tool}`");
             let (gate, reason) = match settings.changed_tools {
                 ChangedTools::Ask => (
@@ -143,10 +209,24 @@ impl SessionTrust {
         self.refresh();
         let record = self.store.tools.get(&key)?;
         match record.standing(&settings.trust, trust::now_ms()) {
-            Standing::Earned(why) => {
-                decision.gate = Gate::Notify;
-                Some(TrustSays::Earned(format!("earned trust: {why}")))
-            }
+            Standing::Earned(why) => match self.store.bound(server) {
+                Some(bound) if bound.id != self.identity.id => Some(TrustSays::Lost(format!(
+                    "not trusted: a different program runs as `{server}` ({}) than the one that earned trust ({}): {}",
+                    self.identity.short(),
+                    bound.short(),
+                    self.identity.differences(bound)
+                ))),
+                None => Some(TrustSays::Lost(format!(
+                    "not trusted: the record does not say which program earned the trust of `{server}`"
+                ))),
+                Some(_) if !self.shows_pinned(server, tool) => Some(TrustSays::Lost(format!(
+                    "not trusted yet: this session's tools/list has not shown `{tool}` with its pinned definition"
+                ))),
+                Some(_) => {
+                    decision.gate = Gate::Notify;
+                    Some(TrustSays::Earned(format!("earned trust: {why}")))
+                }
+            },
             Standing::NotYet(why) if record.reset.is_some() => Some(TrustSays::Lost(format!("not trusted: {why}"))),
             Standing::NotYet(_) | Standing::Changed => None,
         }
@@ -158,7 +238,8 @@ impl SessionTrust {
 pub(super) enum TrustSays {
     /// It lowered the gate from ask to notify, for this reason.
     Earned(String),
-    /// The call asks because the tool lost its trust; this says when and why.
+    /// The call asks because the tool lost its trust, or it does not apply to this session
+    /// (another program, or a listing that has not shown the pinned tool); this says why.
     Lost(String),
 }
 

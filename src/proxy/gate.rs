@@ -110,7 +110,9 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     let setting = policy.settings.arguments;
     // What toolgate knows of the tools may be out of date (the server said they changed, or a
     // listing has not run to its end): the call waits for a fresh listing.
-    if listed == Listed::MayList && setting != Setting::Off && session.tools.stale() {
+    // Trust applies only to tools this session's listing showed pinned, so the listing runs
+    // whatever `[settings] arguments` says.
+    if listed == Listed::MayList && session.tools.stale() {
         return listing::wait(session, id, env, inbound, params.meta.as_ref());
     }
     // The arguments as written, for numbers a double cannot hold.
@@ -213,6 +215,7 @@ pub(super) fn judge(
         let context = Context { schema: schema.as_deref(), text: written, place: &place };
         policy.decide(
             &Call::new(&session.server, tool, arguments)
+                .with_identity(session.trust.vouched(&session.server, tool))
                 .with_annotations(session.annotations.get(tool).copied())
                 .with_confidence(confidence)
                 .with_context(context),
@@ -251,7 +254,12 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
             settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text })
         }
         Gate::Queue => super::parked::park(session, call),
-        Gate::Ask if session.approvals.allowed_for_session(&call.params.name) && !call.decision.always_ask => {
+        // A session's allowance is for the tool as this session's listing showed it pinned.
+        Gate::Ask
+            if session.approvals.allowed_for_session(&call.params.name)
+                && !call.decision.always_ask
+                && session.trust.shows_pinned(&session.server, &call.params.name) =>
+        {
             let note = Some("the person allowed this tool for the session".to_owned());
             settle(
                 session,

@@ -105,6 +105,7 @@ impl Session {
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
         queue_path: Option<std::path::PathBuf>,
+        identity: crate::identity::Identity,
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
@@ -123,7 +124,7 @@ impl Session {
             policy_path,
             client_elicits: false,
             server_requests: HashSet::new(),
-            trust: SessionTrust::open(trust_path),
+            trust: SessionTrust::open(trust_path, identity),
             parking: Parking::new(queue_path),
             recorder: None,
             tools: crate::conformity::Tools::default(),
@@ -283,6 +284,7 @@ impl Session {
                     && method == "notifications/tools/list_changed"
                 {
                     self.tools.changed();
+                    self.trust.tools_changed();
                 }
                 if let Kind::Response { id: Some(id), is_error } = &env.kind
                     && let Some(pending) = self.pending.remove(id)
@@ -436,7 +438,13 @@ impl Session {
                 names.push(name.to_owned());
             }
         }
-        for (tool, change) in self.trust.listed(&self.server, tools) {
+        let (reset, changes) = self.trust.listed(&self.server, tools, first);
+        if let Some(why) = reset {
+            let notice = format!("{why}; the trust its tools had earned starts from nothing");
+            tracing::warn!("{notice}");
+            self.approvals.notice(notice);
+        }
+        for (tool, change) in changes {
             let notice = format!(
                 "{} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {} {tool}",
                 self.server, self.server
