@@ -21,5 +21,6 @@ pub mod review;
 pub mod state_file;
 pub mod suite;
 pub mod trust;
+pub mod visible;
 pub mod wire;
 pub mod wrap;
