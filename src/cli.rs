@@ -651,7 +651,7 @@ fn explain(args: &ExplainArgs) -> i32 {
         explanation.arguments = Some(crate::explain::ArgumentsCheck::of(setting, verdict));
     }
     let text = if args.json {
-        serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n"
+        crate::visible::to_json_pretty(&explanation).unwrap_or_default() + "\n"
     } else {
         crate::explain::render(&explanation)
     };
@@ -872,7 +872,9 @@ fn trust(args: TrustArgs) -> i32 {
             Ok(Ok(())) => {
                 let _ = writeln!(
                     stdout,
-                    "accepted the new definition of {server}/{tool}; it earns trust again from nothing"
+                    "accepted the new definition of {}/{}; it earns trust again from nothing",
+                    crate::visible::visible(server),
+                    crate::visible::visible(tool)
                 );
                 exit::OK
             }
@@ -907,7 +909,7 @@ fn trust(args: TrustArgs) -> i32 {
     }
     for (key, record) in &store.tools {
         let line = if args.json {
-            crate::trust::describe_json(key, record, bar, now).to_string()
+            crate::visible::to_json(&crate::trust::describe_json(key, record, bar, now)).unwrap_or_default()
         } else {
             crate::trust::describe(key, record, bar, now)
         };
