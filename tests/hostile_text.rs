@@ -125,8 +125,12 @@ fn a_hostile_tool_name_cannot_rewrite_the_notify_notice_nor_the_log() {
 #[test]
 fn the_log_on_stderr_shows_hostile_names_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let policy =
-        policy_file(dir.path(), "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"n\"\naction = \"notify\"\n");
+    // A call that runs with a notice, and one refused (each logs the tool's name).
+    let policy = policy_file(
+        dir.path(),
+        "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"n\"\naction = \"notify\"\n\
+         [[rules]]\nname = \"d\"\nargs = { \"/deny\" = { exists = true } }\naction = \"deny\"\n",
+    );
     let mut cmd = Command::new(toolgate());
     cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(dir.path().join("audit.jsonl"));
     cmd.arg("--name").arg(SERVER).arg("--").args(server()).stderr(Stdio::piped());
@@ -136,12 +140,18 @@ fn the_log_on_stderr_shows_hostile_names_escaped() {
     call(&mut peer, 1);
     let reply = peer.response(&json!(1));
     assert_ne!(reply["result"]["isError"], true, "{reply}");
+    peer.send(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": TOOL, "arguments": {"deny": 1}}}),
+    );
+    let refused = peer.response(&json!(2));
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
     peer.close_stdin();
     peer.wait();
     let mut log = String::new();
     stderr.unwrap().read_to_string(&mut log).unwrap();
     let notice = log.lines().find(|l| l.contains("notice:")).unwrap_or_else(|| panic!("no notice in:\n{log}"));
     assert!(notice.contains(SERVER_SHOWN) && notice.contains("hidden\\u{202e}fdp.exe\\u{9b}2J\\u{200b}"), "{notice}");
+    assert!(log.lines().any(|l| l.contains("refused") && l.contains("fdp.exe")), "{log}");
     let raw: Vec<char> = log.chars().filter(|&c| toolgate::visible::is_hidden(c) && c != '\n').collect();
     assert!(raw.is_empty(), "raw controls {raw:?} in the log:\n{log}");
 }
