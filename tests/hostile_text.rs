@@ -100,7 +100,7 @@ fn a_hostile_tool_name_and_arguments_cannot_rewrite_the_prompt() {
 }
 
 #[test]
-fn a_hostile_tool_name_cannot_rewrite_the_notify_notice_nor_the_log() {
+fn a_hostile_tool_name_cannot_rewrite_the_notify_notice() {
     let dir = tempfile::tempdir().unwrap();
     let (mut peer, mut screen) = on_pty(
         dir.path(),
