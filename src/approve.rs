@@ -21,6 +21,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use crate::human::approvers::{self, AnswerParams, Approval};
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Withdrawn};
+use crate::visible::visible;
 
 /// A running proxy, known by its process id.
 type Pid = u32;
@@ -186,6 +187,7 @@ impl State {
                 self.proxies.insert(pid, Proxy { server: server.clone(), out, shown: HashMap::new() });
                 match front {
                     Front::Terminal { terminal, .. } => {
+                        let server = visible(&server);
                         terminal.send(Command::Notice(format!("connected to toolgate {pid} (server {server})")));
                     }
                     Front::Json => emit(&json!({"event": "connected", "proxy": pid, "server": server})),
@@ -207,6 +209,7 @@ impl State {
             News::Replied { pid, ticket, error } => match front {
                 Front::Terminal { terminal, .. } => {
                     if let Some(error) = error {
+                        let error = visible(&error);
                         terminal.send(Command::Notice(format!("toolgate {pid} did not take the answer: {error}")));
                     }
                 }
@@ -225,7 +228,8 @@ impl State {
                             self.local.remove(local);
                             terminal.send(Command::Withdraw { ticket: *local, why: Withdrawn::Cancelled });
                         }
-                        terminal.send(Command::Notice(format!("toolgate {pid} (server {}) ended", proxy.server)));
+                        let server = visible(&proxy.server);
+                        terminal.send(Command::Notice(format!("toolgate {pid} (server {server}) ended")));
                     }
                     Front::Json => emit(&json!({"event": "disconnected", "proxy": pid})),
                 }
@@ -290,10 +294,13 @@ impl State {
     }
 }
 
-/// One line of `--json` output.
+/// One line of `--json` output: exact JSON, with every control, bidi and zero-width character
+/// in a string written as a `\uXXXX` escape, so a terminal shows it and never runs it.
 fn emit(event: &Value) {
+    let mut line = crate::visible::to_json(event).unwrap_or_default();
+    line.push('\n');
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(&approvers::line(event));
+    let _ = stdout.write_all(line.as_bytes());
     let _ = stdout.flush();
 }
 

@@ -658,7 +658,7 @@ fn explain(args: &ExplainArgs) -> i32 {
         explanation.arguments = Some(crate::explain::ArgumentsCheck::of(setting, verdict));
     }
     let text = if args.json {
-        serde_json::to_string_pretty(&explanation).unwrap_or_default() + "\n"
+        crate::visible::to_json_pretty(&explanation).unwrap_or_default() + "\n"
     } else {
         crate::explain::render(&explanation)
     };
@@ -879,7 +879,9 @@ fn trust(args: TrustArgs) -> i32 {
             Ok(Ok(())) => {
                 let _ = writeln!(
                     stdout,
-                    "accepted the new definition of {server}/{tool}; it earns trust again from nothing"
+                    "accepted the new definition of {}/{}; it earns trust again from nothing",
+                    crate::visible::visible(server),
+                    crate::visible::visible(tool)
                 );
                 exit::OK
             }
@@ -914,7 +916,13 @@ fn trust(args: TrustArgs) -> i32 {
     }
     if !args.json {
         for (server, identity) in &store.servers {
-            let _ = writeln!(stdout, "{server}: trust bound to {} ({})", identity.id, identity.command_line());
+            let _ = writeln!(
+                stdout,
+                "{}: trust bound to {} ({})",
+                crate::visible::visible(server),
+                identity.id,
+                crate::visible::visible(&identity.command_line())
+            );
         }
     }
     for (key, record) in &store.tools {
@@ -922,7 +930,7 @@ fn trust(args: TrustArgs) -> i32 {
             let mut json = crate::trust::describe_json(key, record, bar, now);
             let bound = store.servers.iter().find(|(server, _)| key.starts_with(&format!("{server}/")));
             json["identity"] = bound.map_or(serde_json::Value::Null, |(_, id)| serde_json::Value::from(id.id.clone()));
-            json.to_string()
+            crate::visible::to_json(&json).unwrap_or_default()
         } else {
             crate::trust::describe(key, record, bar, now)
         };

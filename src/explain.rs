@@ -7,6 +7,8 @@ use std::fmt::Write;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::visible::{json, visible};
+
 use crate::policy::condition::Miss;
 use crate::policy::{Call, Decision, NearMiss, Policy};
 
@@ -123,8 +125,10 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
 pub fn render(e: &Explanation) -> String {
     let mut out = String::new();
     let d = &e.decision;
-    let _ = writeln!(out, "call      {} on server {:?}", e.call.tool, e.call.server);
-    let _ = writeln!(out, "arguments {}", Value::Object(e.call.arguments.clone()));
+    // Names, reasons and arguments are shown escaped (`visible`): `explain` is run on calls
+    // copied from a log, whose text came from a server or a model.
+    let _ = writeln!(out, "call      {} on server {:?}", visible(&e.call.tool), e.call.server);
+    let _ = writeln!(out, "arguments {}", json(&Value::Object(e.call.arguments.clone()).to_string()));
     if let Some(c) = e.call.confidence {
         let _ = writeln!(out, "confidence {c}");
     }
@@ -136,7 +140,7 @@ pub fn render(e: &Explanation) -> String {
     };
     let _ = writeln!(out, "decision  {} (tier {}), {basis}", d.gate.as_str(), d.tier.as_str());
     if let Some(reason) = &d.reason {
-        let _ = writeln!(out, "reason    {reason}");
+        let _ = writeln!(out, "reason    {}", visible(reason));
     }
     if let Some(hold) = d.hold {
         let _ = writeln!(out, "hold      {}", humantime::format_duration(hold));
@@ -158,7 +162,7 @@ pub fn render(e: &Explanation) -> String {
         let gate = m.gate.map_or("min_confidence only".to_owned(), |g| g.as_str().to_owned());
         let _ = write!(out, "  {:?} -> {gate}", m.rule);
         if let Some(reason) = &m.reason {
-            let _ = write!(out, ": {reason}");
+            let _ = write!(out, ": {}", visible(reason));
         }
         let _ = writeln!(out);
         let tools = rule.tools.as_ref().map_or("every tool".to_owned(), |t| format!("tools {t:?}"));
@@ -172,7 +176,7 @@ pub fn render(e: &Explanation) -> String {
         for c in &rule.conditions {
             let _ = writeln!(out, "      {} {} holds for {}", c.pointer, c.test, shown(&c.actual));
             if let Some(reading) = &c.reading {
-                let _ = writeln!(out, "        matched as {reading}");
+                let _ = writeln!(out, "        matched as {}", visible(&reading.to_string()));
             }
         }
     }
@@ -197,7 +201,7 @@ pub fn render(e: &Explanation) -> String {
         let setting = serde_json::to_value(a.setting).unwrap_or_default();
         let _ = writeln!(out, "\narguments {} (arguments = {setting})", a.verdict.replace('_', " "));
         for p in &a.problems {
-            let _ = writeln!(out, "          {p}");
+            let _ = writeln!(out, "          {}", visible(&p.to_string()));
         }
     }
     let _ = writeln!(out, "\npolicy    {} ({})", e.policy.origin, e.policy.version);
@@ -206,7 +210,7 @@ pub fn render(e: &Explanation) -> String {
 
 fn shown(v: &Option<Value>) -> String {
     match v {
-        Some(v) => v.to_string(),
+        Some(v) => json(&v.to_string()).into_owned(),
         None => "a missing argument".to_owned(),
     }
 }

@@ -22,5 +22,6 @@ pub mod review;
 pub mod state_file;
 pub mod suite;
 pub mod trust;
+pub mod visible;
 pub mod wire;
 pub mod wrap;

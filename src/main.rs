@@ -15,12 +15,14 @@ fn main() {
         _ => "trace",
     };
     // Stdout carries JSON-RPC only; every diagnostic goes to stderr.
+    // Log lines carry names and arguments from the server and the model: shown escaped.
+    let colours = cli.color.on_stderr();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || toolgate::visible::LogWriter::new(std::io::stderr(), colours))
         .with_env_filter(EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default)))
         .with_target(false)
         .without_time()
-        .with_ansi(cli.color.on_stderr())
+        .with_ansi(colours)
         .init();
     std::process::exit(toolgate::cli::execute(cli));
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::policy::{Annotations, Call, Decision, Gate, Policy};
 use crate::proxy::confidence;
+use crate::visible::{json, visible};
 
 /// One recorded `tools/call`.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,7 +148,8 @@ fn why(decision: &Decision) -> String {
     let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
     match rules.len() {
         0 => {
-            decision.reason.clone().unwrap_or_else(|| format!("no rule: the default tier, {}", decision.tier.as_str()))
+            let reason = decision.reason.as_deref().map(|r| visible(r).into_owned());
+            reason.unwrap_or_else(|| format!("no rule: the default tier, {}", decision.tier.as_str()))
         }
         1 => format!("rule {}", rules[0]),
         _ => format!("rules {}", rules.join(", ")),
@@ -158,8 +160,8 @@ fn why(decision: &Decision) -> String {
 pub fn show(calls: &[RecordedCall], policy: &Policy, out: &mut impl Write) {
     for call in calls {
         let d = decide(policy, call);
-        let _ =
-            writeln!(out, "line {:>4}  {}/{}  {}  ({})", call.line, call.server, call.tool, d.gate.as_str(), why(&d));
+        let (server, tool) = (visible(&call.server), visible(&call.tool));
+        let _ = writeln!(out, "line {:>4}  {server}/{tool}  {}  ({})", call.line, d.gate.as_str(), why(&d));
     }
     let _ = writeln!(out, "{} calls", calls.len());
 }
@@ -174,14 +176,14 @@ pub fn compare(calls: &[RecordedCall], a: &Policy, b: &Policy, out: &mut impl Wr
             continue;
         }
         changed += 1;
-        let args = Value::Object(call.arguments.clone()).to_string();
+        let args = json(&Value::Object(call.arguments.clone()).to_string()).into_owned();
         let short: String = args.chars().take(60).collect();
         let _ = writeln!(
             out,
             "line {:>4}  {}/{} {short}  {} → {}  ({} → {})",
             call.line,
-            call.server,
-            call.tool,
+            visible(&call.server),
+            visible(&call.tool),
             da.gate.as_str(),
             db.gate.as_str(),
             why(&da),

@@ -155,7 +155,8 @@ impl Record {
 /// One tool's standing, as `toolgate trust` prints it.
 pub fn describe(key: &str, record: &Record, bar: &Bar, now: u64) -> String {
     let (status, gate, why) = record.summary(bar, now);
-    format!("{key}: {status}: {gate} ({why})")
+    // The key names a server and a tool; `why` quotes descriptions `{:?}`-escaped.
+    format!("{}: {status}: {gate} ({})", crate::visible::visible(key), crate::visible::escape_hidden(&why))
 }
 
 /// The same, as JSON.

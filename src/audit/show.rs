@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::visible::{json, visible};
+
 /// Which decisions to show.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -53,7 +55,7 @@ pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut (impl Write + ?S
             if let Some(o) = outcome {
                 record["outcome"] = json_outcome(o);
             }
-            writeln!(out, "{record}")?;
+            writeln!(out, "{}", crate::visible::to_json(&record).unwrap_or_default())?;
         } else {
             writeln!(out, "{}", line(record, outcome.copied()))?;
         }
@@ -65,10 +67,12 @@ fn json_outcome(outcome: &Value) -> Value {
     serde_json::json!({"outcome": outcome["outcome"], "ms": outcome["ms"]})
 }
 
-/// One decision as a person reads it.
+/// One decision as a person reads it; every string from the record shown escaped (`visible`),
+/// since names and arguments came from a server or a model.
 fn line(record: &Value, outcome: Option<&Value>) -> String {
-    let text = |key: &str| record.get(key).and_then(Value::as_str).unwrap_or("?");
-    let when = text("ts").get(..19).unwrap_or(text("ts")).replace('T', " ");
+    let text = |key: &str| visible(record.get(key).and_then(Value::as_str).unwrap_or("?"));
+    let ts = text("ts");
+    let when = ts.get(..19).unwrap_or(&ts).replace('T', " ");
     let mut out = format!(
         "{when}  {}/{}  {} → {} by {}",
         text("server"),
@@ -78,24 +82,69 @@ fn line(record: &Value, outcome: Option<&Value>) -> String {
         text("decided_by")
     );
     if let Some(channel) = record.get("channel").and_then(Value::as_str) {
-        out.push_str(&format!(" ({channel})"));
+        out.push_str(&format!(" ({})", visible(channel)));
     }
     if let Some(o) = outcome {
-        out.push_str(&format!(", {} in {} ms", o["outcome"].as_str().unwrap_or("?"), o["ms"]));
+        out.push_str(&format!(
+            ", {} in {} ms",
+            visible(o["outcome"].as_str().unwrap_or("?")),
+            json(&o["ms"].to_string())
+        ));
     }
-    let rules: Vec<String> =
-        record["rules"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|r| format!("{r:?}")).collect();
+    let rules: Vec<String> = record["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|r| format!("\"{}\"", visible(r)))
+        .collect();
     if !rules.is_empty() {
         out.push_str(&format!("  rule {}", rules.join(", ")));
     }
     if let Some(note) = record.get("note").and_then(Value::as_str) {
-        out.push_str(&format!("  ({note})"));
+        out.push_str(&format!("  ({})", visible(note)));
     }
-    let args = record.get("arguments").map(Value::to_string).unwrap_or_default();
+    let args = record.get("arguments").map(|a| json(&a.to_string()).into_owned()).unwrap_or_default();
     let short: String = args.chars().take(100).collect();
     out.push_str(&format!("  {short}{}", if short.len() < args.len() { "…" } else { "" }));
     if record.get("edited_arguments").is_some() {
         out.push_str("  (edited before it ran)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn hostile() -> Value {
+        json!({
+            "event": "decision", "ts": "2026-01-01T00:00:00Z", "session": "s", "call": 1,
+            "server": "bank\u{202e}", "tool": "pay\r\x1b[2Kread", "gate": "ask", "verdict": "forwarded",
+            "decided_by": "human", "channel": "terminal", "rules": ["r\u{2066}"], "note": "n\u{200b}",
+            "arguments": {"to": "ACME\u{9b}2J"},
+        })
+    }
+
+    #[test]
+    fn a_record_shows_its_names_rules_and_arguments_escaped() {
+        let shown = line(&hostile(), None);
+        assert!(!crate::visible::needs_escaping(&shown), "{shown:?}");
+        assert!(shown.contains("bank\\u{202e}/pay\\u{d}\\u{1b}[2Kread"), "{shown}");
+        assert!(shown.contains("rule \"r\\u{2066}\"  (n\\u{200b})  {\"to\":\"ACME\\u009b2J\"}"), "{shown}");
+    }
+
+    #[test]
+    fn json_lines_are_exact_and_safe_to_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, format!("{}\n", hostile())).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(show(&path, &Filter::default(), true, &mut out).unwrap(), 1);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!crate::visible::needs_escaping(out.trim_end()), "{out:?}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), hostile());
+    }
 }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::policy::{Call, Gate, Policy};
 use crate::proxy::{self, Options, ProxyError};
+use crate::visible::visible;
 use crate::wire;
 
 /// The calls the demo makes, in order: (tool, arguments).
@@ -78,6 +79,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     let listed = request("tools/list", json!({})).await?;
     let names: Vec<&str> =
         listed["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<_> = names.into_iter().map(visible).collect();
     writeln!(out, "The server offers: {}\n", names.join(", "))?;
 
     for (tool, arguments) in script() {
@@ -92,7 +94,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         };
         writeln!(out, "  gate: {} (tier {}, {why})", decision.gate.as_str(), decision.tier.as_str())?;
         let reply = request("tools/call", json!({"name": tool, "arguments": arguments})).await?;
-        let text = reply["result"]["content"][0]["text"].as_str().unwrap_or("(no text)");
+        let text = visible(reply["result"]["content"][0]["text"].as_str().unwrap_or("(no text)"));
         let ran = reply["result"]["isError"] != json!(true);
         match (ran, decision.gate) {
             (true, Gate::Notify) => writeln!(out, "  ran, and the human was told: {text}\n")?,

@@ -6,18 +6,12 @@
 use std::process::Stdio;
 
 use super::{Kind, Request};
+use crate::visible::visible;
 
 /// Pops up a notification for `request`, if a notifier is installed. Never blocks, never
 /// touches toolgate's stdin or stdout (they carry JSON-RPC).
 pub fn notify(request: &Request) {
-    let title = match request.kind {
-        Kind::Approve => format!("toolgate: {} wants to run {}", request.server, request.tool),
-        Kind::Hold => format!("toolgate: {} will run {} unless you cancel", request.server, request.tool),
-    };
-    let body = match &request.reason {
-        Some(reason) => format!("{reason}. Answer in your terminal, your client, or `toolgate approve`."),
-        None => "Answer in your terminal, your client, or `toolgate approve`.".to_owned(),
-    };
+    let (title, body) = texts(request);
     let mut command = if cfg!(target_os = "macos") {
         let script =
             format!("display notification {} with title {}", applescript_text(&body), applescript_text(&title));
@@ -41,7 +35,53 @@ pub fn notify(request: &Request) {
     }
 }
 
+/// The notification's title and body. Names and reasons are shown escaped, as on every
+/// channel (`visible`).
+fn texts(request: &Request) -> (String, String) {
+    let (server, tool) = (visible(&request.server), visible(&request.tool));
+    let title = match request.kind {
+        Kind::Approve => format!("toolgate: {server} wants to run {tool}"),
+        Kind::Hold => format!("toolgate: {server} will run {tool} unless you cancel"),
+    };
+    let body = match &request.reason {
+        Some(reason) => {
+            format!("{}. Answer in your terminal, your client, or `toolgate approve`.", visible(reason))
+        }
+        None => "Answer in your terminal, your client, or `toolgate approve`.".to_owned(),
+    };
+    (title, body)
+}
+
 /// A string literal for AppleScript.
 fn applescript_text(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::human::Remember;
+    use crate::policy::{Gate, Tier};
+
+    #[test]
+    fn a_notification_shows_hostile_names_and_reasons_escaped() {
+        let request = Request {
+            ticket: 1,
+            kind: Kind::Approve,
+            server: "bank\u{202e}".into(),
+            tool: "pay\r\x1b[2Kread".into(),
+            arguments: serde_json::Map::new(),
+            gate: Gate::Ask,
+            tier: Tier::High,
+            rules: Vec::new(),
+            reason: Some("it moves money\u{200b}\u{9b}".into()),
+            deadline: Instant::now() + Duration::from_secs(60),
+            remember: Remember::Impossible("no".into()),
+        };
+        let (title, body) = texts(&request);
+        assert_eq!(title, "toolgate: bank\\u{202e} wants to run pay\\u{d}\\u{1b}[2Kread");
+        assert!(body.starts_with("it moves money\\u{200b}\\u{9b}. Answer"), "{body}");
+    }
 }

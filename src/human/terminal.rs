@@ -22,6 +22,7 @@ use nix::sys::termios::{self, FlushArg, LocalFlags, SetArg, Termios};
 use serde_json::{Map, Value};
 
 use super::{Answer, Command, Event, Kind, Remember, Request, Withdrawn};
+use crate::visible::{self, visible, visible_lines};
 
 /// Why the terminal cannot be used right now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,9 +143,14 @@ fn step(request: &Request, stage: &Stage, line: &str) -> Step {
         (Stage::Choose, Kind::Approve, "v") => Step::Say(whole_arguments(&request.arguments)),
         (Stage::Choose, Kind::Approve, "r") => match &request.remember {
             Remember::Possible { policy, rule } => {
-                Step::ConfirmRemember(format!("this rule would be added to {}:\n\n{rule}", policy.display()))
+                let policy = policy.display().to_string();
+                Step::ConfirmRemember(format!(
+                    "this rule would be added to {}:\n\n{}",
+                    visible(&policy),
+                    visible_lines(rule)
+                ))
             }
-            Remember::Impossible(why) => Step::Say(format!("cannot remember this: {why}")),
+            Remember::Impossible(why) => Step::Say(format!("cannot remember this: {}", visible(why))),
         },
         (Stage::Choose, Kind::Approve, _) => Step::Say("answer y, a, n, e, r or v, then Enter (Ctrl-C denies)".into()),
     }
@@ -158,10 +164,18 @@ pub fn render(request: &Request, waiting: usize) -> String {
         Kind::Hold => "toolgate: a call is held",
     };
     out.push_str(&format!("\n── {title} {}\n", "─".repeat(60usize.saturating_sub(title.len()))));
-    out.push_str(&format!("  server   {}\n", request.server));
-    out.push_str(&format!("  tool     {}\n", request.tool));
+    // Every string below comes from the server, the model or a policy file: shown escaped
+    // (`visible`), and a name that needed it is flagged, since it may pose as another.
+    out.push_str(&format!("  server   {}\n", visible(&request.server)));
+    if let Some(warning) = visible::warning("the server's name", &request.server) {
+        out.push_str(&format!("           {warning}\n"));
+    }
+    out.push_str(&format!("  tool     {}\n", visible(&request.tool)));
+    if let Some(warning) = visible::warning("the tool's name", &request.tool) {
+        out.push_str(&format!("           {warning}\n"));
+    }
     let args =
-        serde_json::to_string_pretty(&Value::Object(super::shortened(&request.arguments, SHORT, ", v shows it whole")))
+        visible::to_json_pretty(&Value::Object(super::shortened(&request.arguments, SHORT, ", v shows it whole")))
             .unwrap_or_default();
     for (i, line) in args.lines().enumerate() {
         out.push_str(if i == 0 { "  args     " } else { "           " });
@@ -170,15 +184,15 @@ pub fn render(request: &Request, waiting: usize) -> String {
     }
     let mut why = format!("{} · tier {}", request.gate.as_str(), request.tier.as_str());
     for (rule, reason) in &request.rules {
-        why.push_str(&format!(" · rule {rule:?}"));
+        why.push_str(&format!(" · rule \"{}\"", visible(rule)));
         if let Some(r) = reason {
-            why.push_str(&format!(": {r}"));
+            why.push_str(&format!(": {}", visible(r)));
         }
     }
     if request.rules.is_empty()
         && let Some(reason) = &request.reason
     {
-        why.push_str(&format!(" · {reason}"));
+        why.push_str(&format!(" · {}", visible(reason)));
     }
     out.push_str(&format!("  why      {why}\n"));
     if waiting > 0 {
@@ -190,7 +204,7 @@ pub fn render(request: &Request, waiting: usize) -> String {
     match request.kind {
         Kind::Approve => out.push_str(&format!(
             "  [y] allow once  [a] allow {} for this session  [n] deny  [e] edit  [r] remember  [v] view whole\n",
-            request.tool
+            visible(&request.tool)
         )),
         Kind::Hold => out.push_str("  [c] cancel it; otherwise it runs when the time is up\n"),
     }
@@ -210,8 +224,9 @@ fn answer_line(request: &Request, stage: &Stage, input: &str, now: Instant) -> S
 
 const SHORT: usize = 120;
 
+/// The arguments as pretty JSON, safe to show (and to edit: they parse back the same).
 fn whole_arguments(arguments: &Map<String, Value>) -> String {
-    serde_json::to_string_pretty(&Value::Object(arguments.clone())).unwrap_or_default()
+    visible::to_json_pretty(&Value::Object(arguments.clone())).unwrap_or_default()
 }
 
 /// The terminal's owner: the queue, the open prompt, and the saved terminal mode.
@@ -278,7 +293,9 @@ impl Owner {
         match command {
             Command::Offer(request) => self.queue.push_back(request),
             Command::Notice(text) => {
-                self.write(&format!("\r\x1b[K  toolgate: {text}\r\n"));
+                // A notice's names and reasons were made visible where it was written; this
+                // net keeps anything missed there from reaching the terminal raw.
+                self.write(&format!("\r\x1b[K  toolgate: {}\r\n", visible::escape_hidden(&text)));
                 self.redraw_line();
             }
             Command::Withdraw { ticket, why } => {
@@ -471,7 +488,7 @@ impl Owner {
         match result {
             Ok(edited) => self.answer(Answer::Edited(edited), "allowed, with your edits"),
             Err(why) => {
-                self.write(&format!("  {why}\r\n"));
+                self.write(&format!("  {}\r\n", visible(&why)));
                 self.redraw_line();
             }
         }

@@ -596,9 +596,15 @@ pub(super) fn on_timer(session: &mut Session) {
         let left = held.deadline.saturating_duration_since(now).as_secs();
         let message = match held.kind {
             Kind::Approve => {
-                format!("toolgate: waiting for a person to approve `{}` ({left}s left)", held.call.params.name)
+                format!(
+                    "toolgate: waiting for a person to approve `{}` ({left}s left)",
+                    crate::visible::visible(&held.call.params.name)
+                )
             }
-            Kind::Hold => format!("toolgate: `{}` runs in {left}s unless a person cancels it", held.call.params.name),
+            Kind::Hold => format!(
+                "toolgate: `{}` runs in {left}s unless a person cancels it",
+                crate::visible::visible(&held.call.params.name)
+            ),
         };
         notes.push(json!({
             "jsonrpc": "2.0",

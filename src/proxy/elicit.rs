@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 
 use crate::human::{self, Answer, Kind, Request};
+use crate::visible::{self, visible};
 use crate::wire::{Id, splice};
 
 /// Argument values longer than this many characters are cut short in the dialog.
@@ -92,17 +93,26 @@ pub fn input_required_line(id: &Id, request: &Request, wait_secs: u64, state: &s
 
 /// toolgate's question about a call: the params of an `elicitation/create`.
 fn form(request: &Request, wait_secs: u64) -> Value {
-    let args = serde_json::to_string_pretty(&Value::Object(human::shortened(&request.arguments, SHORT, " in all")))
+    // The client shows this message to a person: every name, reason and argument escaped
+    // (`visible`), and a name that needed it flagged.
+    let args = visible::to_json_pretty(&Value::Object(human::shortened(&request.arguments, SHORT, " in all")))
         .unwrap_or_default();
+    let (server, tool) = (visible(&request.server), visible(&request.tool));
+    let warnings: String =
+        [visible::warning("The server's name", &request.server), visible::warning("The tool's name", &request.tool)]
+            .into_iter()
+            .flatten()
+            .map(|w| format!("{w}\n"))
+            .collect();
     let why = match (&request.rules[..], &request.reason) {
-        ([], Some(reason)) => format!("It stopped because: {reason}."),
+        ([], Some(reason)) => format!("It stopped because: {}.", visible(reason)),
         ([], None) => format!("It stopped because calls like it are {} risk.", request.tier.as_str()),
         (rules, _) => {
             let named: Vec<String> = rules
                 .iter()
                 .map(|(name, reason)| match reason {
-                    Some(r) => format!("rule \"{name}\" ({r})"),
-                    None => format!("rule \"{name}\""),
+                    Some(r) => format!("rule \"{}\" ({})", visible(name), visible(r)),
+                    None => format!("rule \"{}\"", visible(name)),
                 })
                 .collect();
             format!("It was stopped by {}.", named.join(", "))
@@ -111,8 +121,7 @@ fn form(request: &Request, wait_secs: u64) -> Value {
     let (message, schema) = match request.kind {
         Kind::Approve => (
             format!(
-                "toolgate (the approval gate in front of server \"{}\") asks you:\n\nThe AI wants to call `{}` with:\n{args}\n\n{why}\nAllow it? Unanswered, it is denied in {wait_secs}s.",
-                request.server, request.tool
+                "toolgate (the approval gate in front of server \"{server}\") asks you:\n\nThe AI wants to call `{tool}` with:\n{args}\n\n{warnings}{why}\nAllow it? Unanswered, it is denied in {wait_secs}s."
             ),
             json!({
                 "type": "object",
@@ -121,7 +130,7 @@ fn form(request: &Request, wait_secs: u64) -> Value {
                         "type": "string",
                         "title": "Decision",
                         "enum": ["allow_once", "allow_session", "deny"],
-                        "enumNames": ["Allow once", format!("Allow `{}` for this session", request.tool), "Deny"],
+                        "enumNames": ["Allow once", format!("Allow `{tool}` for this session"), "Deny"],
                     },
                     REASON: {"type": "string", "title": "Reason (optional; the AI reads it if you deny)"},
                 },
@@ -130,8 +139,7 @@ fn form(request: &Request, wait_secs: u64) -> Value {
         ),
         Kind::Hold => (
             format!(
-                "toolgate (the approval gate in front of server \"{}\") tells you:\n\nThe AI's call to `{}` runs in {wait_secs}s unless you cancel it:\n{args}\n\n{why}",
-                request.server, request.tool
+                "toolgate (the approval gate in front of server \"{server}\") tells you:\n\nThe AI's call to `{tool}` runs in {wait_secs}s unless you cancel it:\n{args}\n\n{warnings}{why}"
             ),
             json!({
                 "type": "object",
@@ -257,6 +265,39 @@ mod tests {
 
     fn answer(kind: Kind, result: Value) -> Result<Option<Answer>, String> {
         read_answer(kind, json!({"jsonrpc": "2.0", "id": "x", "result": result}).to_string().as_bytes())
+    }
+
+    #[test]
+    fn the_question_shows_hostile_names_arguments_and_reasons_escaped_and_flags_the_names() {
+        let request = Request {
+            ticket: 1,
+            kind: Kind::Approve,
+            server: "bank\u{202e}".into(),
+            tool: "pay\r\x1b[2Kread".into(),
+            arguments: json!({"to": "ACME\u{9b}2J\u{200b}"}).as_object().cloned().unwrap(),
+            gate: crate::policy::Gate::Ask,
+            tier: crate::policy::Tier::High,
+            rules: vec![("r\u{2066}".into(), Some("why\x1b]0;t\x07".into()))],
+            reason: None,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+            remember: human::Remember::Impossible("no".into()),
+        };
+        let form = form(&request, 60);
+        let message = form["message"].as_str().unwrap();
+        let raw: Vec<char> = message.chars().filter(|&c| visible::is_hidden(c) && c != '\n').collect();
+        assert!(raw.is_empty(), "raw controls {raw:?} in: {message}");
+        for shown in [
+            "server \"bank\\u{202e}\"",
+            "`pay\\u{d}\\u{1b}[2Kread`",
+            "\"ACME\\u009b2J\\u200b\"",
+            "rule \"r\\u{2066}\" (why\\u{1b}]0;t\\u{7})",
+            "The server's name contains hidden or control characters",
+            "The tool's name contains hidden or control characters",
+        ] {
+            assert!(message.contains(shown), "{shown} missing from: {message}");
+        }
+        let choice = form.pointer("/requestedSchema/properties/toolgate_decision/enumNames/1").unwrap();
+        assert_eq!(choice, "Allow `pay\\u{d}\\u{1b}[2Kread` for this session");
     }
 
     #[test]

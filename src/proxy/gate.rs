@@ -18,6 +18,7 @@ use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::conformity::{self, Setting};
 use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
+use crate::visible::visible;
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
 /// A call that has been decided by the policy and waits to be settled.
@@ -239,7 +240,9 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
                 Some(TrustSays::Earned(earned)) => format!(" ({earned})"),
                 _ => because(&call.decision),
             };
-            let notice = format!("{} ran `{}`{why}", session.server, call.params.name);
+            // Names and reasons are shown escaped: the notice reaches a terminal.
+            let (server, tool) = (visible(&session.server), visible(&call.params.name));
+            let notice = format!("{server} ran `{tool}`{why}");
             tracing::info!("notice: {notice}");
             session.approvals.notice(notice);
             let (by, note) = match call.trust.clone() {
@@ -433,7 +436,7 @@ pub(super) fn rules_clause(decision: &Decision) -> String {
 fn because(decision: &Decision) -> String {
     let mut out = rules_clause(decision);
     if let Some(reason) = &decision.reason {
-        out.push_str(&format!(": {reason}"));
+        out.push_str(&format!(": {}", visible(reason)));
     }
     out
 }

@@ -16,6 +16,7 @@ use super::writer::PeerInput;
 use super::{Inbound, Outgoing, Read, confidence, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
+use crate::visible::visible;
 use crate::wire::Envelope;
 use crate::wire::envelope::readable_ids;
 use crate::wire::{Id, Kind, reply};
@@ -440,14 +441,17 @@ impl Session {
         }
         let (reset, changes) = self.trust.listed(&self.server, tools, first);
         if let Some(why) = reset {
-            let notice = format!("{why}; the trust its tools had earned starts from nothing");
+            // The reason names the server and its command line: escaped, as it reaches a terminal.
+            let notice = format!("{}; the trust its tools had earned starts from nothing", visible(&why));
             tracing::warn!("{notice}");
             self.approvals.notice(notice);
         }
         for (tool, change) in changes {
+            // The change quotes the old and new description `{:?}`-escaped; the names are
+            // shown escaped here, as the notice reaches a terminal.
+            let (server, tool) = (visible(&self.server), visible(&tool));
             let notice = format!(
-                "{} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {} {tool}",
-                self.server, self.server
+                "{server} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {server} {tool}"
             );
             tracing::warn!("{notice}");
             self.approvals.notice(notice);

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::visible::{self, visible, visible_lines};
+
 use super::{Item, Queue, QueueFile, Status};
 use crate::human::approvers;
 use crate::trust::now_ms;
@@ -60,7 +62,7 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
                 .map_err(|e| format!("{}: {e}", file.path().display()))?;
             match changed {
                 Ok(item) => {
-                    let _ = writeln!(out, "item {id}: {verdict} ({}/{})", item.server, item.tool);
+                    let _ = writeln!(out, "item {id}: {verdict} ({}/{})", visible(&item.server), visible(&item.tool));
                     if to == Status::Flagged {
                         flagged(&item, request.write_rule.as_deref(), out)?;
                     }
@@ -70,7 +72,7 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
                 }
                 Err(why) => {
                     failed = true;
-                    let _ = writeln!(out, "item {id}: {why}");
+                    let _ = writeln!(out, "item {id}: {}", visible(&why));
                 }
             }
         }
@@ -111,12 +113,12 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
     }
     for item in items {
         if json {
-            let _ = writeln!(out, "{}", serde_json::to_string(item).unwrap_or_default());
+            let _ = writeln!(out, "{}", crate::visible::to_json(item).unwrap_or_default());
             continue;
         }
         let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
         let status = format!("{:?}", item.status).to_lowercase();
-        let args = Value::Object(item.arguments.clone()).to_string();
+        let args = visible::json(&Value::Object(item.arguments.clone()).to_string()).into_owned();
         let short: String = args.chars().take(80).collect();
         let _ = writeln!(
             out,
@@ -124,8 +126,8 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
             item.id,
             status,
             item.tier.as_str(),
-            item.server,
-            item.tool,
+            visible(&item.server),
+            visible(&item.tool),
             item.proxy.map(|p| format!(", toolgate {p}")).unwrap_or_default()
         );
     }
@@ -134,7 +136,7 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
 /// A flagged call: the rule that would have asked, shown, and written when asked to.
 fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(), String> {
     let rule = crate::policy::remember::should_have_asked(&item.server, &item.tool);
-    let _ = writeln!(out, "this rule would have asked:\n\n{rule}");
+    let _ = writeln!(out, "this rule would have asked:\n\n{}", visible_lines(&rule));
     if let Some(policy) = policy {
         crate::policy::remember::append(policy, &rule, "Added from a review: this call should have asked.")
             .map_err(|e| format!("cannot add the rule to {}: {e}", policy.display()))?;
@@ -159,11 +161,12 @@ fn ask_proxy_to_run(item: &Item, out: &mut impl Write) -> bool {
     })();
     match ran {
         Ok(reply) if reply.get("result").is_some() => {
-            let _ = writeln!(out, "item {}: ran: {}", item.id, reply["result"]["result"]);
+            let _ = writeln!(out, "item {}: ran: {}", item.id, visible::json(&reply["result"]["result"].to_string()));
             true
         }
         Ok(reply) => {
-            let _ = writeln!(out, "item {}: the proxy did not run it: {}", item.id, reply["error"]["message"]);
+            let said = visible::json(&reply["error"]["message"].to_string()).into_owned();
+            let _ = writeln!(out, "item {}: the proxy did not run it: {said}", item.id);
             false
         }
         Err(e) => {
@@ -269,7 +272,7 @@ fn run_with_server(
         }
     })
     .map_err(|e| e.to_string())?;
-    let _ = writeln!(out, "item {id}: ran: {result}");
+    let _ = writeln!(out, "item {id}: ran: {}", visible::json(&result.to_string()));
     Ok(true)
 }
 
@@ -347,7 +350,8 @@ pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> 
 fn label(item: &Item) -> String {
     let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
     let what = if item.status == Status::Waiting { "parked, has not run" } else { "ran" };
-    let args = Value::Object(item.arguments.clone()).to_string();
+    let args = visible::json(&Value::Object(item.arguments.clone()).to_string()).into_owned();
     let short: String = args.chars().take(60).collect();
-    format!("#{} {} {}/{} {short} ({what}, {age} ago)", item.id, item.tier.as_str(), item.server, item.tool)
+    let (server, tool) = (visible(&item.server), visible(&item.tool));
+    format!("#{} {} {server}/{tool} {short} ({what}, {age} ago)", item.id, item.tier.as_str())
 }

@@ -2,6 +2,7 @@
 //! as the controlling terminal where the prompt appears.
 
 use std::io::{Read, Write};
+use std::num::NonZeroU16;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Command;
@@ -15,6 +16,8 @@ pub struct Screen {
     text: Arc<(Mutex<String>, Condvar)>,
     /// Everything shown, escape sequences included.
     raw: Arc<Mutex<String>>,
+    /// Every byte written to the terminal, for a terminal emulator to render ([`Screen::seen`]).
+    bytes: Arc<Mutex<Vec<u8>>>,
     /// Everything before this offset was already matched by `wait_for`.
     seen: usize,
     /// Written to make the reader thread let go of its copy of the master (see `hang_up`).
@@ -63,10 +66,67 @@ impl Screen {
         drop(self.master);
     }
 
+    /// What a person sees now: every byte written so far, rendered by a terminal emulator
+    /// (vt100) on a screen large enough to hold it all.
+    pub fn seen(&self) -> Seen {
+        let bytes = self.bytes.lock().unwrap().clone();
+        let (rows, cols) = (NonZeroU16::new(200).unwrap(), NonZeroU16::new(400).unwrap());
+        let mut parser = vt100::Parser::new_with_callbacks(rows, cols, 0, Asked::default());
+        parser.process(&bytes);
+        let rows = parser.screen().rows(0, cols.get()).collect();
+        let cursor = parser.screen().cursor_position().0;
+        Seen { rows, cursor, asked: parser.callbacks().clone() }
+    }
+
     /// Types keys, as a person would.
     pub fn type_keys(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
         self.master.flush().unwrap();
+    }
+}
+
+/// The screen a person sees, rendered from the bytes by a terminal emulator.
+pub struct Seen {
+    /// Each row of the screen, as shown (trailing blanks trimmed).
+    pub rows: Vec<String>,
+    /// The row the cursor is on.
+    pub cursor: u16,
+    /// What the bytes asked of the terminal beyond the screen.
+    pub asked: Asked,
+}
+
+impl Seen {
+    /// The rows that start with `prefix`.
+    pub fn rows_starting(&self, prefix: &str) -> Vec<&str> {
+        self.rows.iter().map(String::as_str).filter(|r| r.starts_with(prefix)).collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.rows.join("\n")
+    }
+}
+
+/// Requests to the terminal that do not show on its screen: a new window title or icon name
+/// (OSC 0/1/2), a clipboard write (OSC 52), and any other sequence the emulator would not handle.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    pub titles: Vec<Vec<u8>>,
+    pub clipboard: Vec<Vec<u8>>,
+    pub other: Vec<String>,
+}
+
+impl vt100::Callbacks for Asked {
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        self.titles.push(title.to_vec());
+    }
+    fn set_window_icon_name(&mut self, _: &mut vt100::Screen, name: &[u8]) {
+        self.titles.push(name.to_vec());
+    }
+    fn copy_to_clipboard(&mut self, _: &mut vt100::Screen, _ty: &[u8], data: &[u8]) {
+        self.clipboard.push(data.to_vec());
+    }
+    fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
+        self.other.push(format!("OSC {params:?}"));
     }
 }
 
@@ -81,6 +141,17 @@ pub enum Place {
 
 /// `toolgate run` in front of its demo server, on a fresh pty.
 pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, &str)]) -> (Peer, Screen) {
+    toolgate_before_on_pty(policy, audit, place, env, &[toolgate(), "demo-server"])
+}
+
+/// `toolgate run --name demo` in front of `server`, on a fresh pty.
+pub fn toolgate_before_on_pty(
+    policy: &Path,
+    audit: &Path,
+    place: Place,
+    env: &[(&str, &str)],
+    server: &[&str],
+) -> (Peer, Screen) {
     let pty = open_pty();
     let slave: OwnedFd = pty.slave;
     let slave_fd = slave.as_raw_fd();
@@ -95,7 +166,7 @@ pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, 
         }
     };
     cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
-    cmd.arg("--").arg(toolgate()).arg("demo-server");
+    cmd.arg("--").args(server);
     cmd.envs(env.iter().copied());
     // SAFETY: setsid, ioctl and setpgid are async-signal-safe.
     unsafe {
@@ -148,6 +219,8 @@ fn screen_of(master: OwnedFd) -> Screen {
     let shared = text.clone();
     let raw = Arc::new(Mutex::new(String::new()));
     let raw_shared = raw.clone();
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let bytes_shared = bytes.clone();
     let (stop_rx, stop_reader) = nix::unistd::pipe().unwrap();
     let reader = std::thread::spawn(move || {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -163,6 +236,7 @@ fn screen_of(master: OwnedFd) -> Screen {
             if n == 0 {
                 break;
             }
+            bytes_shared.lock().unwrap().extend_from_slice(&buf[..n]);
             let chunk = String::from_utf8_lossy(&buf[..n]);
             raw_shared.lock().unwrap().push_str(&chunk);
             let (lock, cond) = &*shared;
@@ -170,7 +244,7 @@ fn screen_of(master: OwnedFd) -> Screen {
             cond.notify_all();
         }
     });
-    Screen { master, text, raw, seen: 0, stop_reader, reader }
+    Screen { master, text, raw, bytes, seen: 0, stop_reader, reader }
 }
 
 fn strip_ansi(s: &str) -> String {

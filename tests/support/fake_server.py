@@ -14,6 +14,8 @@
   --pages N          answer tools/list in N pages (one tool a page, then the rest), with nextCursor
   --list-error       answer tools/list with an error
   --hold-list        hold tools/list answers until the next ping, then answer both
+  --tool NAME        also list a tool named NAME (any characters, controls included); a call to
+                     it is answered with its arguments as JSON text
 
 It answers initialize, ping, tools/list, tools/call (echo, slow, big, garbage, badreply, confirm,
 change) and echoes unknown methods back as an error naming them. "change" sends
@@ -120,6 +122,8 @@ while True:
         pass
     elif method == "tools/list":
         names = ["echo", "slow", "big", "garbage", "badreply", "write_marker", "confirm", "change"] + added
+        if value("--tool"):
+            names.append(value("--tool"))
         tools = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
         if pages:
             start = int((msg.get("params") or {}).get("cursor") or 0)
@@ -145,6 +149,8 @@ while True:
                 held.clear()
         elif name in ("echo", "badreply"):
             answer_call(id, name, arguments)
+        elif name == value("--tool"):
+            result(id, {"content": [{"type": "text", "text": json.dumps(arguments)}]})
         elif name == "confirm" and "inputResponses" not in msg["params"]:
             question = {"method": "elicitation/create",
                         "params": {"message": "Sure?", "requestedSchema": {"type": "object", "properties": {}}}}
