@@ -141,7 +141,7 @@ impl SessionTrust {
         match file.update(|store| {
             // Answers count for the program that was asked about.
             if let Some(why) = store.bind(server, identity) {
-                tracing::warn!("{why}; its earned trust starts from nothing");
+                tracing::warn!("{}; its earned trust starts from nothing", crate::visible::visible(&why));
             }
             store.answered(server, tool, answer);
             store.clone()
