@@ -557,6 +557,11 @@ mod tests {
         assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
         let line = big(&format!(r#""inner":{}"#, big(r#""k3":0"#)));
         assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
+        // A large object inside a small one: the small one's keys stay its own.
+        let line = format!(r#"{{"k20":0,"inner":{},"x":0}}"#, big(r#""x":0"#));
+        assert_eq!(verdict(line.as_bytes()), Ok(()));
+        let line = format!(r#"{{"k3":0,"inner":{},"k3":1}}"#, big(r#""x":0"#));
+        assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
         // A small object after a large one at the same depth starts empty.
         let line = format!(r#"{{"a":{},"b":{{"k1":0,"k2":0}}}}"#, big(r#""x":0"#));
         assert_eq!(verdict(line.as_bytes()), Ok(()));
