@@ -2,7 +2,8 @@
 //! and the proxy's own terminal prompt race, the first answer wins and the other is withdrawn;
 //! and another user can neither open the socket folder nor, if it is opened to them, talk to
 //! the proxy. On the socket itself: a line that is not strictly one JSON-RPC request is refused
-//! and never acted on, and only a connection that subscribed and was offered a call may answer it.
+//! and never acted on, only a connection that subscribed and was offered a call may answer it,
+//! and a line over the size limit is refused as soon as it passes it.
 
 mod common;
 
@@ -370,6 +371,40 @@ fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run
     assert_eq!(denied["result"]["isError"], true, "{denied}");
     assert!(text(&denied).contains("not now"), "{denied}");
     assert_eq!(calls_received(&mut proxy, work.path(), 5), Vec::<String>::new(), "the server never saw the call");
+}
+
+#[test]
+fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_good_one() {
+    let runtime = Runtime::new();
+    let work = tempfile::tempdir().unwrap();
+    let mut proxy = echo_proxy(&runtime, work.path());
+    let mut approver = runtime.connect(&proxy);
+    approver.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut approver);
+
+    // An 8 MiB edit answer: the reply comes once 2 MiB of it are sent, before the line ends.
+    let head = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"answer","params":{{"ticket":{ticket},"decision":"edit","arguments":{{"text":""#
+    );
+    approver.send_raw(head.as_bytes());
+    approver.send_raw(&vec![b'a'; 2 << 20]);
+    let reply = approver.reply(&json!(2));
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("longer than 1048576 bytes (1 MiB)"), "{reply}");
+    // The rest of the line is skipped, and the connection reads the next one.
+    approver.send_raw(&vec![b'a'; 6 << 20]);
+    approver.send_raw(b"\"}}}\n");
+    let reply = approver.answer(3, &ticket, "allow_once");
+    assert_eq!(reply["result"]["settled"], true, "{reply}");
+    assert!(text(&proxy.response(&json!(1))).contains("held"));
+    let calls = calls_received(&mut proxy, work.path(), 4);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(
+        calls[0].contains(r#""text":"held""#),
+        "the call ran as it was held: {}",
+        &calls[0][..100.min(calls[0].len())]
+    );
 }
 
 #[test]

@@ -20,7 +20,8 @@ use crate::human::approvers::{self, AnswerParams, Approval, Listener};
 use crate::wire::envelope::{self, Kind, Refusal, readable_ids};
 use crate::wire::{Frame, LineReader};
 
-/// The largest line an approver may send.
+/// The largest line an approver may send (not counting its `\n`). An answer is small; an `edit`
+/// answer carries the edited arguments, so this is also the most arguments an approver can edit.
 const MAX_LINE: usize = 1024 * 1024;
 
 /// How deep an approver's line may nest: as deep as a message on the wire, because the
@@ -228,12 +229,23 @@ async fn read_requests(
     out: &UnboundedSender<Vec<u8>>,
     requests: &UnboundedSender<FromApprover>,
 ) {
-    let mut lines = LineReader::new(read, MAX_LINE);
+    // A line over the limit is answered as soon as it passes it, not when (or if) it ends: the
+    // approver may be waiting for that answer, and the rest of the line is skipped unread.
+    let mut lines = LineReader::reporting_early(read, MAX_LINE);
     while let Ok(Some(frame)) = lines.next().await {
-        let Frame::Line(line) = frame else {
-            tracing::warn!("refused a line from approver connection {conn}: it is too long or unterminated");
-            let _ = out.send(error_line(&Value::Null, -32600, "the line is too long or unterminated"));
-            continue;
+        let line = match frame {
+            Frame::Line(line) => line,
+            Frame::TooLong { prefix, .. } | Frame::Oversized { prefix, .. } => {
+                tracing::warn!("refused a line from approver connection {conn}: it is longer than {MAX_LINE} bytes");
+                let id = envelope::sniff_id(&prefix).unwrap_or(Value::Null);
+                let _ = out.send(error_line(&id, -32600, &too_long()));
+                continue;
+            }
+            Frame::Unterminated(_) => {
+                tracing::warn!("refused a line from approver connection {conn}: it ends without a newline");
+                let _ = out.send(error_line(&Value::Null, -32600, "the line ends without a newline"));
+                continue;
+            }
         };
         match request(&line, conn) {
             Ok(Some(request)) => {
@@ -250,6 +262,14 @@ async fn read_requests(
             }
         }
     }
+}
+
+/// What an approver is told of a line over [`MAX_LINE`].
+fn too_long() -> String {
+    format!(
+        "toolgate refused this message: the line is longer than {MAX_LINE} bytes (1 MiB), the most an approver may \
+         send; it was not read"
+    )
 }
 
 /// An approver's line that is not acted on, and what its sender is told.

@@ -248,13 +248,15 @@ pub(super) fn without_tools(line: &[u8], hidden: &[String]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(line).ok()?.trim_end_matches(['\n', '\r']);
     let result = splice::member(text, "result")?;
     let tools = splice::member(result, "tools")?;
+    // A set, not the list: a listing of many tools against many hidden ones stays linear.
+    let hidden: std::collections::HashSet<&str> = hidden.iter().map(String::as_str).collect();
     let kept: Vec<&str> = splice::items(tools)?
         .into_iter()
         .filter(|item| {
             let name = serde_json::from_str::<Value>(item)
                 .ok()
                 .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_owned));
-            !name.is_some_and(|n| hidden.contains(&n))
+            !name.is_some_and(|n| hidden.contains(n.as_str()))
         })
         .collect();
     let tools = format!("[{}]", kept.join(","));

@@ -473,7 +473,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
                 (line, read)
             }
-            Frame::Oversized { prefix, len } => {
+            // (The wire's reader reads a long line to its end, so it never reports one early.)
+            Frame::Oversized { prefix, len } | Frame::TooLong { prefix, seen: len } => {
                 let id = envelope::sniff_id(&prefix);
                 (prefix, Read::Oversized { len, id })
             }

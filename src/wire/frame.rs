@@ -3,7 +3,10 @@
 //! Framing happens on bytes, before any decoding, so that what toolgate calls "a line" is exactly
 //! what the peer on the other side will call a line. A line longer than the configured maximum is
 //! never cut: it is consumed whole and reported as [`Frame::Oversized`], keeping only a prefix so
-//! the caller can still tell the sender which request it refused.
+//! the caller can still tell the sender which request it refused. A reader made with
+//! [`LineReader::reporting_early`] reports such a line as soon as it passes the maximum instead
+//! ([`Frame::TooLong`]), and skips the rest of it on the next read: for a peer that waits for an
+//! answer before it sends more, and should hear at once that this line will not be read.
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
@@ -27,22 +30,66 @@ pub enum Frame {
     },
     /// Bytes at end of stream that were never terminated by `\n`.
     Unterminated(Vec<u8>),
+    /// A line that is longer than the maximum, reported before its end was read (only by a
+    /// reader made with [`LineReader::reporting_early`]): the next read skips the rest of it, up
+    /// to and including its `\n`, without storing it.
+    TooLong {
+        /// The first bytes of the line ([`OVERSIZED_PREFIX`], or all there were when the line
+        /// ended first).
+        prefix: Vec<u8>,
+        /// How many bytes of it were read so far (more than the maximum).
+        seen: usize,
+    },
 }
 
 /// Reads [`Frame`]s from a byte stream.
 pub struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
+    /// Report a line as [`Frame::TooLong`] once it passes `max`, rather than when it ends.
+    early: bool,
+    /// The rest of a line reported as [`Frame::TooLong`] is still to be skipped.
+    skipping: bool,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// `max` is the largest accepted line, in bytes, not counting the `\n`.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner: BufReader::with_capacity(READ_BUFFER, inner), max }
+        LineReader { inner: BufReader::with_capacity(READ_BUFFER, inner), max, early: false, skipping: false }
+    }
+
+    /// A reader that reports a line longer than `max` as soon as it has its prefix
+    /// ([`Frame::TooLong`]), and then skips the rest of it.
+    pub fn reporting_early(inner: R, max: usize) -> Self {
+        LineReader { early: true, ..LineReader::new(inner, max) }
+    }
+
+    /// Consumes the rest of a line reported too long; `false` when the stream ended first.
+    async fn skip_rest(&mut self) -> std::io::Result<bool> {
+        loop {
+            let available = self.inner.fill_buf().await?;
+            if available.is_empty() {
+                self.skipping = false;
+                return Ok(false);
+            }
+            let (taken, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            self.inner.consume(taken);
+            if done {
+                self.skipping = false;
+                return Ok(true);
+            }
+        }
     }
 
     /// The next frame, or `None` at a clean end of stream.
     pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+        if self.skipping && !self.skip_rest().await? {
+            // The line was reported already: its missing `\n` changes nothing.
+            return Ok(None);
+        }
         let mut line = Vec::new();
         // Counts bytes of an oversized line once it stopped being stored.
         let mut dropped: Option<usize> = None;
@@ -87,12 +134,20 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     None => Frame::Line(line),
                 }));
             }
+            if let (true, Some(seen)) = (self.early, dropped)
+                && line.len() >= OVERSIZED_PREFIX
+            {
+                self.skipping = true;
+                return Ok(Some(Frame::TooLong { prefix: line, seen }));
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt;
+
     use super::*;
 
     async fn frames(input: &[u8], max: usize) -> Vec<Frame> {
@@ -160,6 +215,47 @@ mod tests {
         let len = line.len() - 4;
         assert_eq!(reader.next().await.unwrap(), Some(Frame::Oversized { prefix: line[..len].to_vec(), len }));
         assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"ok\n".to_vec())));
+    }
+
+    /// On a paused clock, which moves only when every task waits: a reader that waits for the
+    /// end of the line fails at once instead of hanging.
+    #[tokio::test(start_paused = true)]
+    async fn reporting_early_tells_of_a_long_line_before_its_end_and_skips_the_rest() {
+        let (mut client, server) = tokio::io::duplex(READ_BUFFER);
+        let mut reader = LineReader::reporting_early(server, 10_000);
+        let head = [&b"{\"id\":5,\"x\":\""[..], &vec![b'z'; 20_000]].concat();
+        client.write_all(&head).await.unwrap();
+        // The line has not ended: the frame comes all the same.
+        let early = tokio::time::timeout(std::time::Duration::from_secs(60), reader.next()).await;
+        let Ok(Ok(Some(Frame::TooLong { prefix, seen }))) = early else { panic!("not reported early: {early:?}") };
+        assert_eq!((prefix.as_slice(), seen), (&head[..OVERSIZED_PREFIX], head.len()));
+        // The rest is skipped as it comes, however much of it there is, and lines after it are read.
+        let tail = vec![b'z'; READ_BUFFER * 3];
+        let writer = tokio::spawn(async move {
+            client.write_all(&tail).await.unwrap();
+            client.write_all(b"\"}\nnext\n").await.unwrap();
+            client
+        });
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"next\n".to_vec())));
+        drop(writer.await.unwrap());
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn reporting_early_keeps_a_whole_prefix_and_reports_a_short_long_line_when_it_ends() {
+        // A limit below the prefix: reported once the prefix is full.
+        let line: &'static [u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{},\"id\":42}\nok\n";
+        let mut reader = LineReader::reporting_early(Pieces(line, 7), 20);
+        let len = line.len() - 4;
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Oversized { prefix: line[..len].to_vec(), len }));
+        assert_eq!(reader.next().await.unwrap(), Some(Frame::Line(b"ok\n".to_vec())));
+        // A line that ends without its `\n` while it is skipped ends the stream.
+        let mut input = vec![b'y'; OVERSIZED_PREFIX * 2];
+        let mut reader = LineReader::reporting_early(&input[..], 10);
+        assert!(matches!(reader.next().await.unwrap(), Some(Frame::TooLong { .. })));
+        assert_eq!(reader.next().await.unwrap(), None);
+        input.extend(b"\nok\n");
+        assert_eq!(frames(&input, 10).await.len(), 2, "the usual reader reports it once, whole");
     }
 
     #[tokio::test]

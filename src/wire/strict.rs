@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -204,14 +205,32 @@ fn outcome(result: Result<(), serde_json::Error>, found: Option<Violation>, limi
     }
 }
 
+/// How many keys of one object are compared one by one before they go into a hash set. Objects
+/// in MCP traffic are small, and a linear scan beats hashing until they are not; past this, each
+/// new key would cost a scan of all before it, and one object of N keys O(N²) (100k keys held
+/// all traffic for seconds).
+const HASHED_FROM: usize = 16;
+
+/// The keys of one object seen so far, compared as decoded (`"n\u0061me"` is `"name"`).
+enum Seen<'de> {
+    /// Few: they are the top of the walk's shared stack, from this index.
+    Few(usize),
+    /// Many: in a set of their own, hashed with `RandomState`'s per-process random keys, so that
+    /// no sender can choose keys that collide.
+    Many(HashSet<Cow<'de, str>>),
+}
+
 /// Refuses a key that must not pass: a marker serde_json reads as an instruction, or a key
-/// already seen in the same object (`seen`; objects in MCP traffic are small, and a linear scan
-/// beats hashing until they are not).
-fn check_key(key: &str, seen: &[Cow<'_, str>]) -> Result<(), Violation> {
+/// already seen in the same object.
+fn check_key(key: &str, seen: &Seen<'_>, stack: &[Cow<'_, str>]) -> Result<(), Violation> {
     if RESERVED_KEYS.contains(&key) {
         return Err(Violation::ReservedKey { key: key.to_owned() });
     }
-    if seen.iter().any(|k| k == key) {
+    let twice = match seen {
+        Seen::Few(base) => stack[*base..].iter().any(|k| k == key),
+        Seen::Many(set) => set.contains(key),
+    };
+    if twice {
         return Err(Violation::DuplicateKey { key: key.to_owned() });
     }
     Ok(())
@@ -223,7 +242,8 @@ struct Strict<'a, 'de> {
     max_depth: usize,
     found: &'a RefCell<Option<Violation>>,
     /// The keys of every object being walked, outermost first: one stack for the whole line,
-    /// so that an object costs no allocation of its own (a large result holds thousands).
+    /// so that a small object costs no allocation of its own (a large result holds thousands);
+    /// an object past [`HASHED_FROM`] keys moves its own into a set.
     keys: &'a RefCell<Vec<Cow<'de, str>>>,
     top: bool,
     /// At the top level, where its keys lie, when the caller wants to know.
@@ -309,13 +329,26 @@ impl<'de> Visitor<'de> for Strict<'_, 'de> {
         // This object's keys are the top of the stack, from `base`; nested objects push theirs
         // above and take them off again before the next key of this one is read. (On an error
         // the stack is left as it is: the whole check ends there.)
+        // Past `HASHED_FROM` keys they move off the stack into a set of this object's own.
         let base = self.keys.borrow().len();
+        let mut seen = Seen::Few(base);
         while let Some(key) = map.next_key_seed(Key)? {
-            check_key(&key, &self.keys.borrow()[base..]).map_err(|v| self.fail(v))?;
+            check_key(&key, &seen, &self.keys.borrow()).map_err(|v| self.fail(v))?;
             if let Some(top_keys) = self.top_keys {
                 top_keys.note(&key);
             }
-            self.keys.borrow_mut().push(key);
+            match &mut seen {
+                Seen::Few(_) => {
+                    let mut keys = self.keys.borrow_mut();
+                    keys.push(key);
+                    if keys.len() - base == HASHED_FROM {
+                        seen = Seen::Many(keys.drain(base..).collect());
+                    }
+                }
+                Seen::Many(set) => {
+                    set.insert(key);
+                }
+            }
             map.next_value_seed(self.nested())?;
         }
         self.keys.borrow_mut().truncate(base);
@@ -469,6 +502,77 @@ mod tests {
             let (text, members) = check_members(line, 8).unwrap_or_else(|e| panic!("{}: {e}", line.escape_ascii()));
             assert_eq!(members, members_read_again(text).unwrap(), "{}", line.escape_ascii());
         }
+    }
+
+    /// An object of `n` keys `k0`, `k1`, ..., each with the value `0`, then `tail` inside it.
+    fn object_of(n: usize, tail: &str) -> Vec<u8> {
+        let mut line = String::with_capacity(n * 12 + tail.len() + 2);
+        line.push('{');
+        for i in 0..n {
+            line.push_str(&format!("\"k{i}\":0,"));
+        }
+        line.push_str(tail);
+        line.push('}');
+        line.into_bytes()
+    }
+
+    /// Would take hours with a key compared to every key before it (5·10¹¹ comparisons).
+    #[test]
+    fn an_object_of_a_million_keys_passes() {
+        let line = object_of(1_000_000, r#""last":0"#);
+        assert_eq!(verdict(&line), Ok(()));
+        let (_, members) = check_members(&line, 8).unwrap();
+        assert_eq!(members, Members::default());
+    }
+
+    #[test]
+    fn a_64_mib_string_passes() {
+        let line = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"text":"{}"}}}}"#, "x".repeat(64 << 20));
+        let (_, members) = check_members(line.as_bytes(), 8).unwrap();
+        assert_eq!(members.result.map(str::len), Some(64 * 1024 * 1024 + 11));
+    }
+
+    #[test]
+    fn a_duplicate_is_refused_whether_the_keys_before_it_are_scanned_or_hashed() {
+        // Around the switch from the scan to the set, and far past it.
+        for n in (1..HASHED_FROM + 3).chain([200_000]) {
+            let line = object_of(n, r#""k0":1"#);
+            assert_eq!(verdict(&line), Err(Violation::DuplicateKey { key: "k0".into() }), "after {n} keys");
+            let line = object_of(n, &format!(r#""k{}":1"#, n - 1));
+            assert_eq!(verdict(&line), Err(Violation::DuplicateKey { key: format!("k{}", n - 1) }), "after {n} keys");
+            // The same key spelled with an escape.
+            let line = object_of(n, r#""k\u0030":1"#);
+            assert_eq!(verdict(&line), Err(Violation::DuplicateKey { key: "k0".into() }), "after {n} keys");
+            assert_eq!(verdict(&object_of(n, r#""k\u0030x":1"#)), Ok(()), "after {n} keys");
+        }
+    }
+
+    #[test]
+    fn hashed_keys_stay_with_their_own_object() {
+        let big = |tail: &str| String::from_utf8(object_of(HASHED_FROM * 2, tail)).unwrap();
+        // A large object inside a large one: the same names in both, and after it.
+        let line = big(&format!(r#""inner":{},"k{}":0"#, big(r#""x":0"#), HASHED_FROM * 2 + 1));
+        assert_eq!(verdict(line.as_bytes()), Ok(()));
+        let line = big(&format!(r#""inner":{},"k3":0"#, big(r#""x":0"#)));
+        assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
+        let line = big(&format!(r#""inner":{}"#, big(r#""k3":0"#)));
+        assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
+        // A large object inside a small one: the small one's keys stay its own.
+        let line = format!(r#"{{"k20":0,"inner":{},"x":0}}"#, big(r#""x":0"#));
+        assert_eq!(verdict(line.as_bytes()), Ok(()));
+        let line = format!(r#"{{"k3":0,"inner":{},"k3":1}}"#, big(r#""x":0"#));
+        assert_eq!(verdict(line.as_bytes()), Err(Violation::DuplicateKey { key: "k3".into() }));
+        // A small object after a large one at the same depth starts empty.
+        let line = format!(r#"{{"a":{},"b":{{"k1":0,"k2":0}}}}"#, big(r#""x":0"#));
+        assert_eq!(verdict(line.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn the_members_of_an_envelope_with_many_keys_are_found() {
+        let line = object_of(100_000, r#""jsonrpc":"2.0","id":7,"method":"m","params":{"a":1}"#);
+        let (text, members) = check_members(&line, 8).unwrap();
+        assert_eq!((members.id, members.method, members.params), (Some("7"), Some(r#""m""#), Some(r#"{"a":1}"#)));
+        assert_eq!(members, members_read_again(text).unwrap());
     }
 
     /// Why the reserved keys are refused: serde_json reads such an object as another value.

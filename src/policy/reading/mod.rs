@@ -112,16 +112,17 @@ pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &'a [String], cx: 
     let mut current = vec![match arguments.get(first.as_str()) {
         Some(value) => Found {
             value: Some(Cow::Borrowed(value)),
-            at,
+            at: at.clone(),
             decoded: None,
             source: cx.text.map(|t| Source { text: Cow::Borrowed(t), path: &tokens[..1] }),
             unreadable: false,
         },
-        None => Found::missing(at, None),
+        None => Found::missing(at.clone(), None),
     }];
     // A key the schema does not name may be another name (an alias) for the one the pointer
     // names: pydantic's `validation_alias` takes `file_path` for `path`, and the schema lists only
-    // `path`. Such a key's value is one more reading of it.
+    // `path`. Such a key's value is one more reading of it, at the same place in the schema
+    // (looked up once: there may be a million such keys).
     if let Some(schema) = cx.schema {
         let declared = schema.get("properties").and_then(Value::as_object);
         if declared.is_some_and(|d| d.contains_key(first.as_str())) {
@@ -129,7 +130,7 @@ pub fn resolve<'a>(arguments: &'a Map<String, Value>, tokens: &'a [String], cx: 
                 if declared.is_some_and(|d| !d.contains_key(key.as_str())) {
                     current.push(Found {
                         value: Some(Cow::Borrowed(value)),
-                        at: SchemaAt::arguments(cx.schema).child(first),
+                        at: at.clone(),
                         decoded: None,
                         source: None,
                         unreadable: false,
