@@ -202,11 +202,13 @@ fn r_remembers_a_rule_in_the_policy_keeping_its_comments() {
     let written = std::fs::read_to_string(r.dir.path().join("policy.toml")).unwrap();
     assert!(written.starts_with(policy), "{written}");
     assert!(written.contains("tools = [\"send_payment\"]"), "{written}");
-    // The rule written allows such calls from now on.
+    // The rule written allows such calls from now on, from this program only.
+    let identity = written.split("identity = \"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
     let reloaded = toolgate::policy::Policy::load(&r.dir.path().join("policy.toml")).unwrap();
     let args = json!({"to": "ACME", "amount": 1200}).as_object().cloned().unwrap();
     let call = toolgate::policy::Call::new("demo", "send_payment", &args);
-    assert_eq!(reloaded.decide(&call).gate, toolgate::policy::Gate::Allow);
+    assert_eq!(reloaded.decide(&call.with_identity(Some(identity))).gate, toolgate::policy::Gate::Allow);
+    assert_eq!(reloaded.decide(&call).gate, toolgate::policy::Gate::Ask, "not for a program not vouched for");
 }
 
 #[test]
