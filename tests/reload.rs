@@ -163,6 +163,18 @@ fn accept(peer: &mut Peer, question: &Value, decision: &str) {
     peer.send(&json!({"jsonrpc": "2.0", "id": question["id"], "result": {"action": "accept", "content": {"toolgate_decision": decision}}}));
 }
 
+/// A payment held under `policy` (a hold, not a question), with the hold's notice.
+fn hold_a_payment(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>, Value) {
+    let (mut peer, stderr) = start_asking(policy, audit);
+    pay(&mut peer, 1);
+    let hold = question(&peer);
+    assert_eq!(
+        hold["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"],
+        json!(["cancel", "run_now"])
+    );
+    (peer, stderr, hold)
+}
+
 /// A ping and its answer: everything the proxy sent before it is read first, in order.
 fn ping_after(peer: &mut Peer, id: i64) -> Vec<Value> {
     peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
@@ -216,14 +228,7 @@ fn a_call_waiting_for_a_yes_is_refused_the_moment_a_reloaded_policy_denies_it() 
 fn a_hold_that_a_reloaded_policy_makes_a_question_is_asked_anew() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(dir.path(), PAY_HELD);
-    let audit = dir.path().join("audit.jsonl");
-    let (mut peer, stderr) = start_asking(&policy, &audit);
-    pay(&mut peer, 1);
-    let hold = question(&peer);
-    assert_eq!(
-        hold["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"],
-        json!(["cancel", "run_now"])
-    );
+    let (mut peer, stderr, hold) = hold_a_payment(&policy, &dir.path().join("audit.jsonl"));
 
     save(&policy, PAY_ASKS);
     wait_for(&stderr, "policy reloaded");
@@ -262,14 +267,7 @@ fn a_looser_reloaded_policy_never_releases_a_call_nobody_answered() {
 fn a_reload_to_supervised_autonomy_turns_a_waiting_hold_into_a_question() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(dir.path(), PAY_HELD);
-    let audit = dir.path().join("audit.jsonl");
-    let (mut peer, stderr) = start_asking(&policy, &audit);
-    pay(&mut peer, 1);
-    let hold = question(&peer);
-    assert_eq!(
-        hold["params"]["requestedSchema"]["properties"]["toolgate_decision"]["enum"],
-        json!(["cancel", "run_now"])
-    );
+    let (mut peer, stderr, hold) = hold_a_payment(&policy, &dir.path().join("audit.jsonl"));
 
     // Same rules, one level of autonomy lower: every call needs a yes, the waiting one too.
     save(&policy, &PAY_HELD.replace("[settings]\n", "[settings]\nautonomy = \"supervised\"\n"));
