@@ -515,9 +515,27 @@ impl Drop for Owner {
     }
 }
 
+/// A new folder only this user can open, under a name no one could have made beforehand: the
+/// arguments written there and read back after the edit are what runs, so no other user may
+/// swap them, or plant a link that makes toolgate write into one of the person's files.
+fn private_edit_folder() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for _ in 0..8 {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let dir = std::env::temp_dir().join(format!("toolgate-edit-{:016x}", u64::from_le_bytes(nonce)));
+        // `create`, not `create_dir_all`: a folder that already exists is someone else's.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
 fn edit_arguments(tty: &File, arguments: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    let dir = std::env::temp_dir().join(format!("toolgate-edit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make a file to edit: {e}"))?;
+    let dir = private_edit_folder().map_err(|e| format!("cannot make a file to edit: {e}"))?;
     let path = dir.join("arguments.json");
     std::fs::write(&path, whole_arguments(arguments) + "\n")
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -569,6 +587,15 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(60),
             remember: Remember::Impossible("rule \"money needs a yes\" asks for this call".into()),
         }
+    }
+
+    #[test]
+    fn the_folder_for_an_edit_is_new_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (private_edit_folder().unwrap(), private_edit_folder().unwrap());
+        assert_ne!(a, b, "a name someone could guess and make first");
+        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o700);
+        let _ = (std::fs::remove_dir(&a), std::fs::remove_dir(&b));
     }
 
     #[test]
