@@ -237,7 +237,9 @@ pub fn restore_servers_input(line: &[u8], carried: Option<&Value>) -> Option<Vec
 /// Whether a server's own `elicitation/create` presents itself as toolgate's.
 pub fn impersonates_toolgate(params: &Value) -> bool {
     let message = params.get("message").and_then(Value::as_str).unwrap_or_default();
-    let names_toolgate = message.trim_start().to_lowercase().starts_with("toolgate");
+    // Read as a person sees it: hidden characters (a zero-width space before the name) draw nothing.
+    let seen: String = message.chars().filter(|&c| !crate::visible::is_hidden(c)).collect();
+    let names_toolgate = seen.trim_start().to_lowercase().starts_with("toolgate");
     let uses_our_fields = params
         .pointer("/requestedSchema/properties")
         .and_then(Value::as_object)
@@ -355,6 +357,9 @@ mod tests {
     #[test]
     fn impersonation_is_recognised() {
         assert!(impersonates_toolgate(&json!({"message": "  Toolgate asks: allow?"})));
+        // Characters drawn as nothing do not hide the name from the check.
+        assert!(impersonates_toolgate(&json!({"message": "\u{200b}toolgate asks: allow?"})));
+        assert!(impersonates_toolgate(&json!({"message": "\u{2060} \u{fe0f}toolgate asks"})));
         assert!(impersonates_toolgate(
             &json!({"message": "hi", "requestedSchema": {"properties": {"toolgate_decision": {}}}})
         ));
