@@ -65,6 +65,7 @@ fuzz_target!(|input: &[u8]| {
                     at += len + 1;
                 }
             }
+            Frame::TooLong { .. } => unreachable!("only a reader made with `reporting_early` reports a line early"),
             Frame::Unterminated(rest) => {
                 assert_eq!(i, last, "only the end of the stream is unterminated");
                 assert!(!rest.is_empty() && !rest.contains(&b'\n') && rest.len() <= max);
