@@ -75,9 +75,9 @@ impl SessionTrust {
                 self.shown.insert(name.to_owned(), (trust::definition(tool), tool.clone()));
             }
         }
-        let identity = &self.identity;
-        let learn = |store: &mut Store| {
-            let reset = store.bind(server, identity);
+        let identity = self.identity.clone();
+        let learn = move |store: &mut Store| {
+            let reset = store.bind(server, &identity);
             let news: Vec<(String, String)> = tools
                 .iter()
                 .filter_map(|t| {
@@ -88,21 +88,10 @@ impl SessionTrust {
             (reset, news)
         };
         // With no place for the record, pins last as long as the session.
-        let Some(file) = &self.file else { return learn(&mut self.store) };
-        match file.update(|store| {
-            let (reset, news) = learn(store);
-            (reset, news, store.clone())
-        }) {
-            Ok((reset, news, store)) => {
-                self.store = store;
-                self.stamp = std::fs::metadata(file.path()).and_then(|m| m.modified()).ok();
-                (reset, news)
-            }
-            Err(e) => {
-                tracing::warn!("cannot update the trust record: {e}");
-                (None, Vec::new())
-            }
+        if self.file.is_none() {
+            return learn(&mut self.store);
         }
+        self.change("update the trust record", learn).unwrap_or_default()
     }
 
     /// The server said its tools changed: what this session's listing showed no longer vouches
@@ -136,21 +125,31 @@ impl SessionTrust {
 
     /// A person answered a call to this tool.
     pub fn answered(&mut self, server: &str, tool: &str, answer: Answered) {
-        let Some(file) = &self.file else { return };
-        let identity = &self.identity;
-        match file.update(|store| {
+        let identity = self.identity.clone();
+        self.change("record the answer in the trust record", |store| {
             // Answers count for the program that was asked about.
-            if let Some(why) = store.bind(server, identity) {
+            if let Some(why) = store.bind(server, &identity) {
                 tracing::warn!("{}; its earned trust starts from nothing", crate::visible::visible(&why));
             }
             store.answered(server, tool, answer);
-            store.clone()
-        }) {
-            Ok(store) => {
+        });
+    }
+
+    /// Changes the record on disk, under its lock, and keeps what it became as this session's
+    /// copy. `None` when there is no place for the record, or when it cannot be written (said on
+    /// stderr: "cannot `what`").
+    fn change<R>(&mut self, what: &str, change: impl FnOnce(&mut Store) -> R) -> Option<R> {
+        let file = self.file.as_ref()?;
+        match file.update(|store| (change(store), store.clone())) {
+            Ok((out, store)) => {
                 self.store = store;
                 self.stamp = std::fs::metadata(file.path()).and_then(|m| m.modified()).ok();
+                Some(out)
             }
-            Err(e) => tracing::warn!("cannot record the answer in the trust record: {e}"),
+            Err(e) => {
+                tracing::warn!("cannot {what}: {e}");
+                None
+            }
         }
     }
 

@@ -448,8 +448,8 @@ impl Session {
         }
         for (tool, change) in changes {
             // The change quotes the old and new description `{:?}`-escaped; the names are
-            // shown escaped here, as the notice reaches a terminal.
-            // The command to paste quotes them as shell words, so that a name cannot run anything.
+            // shown escaped here, as the notice reaches a terminal, and the command to paste
+            // quotes them as shell words, so that a name cannot run anything.
             let command = format!(
                 "toolgate trust accept {} {}",
                 crate::visible::shell_word(&self.server),
