@@ -928,7 +928,7 @@ fn trust(args: TrustArgs) -> i32 {
     for (key, record) in &store.tools {
         let line = if args.json {
             let mut json = crate::trust::describe_json(key, record, bar, now);
-            let bound = store.servers.iter().find(|(server, _)| key.starts_with(&format!("{server}/")));
+            let bound = store.servers.iter().find(|(server, _)| key.starts_with(&crate::trust::key(server, "")));
             json["identity"] = bound.map_or(serde_json::Value::Null, |(_, id)| serde_json::Value::from(id.id.clone()));
             crate::visible::to_json(&json).unwrap_or_default()
         } else {
