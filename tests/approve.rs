@@ -63,6 +63,17 @@ fn offered_ticket(socket: &mut Socket) -> Value {
     socket.notification("offered")["ticket"].clone()
 }
 
+/// The echo server behind toolgate, one approver subscribed, and call 1 held: the ticket it was
+/// offered.
+fn held_echo(runtime: &Runtime, work: &Path) -> (Peer, Socket, Value) {
+    let mut proxy = echo_proxy(runtime, work);
+    let mut approver = runtime.connect(&proxy);
+    approver.subscribe();
+    echo(&mut proxy, 1, "held");
+    let ticket = offered_ticket(&mut approver);
+    (proxy, approver, ticket)
+}
+
 fn text(response: &Value) -> String {
     response["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
 }
@@ -345,11 +356,7 @@ fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
 fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut proxy = echo_proxy(&runtime, work.path());
-    let mut approver = runtime.connect(&proxy);
-    approver.subscribe();
-    echo(&mut proxy, 1, "held");
-    let ticket = offered_ticket(&mut approver);
+    let (mut proxy, mut approver, ticket) = held_echo(&runtime, work.path());
 
     // Read last-wins, each of these lines would allow the call; plainly and with an escape.
     for (id, key) in [(2, "decision"), (3, "d\\u0065cision")] {
@@ -377,11 +384,7 @@ fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run
 fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_good_one() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut proxy = echo_proxy(&runtime, work.path());
-    let mut approver = runtime.connect(&proxy);
-    approver.subscribe();
-    echo(&mut proxy, 1, "held");
-    let ticket = offered_ticket(&mut approver);
+    let (mut proxy, mut approver, ticket) = held_echo(&runtime, work.path());
 
     // An 8 MiB edit answer: the reply comes once 2 MiB of it are sent, before the line ends.
     let head = format!(
@@ -411,11 +414,7 @@ fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_g
 fn a_connection_that_never_subscribed_cannot_answer_a_pending_call() {
     let runtime = Runtime::new();
     let work = tempfile::tempdir().unwrap();
-    let mut proxy = echo_proxy(&runtime, work.path());
-    let mut subscriber = runtime.connect(&proxy);
-    subscriber.subscribe();
-    echo(&mut proxy, 1, "held");
-    let ticket = offered_ticket(&mut subscriber);
+    let (mut proxy, mut subscriber, ticket) = held_echo(&runtime, work.path());
 
     // Same user, right ticket, well-formed answer; but it was shown nothing.
     let mut stranger = runtime.connect(&proxy);
