@@ -11,12 +11,14 @@ pub mod secrets;
 pub mod show;
 pub mod verify;
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::policy::{Decision, Gate, Tier};
@@ -221,6 +223,11 @@ pub struct AuditLog {
     head_behind: bool,
     /// Outcomes not yet written: they go out with the next record, or when the proxy is idle.
     outcomes: Vec<(u64, OutcomeBody)>,
+    /// Decisions encoded and waiting to be written together ([`AuditLog::stage`]).
+    staged: Vec<(u64, Box<RawValue>)>,
+    /// Staged decisions whose write failed, with why, until the proxy takes them
+    /// ([`AuditLog::take_failed`]): their calls must not run.
+    failed: BTreeMap<u64, String>,
     secrets: SecretKeys,
 }
 
@@ -247,6 +254,8 @@ impl AuditLog {
             tail: None,
             head_behind: false,
             outcomes: Vec::new(),
+            staged: Vec::new(),
+            failed: BTreeMap::new(),
             secrets: SecretKeys::default(),
         }
     }
@@ -265,13 +274,30 @@ impl AuditLog {
         self.file.as_ref().err().map(String::as_str)
     }
 
-    /// Writes a decision and returns the call number that its outcome will refer to.
+    /// Writes a decision now (with any staged before it) and returns the call number that its
+    /// outcome will refer to.
     pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
+        let call = self.stage(record)?;
+        self.commit();
+        match self.failed.remove(&call) {
+            Some(problem) => Err(problem),
+            None => Ok(call),
+        }
+    }
+
+    /// Encodes a decision to be written with the next [`AuditLog::commit`], and returns its call
+    /// number. The proxy stages the decisions of a burst of calls and writes them in one locked
+    /// write before any of those calls is forwarded: the record is still on disk first, for a
+    /// fraction of the system calls.
+    pub fn stage(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
+        if let Err(problem) = &self.file {
+            return Err(problem.clone());
+        }
         let call = self.next_call;
         self.next_call += 1;
         let arguments = self.secrets.recordable(record.arguments);
         let edited = record.edited_arguments.and_then(|e| self.secrets.recordable(e));
-        if arguments.is_some() || edited.is_some() {
+        let body = if arguments.is_some() || edited.is_some() {
             let shown = DecisionRecord {
                 arguments: arguments.as_ref().unwrap_or(record.arguments),
                 edited_arguments: edited.as_ref().or(record.edited_arguments),
@@ -279,11 +305,32 @@ impl AuditLog {
                 rules: record.rules.clone(),
                 ..*record
             };
-            self.append(Some(("decision", call, &shown)))?;
+            serde_json::value::to_raw_value(&shown)
         } else {
-            self.append(Some(("decision", call, record)))?;
-        }
+            serde_json::value::to_raw_value(record)
+        };
+        let body = body.map_err(|e| format!("cannot encode an audit record: {e}"))?;
+        self.staged.push((call, body));
         Ok(call)
+    }
+
+    /// Writes the staged decisions, and the outcomes noted before them, in one write. When that
+    /// fails, every staged decision is failed (see [`AuditLog::take_failed`]).
+    pub fn commit(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let records: Vec<(&str, u64, &RawValue)> =
+            staged.iter().map(|(call, body)| ("decision", *call, &**body)).collect();
+        if let Err(problem) = self.append(&records) {
+            self.failed.extend(staged.iter().map(|(call, _)| (*call, problem.clone())));
+        }
+    }
+
+    /// The staged decisions that could not be written since the last time, with why.
+    pub fn take_failed(&mut self) -> BTreeMap<u64, String> {
+        std::mem::take(&mut self.failed)
     }
 
     /// Notes how a forwarded call ended. It is written with the next record, or when the proxy
@@ -300,22 +347,23 @@ impl AuditLog {
         self.head_behind || !self.outcomes.is_empty()
     }
 
-    /// Writes the outcomes noted so far and moves the head record.
+    /// Writes the decisions staged and the outcomes noted so far, and moves the head record.
     pub fn flush(&mut self) {
+        self.commit();
         if !self.outcomes.is_empty()
-            && let Err(e) = self.append::<()>(None)
+            && let Err(e) = self.append::<()>(&[])
         {
             tracing::error!("{e}");
         }
         self.flush_head();
     }
 
-    /// Appends one record to the chain. Under the file's exclusive lock: find the end of the
+    /// Appends records to the chain, after the outcomes noted. Under the file's exclusive lock: find the end of the
     /// chain (remembered, unless another writer moved it) and write the line in one `write`.
     /// The head record follows soon after ([`AuditLog::flush_head`]), not on every record: it
     /// is a second file write, and the proxy moves it when it is idle, or at the latest when
     /// the log is closed.
-    fn append<T: Serialize>(&mut self, record: Option<(&str, u64, &T)>) -> Result<(), String> {
+    fn append<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<(), String> {
         let (file, _) = self.file.as_ref().map_err(|e| e.clone())?;
         let fail = |what: &str, e: std::io::Error| format!("cannot {what} the audit log {}: {e}", self.path.display());
         file.lock().map_err(|e| fail("lock", e))?;
@@ -329,11 +377,11 @@ impl AuditLog {
             };
             let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
             // A decision and an outcome or two fit without growing.
-            let mut bytes = Vec::with_capacity(1024);
+            let mut bytes = Vec::with_capacity(1024 * records.len().max(1));
             for (call, body) in &self.outcomes {
                 link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
             }
-            if let Some(record) = record {
+            for &record in records {
                 link(&mut tail, record, &ts, &self.session, &mut bytes)?;
             }
             if let Err(e) = (&*file).write_all(&bytes) {

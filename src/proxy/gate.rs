@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::earned::TrustSays;
-use super::session::{Pending, Session, Waiting, preview};
-use super::{Inbound, confidence, listing, request_state};
+use super::session::{Pending, Recorded, Session, Waiting, preview, unrecorded_text};
+use super::{Inbound, Outgoing, Peer, confidence, listing, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::conformity::{self, Setting};
 use crate::policy::reading::Context;
@@ -338,21 +338,21 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
             "rules": record.rules, "verdict": verdict, "decided_by": by, "channel": channel, "note": note,
         }));
     }
-    let call_no = match session.audit.decision(&record) {
+    // The record is staged, and written before anything that carries the call out leaves
+    // (`Session::flush`); a record that cannot be written turns that into a refusal.
+    let call_no = match session.audit.stage(&record) {
         Ok(call_no) => call_no,
         Err(problem) => {
             tracing::error!("{problem}; refused `{}` without forwarding it", call.params.name);
             if !matches!(how, Settlement::Drop { .. }) {
-                let text = format!(
-                    "toolgate refused this call to `{}` because it could not write its audit log ({problem}). \
-                     The call was not run. Tell the user.",
-                    call.params.name
-                );
+                let text = unrecorded_text(&call.params.name, &problem);
                 session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
             }
             return;
         }
     };
+    let recorded = |to| Recorded { call: call_no, tool: call.params.name.clone(), id: id.clone(), stateless, to };
+    let credit = call.inbound._credit.take();
     match how {
         Settlement::Forward { by, edited, .. } => {
             if by != DecidedBy::Policy {
@@ -360,34 +360,39 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
             } else {
                 tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            match for_server(&call, edited.as_ref()) {
-                None => {}
-                Some(Some(line)) => call.inbound.line = line,
+            let line = match for_server(&call, edited.as_ref()) {
+                None => std::mem::take(&mut call.inbound.line),
+                Some(Some(line)) => line,
                 Some(None) => {
                     tracing::error!("cannot prepare a call to `{}` for the server; refused", call.params.name);
                     let text =
                         format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
-                    session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
-                    return;
+                    let out = Outgoing::new(reply::refused_call(&id, &text, stateless), credit);
+                    return session.settled(Peer::Client, out, recorded(Peer::Client));
                 }
-            }
+            };
             // A person's yes covers the call that ran: with edited arguments, those.
             let approved = (by == DecidedBy::Human && stateless).then(|| {
                 let ran = edited.as_ref().unwrap_or(&call.params.arguments);
                 (call.params.name.clone(), request_state::digest(ran))
             });
             let what = Waiting::ToolsCall { call: call_no, approved };
+            let record = recorded(Peer::Server);
             session.pending.insert(call.id, Pending::new(what, call.since));
-            session.forward_to_server(call.inbound);
+            session.settled(Peer::Server, Outgoing::new(line, credit), record);
         }
         Settlement::Refuse { text, .. } => {
             tracing::warn!("refused `{}`: {text}", call.params.name);
-            session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
+            let out = Outgoing::new(reply::refused_call(&id, &text, stateless), credit);
+            session.settled(Peer::Client, out, recorded(Peer::Client));
         }
         Settlement::Drop { note, .. } => tracing::info!("dropped `{}`: {note}", call.params.name),
-        Settlement::Question { line } => session.answer_client(line, call.inbound._credit.take()),
+        Settlement::Question { line } => {
+            session.settled(Peer::Client, Outgoing::new(line, credit), recorded(Peer::Client))
+        }
         Settlement::Park { text, .. } => {
-            session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take())
+            let out = Outgoing::new(reply::refused_call(&id, &text, stateless), credit);
+            session.settled(Peer::Client, out, recorded(Peer::Client));
         }
     }
 }

@@ -112,12 +112,13 @@ pub(crate) struct Outgoing {
     bytes: Vec<u8>,
     /// How many of the bytes are already written.
     written: usize,
-    _credit: Option<OwnedSemaphorePermit>,
+    /// Held until the bytes are written (or dropped).
+    credit: Option<OwnedSemaphorePermit>,
 }
 
 impl Outgoing {
     pub(crate) fn new(bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) -> Self {
-        Outgoing { bytes, written: 0, _credit: credit }
+        Outgoing { bytes, written: 0, credit }
     }
 }
 
@@ -343,6 +344,7 @@ where
         None => 1,
     };
     session.fail_pending(code);
+    session.flush();
     drop(session);
     // Give the writers a bounded time to flush: a client that stopped reading must not hang us.
     let flush = async {

@@ -13,7 +13,7 @@ use super::approval::{self, Approvals};
 use super::earned::{self, SessionTrust};
 use super::parked::{self, Parking};
 use super::writer::PeerInput;
-use super::{Inbound, Outgoing, Read, confidence, elicit, gate, listing};
+use super::{Inbound, Outgoing, Peer, Read, confidence, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
 use crate::visible::visible;
@@ -91,6 +91,30 @@ pub(super) struct Session {
     pub place: super::place::ServerPlace,
     /// The server's `roots/list` requests the client has not answered yet.
     roots_requests: HashSet<Id>,
+    /// Messages for either peer since the last flush, in order.
+    outbox: Vec<Staged>,
+}
+
+/// A message for a peer, waiting for the next flush.
+struct Staged {
+    to: Peer,
+    out: Outgoing,
+    /// The audit record this message carries out, when it settles a call.
+    record: Option<Recorded>,
+}
+
+/// The call a staged message settles, for the refusal the client reads if its record cannot be
+/// written.
+pub(super) struct Recorded {
+    /// Its audit call number.
+    pub call: u64,
+    pub tool: String,
+    /// Its JSON-RPC id.
+    pub id: Value,
+    /// It is of the 2026-07-28 era (its refusal is a result, not an error).
+    pub stateless: bool,
+    /// Where the message goes: to the server, the call was about to run (and is pending).
+    pub to: Peer,
 }
 
 impl Session {
@@ -132,48 +156,88 @@ impl Session {
             listing: super::listing::Listing::default(),
             place: super::place::ServerPlace::default(),
             roots_requests: HashSet::new(),
+            outbox: Vec::new(),
         }
     }
 
     /// Sends bytes to the client.
-    pub fn to_client(&self, bytes: Vec<u8>) {
-        self.to_client.send(Outgoing::new(bytes, None));
+    pub fn to_client(&mut self, bytes: Vec<u8>) {
+        self.stage(Peer::Client, Outgoing::new(bytes, None), None);
     }
 
     /// Answers a message from the client with toolgate's own reply. The reply keeps that
     /// message's byte credit until it is written, so a client that writes faster than it reads
     /// is held back here as a server would hold it back, instead of replies queueing without end.
-    pub fn answer_client(&self, bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) {
-        self.to_client.send(Outgoing::new(bytes, credit));
+    pub fn answer_client(&mut self, bytes: Vec<u8>, credit: Option<OwnedSemaphorePermit>) {
+        self.stage(Peer::Client, Outgoing::new(bytes, credit), None);
     }
 
     /// Sends bytes of toolgate's own to the server (replies to requests it refused).
-    pub fn to_server(&self, bytes: Vec<u8>) {
-        if let Some(tx) = &self.to_server {
-            tx.send(Outgoing::new(bytes, None));
-        }
+    pub fn to_server(&mut self, bytes: Vec<u8>) {
+        self.stage(Peer::Server, Outgoing::new(bytes, None), None);
     }
 
     /// Passes a checked line on to the server, exactly as it arrived.
-    pub fn forward_to_server(&self, inbound: Inbound) {
-        match &self.to_server {
-            Some(tx) => {
-                tx.send(Outgoing::new(inbound.line, inbound._credit));
-            }
-            None => tracing::debug!("server input already closed; a message was dropped"),
-        }
+    pub fn forward_to_server(&mut self, inbound: Inbound) {
+        self.stage(Peer::Server, Outgoing::new(inbound.line, inbound._credit), None);
     }
 
-    /// Writes what is queued for either peer, as far as it goes without waiting.
-    pub fn flush(&self) {
+    /// Sends what settles a call whose decision is staged in the audit log: it leaves only once
+    /// that record is written, and if it cannot be, the client reads a refusal instead.
+    pub fn settled(&mut self, to: Peer, out: Outgoing, record: Recorded) {
+        self.stage(to, out, Some(record));
+    }
+
+    fn stage(&mut self, to: Peer, out: Outgoing, record: Option<Recorded>) {
+        self.outbox.push(Staged { to, out, record });
+    }
+
+    /// Writes the audit records staged, then hands what waited on them to the writers, and
+    /// writes what is queued for either peer, as far as it goes without waiting. Messages leave
+    /// in the order they were staged.
+    pub fn flush(&mut self) {
+        self.audit.commit();
+        let failed = self.audit.take_failed();
+        for Staged { to, out, record } in std::mem::take(&mut self.outbox) {
+            if let Some(record) = record
+                && let Some(problem) = failed.get(&record.call)
+            {
+                self.unrecorded(record, out, problem);
+                continue;
+            }
+            match to {
+                Peer::Client => self.to_client.send(out),
+                Peer::Server => match &self.to_server {
+                    Some(tx) => tx.send(out),
+                    None => tracing::debug!("server input already closed; a message was dropped"),
+                },
+            }
+        }
         self.to_client.flush();
         if let Some(to_server) = &self.to_server {
             to_server.flush();
         }
     }
 
+    /// A settled call whose audit record could not be written: it does not run, and the model
+    /// is told why (a call the client withdrew gets no answer).
+    fn unrecorded(&mut self, record: Recorded, out: Outgoing, problem: &str) {
+        tracing::error!("{problem}; refused `{}` without forwarding it", record.tool);
+        // A call about to run is pending: one the client cancelled meanwhile, or that was
+        // already answered (the server ended), gets no second answer.
+        if record.to == Peer::Server {
+            let pending = Id::from_value(&record.id).and_then(|id| self.pending.remove(&id));
+            if pending.is_none_or(|p| p.cancelled) {
+                return;
+            }
+        }
+        let text = unrecorded_text(&record.tool, problem);
+        self.to_client.send(Outgoing::new(reply::refused_call(&record.id, &text, record.stateless), out.credit));
+    }
+
     /// Closes the server's stdin once everything queued for it is written.
     pub fn close_server_input(&mut self) {
+        self.flush();
         self.to_server = None;
     }
 
@@ -314,7 +378,7 @@ impl Session {
                     }
                 }
                 let bytes = rewritten.unwrap_or(inbound.line);
-                self.to_client.send(Outgoing::new(bytes, inbound._credit));
+                self.stage(Peer::Client, Outgoing::new(bytes, inbound._credit), None);
             }
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the server: {}: {}", refusal.reason, preview(&inbound.line));
@@ -528,6 +592,14 @@ impl Session {
             self.to_client(reply::error(&id.to_value(), -32000, &message));
         }
     }
+}
+
+/// What the model reads about a call whose audit record could not be written.
+pub(super) fn unrecorded_text(tool: &str, problem: &str) -> String {
+    format!(
+        "toolgate refused this call to `{tool}` because it could not write its audit log ({problem}). \
+         The call was not run. Tell the user."
+    )
 }
 
 /// Client roots remembered, at most.
