@@ -192,7 +192,7 @@ fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answ
             Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
             Withdrawn::Redecided => "toolgate: the policy changed; the call was decided again",
         };
-        session.to_client(elicit::cancel_line(id, reason));
+        session.send_client(elicit::cancel_line(id, reason));
     }
     if held.on_approvers {
         let answering = match answered_on {
@@ -280,7 +280,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         None
     } else {
         let id = session.approvals.elicit_ids.fresh(&session.server_requests);
-        session.to_client(elicit::request_line(&id, &request, wait.as_secs()));
+        session.send_client(elicit::request_line(&id, &request, wait.as_secs()));
         session.approvals.elicitations.insert(id.clone(), ticket);
         Some(id)
     };
@@ -615,7 +615,7 @@ pub(super) fn on_timer(session: &mut Session) {
     for note in notes {
         let mut line = note.to_string().into_bytes();
         line.push(b'\n');
-        session.to_client(line);
+        session.send_client(line);
     }
 }
 

@@ -91,7 +91,7 @@ fn request_page(session: &mut Session, cursor: Option<&str>, pages: u32) {
         recorder.message("c2s", &line, false);
     }
     session.listing.in_flight = Some((id, Instant::now() + PAGE_TIMEOUT, pages));
-    session.to_server(line);
+    session.send_server(line);
 }
 
 /// The server answered a page of toolgate's listing.

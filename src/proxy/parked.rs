@@ -195,7 +195,7 @@ pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
     session.parking.running.insert(id, Running { item, conn, rpc, call, since: Instant::now() });
     let mut bytes = line.into_bytes();
     bytes.push(b'\n');
-    session.to_server(bytes);
+    session.send_server(bytes);
 }
 
 /// The server answered a run: the result goes into the item, the audit log and the reviewer.

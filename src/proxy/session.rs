@@ -161,7 +161,7 @@ impl Session {
     }
 
     /// Sends bytes to the client.
-    pub fn to_client(&mut self, bytes: Vec<u8>) {
+    pub fn send_client(&mut self, bytes: Vec<u8>) {
         self.stage(Peer::Client, Outgoing::new(bytes, None), None);
     }
 
@@ -173,7 +173,7 @@ impl Session {
     }
 
     /// Sends bytes of toolgate's own to the server (replies to requests it refused).
-    pub fn to_server(&mut self, bytes: Vec<u8>) {
+    pub fn send_server(&mut self, bytes: Vec<u8>) {
         self.stage(Peer::Server, Outgoing::new(bytes, None), None);
     }
 
@@ -360,7 +360,7 @@ impl Session {
                     if self.approvals.elicit_ids.is_ours(id) || self.approvals.elicitation_open(id) {
                         tracing::warn!("refused a server request whose id {id} is one of toolgate's own");
                         let message = "toolgate refused this request: its id is in use by toolgate";
-                        self.to_server(reply::error(&id.to_value(), -32600, message));
+                        self.send_server(reply::error(&id.to_value(), -32600, message));
                         return;
                     }
                     if method == "elicitation/create" && impersonates(&inbound.line, env) {
@@ -369,7 +369,7 @@ impl Session {
                             preview(&inbound.line)
                         );
                         let message = "toolgate refused this elicitation: it presents itself as toolgate's";
-                        self.to_server(reply::error(&id.to_value(), -32600, message));
+                        self.send_server(reply::error(&id.to_value(), -32600, message));
                         return;
                     }
                     self.server_requests.insert(id.clone());
@@ -426,7 +426,7 @@ impl Session {
             if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::Error, pending.since.elapsed());
             }
-            self.to_client(reply::error(id, -32603, message));
+            self.send_client(reply::error(id, -32603, message));
         }
     }
 
@@ -589,7 +589,7 @@ impl Session {
             if let Waiting::ToolsCall { call, .. } = pending.what {
                 self.audit.outcome(call, Outcome::NoAnswer, pending.since.elapsed());
             }
-            self.to_client(reply::error(&id.to_value(), -32000, &message));
+            self.send_client(reply::error(&id.to_value(), -32000, &message));
         }
     }
 }
