@@ -19,20 +19,55 @@ use crate::policy::{ChangedTools, Decision, Gate, Settings};
 use crate::trust::{self, Answered, Standing, Store, TrustFile};
 use crate::wire::splice;
 
+/// The server's identity: hashed on a thread of its own while the session starts, so that the
+/// first messages do not wait for it; the first judgement that needs it waits for the hash
+/// (for a large program, some milliseconds), once.
+pub(super) struct ServerIdentity {
+    hashing: Option<std::thread::JoinHandle<Identity>>,
+    known: Option<Identity>,
+}
+
+impl ServerIdentity {
+    /// Starts hashing the program that `command` runs.
+    pub fn hash(command: Vec<std::ffi::OsString>) -> std::io::Result<ServerIdentity> {
+        let thread = std::thread::Builder::new().name("identity".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            let identity = Identity::of(&command);
+            tracing::debug!(
+                "server identity {} ({} and {} file(s) hashed in {} ms)",
+                identity.id,
+                identity.program.path,
+                identity.files.len(),
+                started.elapsed().as_millis()
+            );
+            identity
+        })?;
+        Ok(ServerIdentity { hashing: Some(thread), known: None })
+    }
+
+    fn get(&mut self) -> &Identity {
+        if let Some(thread) = self.hashing.take() {
+            // Hashing reads files and never panics on what it reads; if it did, that is a bug.
+            self.known = Some(thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        self.known.as_ref().expect("an identity is hashed or known")
+    }
+}
+
 pub(super) struct SessionTrust {
     file: Option<TrustFile>,
     store: Store,
     /// The file's modification time when it was last read.
     stamp: Option<SystemTime>,
     /// The program this session's server is.
-    identity: Identity,
+    identity: ServerIdentity,
     /// Each tool's definition as this session's latest `tools/list` showed it; emptied when the
     /// server says its tools changed.
     shown: HashMap<String, (String, Value)>,
 }
 
 impl SessionTrust {
-    pub fn open(path: Option<std::path::PathBuf>, identity: Identity) -> SessionTrust {
+    pub fn open(path: Option<std::path::PathBuf>, identity: ServerIdentity) -> SessionTrust {
         let file = path.map(TrustFile::new);
         if file.is_none() {
             tracing::warn!("no place for the trust record (set XDG_STATE_HOME or HOME): no tool earns trust");
@@ -58,8 +93,8 @@ impl SessionTrust {
     }
 
     /// The program this session's server is.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    pub fn identity(&mut self) -> &Identity {
+        self.identity.get()
     }
 
     /// A page of a `tools/list` answer (`first`: a new listing begins): binds the record of
@@ -75,7 +110,7 @@ impl SessionTrust {
                 self.shown.insert(name.to_owned(), (trust::definition(tool), tool.clone()));
             }
         }
-        let identity = self.identity.clone();
+        let identity = self.identity.get().clone();
         let learn = move |store: &mut Store| {
             let reset = store.bind(server, &identity);
             let news: Vec<(String, String)> = tools
@@ -108,8 +143,11 @@ impl SessionTrust {
 
     /// This session's program, for rules bound to one (`identity = "sha256:…"`), when this
     /// session's listing showed `tool` with its pinned definition; `None` before that.
-    pub fn vouched(&self, server: &str, tool: &str) -> Option<&str> {
-        self.shows_pinned(server, tool).then_some(self.identity.id.as_str())
+    pub fn vouched(&mut self, server: &str, tool: &str) -> Option<&str> {
+        if !self.shows_pinned(server, tool) {
+            return None;
+        }
+        Some(self.identity.get().id.as_str())
     }
 
     /// Tools of this server whose definition changed and is not accepted.
@@ -125,7 +163,7 @@ impl SessionTrust {
 
     /// A person answered a call to this tool.
     pub fn answered(&mut self, server: &str, tool: &str, answer: Answered) {
-        let identity = self.identity.clone();
+        let identity = self.identity.get().clone();
         self.change("record the answer in the trust record", |store| {
             // Answers count for the program that was asked about.
             if let Some(why) = store.bind(server, &identity) {
@@ -213,11 +251,11 @@ impl SessionTrust {
         let record = self.store.tools.get(&key)?;
         match record.standing(&settings.trust, trust::now_ms()) {
             Standing::Earned(why) => match self.store.bound(server) {
-                Some(bound) if bound.id != self.identity.id => Some(TrustSays::Lost(format!(
+                Some(bound) if bound.id != self.identity.get().id => Some(TrustSays::Lost(format!(
                     "not trusted: a different program runs as `{server}` ({}) than the one that earned trust ({}): {}",
-                    self.identity.short(),
+                    self.identity.known.as_ref().map(Identity::short).unwrap_or_default(),
                     bound.short(),
-                    self.identity.differences(bound)
+                    self.identity.known.as_ref().map(|i| i.differences(bound)).unwrap_or_default()
                 ))),
                 None => Some(TrustSays::Lost(format!(
                     "not trusted: the record does not say which program earned the trust of `{server}`"

@@ -132,12 +132,8 @@ where
     // SAFETY: installing SIG_IGN runs no handler code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     // The server's identity binds trust to the program (`crate::identity`). It is hashed while
-    // the server starts, and known before the first message is judged.
-    let command = opts.command.clone();
-    let hashing = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        (crate::identity::Identity::of(&command), started.elapsed())
-    });
+    // the server starts and the first messages pass; the first judgement that needs it waits.
+    let identity = earned::ServerIdentity::hash(opts.command.clone())?;
     let server = child::Server::spawn(&opts.command)?;
     let (child, server_in, server_out, group) = server.into_parts();
     let server_pid = child.id();
@@ -181,19 +177,6 @@ where
     let (approver_tx, from_approvers) = mpsc::unbounded_channel();
     tokio::spawn(forward(from_approvers, rare_tx.clone(), Rare::Approver));
     let approvals = approval::Approvals::new(human_tx, approvers::Approvers::listen(approver_tx));
-    let identity = match hashing.await {
-        Ok((identity, took)) => {
-            tracing::debug!(
-                "server identity {} ({} and {} file(s) hashed in {} ms)",
-                identity.id,
-                identity.program.path,
-                identity.files.len(),
-                took.as_millis()
-            );
-            identity
-        }
-        Err(e) => return Err(ProxyError::Io(io::Error::other(format!("cannot hash the server's program: {e}")))),
-    };
     let mut session = Session::new(
         opts.server_name,
         Arc::new(opts.policy),

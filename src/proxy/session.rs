@@ -130,7 +130,7 @@ impl Session {
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
         queue_path: Option<std::path::PathBuf>,
-        identity: crate::identity::Identity,
+        identity: earned::ServerIdentity,
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
