@@ -109,9 +109,8 @@ impl Approvals {
     }
 
     /// The server asked for more input (handing out `state`) about a call a person approved.
-    pub fn continues(&mut self, state: String, tool: String, digest: String, ttl: Duration) {
+    pub fn continues(&mut self, state: String, tool: String, digest: String, ttl: Duration, now: Instant) {
         const MAX: usize = 1024;
-        let now = Instant::now();
         self.continuations.retain(|_, (_, _, until)| *until > now);
         if self.continuations.len() < MAX {
             self.continuations.insert(state, (tool, digest, now + ttl));
@@ -120,9 +119,15 @@ impl Approvals {
 
     /// Whether a call carrying the server's `state` continues an approved call with this tool
     /// and these arguments; a state continues once.
-    pub fn continuation(&mut self, state: &str, tool: &str, arguments: &serde_json::Map<String, Value>) -> bool {
+    pub fn continuation(
+        &mut self,
+        state: &str,
+        tool: &str,
+        arguments: &serde_json::Map<String, Value>,
+        now: Instant,
+    ) -> bool {
         let Some((t, digest, until)) = self.continuations.get(state) else { return false };
-        let matches = t == tool && *digest == request_state::digest(arguments) && *until > Instant::now();
+        let matches = t == tool && *digest == request_state::digest(arguments) && *until > now;
         if matches {
             self.continuations.remove(state);
         }
@@ -211,7 +216,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         Kind::Hold => call.decision.hold.unwrap_or_default(),
         Kind::Approve => session.policy.settings.approval_timeout,
     };
-    let deadline = Instant::now() + wait;
+    let deadline = session.now + wait;
     let ticket = session.approvals.next_ticket;
     session.approvals.next_ticket += 1;
     let request = Request {
@@ -286,7 +291,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
     };
     let on_approvers = session.approvals.approvers.live();
     if on_approvers {
-        session.approvals.approvers.offer(&Approval::from_request(&request, std::time::Instant::now()));
+        session.approvals.approvers.offer(&Approval::from_request(&request, session.now.into_std()));
     } else {
         absent.push("no `toolgate approve` is running".to_owned());
     }
@@ -321,7 +326,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         crate::human::desktop::notify(&request);
     }
     let progress =
-        call.params.progress_token().cloned().map(|token| Progress { token, next: Instant::now(), count: 0 });
+        call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
     session
         .approvals
@@ -437,7 +442,7 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
         FromApprover::Gone { conn } => session.approvals.approvers.gone(conn),
         FromApprover::Run { conn, id, item } => super::parked::run(session, conn, id, item),
         FromApprover::Subscribe { conn, id } => {
-            let now = std::time::Instant::now();
+            let now = session.now.into_std();
             let mut pending: Vec<(u64, Approval)> = Vec::new();
             for (ticket, held) in &mut session.approvals.held {
                 held.on_approvers = true;
@@ -557,7 +562,7 @@ fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str,
 
 /// Time passed: ends what ran out of time and reports progress for what still waits.
 pub(super) fn on_timer(session: &mut Session) {
-    let now = Instant::now();
+    let now = session.now;
     let expired: Vec<u64> = session.approvals.held.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
     for ticket in expired {
         let Some(held) = session.approvals.take(ticket) else { continue };

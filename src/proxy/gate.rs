@@ -143,7 +143,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
             strips,
             stripped,
             written,
-            since: Instant::now(),
+            since: session.now,
             trust,
         };
         tracing::warn!("refused `{}`: {why}", call.params.name);
@@ -153,7 +153,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, &verdict));
     }
     let call =
-        Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: Instant::now(), trust };
+        Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
     if listed == Listed::Withdrawn {
         let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
         return settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
@@ -164,7 +164,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         // The server asked for more input about a call a person approved; this is the retry.
         Some(Value::String(state))
             if matches!(call.decision.gate, Gate::Ask | Gate::Hold)
-                && session.approvals.continuation(state, &call.params.name, &call.params.arguments) =>
+                && session.approvals.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
         {
             let note = Some("continues a call a person approved (the server asked the client for more input)".into());
             settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None })
@@ -288,7 +288,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
         );
     }
     let policy = session.policy.clone();
-    let waited = call.since.elapsed();
+    let waited = session.now.saturating_duration_since(call.since);
     let park_note = match &how {
         Settlement::Park { item, .. } => Some(format!("parked as review item {item}")),
         _ => None,

@@ -90,7 +90,7 @@ fn request_page(session: &mut Session, cursor: Option<&str>, pages: u32) {
     if let Some(recorder) = &mut session.recorder {
         recorder.message("c2s", &line, false);
     }
-    session.listing.in_flight = Some((id, Instant::now() + PAGE_TIMEOUT, pages));
+    session.listing.in_flight = Some((id, session.now + PAGE_TIMEOUT, pages));
     session.send_server(line);
 }
 
@@ -117,7 +117,7 @@ pub(super) fn answered(session: &mut Session, line: &[u8]) {
 
 /// The page in flight was not answered in time.
 pub(super) fn timed_out(session: &mut Session) {
-    if session.listing.deadline().is_some_and(|at| at <= Instant::now()) {
+    if session.listing.deadline().is_some_and(|at| at <= session.now) {
         session.listing.in_flight = None;
         let why = format!("it did not answer toolgate's tools/list within {}s", PAGE_TIMEOUT.as_secs());
         finish(session, Some(why));

@@ -9,6 +9,7 @@
 mod approval;
 mod approvers;
 pub mod child;
+mod dispatcher;
 pub(crate) mod confidence; // also read by `toolgate review --run` and `toolgate replay`
 mod earned;
 mod elicit;
@@ -40,20 +41,9 @@ use crate::audit::AuditLog;
 use crate::policy::Policy;
 use crate::wire::{Envelope, Frame, LineReader, Refusal, envelope};
 pub use child::SpawnError;
+use dispatcher::{Dispatcher, Event};
 use session::Session;
 
-/// After the client closes its side, how long the server gets to exit before SIGTERM.
-const EOF_GRACE: Duration = Duration::from_millis(1000);
-/// After SIGTERM, how long before SIGKILL.
-const TERM_GRACE: Duration = Duration::from_millis(500);
-/// After the server exits, how long its output is still drained (a grandchild may hold it).
-const DRAIN_GRACE: Duration = Duration::from_millis(500);
-/// How long the policy folder must be quiet after a change before the policy is reloaded
-/// (editors write a file in several steps).
-const RELOAD_SETTLE: Duration = Duration::from_millis(50);
-/// How soon after a record the audit log's outcomes and head record are written when nothing
-/// else is (see `AuditLog::flush`).
-const HEAD_FLUSH: Duration = Duration::from_millis(20);
 /// At most this many messages are handled before what they produced is written.
 const FLUSH_EVERY: usize = 64;
 /// Bytes read but not yet written, per direction, before the reader waits.
@@ -182,8 +172,7 @@ where
         Arc::new(opts.policy),
         audit,
         max,
-        to_client,
-        to_server,
+        Instant::now(),
         approvals,
         opts.policy_path.clone(),
         opts.trust_path.clone(),
@@ -206,15 +195,8 @@ where
             }
         }
     });
-    let mut reload_at: Option<Instant> = None;
-    let mut client_open = true;
-    let mut server_open = true;
-    let mut status = None;
-    let mut stopped_by: Option<i32> = None;
-    // The next step in stopping the server, once stopping has begun.
-    let mut escalation: Option<(Instant, Signal)> = None;
-    let mut drain_until: Option<Instant> = None;
-    let mut head_flush_at: Option<Instant> = None;
+    let mut core = Dispatcher::new(session, policy_path);
+    let mut writers = Writers { to_client, to_server: Some(to_server), group };
     // One timer for every deadline: armed for the earliest, moved only when that changes.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
@@ -222,23 +204,16 @@ where
 
     // Messages handled since the writers were last flushed.
     let mut unflushed = 0;
-    while server_open || status.is_none() {
+    while core.running() {
         // What the last messages produced goes out once no more are at hand (a burst leaves in
-        // one write), and at the latest every `FLUSH_EVERY` messages.
+        // one write, after its audit records in one write), and at the latest every
+        // `FLUSH_EVERY` messages.
         unflushed += 1;
         if arrivals.is_empty() || unflushed >= FLUSH_EVERY {
-            session.flush();
+            writers.deliver(core.flush(Instant::now()));
             unflushed = 0;
         }
-        if head_flush_at.is_none() && session.audit.behind() {
-            head_flush_at = Some(Instant::now() + HEAD_FLUSH);
-        }
-        let escalate_at = escalation.map(|(at, _)| at);
-        let approvals_wake = session.approvals.next_wakeup();
-        let listing_due = session.listing.deadline();
-        let draining = drain_until.filter(|_| server_open);
-        let next =
-            [escalate_at, approvals_wake, listing_due, reload_at, head_flush_at, draining].into_iter().flatten().min();
+        let next = core.next_deadline();
         if next != armed {
             if let Some(at) = next {
                 timer.as_mut().reset(at);
@@ -247,88 +222,35 @@ where
         }
         // Rare events first, so that a flood of messages cannot keep them waiting; while they
         // are quiet, each costs one look at an empty queue.
-        tokio::select! {
+        let event = tokio::select! {
             biased;
             Some(event) = rare.recv() => match event {
-                Rare::Exited(exited) => {
-                    let exited = exited?;
-                    if client_open && stopped_by.is_none() {
-                        tracing::error!("the MCP server ended ({exited}) while its client was still connected; \
-                            requests still waiting get an error and toolgate exits");
-                        session.abandon_held(&format!("the MCP server ended ({exited})"));
-                    } else {
-                        tracing::debug!("server exited: {exited}");
-                    }
-                    status = Some(exited);
-                    escalation = None;
-                    drain_until = Some(Instant::now() + DRAIN_GRACE);
-                }
-                Rare::Interrupt => stop(&mut session, &mut stopped_by, &mut escalation, group, 130),
-                Rare::Terminate => stop(&mut session, &mut stopped_by, &mut escalation, group, 143),
-                Rare::Hangup => match &policy_path {
-                    Some(path) => session.reload(path),
-                    None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
-                },
-                Rare::Human(event) => approval::on_event(&mut session, event),
-                Rare::Approver(news) => approval::on_approver(&mut session, news),
-                Rare::PolicyEdited => reload_at = Some(Instant::now() + RELOAD_SETTLE),
+                Rare::Exited(exited) => Event::Exited(exited?),
+                Rare::Interrupt => Event::Interrupt,
+                Rare::Terminate => Event::Terminate,
+                Rare::Hangup => Event::Hangup,
+                Rare::Human(event) => Event::Human(event),
+                Rare::Approver(news) => Event::Approver(news),
+                Rare::PolicyEdited => Event::PolicyEdited,
             },
             () = &mut timer, if armed.is_some() => {
                 armed = None;
-                let now = Instant::now();
-                let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
-                if due(escalate_at) && let Some((_, sig)) = escalation.take() {
-                    tracing::debug!("server still running; sending {sig}");
-                    group.signal(sig);
-                    if sig == Signal::SIGTERM {
-                        escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
-                    }
-                }
-                if due(approvals_wake) {
-                    approval::on_timer(&mut session);
-                }
-                if due(listing_due) {
-                    listing::timed_out(&mut session);
-                }
-                if due(reload_at) {
-                    reload_at = None;
-                    if let Some(path) = &policy_path {
-                        session.reload(path);
-                    }
-                }
-                if due(head_flush_at) {
-                    head_flush_at = None;
-                    session.audit.flush();
-                }
-                if due(draining) {
-                    tracing::debug!("server output still open after it exited; no longer waiting for it");
-                    server_open = false;
-                }
+                Event::Tick
             },
-            Some(arrival) = arrivals.recv(), if client_open || server_open => match arrival {
-                Arrival::Line(Peer::Client, inbound) => session.on_client(inbound),
-                Arrival::Line(Peer::Server, inbound) => session.on_server(inbound),
-                Arrival::Closed(Peer::Client) => {
-                    tracing::debug!("client closed its side; closing the server's stdin");
-                    client_open = false;
-                    session.abandon_held("the client closed its side");
-                    session.close_server_input();
-                    escalation.get_or_insert((Instant::now() + EOF_GRACE, Signal::SIGTERM));
-                }
-                Arrival::Closed(Peer::Server) => server_open = false,
+            Some(arrival) = arrivals.recv(), if core.reading() => match arrival {
+                Arrival::Line(peer, inbound) => Event::Line(peer, inbound),
+                Arrival::Closed(peer) => Event::Closed(peer),
             },
-        }
+        };
+        core.handle(event, Instant::now());
     }
     lifecycle_task.abort();
     // Whatever the server started must not outlive it.
     group.signal(Signal::SIGKILL);
-    let code = match status {
-        Some(status) => child::exit_code(status),
-        None => 1,
-    };
-    session.fail_pending(code);
-    session.flush();
-    drop(session);
+    let (last, code) = core.finish(Instant::now());
+    writers.deliver(last);
+    let Writers { to_client, .. } = writers;
+    drop(to_client);
     // Give the writers a bounded time to flush: a client that stopped reading must not hang us.
     let flush = async {
         let _ = client_writer.await;
@@ -337,23 +259,36 @@ where
     if tokio::time::timeout(Duration::from_secs(2), flush).await.is_err() {
         tracing::warn!("could not deliver the last messages to the client in time");
     }
-    Ok(stopped_by.unwrap_or(code))
+    Ok(code)
 }
 
-/// Begins stopping on a signal: the server gets SIGTERM now and SIGKILL a little later.
-fn stop(
-    session: &mut Session,
-    stopped_by: &mut Option<i32>,
-    escalation: &mut Option<(Instant, Signal)>,
+/// Where the dispatcher's output goes: the two writers and the server's process group.
+struct Writers {
+    to_client: writer::PeerInput,
+    to_server: Option<writer::PeerInput>,
     group: child::Group,
-    code: i32,
-) {
-    tracing::info!("stopping on signal; stopping the server");
-    stopped_by.get_or_insert(code);
-    session.abandon_held("toolgate was stopped by a signal");
-    session.close_server_input();
-    group.signal(Signal::SIGTERM);
-    *escalation = Some((Instant::now() + TERM_GRACE, Signal::SIGKILL));
+}
+
+impl Writers {
+    /// Queues the lines, writes what fits now, then signals and closes as the output says.
+    fn deliver(&mut self, output: dispatcher::Output) {
+        let dispatcher::Output { to_client, to_server, signals, close_server_input } = output;
+        self.to_client.send_all(to_client);
+        if let Some(server) = &self.to_server {
+            server.send_all(to_server);
+        }
+        self.to_client.flush();
+        if let Some(server) = &self.to_server {
+            server.flush();
+        }
+        if close_server_input {
+            // The writer finishes what is queued, then closes the pipe.
+            self.to_server = None;
+        }
+        for signal in signals {
+            self.group.signal(signal);
+        }
+    }
 }
 
 /// Passes what one producer of rare events sends on to the dispatcher's queue of them.

@@ -192,7 +192,7 @@ pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
         }
     };
     tracing::info!("running review item {item} (`{}`), approved by a person", parked.decided.tool);
-    session.parking.running.insert(id, Running { item, conn, rpc, call, since: Instant::now() });
+    session.parking.running.insert(id, Running { item, conn, rpc, call, since: session.now });
     let mut bytes = line.into_bytes();
     bytes.push(b'\n');
     session.send_server(bytes);
@@ -208,7 +208,7 @@ pub(super) fn ran(session: &mut Session, id: &Id, line: &[u8]) {
         (None, Some(e)) => (json!({"error": e}), Outcome::Error),
         (None, None) => (Value::Null, Outcome::Error),
     };
-    session.audit.outcome(running.call, outcome, running.since.elapsed());
+    session.audit.outcome(running.call, outcome, session.now.saturating_duration_since(running.since));
     if let Some(file) = &session.parking.file {
         let recorded = file.update(|q| {
             if let Some(item) = q.items.get_mut(&running.item) {

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use super::approval::{self, Approvals};
 use super::earned::{self, SessionTrust};
 use super::parked::{self, Parking};
-use super::writer::PeerInput;
 use super::{Inbound, Outgoing, Peer, Read, confidence, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
@@ -59,8 +58,10 @@ pub(super) struct Session {
     pub policy: Arc<Policy>,
     pub audit: AuditLog,
     pub max_message_bytes: usize,
-    to_client: PeerInput,
-    to_server: Option<PeerInput>,
+    /// The time of the event being handled: the core reads no clock of its own.
+    pub now: Instant,
+    /// Messages may still be sent to the server.
+    server_input_open: bool,
     /// Client requests the server has not answered yet, by id.
     pub pending: HashMap<Id, Pending>,
     /// Each tool's hints, from the latest `tools/list`.
@@ -95,6 +96,13 @@ pub(super) struct Session {
     outbox: Vec<Staged>,
 }
 
+/// What a flush hands the writers, per peer, in order.
+#[derive(Default)]
+pub(super) struct Lines {
+    pub to_client: Vec<Outgoing>,
+    pub to_server: Vec<Outgoing>,
+}
+
 /// A message for a peer, waiting for the next flush.
 struct Staged {
     to: Peer,
@@ -124,8 +132,7 @@ impl Session {
         policy: Arc<Policy>,
         audit: AuditLog,
         max_message_bytes: usize,
-        to_client: PeerInput,
-        to_server: PeerInput,
+        now: Instant,
         approvals: Approvals,
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
@@ -139,8 +146,8 @@ impl Session {
             policy,
             audit,
             max_message_bytes,
-            to_client,
-            to_server: Some(to_server),
+            now,
+            server_input_open: true,
             pending: HashMap::new(),
             annotations: HashMap::new(),
             confidence_injected: false,
@@ -189,56 +196,62 @@ impl Session {
     }
 
     fn stage(&mut self, to: Peer, out: Outgoing, record: Option<Recorded>) {
+        if to == Peer::Server && !self.server_input_open {
+            tracing::debug!("server input already closed; a message was dropped");
+            return;
+        }
         self.outbox.push(Staged { to, out, record });
     }
 
-    /// Writes the audit records staged, then hands what waited on them to the writers, and
-    /// writes what is queued for either peer, as far as it goes without waiting. Messages leave
-    /// in the order they were staged.
-    pub fn flush(&mut self) {
+    /// Writes the audit records staged, then returns what waited on them and everything else
+    /// staged since the last time, in order. A message that settles a call whose record could
+    /// not be written is turned into a refusal.
+    pub fn flush(&mut self) -> Lines {
         self.audit.commit();
         let failed = self.audit.take_failed();
+        let mut lines = Lines::default();
         for Staged { to, out, record } in std::mem::take(&mut self.outbox) {
             if let Some(record) = record
                 && let Some(problem) = failed.get(&record.call)
             {
-                self.unrecorded(record, out, problem);
+                if let Some(refusal) = self.unrecorded(record, out, problem) {
+                    lines.to_client.push(refusal);
+                }
                 continue;
             }
             match to {
-                Peer::Client => self.to_client.send(out),
-                Peer::Server => match &self.to_server {
-                    Some(tx) => tx.send(out),
-                    None => tracing::debug!("server input already closed; a message was dropped"),
-                },
+                Peer::Client => lines.to_client.push(out),
+                Peer::Server => lines.to_server.push(out),
             }
         }
-        self.to_client.flush();
-        if let Some(to_server) = &self.to_server {
-            to_server.flush();
-        }
+        lines
     }
 
     /// A settled call whose audit record could not be written: it does not run, and the model
     /// is told why (a call the client withdrew gets no answer).
-    fn unrecorded(&mut self, record: Recorded, out: Outgoing, problem: &str) {
+    fn unrecorded(&mut self, record: Recorded, out: Outgoing, problem: &str) -> Option<Outgoing> {
         tracing::error!("{problem}; refused `{}` without forwarding it", record.tool);
         // A call about to run is pending: one the client cancelled meanwhile, or that was
         // already answered (the server ended), gets no second answer.
         if record.to == Peer::Server {
             let pending = Id::from_value(&record.id).and_then(|id| self.pending.remove(&id));
             if pending.is_none_or(|p| p.cancelled) {
-                return;
+                return None;
             }
         }
         let text = unrecorded_text(&record.tool, problem);
-        self.to_client.send(Outgoing::new(reply::refused_call(&record.id, &text, record.stateless), out.credit));
+        Some(Outgoing::new(reply::refused_call(&record.id, &text, record.stateless), out.credit))
     }
 
-    /// Closes the server's stdin once everything queued for it is written.
+    /// Closes the server's stdin once everything staged for it is written; what is sent to it
+    /// after that is dropped.
     pub fn close_server_input(&mut self) {
-        self.flush();
-        self.to_server = None;
+        self.server_input_open = false;
+    }
+
+    /// The server's stdin is still open.
+    pub fn server_input_open(&self) -> bool {
+        self.server_input_open
     }
 
     pub fn on_client(&mut self, mut inbound: Inbound) {
@@ -263,7 +276,7 @@ impl Session {
                     } else {
                         Waiting::Other
                     };
-                    self.pending.insert(id.clone(), Pending::new(what, Instant::now()));
+                    self.pending.insert(id.clone(), Pending::new(what, self.now));
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { method } if method == "notifications/cancelled" => {
@@ -412,7 +425,7 @@ impl Session {
         let Some(pending) = self.pending.get_mut(id).filter(|p| !p.cancelled) else { return };
         pending.cancelled = true;
         if let Waiting::ToolsCall { call, .. } = pending.what {
-            self.audit.outcome(call, Outcome::Cancelled, pending.since.elapsed());
+            self.audit.outcome(call, Outcome::Cancelled, self.now.saturating_duration_since(pending.since));
         }
         tracing::debug!("the client cancelled request {id}; it gets no answer from toolgate");
     }
@@ -424,7 +437,7 @@ impl Session {
                 return;
             }
             if let Waiting::ToolsCall { call, .. } = pending.what {
-                self.audit.outcome(call, Outcome::Error, pending.since.elapsed());
+                self.audit.outcome(call, Outcome::Error, self.now.saturating_duration_since(pending.since));
             }
             self.send_client(reply::error(id, -32603, message));
         }
@@ -442,7 +455,7 @@ impl Session {
                     && let Some(state) = servers_input_request_state(line)
                 {
                     let ttl = self.policy.settings.approval_timeout;
-                    self.approvals.continues(state, tool, digest, ttl);
+                    self.approvals.continues(state, tool, digest, ttl, self.now);
                 }
                 let outcome = if is_error {
                     Outcome::Error
@@ -451,7 +464,7 @@ impl Session {
                 } else {
                     Outcome::Ok
                 };
-                self.audit.outcome(call, outcome, pending.since.elapsed());
+                self.audit.outcome(call, outcome, self.now.saturating_duration_since(pending.since));
                 None
             }
             Waiting::ToolsList { first } if !is_error => {
@@ -587,7 +600,7 @@ impl Session {
         let message = format!("the MCP server exited (status {status}) before answering");
         for (id, pending) in std::mem::take(&mut self.pending).into_iter().filter(|(_, p)| !p.cancelled) {
             if let Waiting::ToolsCall { call, .. } = pending.what {
-                self.audit.outcome(call, Outcome::NoAnswer, pending.since.elapsed());
+                self.audit.outcome(call, Outcome::NoAnswer, self.now.saturating_duration_since(pending.since));
             }
             self.send_client(reply::error(&id.to_value(), -32000, &message));
         }

@@ -1,4 +1,4 @@
-//! Writing to a peer. The dispatcher queues each message on a [`PeerInput`], and when it has no
+//! Writing to a peer. The proxy queues the dispatcher's output on a [`PeerInput`], and when it has no
 //! more messages at hand it [flushes](PeerInput::flush) them: if the peer's input is a pipe or
 //! socket and its writer task is idle, what is queued is written at once, in one system call, in
 //! the dispatcher's own turn (a request or answer then costs no hand-over to another task, and a
@@ -60,14 +60,17 @@ impl PeerInput {
         (PeerInput { shared, direct: destination.direct }, task)
     }
 
-    /// Queues a message. Without a direct handle (or with a long queue) the writer task is
-    /// woken now; otherwise the message waits for [`PeerInput::flush`].
-    pub fn send(&self, out: Outgoing) {
+    /// Queues messages, in order, under one lock. Without a direct handle (or with a long
+    /// queue) the writer task is woken now; otherwise they wait for [`PeerInput::flush`].
+    pub fn send_all(&self, messages: Vec<Outgoing>) {
+        if messages.is_empty() {
+            return;
+        }
         let mut state = self.shared.state();
         if state.broken {
             return;
         }
-        state.queue.push_back(out);
+        state.queue.extend(messages);
         if (self.direct.is_none() || state.queue.len() >= BATCH) && !state.writing {
             self.shared.wake.notify_one();
         }
@@ -185,14 +188,14 @@ mod tests {
         });
         // The first message goes through the writer task, as a session's first does: only
         // then has the reactor seen the socket writable.
-        input.send(Outgoing::new(b"ready\n".to_vec(), None));
+        input.send_all(vec![Outgoing::new(b"ready\n".to_vec(), None)]);
         input.shared.wake.notify_one();
         (&mut first_line_read).await.unwrap();
         let mut expected = b"ready\n".to_vec();
         let mut send = |n: u32| {
             let line = format!("{n:0width$}\n", width = 1 + (n as usize * 937) % 20_000).into_bytes();
             expected.extend_from_slice(&line);
-            input.send(Outgoing::new(line, None));
+            input.send_all(vec![Outgoing::new(line, None)]);
         };
         // Far more than a pipe holds, in messages of several sizes.
         for n in 0..100 {
@@ -222,7 +225,7 @@ mod tests {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let (input, task) = PeerInput::start(Destination::pipe(ours.into()).unwrap(), Peer::Client);
         let mut theirs = std::io::BufReader::new(theirs);
-        input.send(Outgoing::new(b"first\n".to_vec(), None));
+        input.send_all(vec![Outgoing::new(b"first\n".to_vec(), None)]);
         input.shared.wake.notify_one();
         let (theirs, first) = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -234,7 +237,7 @@ mod tests {
         assert_eq!(first, "first\n");
         // As if the writer task had taken `held` from the queue and were writing it.
         input.shared.state().writing = true;
-        input.send(Outgoing::new(b"after\n".to_vec(), None));
+        input.send_all(vec![Outgoing::new(b"after\n".to_vec(), None)]);
         input.flush();
         assert_eq!(input.shared.state().queue.len(), 1, "the flush wrote past the writer's message");
         // The writer finishes `held` and goes idle; then the queue follows.
