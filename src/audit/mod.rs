@@ -260,6 +260,14 @@ impl AuditLog {
         }
     }
 
+    /// Makes every write fail from now on, as a full disk does (tests).
+    #[cfg(test)]
+    pub fn fail_writes(&mut self) {
+        if let Ok((log, _)) = &mut self.file {
+            *log = OpenOptions::new().read(true).append(true).open("/dev/full").expect("/dev/full");
+        }
+    }
+
     /// Which argument keys are recorded as a digest instead of their value.
     pub fn set_secret_keys(&mut self, keys: SecretKeys) {
         self.secrets = keys;

@@ -78,6 +78,8 @@ pub(super) struct Approvals {
     /// Tools a person allowed for the rest of the session.
     session_tools: HashSet<String>,
     terminal: Option<Terminal>,
+    /// The terminal may be used (not in the core's tests, which must not touch a real one).
+    terminal_allowed: bool,
     events: UnboundedSender<Event>,
     /// toolgate's open elicitations, by request id.
     elicitations: HashMap<Id, u64>,
@@ -99,6 +101,7 @@ impl Approvals {
             next_ticket: 1,
             session_tools: HashSet::new(),
             terminal: None,
+            terminal_allowed: true,
             events,
             elicitations: HashMap::new(),
             elicit_ids: elicit::Ids::new(),
@@ -155,8 +158,18 @@ impl Approvals {
         }
     }
 
+    /// Never uses the terminal (the core's tests).
+    #[cfg(test)]
+    pub fn without_terminal(mut self) -> Self {
+        self.terminal_allowed = false;
+        self
+    }
+
     /// The terminal channel, started on first use, when toolgate may prompt on it now.
     fn terminal(&mut self) -> Result<&Terminal, String> {
+        if !self.terminal_allowed {
+            return Err("the terminal is not to be used".to_owned());
+        }
         match &self.terminal {
             Some(t) => t.usable().map_err(|e| e.to_string())?,
             None => terminal::available().map_err(|e| e.to_string())?,
@@ -325,8 +338,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
     if session.policy.settings.desktop_notifications {
         crate::human::desktop::notify(&request);
     }
-    let progress =
-        call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
+    let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
     session.approvals.by_request.insert(call.id.clone(), ticket);
     session
         .approvals

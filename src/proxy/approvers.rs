@@ -97,6 +97,12 @@ impl Approvers {
         }
     }
 
+    /// Approvers with no socket of their own: connections are handed in (the core's tests).
+    #[cfg(test)]
+    pub fn unlistened() -> Approvers {
+        Approvers::new(None)
+    }
+
     fn new(listener: Option<tokio::task::JoinHandle<()>>) -> Approvers {
         Approvers { listener, connections: HashMap::new(), subscribed: BTreeMap::new() }
     }

@@ -45,6 +45,12 @@ impl ServerIdentity {
         Ok(ServerIdentity { hashing: Some(thread), known: None })
     }
 
+    /// An identity already known (the core's tests).
+    #[cfg(test)]
+    pub fn known(identity: Identity) -> ServerIdentity {
+        ServerIdentity { hashing: None, known: Some(identity) }
+    }
+
     fn get(&mut self) -> &Identity {
         if let Some(thread) = self.hashing.take() {
             // Hashing reads files and never panics on what it reads; if it did, that is a bug.

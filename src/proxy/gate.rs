@@ -134,18 +134,8 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     if let Some(why) = changed.filter(|_| decision.gate == Gate::Deny) {
         let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
         let note = Some(format!("arguments = \"strict\": {why}"));
-        let call = Decided {
-            id,
-            inbound,
-            params,
-            decision,
-            confidence,
-            strips,
-            stripped,
-            written,
-            since: session.now,
-            trust,
-        };
+        let call =
+            Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
         tracing::warn!("refused `{}`: {why}", call.params.name);
         return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
     }

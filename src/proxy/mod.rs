@@ -9,8 +9,8 @@
 mod approval;
 mod approvers;
 pub mod child;
-mod dispatcher;
 pub(crate) mod confidence; // also read by `toolgate review --run` and `toolgate replay`
+mod dispatcher;
 mod earned;
 mod elicit;
 mod gate;
