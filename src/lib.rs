@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod conformity;
 pub mod demo;
+pub mod exit;
 pub mod explain;
 pub mod human;
 pub mod identity;

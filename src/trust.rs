@@ -313,16 +313,28 @@ impl Store {
     }
 
     /// The person accepted a tool's current definition.
-    pub fn accept(&mut self, server: &str, tool: &str) -> Result<(), String> {
-        let record = self.tools.get_mut(&key(server, tool)).ok_or_else(|| format!("no record of {server}/{tool}"))?;
+    pub fn accept(&mut self, server: &str, tool: &str) -> Result<(), AcceptError> {
+        let (s, t) = (server.to_owned(), tool.to_owned());
+        let Some(record) = self.tools.get_mut(&key(server, tool)) else {
+            return Err(AcceptError::NoRecord { server: s, tool: t });
+        };
         if !record.changed() {
-            return Err(format!("{server}/{tool} has not changed since it was pinned"));
+            return Err(AcceptError::Unchanged { server: s, tool: t });
         }
         record.pinned = record.seen.clone();
         record.pinned_tool = record.seen_tool.clone();
         record.reset = Some(Reset { at: now_ms(), why: "a changed definition was accepted".into() });
         Ok(())
     }
+}
+
+/// Why a tool's changed definition cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    #[error("no record of {server}/{tool}")]
+    NoRecord { server: String, tool: String },
+    #[error("{server}/{tool} has not changed since it was pinned")]
+    Unchanged { server: String, tool: String },
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::visible::{self, visible, visible_lines};
 
 use super::{Item, Queue, QueueFile, Status};
+use crate::exit::ExitCode;
 use crate::human::approvers;
 use crate::trust::now_ms;
 
@@ -39,7 +40,7 @@ pub struct Request {
 }
 
 /// Carries out `request` and prints what happened; returns the exit code.
-pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Result<i32, String> {
+pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Result<ExitCode, String> {
     let expiry = u64::try_from(request.expiry.as_millis()).unwrap_or(u64::MAX);
     let expired = file.update(|q| q.expire(expiry, now_ms())).map_err(|e| format!("{}: {e}", file.path().display()))?;
     if expired > 0 {
@@ -89,7 +90,7 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
         let queue = file.read().map_err(|e| e.to_string())?;
         list(&queue, request.json, out);
     }
-    Ok(if failed { crate::cli::exit::FAILURE } else { crate::cli::exit::OK })
+    Ok(ExitCode::failed_if(failed))
 }
 
 /// Moves item `id` from one of `from` to `to`.
@@ -278,7 +279,7 @@ fn run_with_server(
 
 /// `toolgate review` on a terminal with no action given: pick items (one, or several at once)
 /// and what to do with them, until the queue is done or the person quits (Esc or q).
-pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> Result<i32, String> {
+pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> Result<ExitCode, String> {
     use dialoguer::console::Term;
     use dialoguer::{MultiSelect, Select};
     let term = Term::stderr();
@@ -292,7 +293,7 @@ pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> 
         items.sort_by(|a, b| b.risk().cmp(&a.risk()).then(a.at.cmp(&b.at)));
         if items.is_empty() {
             let _ = writeln!(out, "nothing left to review");
-            return Ok(crate::cli::exit::OK);
+            return Ok(ExitCode::OK);
         }
         let labels: Vec<String> = items.iter().map(|i| label(i)).collect();
         let mut choices = labels.clone();
@@ -305,8 +306,8 @@ pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> 
             .interact_on_opt(&term)
             .map_err(fail)?;
         let chosen: Vec<&Item> = match picked {
-            None => return Ok(crate::cli::exit::OK),
-            Some(n) if n == labels.len() + 1 => return Ok(crate::cli::exit::OK),
+            None => return Ok(ExitCode::OK),
+            Some(n) if n == labels.len() + 1 => return Ok(ExitCode::OK),
             Some(n) if n == labels.len() => {
                 let several = MultiSelect::new()
                     .with_prompt("Space marks, Enter takes them")
