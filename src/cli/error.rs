@@ -51,17 +51,17 @@ pub enum Error {
     Tools(#[from] ToolsError),
     #[error(transparent)]
     Approve(#[from] crate::approve::Error),
-    #[error("{0}")]
-    Review(String),
+    #[error(transparent)]
+    Review(#[from] crate::review::command::Error),
     #[error(transparent)]
     Accept(#[from] crate::trust::AcceptError),
     #[error(transparent)]
     Wrap(#[from] crate::wrap::Error),
-    #[error("{0}")]
-    Replay(String),
+    #[error(transparent)]
+    Replay(#[from] crate::replay::Error),
     /// `replay --serve` could not play the transcript.
     #[error("replay: {0}")]
-    Serve(String),
+    Serve(#[source] crate::replay::Error),
     #[error("cannot write the man page: {0}")]
     Man(#[source] io::Error),
     #[error("the demo failed: {0}")]

@@ -14,7 +14,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Error> {
     // clap requires --policy without --serve.
     let Some(policy) = &args.policy else { return Ok(ExitCode::USAGE) };
     let load = |path: &Path| Policy::load(path).map_err(|errors| Error::Policy { errors, nothing_started: false });
-    let calls = crate::replay::calls(&args.file, &args.server).map_err(Error::Replay)?;
+    let calls = crate::replay::calls(&args.file, &args.server)?;
     let a = load(policy)?;
     let mut stdout = std::io::stdout().lock();
     match &args.against {

@@ -24,10 +24,9 @@ pub fn run(args: ReviewArgs) -> Result<ExitCode, Error> {
     let on_terminal =
         std::io::IsTerminal::is_terminal(&std::io::stdin()) && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let code = if nothing_asked && !request.json && on_terminal {
-        crate::review::command::interactive(&file, request.expiry, &mut std::io::stdout().lock())
-            .map_err(Error::Review)?
+        crate::review::command::interactive(&file, request.expiry, &mut std::io::stdout().lock())?
     } else {
-        crate::review::command::review(&file, &request, &mut std::io::stdout().lock()).map_err(Error::Review)?
+        crate::review::command::review(&file, &request, &mut std::io::stdout().lock())?
     };
     Ok(code)
 }
