@@ -8,10 +8,12 @@
 pub mod approve;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod conformity;
 pub mod demo;
 pub mod exit;
 pub mod explain;
+pub mod hex;
 pub mod human;
 pub mod identity;
 pub mod init;

@@ -56,7 +56,7 @@ fn stamp_path(path: &Path) -> PathBuf {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    crate::audit::chain::hex(&Sha256::digest(bytes))
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 /// What `wrap` or `unwrap` did, or would do.

@@ -30,7 +30,7 @@ pub fn run(args: TrustArgs) -> Result<ExitCode, Error> {
         .map_err(|errors| Error::Policy { errors, nothing_started: false })?;
     let store = file.read().map_err(|source| Error::File { verb: "read", path: file.path().to_owned(), source })?;
     let bar = &policy.settings.trust;
-    let now = crate::trust::now_ms();
+    let now = crate::clock::now_ms();
     if store.tools.is_empty() && !args.json {
         let _ = writeln!(stdout, "no tools recorded yet in {}", file.path().display());
     }

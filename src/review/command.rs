@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::visible::{self, visible, visible_lines};
 
 use super::{Item, Queue, QueueFile, Status};
-use crate::trust::now_ms;
+use crate::clock::now_ms;
 use crate::exit::ExitCode;
 use crate::human::approvers;
 
