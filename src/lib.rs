@@ -5,7 +5,6 @@
 //! everything else crosses untouched, after a strict check of every line (`wire`).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod approve;
 pub mod audit;
 pub mod cli;
 pub mod clock;

@@ -50,7 +50,7 @@ pub enum Error {
     #[error(transparent)]
     Tools(#[from] ToolsError),
     #[error(transparent)]
-    Approve(#[from] crate::approve::Error),
+    Approve(#[from] super::approve::Error),
     #[error(transparent)]
     Review(#[from] crate::review::command::Error),
     #[error(transparent)]

@@ -1,6 +1,7 @@
 //! The command line: each subcommand in its own file, returning an exit code or an [`Error`]
 //! that knows its own; [`execute`] is the one place an error is printed.
 
+mod approve;
 mod args;
 mod audit;
 mod check;
@@ -29,7 +30,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Record(args) => run::record(args),
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
-        Command::Approve(args) => runtime().and_then(|rt| Ok(rt.block_on(crate::approve::run(args.json))?)),
+        Command::Approve(args) => runtime().and_then(|rt| Ok(rt.block_on(approve::run(args.json))?)),
         Command::Audit(AuditCommand::Verify { file }) => audit::verify(file),
         Command::Audit(AuditCommand::Show(args)) => audit::show(args),
         Command::Trust(args) => trust::run(args),
