@@ -2,7 +2,7 @@
 //! from any terminal.
 //!
 //! It connects to each proxy's socket in the private runtime folder (see
-//! `human::approvers`), and to each new one as it appears, subscribes, and shows what they hold
+//! `human::approver_protocol`), and to each new one as it appears, subscribes, and shows what they hold
 //! on the same prompt as the proxy's own terminal channel (one at a time, with the same keys).
 //! With `--json` it is a filter for scripts and other front ends: events as JSON lines on
 //! stdout, answers as JSON lines on stdin.
@@ -19,7 +19,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use crate::exit::ExitCode;
-use crate::human::approvers::{self, AnswerParams, Approval};
+use crate::human::approver_protocol::{self as protocol, AnswerParams, Approval};
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Withdrawn};
 use crate::visible::visible;
@@ -91,8 +91,8 @@ impl Error {
 
 /// Runs until interrupted (or, with `--json`, until stdin ends).
 pub async fn run(json: bool) -> Result<ExitCode, Error> {
-    let folder = approvers::folder();
-    approvers::private_folder(&folder).map_err(Error::Folder)?;
+    let folder = protocol::folder();
+    protocol::private_folder(&folder).map_err(Error::Folder)?;
     let (news_tx, mut news) = unbounded_channel();
     let _watch = match watch(&folder, news_tx.clone()) {
         Ok(w) => Some(w),
@@ -298,7 +298,7 @@ impl State {
         // The id names the ticket, so the reply says which answer it is about.
         let id = format!("answer-{}", params.ticket);
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "answer", "params": params});
-        let _ = proxy.out.send(approvers::line(&message));
+        let _ = proxy.out.send(protocol::line(&message));
     }
 }
 
@@ -347,7 +347,7 @@ async fn follow(path: PathBuf, pid: Pid, news: UnboundedSender<News>) {
         let _ = news.send(News::Gone { pid });
         return;
     };
-    if let Err(why) = approvers::same_user(&stream) {
+    if let Err(why) = protocol::same_user(&stream) {
         tracing::warn!("not using {}: {why}", path.display());
         let _ = news.send(News::Gone { pid });
         return;
@@ -361,7 +361,7 @@ async fn follow(path: PathBuf, pid: Pid, news: UnboundedSender<News>) {
             }
         }
     });
-    let _ = out.send(approvers::line(&json!({"jsonrpc": "2.0", "id": "subscribe", "method": "subscribe"})));
+    let _ = out.send(protocol::line(&json!({"jsonrpc": "2.0", "id": "subscribe", "method": "subscribe"})));
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(message) = serde_json::from_str::<Value>(&line) else {

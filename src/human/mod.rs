@@ -2,7 +2,7 @@
 //! can answer. Channels (the terminal, MCP elicitation, `toolgate approve`) only show and
 //! collect; the dispatcher owns every pending call, its timeout and its fate.
 
-pub mod approvers;
+pub mod approver_protocol;
 pub mod desktop;
 pub mod terminal;
 

@@ -1,7 +1,7 @@
 //! `toolgate review`: the queue by risk and age, and a person's verdicts on its items.
 //!
 //! Approving a parked call asks the proxy that parked it (over its socket, see
-//! `human::approvers`) to run it; the result is recorded in the item. When that proxy is gone,
+//! `human::approver_protocol`) to run it; the result is recorded in the item. When that proxy is gone,
 //! `--run N -- CMD` starts the server itself and runs the call. Flagging a call that ran as
 //! "should have asked" proposes the rule that would have stopped it, and `--write-rule` adds it
 //! to the policy.
@@ -19,7 +19,7 @@ use crate::visible::{self, visible, visible_lines};
 use super::{Item, Queue, QueueFile, Status};
 use crate::clock::now_ms;
 use crate::exit::ExitCode;
-use crate::human::approvers;
+use crate::human::approver_protocol as protocol;
 
 /// Why `toolgate review` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -191,13 +191,13 @@ fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(
 /// Asks the proxy that parked an approved item to run it; false when it could not.
 fn ask_proxy_to_run(item: &Item, out: &mut impl Write) -> bool {
     let Some(pid) = item.proxy else { return false };
-    let socket = approvers::socket_path_of(&approvers::folder(), pid);
+    let socket = protocol::socket_path_of(&protocol::folder(), pid);
     let ran = (|| -> std::io::Result<Value> {
         let stream = UnixStream::connect(&socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut writer = stream.try_clone()?;
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {"item": item.id}});
-        writer.write_all(&approvers::line(&request))?;
+        writer.write_all(&protocol::line(&request))?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
         serde_json::from_str(&line).map_err(std::io::Error::other)
@@ -279,7 +279,7 @@ fn run_with_server(
         .map_err(|source| Error::Start { program: program.to_string_lossy().into_owned(), source })?;
     let mut stdin = child.stdin.take().ok_or(Error::NoPipe("stdin"))?;
     let mut lines = BufReader::new(child.stdout.take().ok_or(Error::NoPipe("stdout"))?).lines();
-    let mut send = |v: Value| stdin.write_all(&approvers::line(&v)).map_err(Error::Server);
+    let mut send = |v: Value| stdin.write_all(&protocol::line(&v)).map_err(Error::Server);
     let mut answer = |want: u64| -> Result<Value, Error> {
         for line in lines.by_ref() {
             let line = line.map_err(Error::Server)?;
