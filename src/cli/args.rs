@@ -48,85 +48,89 @@ impl ColorChoice {
 pub enum Command {
     /// Run an MCP server behind the gate, speaking MCP on stdin/stdout.
     #[command(
-        after_help = "Example:\n  toolgate run --name fs --policy ~/policy.toml -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+        after_help = "Example:\n  toolgate run --name fs --policy ~/policy.toml -- npx -y @modelcontextprotocol/server-filesystem ~/project\n\nSee docs/reference/cli.md#toolgate-run and docs/reference/policy.md"
     )]
     Run(RunArgs),
     /// Check policy files: every error with its file, line and column, rules' examples, and
     /// warnings about rules that can never win or globs that match no tool.
     #[command(
-        after_help = "Examples:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml\n  toolgate check --tools tools.json --server fs policy.toml"
+        after_help = "Examples:\n  toolgate check policies/default.toml ~/.config/toolgate/policy.toml\n  toolgate check --tools tools.json --server fs policy.toml\n\nSee docs/reference/cli.md#toolgate-check and docs/reference/policy.md"
     )]
     Check(CheckArgs),
     /// Run a server behind the gate like `run`, and write a transcript of the session: every
     /// message both ways with its time, and every decision.
     #[command(
-        after_help = "Example:\n  toolgate record --out session.jsonl --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+        after_help = "Example:\n  toolgate record --out session.jsonl --name fs -- npx -y @modelcontextprotocol/server-filesystem ~/project\n\nSee docs/reference/cli.md#toolgate-record and docs/reference/policy.md"
     )]
     Record(RecordArgs),
     /// The decisions a policy takes on recorded traffic (a transcript or an audit log), and with
     /// --against, the calls another policy decides differently.
     #[command(
-        after_help = "Examples:\n  toolgate replay session.jsonl --policy policy.toml\n  toolgate replay ~/.local/state/toolgate/audit.jsonl --policy old.toml --against new.toml"
+        after_help = "Examples:\n  toolgate replay session.jsonl --policy policy.toml\n  toolgate replay ~/.local/state/toolgate/audit.jsonl --policy old.toml --against new.toml\n\nSee docs/reference/cli.md#toolgate-replay and docs/reference/policy.md"
     )]
     Replay(ReplayArgs),
     /// Run policy test suites: cases of calls and the gate each must get.
     #[command(
-        after_help = "Examples:\n  toolgate test policies/*.tests.toml\n  toolgate test --junit report.xml tests/policy/*.toml"
+        after_help = "Examples:\n  toolgate test policies/*.tests.toml\n  toolgate test --junit report.xml tests/policy/*.toml\n\nSee docs/reference/cli.md#toolgate-test and docs/reference/policy.md"
     )]
     Test(TestArgs),
     /// Show how a policy decides one call: the gate, every rule that matched and why, and the
     /// rules that almost matched.
     #[command(
-        after_help = "Example:\n  toolgate explain --policy policy.toml --tool write_file --args '{\"path\":\"/etc/hosts\"}' --server fs"
+        after_help = "Example:\n  toolgate explain --policy policy.toml --tool write_file --args '{\"path\":\"/etc/hosts\"}' --server fs\n\nSee docs/reference/cli.md#toolgate-explain and docs/reference/policy.md"
     )]
     Explain(ExplainArgs),
     /// Answer the pending approvals of every running toolgate of this user, from any terminal.
     #[command(
-        after_help = "Examples:\n  toolgate approve\n  toolgate approve --json   # events on stdout, answers on stdin, one JSON object per line"
+        after_help = "Examples:\n  toolgate approve\n  toolgate approve --json   # events on stdout, answers on stdin, one JSON object per line\n\nSee docs/reference/cli.md#toolgate-approve"
     )]
     Approve(ApproveArgs),
     /// Check the audit log's hash chain, or show its history.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "See docs/reference/cli.md#toolgate-audit")]
     Audit(AuditCommand),
     /// Show each tool's trust record and whether it skips the question; accept a changed tool.
     #[command(
-        after_help = "Examples:\n  toolgate trust\n  toolgate trust --json\n  toolgate trust accept mail send_email"
+        after_help = "Examples:\n  toolgate trust\n  toolgate trust --json\n  toolgate trust accept mail send_email\n\nSee docs/reference/cli.md#toolgate-trust and docs/reference/policy.md"
     )]
     Trust(TrustArgs),
     /// Work through the review queue: calls that ran with a notice, and parked calls waiting
     /// for a yes. Without an action, lists the queue by risk and age.
     #[command(
-        after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project"
+        after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project\n\nSee docs/reference/cli.md#toolgate-review"
     )]
     Review(ReviewArgs),
     /// Write a starter policy to $XDG_CONFIG_HOME/toolgate/policy.toml, tuned to the servers in
     /// your MCP clients' configurations.
-    #[command(after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml")]
+    #[command(
+        after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml\n\nSee docs/reference/cli.md#toolgate-init and docs/reference/policy.md"
+    )]
     Init(InitArgs),
     /// Put toolgate in front of every stdio MCP server in a client's configuration (a backup is
     /// kept; wrapping twice changes nothing).
     #[command(
-        after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json"
+        after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-wrap"
     )]
     Wrap(WrapArgs),
     /// Take toolgate away again: the backup when the file is as `wrap` left it.
     #[command(
-        after_help = "Examples:\n  toolgate unwrap --client claude-desktop\n  toolgate unwrap --config ./.mcp.json"
+        after_help = "Examples:\n  toolgate unwrap --client claude-desktop\n  toolgate unwrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-unwrap"
     )]
     Unwrap(WrapArgs),
     /// Print a shell completion script: toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate
     #[command(
-        after_help = "Examples:\n  toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate\n  toolgate completions zsh > ~/.zfunc/_toolgate\n  toolgate completions fish > ~/.config/fish/completions/toolgate.fish"
+        after_help = "Examples:\n  toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate\n  toolgate completions zsh > ~/.zfunc/_toolgate\n  toolgate completions fish > ~/.config/fish/completions/toolgate.fish\n\nSee docs/reference/cli.md#toolgate-completions"
     )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff): toolgate man > ~/.local/share/man/man1/toolgate.1
-    #[command(after_help = "Example:\n  toolgate man > ~/.local/share/man/man1/toolgate.1 && man toolgate")]
+    #[command(
+        after_help = "Example:\n  toolgate man > ~/.local/share/man/man1/toolgate.1 && man toolgate\n\nSee docs/reference/cli.md#toolgate-man"
+    )]
     Man,
     /// See the gate at work: a built-in server behind toolgate, under the embedded default policy.
-    #[command(after_help = "Example:\n  toolgate demo")]
+    #[command(after_help = "Example:\n  toolgate demo\n\nSee docs/reference/cli.md#toolgate-demo")]
     Demo,
     /// The demo's built-in MCP server on stdin/stdout.
     #[command(hide = true)]
@@ -137,7 +141,7 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check that no line was edited, deleted, reordered or cut off; report the first problem.
     #[command(
-        after_help = "Examples:\n  toolgate audit verify\n  toolgate audit verify ~/.local/state/toolgate/audit.jsonl"
+        after_help = "Examples:\n  toolgate audit verify\n  toolgate audit verify ~/.local/state/toolgate/audit.jsonl\n\nSee docs/reference/cli.md#toolgate-audit-verify"
     )]
     Verify {
         /// The log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
@@ -145,7 +149,7 @@ pub enum AuditCommand {
     },
     /// Print the history of decisions, each with its outcome.
     #[command(
-        after_help = "Examples:\n  toolgate audit show --decided-by human --since 2h\n  toolgate audit show --tool 'write_*' --decision refused --json"
+        after_help = "Examples:\n  toolgate audit show --decided-by human --since 2h\n  toolgate audit show --tool 'write_*' --decision refused --json\n\nSee docs/reference/cli.md#toolgate-audit-show"
     )]
     Show(ShowArgs),
 }
