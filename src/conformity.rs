@@ -19,23 +19,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::policy::{Decision, Gate, Tier};
 
-/// What `[settings] arguments` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Setting {
-    /// Refuse a call that does not conform, and say why to the model.
-    #[default]
-    Strict,
-    /// A person decides a call that does not conform.
-    Ask,
-    /// Judge every call on the readings alone.
-    Off,
-}
+/// What `[settings] arguments` says, under the name this module has always used.
+pub use crate::policy::ArgumentsSetting as Setting;
 
 /// One tool as the server lists it.
 #[derive(Debug, Clone)]

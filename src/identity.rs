@@ -82,7 +82,7 @@ impl Identity {
             .iter()
             .map(|a| match a.to_str() {
                 Some(s) => Value::from(s),
-                None => json!({"bytes": crate::audit::chain::hex(OsStr::as_bytes(a))}),
+                None => json!({"bytes": crate::hex::encode(OsStr::as_bytes(a))}),
             })
             .collect();
         let what = json!({"argv": exact, "program": program, "files": files, "unhashed": unhashed});
@@ -144,7 +144,7 @@ fn hash_file(path: &Path, limit: u64) -> String {
             hasher.update(&buffer[..n]);
             hashed += n as u64;
         }
-        let hex = crate::audit::chain::hex(&hasher.finalize());
+        let hex = crate::hex::encode(&hasher.finalize());
         let more = hashed == limit && file.read(&mut [0u8; 1])? > 0;
         Ok(if more { format!("sha256:{hex} of the first {limit} of {len} bytes") } else { format!("sha256:{hex}") })
     };
@@ -203,7 +203,7 @@ mod tests {
         assert!(!hash_file(&big, 10).contains("first"), "exactly at the limit is whole");
         // Bytes past the limit do not count; bytes within it do.
         std::fs::write(&big, b"xxxxyyyyyy").unwrap();
-        let four = crate::audit::chain::hex(&Sha256::digest(b"xxxx"));
+        let four = crate::hex::encode(&Sha256::digest(b"xxxx"));
         assert_eq!(hash_file(&big, 4), format!("sha256:{four} of the first 4 of 10 bytes"));
     }
 

@@ -5,12 +5,14 @@
 //! everything else crosses untouched, after a strict check of every line (`wire`).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod approve;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod conformity;
 pub mod demo;
+pub mod exit;
 pub mod explain;
+pub mod hex;
 pub mod human;
 pub mod identity;
 pub mod init;

@@ -24,5 +24,5 @@ fn main() {
         .without_time()
         .with_ansi(colours)
         .init();
-    std::process::exit(toolgate::cli::execute(cli));
+    std::process::exit(toolgate::cli::execute(cli).code());
 }

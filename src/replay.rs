@@ -10,8 +10,8 @@
 //! hold no schemas: their calls are judged on every reading.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -36,10 +36,26 @@ pub struct RecordedCall {
     pub checked: Option<crate::conformity::Verdict>,
 }
 
+/// Why a recording cannot be read or played.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}:{line}: not a JSON line: {source}", path.display())]
+    NotJsonLine { path: PathBuf, line: usize, source: serde_json::Error },
+    /// Reading the client's lines or writing the server's failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("not JSON ({source}): {line}")]
+    NotJson { line: String, source: serde_json::Error },
+    #[error("a line the recording does not have: {0}")]
+    Unexpected(String),
+}
+
 /// The calls in a recording, in order. `server` names the server of a transcript whose
 /// decisions do not say it.
-pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let mut annotations: HashMap<String, Annotations> = HashMap::new();
     let mut tools = crate::conformity::Tools::default();
     // Whether the next tools/list answer begins a listing (the one before it had no next page).
@@ -52,8 +68,11 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, String> {
         if raw.trim().is_empty() {
             continue;
         }
-        let entry: Value =
-            serde_json::from_str(raw).map_err(|e| format!("{}:{}: not a JSON line: {e}", path.display(), i + 1))?;
+        let entry: Value = serde_json::from_str(raw).map_err(|source| Error::NotJsonLine {
+            path: path.to_owned(),
+            line: i + 1,
+            source,
+        })?;
         // An audit log's decision record.
         if entry.get("event").and_then(Value::as_str) == Some("decision") {
             let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -211,8 +230,8 @@ pub fn compare(calls: &[RecordedCall], a: &Policy, b: &Policy, out: &mut impl Wr
 /// the server lines recorded after it are written byte for byte. A recorded call matches as the
 /// client sent it or as toolgate forwards it, without toolgate's confidence property. A line
 /// that matches nothing ends the replay with an error: the session is not the recorded one.
-pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let mut native: HashSet<String> = HashSet::new();
     let mut entries: Vec<Recorded> = Vec::new();
     for entry in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
@@ -231,21 +250,24 @@ pub fn serve(path: &Path, input: impl std::io::BufRead, out: &mut impl Write) ->
         }
     }
     let mut pos = 0;
-    let emit = |pos: &mut usize, out: &mut dyn Write| -> Result<(), String> {
+    let emit = |pos: &mut usize, out: &mut dyn Write| -> io::Result<()> {
         while let Some(Recorded::Server(line)) = entries.get(*pos) {
-            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            writeln!(out, "{line}")?;
             *pos += 1;
         }
-        out.flush().map_err(|e| e.to_string())
+        out.flush()
     };
     emit(&mut pos, out)?;
     for line in input.lines() {
-        let line = line.map_err(|e| e.to_string())?;
-        let got: Value = serde_json::from_str(&line).map_err(|e| format!("not JSON ({e}): {line}"))?;
+        let line = line?;
+        let got: Value = match serde_json::from_str(&line) {
+            Ok(got) => got,
+            Err(source) => return Err(Error::NotJson { line, source }),
+        };
         let found =
             (pos..entries.len()).find(|&i| matches!(&entries[i], Recorded::Client(forms) if forms.contains(&got)));
         let Some(i) = found else {
-            return Err(format!("a line the recording does not have: {line}"));
+            return Err(Error::Unexpected(line));
         };
         pos = i + 1;
         emit(&mut pos, out)?;

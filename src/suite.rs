@@ -94,16 +94,30 @@ impl CaseResult {
     }
 }
 
+/// Why a suite could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Toml { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: its policy does not load:\n{source}", path.display())]
+    Policy { path: PathBuf, source: crate::policy::PolicyErrors },
+    #[error("{}:{line}: {source}", path.display())]
+    Recording { path: PathBuf, line: usize, source: crate::replay::Error },
+    #[error("{}:{line}: {} has {calls} calls, but `expect` lists {gates} gates", path.display(), recording.display())]
+    Count { path: PathBuf, line: usize, recording: PathBuf, calls: usize, gates: usize },
+}
+
 /// Runs one suite file; `Err` when it cannot be read or its policy does not load.
-pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn run(path: &Path) -> Result<Vec<CaseResult>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
     let suite: SuiteFile = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|s| crate::policy::error::line_column(&text, s.start)).unwrap_or((1, 1));
-        format!("{}:{}:{}: {}", path.display(), at.0, at.1, e.message().trim_end())
+        Error::Toml { path: path.to_owned(), line: at.0, column: at.1, message: e.message().trim_end().to_owned() }
     })?;
     let policy_path = path.parent().unwrap_or(Path::new(".")).join(&suite.policy);
-    let policy =
-        Policy::load(&policy_path).map_err(|e| format!("{}: its policy does not load:\n{e}", path.display()))?;
+    let policy = Policy::load(&policy_path).map_err(|source| Error::Policy { path: path.to_owned(), source })?;
     let default_server = suite.server.clone().unwrap_or_else(|| "server".into());
     let name = path.display().to_string();
     let mut results = Vec::new();
@@ -112,15 +126,19 @@ pub fn run(path: &Path) -> Result<Vec<CaseResult>, String> {
         let recording = spanned.get_ref();
         let file = path.parent().unwrap_or(Path::new(".")).join(&recording.file);
         let server = recording.server.clone().unwrap_or_else(|| default_server.clone());
-        let calls = crate::replay::calls(&file, &server).map_err(|e| format!("{}:{line}: {e}", path.display()))?;
+        let calls = crate::replay::calls(&file, &server).map_err(|source| Error::Recording {
+            path: path.to_owned(),
+            line,
+            source,
+        })?;
         if calls.len() != recording.expect.len() {
-            return Err(format!(
-                "{}:{line}: {} has {} calls, but `expect` lists {} gates",
-                path.display(),
-                recording.file.display(),
-                calls.len(),
-                recording.expect.len()
-            ));
+            return Err(Error::Count {
+                path: path.to_owned(),
+                line,
+                recording: recording.file.clone(),
+                calls: calls.len(),
+                gates: recording.expect.len(),
+            });
         }
         for (call, expected) in calls.iter().zip(&recording.expect) {
             let decision = crate::replay::decide(&policy, call);
@@ -178,7 +196,7 @@ fn why(decision: &crate::policy::Decision) -> String {
 }
 
 /// The results as JUnit XML.
-pub fn junit(results: &[CaseResult], errors: &[String]) -> String {
+pub fn junit(results: &[CaseResult], errors: &[Error]) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let failed = results.iter().filter(|r| !r.passed()).count();
     let mut out = format!(
@@ -215,7 +233,7 @@ pub fn junit(results: &[CaseResult], errors: &[String]) -> String {
     for error in errors {
         out.push_str(&format!(
             "  <testsuite name=\"error\" tests=\"1\" errors=\"1\">\n    <testcase name=\"load\">\n      <error message=\"{}\"/>\n    </testcase>\n  </testsuite>\n",
-            esc(error)
+            esc(&error.to_string())
         ));
     }
     out.push_str("</testsuites>\n");

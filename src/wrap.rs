@@ -9,7 +9,7 @@
 //! restores that copy byte for byte when the file is still as `wrap` left it, and otherwise
 //! unwraps entry by entry.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
@@ -56,7 +56,7 @@ fn stamp_path(path: &Path) -> PathBuf {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    crate::audit::chain::hex(&Sha256::digest(bytes))
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 /// What `wrap` or `unwrap` did, or would do.
@@ -178,16 +178,35 @@ fn unwrap_config(config: &mut Value) -> Changes {
     changes
 }
 
-fn read(path: &Path) -> Result<(Vec<u8>, Value), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}:{}:{}: not JSON: {e}", path.display(), e.line(), e.column()))?;
+/// Why a configuration could not be wrapped or unwrapped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}:{}:{}: not JSON: {source}", path.display(), source.line(), source.column())]
+    NotJson { path: PathBuf, source: serde_json::Error },
+    #[error("cannot tell where toolgate is: {0}")]
+    CurrentExe(#[source] io::Error),
+    #[error("cannot write the backup {}: {source}", path.display())]
+    Backup { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    /// The stamp that tells a later `unwrap` the file is as `wrap` left it.
+    #[error("{0}")]
+    Stamp(#[source] io::Error),
+    #[error("{0}")]
+    Render(#[source] serde_json::Error),
+}
+
+fn read(path: &Path) -> Result<(Vec<u8>, Value), Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let value = serde_json::from_slice(&bytes).map_err(|source| Error::NotJson { path: path.to_owned(), source })?;
     Ok((bytes, value))
 }
 
 /// The configuration as text, in the file's own style as far as it can be told: its indent
 /// width and whether it ends with a newline.
-fn render(value: &Value, original: &[u8]) -> Result<Vec<u8>, String> {
+fn render(value: &Value, original: &[u8]) -> Result<Vec<u8>, Error> {
     let text = String::from_utf8_lossy(original);
     let indent =
         text.lines().skip(1).find(|l| !l.trim().is_empty()).map_or(2, |l| l.len() - l.trim_start().len()).clamp(1, 8);
@@ -196,7 +215,7 @@ fn render(value: &Value, original: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(indent_text.as_bytes());
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    serde::Serialize::serialize(value, &mut ser).map_err(|e| e.to_string())?;
+    serde::Serialize::serialize(value, &mut ser).map_err(Error::Render)?;
     if original.ends_with(b"\n") {
         out.push(b'\n');
     }
@@ -204,9 +223,9 @@ fn render(value: &Value, original: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Wraps the configuration at `path`; with `dry_run` only says what would change.
-pub fn wrap(path: &Path, policy: Option<&Path>, dry_run: bool, out: &mut impl Write) -> Result<Changes, String> {
+pub fn wrap(path: &Path, policy: Option<&Path>, dry_run: bool, out: &mut impl Write) -> Result<Changes, Error> {
     let (bytes, mut config) = read(path)?;
-    let toolgate = std::env::current_exe().map_err(|e| format!("cannot tell where toolgate is: {e}"))?;
+    let toolgate = std::env::current_exe().map_err(Error::CurrentExe)?;
     let changes = wrap_config(&mut config, &toolgate.display().to_string(), policy);
     report(path, &changes, dry_run, out);
     if dry_run || changes.changed.is_empty() {
@@ -214,17 +233,17 @@ pub fn wrap(path: &Path, policy: Option<&Path>, dry_run: bool, out: &mut impl Wr
     }
     let backup = backup_path(path);
     if !backup.exists() {
-        std::fs::write(&backup, &bytes).map_err(|e| format!("cannot write the backup {}: {e}", backup.display()))?;
+        std::fs::write(&backup, &bytes).map_err(|source| Error::Backup { path: backup.clone(), source })?;
         let _ = writeln!(out, "backup: {}", backup.display());
     }
     let wrapped = render(&config, &bytes)?;
     write_whole(path, &wrapped)?;
-    std::fs::write(stamp_path(path), digest(&wrapped)).map_err(|e| e.to_string())?;
+    std::fs::write(stamp_path(path), digest(&wrapped)).map_err(Error::Stamp)?;
     Ok(changes)
 }
 
 /// Takes toolgate away again: the backup when the file is as `wrap` left it, else entry by entry.
-pub fn unwrap(path: &Path, dry_run: bool, out: &mut impl Write) -> Result<Changes, String> {
+pub fn unwrap(path: &Path, dry_run: bool, out: &mut impl Write) -> Result<Changes, Error> {
     let (bytes, mut config) = read(path)?;
     let changes = unwrap_config(&mut config);
     report(path, &changes, dry_run, out);
@@ -250,11 +269,11 @@ pub fn unwrap(path: &Path, dry_run: bool, out: &mut impl Write) -> Result<Change
     Ok(changes)
 }
 
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("toolgate-tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|source| Error::Write { path: path.to_owned(), source })
 }
 
 fn report(path: &Path, changes: &Changes, dry_run: bool, out: &mut impl Write) {

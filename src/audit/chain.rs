@@ -22,17 +22,7 @@ pub const ORIGIN: &str = "000000000000000000000000000000000000000000000000000000
 /// The hash of one line, as hex (the line without its newline).
 pub fn hash(line: &[u8]) -> String {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
-    hex(&Sha256::digest(line))
-}
-
-/// Lower-case hex, without a formatter call per byte (this runs twice per call).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]);
-    }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    crate::hex::encode(&Sha256::digest(line))
 }
 
 /// The end of the chain: what the next record must follow.

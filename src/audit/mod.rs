@@ -13,8 +13,9 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -155,12 +156,29 @@ struct Preamble<'a> {
     call: u64,
 }
 
+/// Why a record could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log could not be opened when the proxy started; every record fails with this.
+    #[error("cannot open the audit log {}: {source}", path.display())]
+    Open { path: PathBuf, source: Arc<io::Error> },
+    #[error("cannot {verb} the audit log {}: {source}", path.display())]
+    Io { verb: &'static str, path: PathBuf, source: io::Error },
+    #[error("cannot encode an audit record: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot encode an audit record: its body is not a JSON object")]
+    NotAnObject,
+    /// The write of a group of records this one was staged in failed.
+    #[error(transparent)]
+    Batch(Arc<Error>),
+}
+
 /// Encodes one record and its newline onto `out`. The preamble's values are numbers, hex, a time
 /// and names toolgate chose, none with a character JSON escapes, so they are written as they
 /// are (this runs for every call, and serde's field-by-field escaping of 64 hex digits was a
 /// fifth of the record's cost); the body is encoded by serde_json, and its opening brace
 /// becomes the comma that joins it to the preamble.
-fn encode<T: Serialize + ?Sized>(preamble: &Preamble<'_>, body: &T, out: &mut Vec<u8>) -> Result<(), String> {
+fn encode<T: Serialize + ?Sized>(preamble: &Preamble<'_>, body: &T, out: &mut Vec<u8>) -> Result<(), Error> {
     debug_assert!(
         [preamble.prev, preamble.ts, preamble.event, preamble.session]
             .iter()
@@ -182,14 +200,14 @@ fn encode<T: Serialize + ?Sized>(preamble: &Preamble<'_>, body: &T, out: &mut Ve
     out.extend_from_slice(b",\"call\":");
     out.extend_from_slice(number.format(preamble.call).as_bytes());
     let body_at = out.len();
-    serde_json::to_writer(&mut *out, body).map_err(|e| format!("cannot encode an audit record: {e}"))?;
+    serde_json::to_writer(&mut *out, body).map_err(Error::Encode)?;
     match out.get(body_at..) {
         Some(b"{}") => {
             out.truncate(body_at);
             out.push(b'}');
         }
         Some([b'{', ..]) => out[body_at] = b',',
-        _ => return Err("cannot encode an audit record: its body is not a JSON object".into()),
+        _ => return Err(Error::NotAnObject),
     }
     out.push(b'\n');
     Ok(())
@@ -202,7 +220,7 @@ fn link<T: Serialize + ?Sized>(
     ts: &str,
     session: &str,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let start = out.len();
     let seq = tail.seq + 1;
     encode(&Preamble { seq, prev: &tail.hash, ts, event, session, call }, body, out)?;
@@ -214,7 +232,7 @@ fn link<T: Serialize + ?Sized>(
 pub struct AuditLog {
     path: PathBuf,
     /// The log, opened for appending, and its head record.
-    file: Result<(File, File), String>,
+    file: Result<(File, File), Arc<io::Error>>,
     session: String,
     next_call: u64,
     /// The end of the chain as this process last wrote it; another writer moves the end.
@@ -227,7 +245,7 @@ pub struct AuditLog {
     staged: Vec<(u64, Box<RawValue>)>,
     /// Staged decisions whose write failed, with why, until the proxy takes them
     /// ([`AuditLog::take_failed`]): their calls must not run.
-    failed: BTreeMap<u64, String>,
+    failed: BTreeMap<u64, Arc<Error>>,
     secrets: SecretKeys,
 }
 
@@ -244,7 +262,7 @@ impl AuditLog {
                 OpenOptions::new().create(true).truncate(false).read(true).write(true).open(chain::head_path(path))?;
             Ok::<_, std::io::Error>((log, head))
         })()
-        .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()));
+        .map_err(Arc::new);
         let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         AuditLog {
             path: path.to_owned(),
@@ -278,17 +296,17 @@ impl AuditLog {
     }
 
     /// Why the log cannot be written, if it cannot.
-    pub fn unavailable(&self) -> Option<&str> {
-        self.file.as_ref().err().map(String::as_str)
+    pub fn unavailable(&self) -> Option<Error> {
+        self.file.as_ref().err().map(|source| Error::Open { path: self.path.clone(), source: Arc::clone(source) })
     }
 
     /// Writes a decision now (with any staged before it) and returns the call number that its
     /// outcome will refer to.
-    pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
+    pub fn decision(&mut self, record: &DecisionRecord<'_>) -> Result<u64, Error> {
         let call = self.stage(record)?;
         self.commit();
         match self.failed.remove(&call) {
-            Some(problem) => Err(problem),
+            Some(problem) => Err(Error::Batch(problem)),
             None => Ok(call),
         }
     }
@@ -297,9 +315,9 @@ impl AuditLog {
     /// number. The proxy stages the decisions of a burst of calls and writes them in one locked
     /// write before any of those calls is forwarded: the record is still on disk first, for a
     /// fraction of the system calls.
-    pub fn stage(&mut self, record: &DecisionRecord<'_>) -> Result<u64, String> {
-        if let Err(problem) = &self.file {
-            return Err(problem.clone());
+    pub fn stage(&mut self, record: &DecisionRecord<'_>) -> Result<u64, Error> {
+        if let Some(problem) = self.unavailable() {
+            return Err(problem);
         }
         let call = self.next_call;
         self.next_call += 1;
@@ -317,7 +335,7 @@ impl AuditLog {
         } else {
             serde_json::value::to_raw_value(record)
         };
-        let body = body.map_err(|e| format!("cannot encode an audit record: {e}"))?;
+        let body = body.map_err(Error::Encode)?;
         self.staged.push((call, body));
         Ok(call)
     }
@@ -332,12 +350,13 @@ impl AuditLog {
         let records: Vec<(&str, u64, &RawValue)> =
             staged.iter().map(|(call, body)| ("decision", *call, &**body)).collect();
         if let Err(problem) = self.append(&records) {
-            self.failed.extend(staged.iter().map(|(call, _)| (*call, problem.clone())));
+            let problem = Arc::new(problem);
+            self.failed.extend(staged.iter().map(|(call, _)| (*call, Arc::clone(&problem))));
         }
     }
 
     /// The staged decisions that could not be written since the last time, with why.
-    pub fn take_failed(&mut self) -> BTreeMap<u64, String> {
+    pub fn take_failed(&mut self) -> BTreeMap<u64, Arc<Error>> {
         std::mem::take(&mut self.failed)
     }
 
@@ -371,11 +390,14 @@ impl AuditLog {
     /// The head record follows soon after ([`AuditLog::flush_head`]), not on every record: it
     /// is a second file write, and the proxy moves it when it is idle, or at the latest when
     /// the log is closed.
-    fn append<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<(), String> {
-        let (file, _) = self.file.as_ref().map_err(|e| e.clone())?;
-        let fail = |what: &str, e: std::io::Error| format!("cannot {what} the audit log {}: {e}", self.path.display());
+    fn append<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<(), Error> {
+        let file = match &self.file {
+            Ok((file, _)) => file,
+            Err(source) => return Err(Error::Open { path: self.path.clone(), source: Arc::clone(source) }),
+        };
+        let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: self.path.clone(), source };
         file.lock().map_err(|e| fail("lock", e))?;
-        let written = (|| -> Result<Tail, String> {
+        let written = (|| -> Result<Tail, Error> {
             // The end of the file, where the next line goes (a seek is a cheaper system call
             // than the full metadata a stat fetches, and with O_APPEND it moves nothing).
             let size = (&*file).seek(SeekFrom::End(0)).map_err(|e| fail("read", e))?;

@@ -92,7 +92,7 @@ impl SecretKeys {
         match value {
             Value::String(s) if s.len() > LARGE_VALUE => Value::String(format!(
                 "[large sha256:{}, {} bytes]",
-                super::chain::hex(&Sha256::digest(s.as_bytes())),
+                crate::hex::encode(&Sha256::digest(s.as_bytes())),
                 s.len()
             )),
             Value::Object(map) => Value::Object(self.hidden(map)),
@@ -113,7 +113,7 @@ fn normal(key: &str) -> Cow<'_, str> {
 
 /// `"[secret sha256:…]"`: the digest of the value as JSON text.
 fn digest(value: &Value) -> String {
-    format!("[secret sha256:{}]", super::chain::hex(&Sha256::digest(value.to_string().as_bytes())))
+    format!("[secret sha256:{}]", crate::hex::encode(&Sha256::digest(value.to_string().as_bytes())))
 }
 
 #[cfg(test)]
@@ -144,11 +144,8 @@ mod tests {
         let args = json!({"path": "/a", "contents": big, "parts": [big, "small"]});
         let shown = keys.recordable(args.as_object().unwrap()).unwrap();
         assert_eq!(shown["path"], "/a");
-        let expected = format!(
-            "[large sha256:{}, {} bytes]",
-            super::super::chain::hex(&Sha256::digest(big.as_bytes())),
-            big.len()
-        );
+        let expected =
+            format!("[large sha256:{}, {} bytes]", crate::hex::encode(&Sha256::digest(big.as_bytes())), big.len());
         assert_eq!(shown["contents"], Value::String(expected.clone()));
         assert_eq!(shown["parts"], json!([expected, "small"]));
         let at_the_limit = json!({"contents": "z".repeat(LARGE_VALUE)});

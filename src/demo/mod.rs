@@ -114,7 +114,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     }
     writeln!(out, "What people's answers taught toolgate (toolgate trust):")?;
     let trust = crate::trust::TrustFile::new(audit_path.with_file_name("trust.json")).read()?;
-    let now = crate::trust::now_ms();
+    let now = crate::clock::now_ms();
     for (key, record) in &trust.tools {
         writeln!(out, "  {}", crate::trust::describe(key, record, &shown.settings.trust, now))?;
     }

@@ -2,16 +2,16 @@
 //! can answer. Channels (the terminal, MCP elicitation, `toolgate approve`) only show and
 //! collect; the dispatcher owns every pending call, its timeout and its fate.
 
-pub mod approvers;
+pub mod approver_protocol;
 pub mod desktop;
 pub mod terminal;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::policy::remember::Remember;
 use crate::policy::{Gate, Tier};
 
 /// The arguments with every value longer than `max` characters cut short (a string by its
@@ -65,16 +65,6 @@ pub enum Kind {
     Approve,
     /// The call runs at the deadline unless the person cancels it.
     Hold,
-}
-
-/// Whether "remember" can write a rule for this call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Remember {
-    /// This rule (TOML text, one `[[rules]]` table) would allow calls like this one, and may
-    /// be appended to this policy file.
-    Possible { policy: PathBuf, rule: String },
-    /// It cannot, and this says why (shown to the person).
-    Impossible(String),
 }
 
 /// A person's answer.

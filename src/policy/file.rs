@@ -70,7 +70,20 @@ pub struct SettingsFile {
     /// Argument keys whose values the audit log records as a digest.
     pub audit_secret_keys: Option<Vec<String>>,
     /// What a call whose arguments do not conform to the tool's input schema gets.
-    pub arguments: Option<crate::conformity::Setting>,
+    pub arguments: Option<ArgumentsSetting>,
+}
+
+/// What `[settings] arguments` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgumentsSetting {
+    /// Refuse a call that does not conform, and say why to the model.
+    #[default]
+    Strict,
+    /// A person decides a call that does not conform.
+    Ask,
+    /// Judge every call on the readings alone.
+    Off,
 }
 
 /// The tier of a call no rule matches.

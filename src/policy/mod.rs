@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 pub use decision::{Annotations, Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
 pub use error::{PolicyError, PolicyErrors};
-pub use file::{Autonomy, ChangedTools, DefaultTier, MissingConfidence};
-pub use rule::{NearMiss, Rule, RuleSet, Settings};
+pub use file::{ArgumentsSetting, Autonomy, ChangedTools, DefaultTier, MissingConfidence};
+pub use rule::{NearMiss, Rule, RuleSet, Settings, TrustBar};
 
 /// The policy used when no file is given or found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../policies/default.toml");

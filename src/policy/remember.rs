@@ -7,10 +7,19 @@
 //! The rule names the server's identity (`identity = "sha256:…"`, `crate::identity`), so that
 //! what a person allowed for one program is not allowed for another started under the same name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Basis, Decision, Gate, Policy};
-use crate::human::Remember;
+
+/// Whether "remember" can write a rule for this call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remember {
+    /// This rule (TOML text, one `[[rules]]` table) would allow calls like this one, and may
+    /// be appended to this policy file.
+    Possible { policy: PathBuf, rule: String },
+    /// It cannot, and this says why (shown to the person).
+    Impossible(String),
+}
 
 /// What "remember" can do for a call the policy sent to a human.
 pub fn proposal(

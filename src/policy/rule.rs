@@ -37,11 +37,11 @@ pub struct Settings {
     /// Autonomy levels set for single servers (`[servers.NAME]`), by exact name.
     pub server_autonomy: std::collections::HashMap<String, Autonomy>,
     /// The bar a tool's record must pass to skip the question (`[trust]`).
-    pub trust: crate::trust::Bar,
+    pub trust: TrustBar,
     /// What a tool whose definition changed does until the change is accepted.
     pub changed_tools: super::file::ChangedTools,
     /// What a call whose arguments do not conform to its tool's input schema gets.
-    pub arguments: crate::conformity::Setting,
+    pub arguments: super::file::ArgumentsSetting,
 }
 
 impl Settings {
@@ -62,10 +62,24 @@ impl Default for Settings {
             desktop_notifications: true,
             audit_secret_keys: None,
             server_autonomy: std::collections::HashMap::new(),
-            trust: crate::trust::Bar::default(),
+            trust: TrustBar::default(),
             changed_tools: super::file::ChangedTools::Ask,
-            arguments: crate::conformity::Setting::Strict,
+            arguments: super::file::ArgumentsSetting::Strict,
         }
+    }
+}
+
+/// The bar a tool's trust record must pass to skip the question (`[trust]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustBar {
+    pub enabled: bool,
+    pub approvals: usize,
+    pub within: Duration,
+}
+
+impl Default for TrustBar {
+    fn default() -> Self {
+        TrustBar { enabled: true, approvals: 20, within: Duration::from_secs(30 * 24 * 3600) }
     }
 }
 

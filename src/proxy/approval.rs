@@ -19,7 +19,7 @@ use super::gate::{self, Decided, Settlement};
 use super::request_state::{self, Sealer};
 use super::session::Session;
 use crate::audit::DecidedBy;
-use crate::human::approvers::Approval;
+use crate::human::approver_protocol::Approval;
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Kind, Request, Withdrawn};
 use crate::policy::{Gate, remember};

@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::session::preview;
-use crate::human::approvers::{self, AnswerParams, Approval, Listener};
+use crate::human::approver_protocol::{self as approvers, AnswerParams, Approval, Listener};
 use crate::wire::envelope::{self, Kind, Refusal, readable_ids};
 use crate::wire::{Frame, LineReader};
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Dispatcher, Event, Output, RELOAD_SETTLE};
 use crate::audit::AuditLog;
-use crate::human::approvers::AnswerParams;
+use crate::human::approver_protocol::AnswerParams;
 use crate::policy::Policy;
 use crate::proxy::approval::Approvals;
 use crate::proxy::approvers::{Approvers, FromApprover};

@@ -335,7 +335,7 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
         Err(problem) => {
             tracing::error!("{problem}; refused `{}` without forwarding it", call.params.name);
             if !matches!(how, Settlement::Drop { .. }) {
-                let text = unrecorded_text(&call.params.name, &problem);
+                let text = unrecorded_text(&call.params.name, &problem.to_string());
                 session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
             }
             return;

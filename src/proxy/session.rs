@@ -214,7 +214,7 @@ impl Session {
             if let Some(record) = record
                 && let Some(problem) = failed.get(&record.call)
             {
-                if let Some(refusal) = self.unrecorded(record, out, problem) {
+                if let Some(refusal) = self.unrecorded(record, out, &problem.to_string()) {
                     lines.to_client.push(refusal);
                 }
                 continue;

@@ -1,14 +1,14 @@
 //! `toolgate review`: the queue by risk and age, and a person's verdicts on its items.
 //!
 //! Approving a parked call asks the proxy that parked it (over its socket, see
-//! `human::approvers`) to run it; the result is recorded in the item. When that proxy is gone,
+//! `human::approver_protocol`) to run it; the result is recorded in the item. When that proxy is gone,
 //! `--run N -- CMD` starts the server itself and runs the call. Flagging a call that ran as
 //! "should have asked" proposes the rule that would have stopped it, and `--write-rule` adds it
 //! to the policy.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -17,8 +17,52 @@ use serde_json::{Value, json};
 use crate::visible::{self, visible, visible_lines};
 
 use super::{Item, Queue, QueueFile, Status};
-use crate::human::approvers;
-use crate::trust::now_ms;
+use crate::clock::now_ms;
+use crate::exit::ExitCode;
+use crate::human::approver_protocol as protocol;
+
+/// Why `toolgate review` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The queue file could not be changed.
+    #[error("{}: {source}", path.display())]
+    Update { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Read(#[source] io::Error),
+    #[error("cannot add the rule to {}: {source}", policy.display())]
+    AddRule { policy: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Item(#[from] ItemError),
+    #[error("item {0} does not hold its call")]
+    NoCall(u64),
+    #[error("--run needs the server command after --")]
+    NoCommand,
+    #[error("no audit log location: set XDG_STATE_HOME or HOME")]
+    NoAuditLog,
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+    #[error("cannot start {program}: {source}")]
+    Start { program: String, source: io::Error },
+    /// The server started without a pipe for stdin or stdout.
+    #[error("no {0}")]
+    NoPipe(&'static str),
+    /// Talking to the server failed.
+    #[error("{0}")]
+    Server(#[source] io::Error),
+    #[error("the server ended before answering")]
+    ServerEnded,
+    #[error("the terminal failed: {0}")]
+    Terminal(#[source] dialoguer::Error),
+}
+
+/// Why an item cannot take a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    #[error("no item {0} in the queue")]
+    NoItem(u64),
+    #[error("{}", format!("cannot be {to:?} now: it is {is:?}").to_lowercase().replace('_', " "))]
+    NotNow { to: Status, is: Status },
+}
 
 /// What to do, from the command line.
 #[derive(Debug, Default)]
@@ -39,9 +83,10 @@ pub struct Request {
 }
 
 /// Carries out `request` and prints what happened; returns the exit code.
-pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Result<i32, String> {
+pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Result<ExitCode, Error> {
     let expiry = u64::try_from(request.expiry.as_millis()).unwrap_or(u64::MAX);
-    let expired = file.update(|q| q.expire(expiry, now_ms())).map_err(|e| format!("{}: {e}", file.path().display()))?;
+    let updating = |source| Error::Update { path: file.path().to_owned(), source };
+    let expired = file.update(|q| q.expire(expiry, now_ms())).map_err(updating)?;
     if expired > 0 {
         let _ = writeln!(out, "{expired} parked call(s) expired unapproved; they will never run");
     }
@@ -57,9 +102,7 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
         (&request.approve, &[Status::Waiting][..], Status::Approved, "approved"),
     ] {
         for &id in ids {
-            let changed = file
-                .update(|q| set(q, id, from, to, note(verdict)))
-                .map_err(|e| format!("{}: {e}", file.path().display()))?;
+            let changed = file.update(|q| set(q, id, from, to, note(verdict))).map_err(updating)?;
             match changed {
                 Ok(item) => {
                     let _ = writeln!(out, "item {id}: {verdict} ({}/{})", visible(&item.server), visible(&item.tool));
@@ -72,7 +115,7 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
                 }
                 Err(why) => {
                     failed = true;
-                    let _ = writeln!(out, "item {id}: {}", visible(&why));
+                    let _ = writeln!(out, "item {id}: {}", visible(&why.to_string()));
                 }
             }
         }
@@ -86,17 +129,17 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
         && request.reviewed.is_empty()
         && request.run.is_none();
     if nothing_asked {
-        let queue = file.read().map_err(|e| e.to_string())?;
+        let queue = file.read().map_err(Error::Read)?;
         list(&queue, request.json, out);
     }
-    Ok(if failed { crate::cli::exit::FAILURE } else { crate::cli::exit::OK })
+    Ok(ExitCode::failed_if(failed))
 }
 
 /// Moves item `id` from one of `from` to `to`.
-fn set(q: &mut Queue, id: u64, from: &[Status], to: Status, note: String) -> Result<Item, String> {
-    let item = q.items.get_mut(&id).ok_or_else(|| format!("no item {id} in the queue"))?;
+fn set(q: &mut Queue, id: u64, from: &[Status], to: Status, note: String) -> Result<Item, ItemError> {
+    let item = q.items.get_mut(&id).ok_or(ItemError::NoItem(id))?;
     if !from.contains(&item.status) {
-        return Err(format!("cannot be {to:?} now: it is {:?}", item.status).to_lowercase().replace('_', " "));
+        return Err(ItemError::NotNow { to, is: item.status });
     }
     item.status = to;
     item.note = Some(note);
@@ -134,12 +177,12 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
 }
 
 /// A flagged call: the rule that would have asked, shown, and written when asked to.
-fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(), String> {
+fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(), Error> {
     let rule = crate::policy::remember::should_have_asked(&item.server, &item.tool);
     let _ = writeln!(out, "this rule would have asked:\n\n{}", visible_lines(&rule));
     if let Some(policy) = policy {
         crate::policy::remember::append(policy, &rule, "Added from a review: this call should have asked.")
-            .map_err(|e| format!("cannot add the rule to {}: {e}", policy.display()))?;
+            .map_err(|source| Error::AddRule { policy: policy.to_owned(), source })?;
         let _ = writeln!(out, "added to {}", policy.display());
     }
     Ok(())
@@ -148,13 +191,13 @@ fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(
 /// Asks the proxy that parked an approved item to run it; false when it could not.
 fn ask_proxy_to_run(item: &Item, out: &mut impl Write) -> bool {
     let Some(pid) = item.proxy else { return false };
-    let socket = approvers::socket_path_of(&approvers::folder(), pid);
+    let socket = protocol::socket_path_of(&protocol::folder(), pid);
     let ran = (|| -> std::io::Result<Value> {
         let stream = UnixStream::connect(&socket)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut writer = stream.try_clone()?;
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {"item": item.id}});
-        writer.write_all(&approvers::line(&request))?;
+        writer.write_all(&protocol::line(&request))?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;
         serde_json::from_str(&line).map_err(std::io::Error::other)
@@ -187,14 +230,14 @@ fn run_with_server(
     id: u64,
     command: &[std::ffi::OsString],
     out: &mut impl Write,
-) -> Result<bool, String> {
-    let queue = file.read().map_err(|e| e.to_string())?;
-    let item = queue.items.get(&id).ok_or_else(|| format!("no item {id} in the queue"))?;
+) -> Result<bool, Error> {
+    let queue = file.read().map_err(Error::Read)?;
+    let item = queue.items.get(&id).ok_or(ItemError::NoItem(id))?;
     if item.status != Status::Approved {
         let _ = writeln!(out, "item {id} is not approved (it is {:?}); approve it first", item.status);
         return Ok(false);
     }
-    let mut params = item.params.clone().ok_or_else(|| format!("item {id} does not hold its call"))?;
+    let mut params = item.params.clone().ok_or(Error::NoCall(id))?;
     // A proxy that took toolgate's confidence property from the call decided on arguments
     // without it (items parked by older versions kept it in `params`); it is never sent.
     let property = crate::proxy::confidence::PROPERTY;
@@ -203,11 +246,9 @@ fn run_with_server(
     {
         arguments.shift_remove(property);
     }
-    let (program, args) = command.split_first().ok_or("--run needs the server command after --")?;
+    let (program, args) = command.split_first().ok_or(Error::NoCommand)?;
     // Recorded before it runs, as every call is.
-    let mut audit = crate::audit::AuditLog::open(
-        &crate::paths::default_audit_log().ok_or("no audit log location: set XDG_STATE_HOME or HOME")?,
-    );
+    let mut audit = crate::audit::AuditLog::open(&crate::paths::default_audit_log().ok_or(Error::NoAuditLog)?);
     let note = format!("review item {id}, approved; run by toolgate review --run");
     let record = crate::audit::DecisionRecord {
         server: &item.server,
@@ -235,19 +276,19 @@ fn run_with_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.to_string_lossy()))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    let mut send = |v: Value| stdin.write_all(&approvers::line(&v)).map_err(|e| e.to_string());
-    let mut answer = |want: u64| -> Result<Value, String> {
+        .map_err(|source| Error::Start { program: program.to_string_lossy().into_owned(), source })?;
+    let mut stdin = child.stdin.take().ok_or(Error::NoPipe("stdin"))?;
+    let mut lines = BufReader::new(child.stdout.take().ok_or(Error::NoPipe("stdout"))?).lines();
+    let mut send = |v: Value| stdin.write_all(&protocol::line(&v)).map_err(Error::Server);
+    let mut answer = |want: u64| -> Result<Value, Error> {
         for line in lines.by_ref() {
-            let line = line.map_err(|e| e.to_string())?;
+            let line = line.map_err(Error::Server)?;
             let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
             if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
                 return Ok(message);
             }
         }
-        Err("the server ended before answering".into())
+        Err(Error::ServerEnded)
     };
     send(
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "toolgate-review", "version": env!("CARGO_PKG_VERSION")}}}),
@@ -271,28 +312,28 @@ fn run_with_server(
             item.result = Some(result.clone());
         }
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(Error::Read)?;
     let _ = writeln!(out, "item {id}: ran: {}", visible::json(&result.to_string()));
     Ok(true)
 }
 
 /// `toolgate review` on a terminal with no action given: pick items (one, or several at once)
 /// and what to do with them, until the queue is done or the person quits (Esc or q).
-pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> Result<i32, String> {
+pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> Result<ExitCode, Error> {
     use dialoguer::console::Term;
     use dialoguer::{MultiSelect, Select};
     let term = Term::stderr();
-    let fail = |e: dialoguer::Error| format!("the terminal failed: {e}");
+    let fail = Error::Terminal;
     loop {
         let expiry_ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);
-        file.update(|q| q.expire(expiry_ms, now_ms())).map_err(|e| e.to_string())?;
-        let queue = file.read().map_err(|e| e.to_string())?;
+        file.update(|q| q.expire(expiry_ms, now_ms())).map_err(Error::Read)?;
+        let queue = file.read().map_err(Error::Read)?;
         let mut items: Vec<&Item> =
             queue.items.values().filter(|i| matches!(i.status, Status::Waiting | Status::ToReview)).collect();
         items.sort_by(|a, b| b.risk().cmp(&a.risk()).then(a.at.cmp(&b.at)));
         if items.is_empty() {
             let _ = writeln!(out, "nothing left to review");
-            return Ok(crate::cli::exit::OK);
+            return Ok(ExitCode::OK);
         }
         let labels: Vec<String> = items.iter().map(|i| label(i)).collect();
         let mut choices = labels.clone();
@@ -305,8 +346,8 @@ pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> 
             .interact_on_opt(&term)
             .map_err(fail)?;
         let chosen: Vec<&Item> = match picked {
-            None => return Ok(crate::cli::exit::OK),
-            Some(n) if n == labels.len() + 1 => return Ok(crate::cli::exit::OK),
+            None => return Ok(ExitCode::OK),
+            Some(n) if n == labels.len() + 1 => return Ok(ExitCode::OK),
             Some(n) if n == labels.len() => {
                 let several = MultiSelect::new()
                     .with_prompt("Space marks, Enter takes them")

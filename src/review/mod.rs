@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::clock::now_ms;
 use crate::policy::{Gate, Tier};
-use crate::trust::now_ms;
 
 pub mod command;
 

@@ -39,5 +39,5 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
 pub fn sha256_hex(value: &Value) -> String {
     let mut canonical = Vec::new();
     write(value, &mut canonical);
-    crate::audit::chain::hex(&Sha256::digest(&canonical))
+    crate::hex::encode(&Sha256::digest(&canonical))
 }

@@ -2,7 +2,7 @@
 //! from any terminal.
 //!
 //! It connects to each proxy's socket in the private runtime folder (see
-//! `human::approvers`), and to each new one as it appears, subscribes, and shows what they hold
+//! `human::approver_protocol`), and to each new one as it appears, subscribes, and shows what they hold
 //! on the same prompt as the proxy's own terminal channel (one at a time, with the same keys).
 //! With `--json` it is a filter for scripts and other front ends: events as JSON lines on
 //! stdout, answers as JSON lines on stdin.
@@ -18,7 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::human::approvers::{self, AnswerParams, Approval};
+use crate::exit::ExitCode;
+use crate::human::approver_protocol::{self as protocol, AnswerParams, Approval};
 use crate::human::terminal::{self, Terminal};
 use crate::human::{Answer, Command, Event, Withdrawn};
 use crate::visible::visible;
@@ -63,13 +64,35 @@ enum Front {
     Json,
 }
 
-/// Runs until interrupted (or, with `--json`, until stdin ends); returns the exit code.
-pub async fn run(json: bool) -> i32 {
-    let folder = approvers::folder();
-    if let Err(e) = approvers::private_folder(&folder) {
-        tracing::error!("cannot use the runtime folder: {e}");
-        return crate::cli::exit::FAILURE;
+/// Why `toolgate approve` stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot use the runtime folder: {0}")]
+    Folder(#[source] std::io::Error),
+    #[error("toolgate approve needs a terminal ({0}); use --json from scripts")]
+    NoTerminal(#[source] terminal::Unavailable),
+    #[error("cannot open the terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+    #[error("cannot handle SIGINT: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("the terminal can no longer be used: {0}")]
+    TerminalLost(String),
+}
+
+impl Error {
+    /// The status the process exits with after this error.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::NoTerminal(_) => ExitCode::USAGE,
+            Error::Folder(_) | Error::Terminal(_) | Error::Signal(_) | Error::TerminalLost(_) => ExitCode::FAILURE,
+        }
     }
+}
+
+/// Runs until interrupted (or, with `--json`, until stdin ends).
+pub async fn run(json: bool) -> Result<ExitCode, Error> {
+    let folder = protocol::folder();
+    protocol::private_folder(&folder).map_err(Error::Folder)?;
     let (news_tx, mut news) = unbounded_channel();
     let _watch = match watch(&folder, news_tx.clone()) {
         Ok(w) => Some(w),
@@ -81,18 +104,10 @@ pub async fn run(json: bool) -> i32 {
     let mut front = if json {
         Front::Json
     } else {
-        if let Err(why) = terminal::available() {
-            tracing::error!("toolgate approve needs a terminal ({why}); use --json from scripts");
-            return crate::cli::exit::USAGE;
-        }
+        terminal::available().map_err(Error::NoTerminal)?;
         let (tx, events) = unbounded_channel();
-        match Terminal::start(tx) {
-            Ok(terminal) => Front::Terminal { terminal, events },
-            Err(e) => {
-                tracing::error!("cannot open the terminal: {e}");
-                return crate::cli::exit::FAILURE;
-            }
-        }
+        let terminal = Terminal::start(tx).map_err(Error::Terminal)?;
+        Front::Terminal { terminal, events }
     };
     let mut state = State::default();
     for path in sockets(&folder) {
@@ -108,29 +123,22 @@ pub async fn run(json: bool) -> i32 {
         Front::Terminal { terminal, .. } => terminal.send(Command::Notice(intro)),
         Front::Json => tracing::info!("{intro}"),
     }
-    let mut interrupt = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot handle SIGINT: {e}");
-            return crate::cli::exit::FAILURE;
-        }
-    };
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(Error::Signal)?;
     loop {
         tokio::select! {
             Some(item) = news.recv() => state.on_news(item, &mut front, &news_tx),
             event = terminal_event(&mut front) => match event {
                 Some(Event::Answered { ticket, answer }) => state.answer_local(ticket, &answer),
-                Some(Event::Lost { why, .. }) => {
-                    tracing::error!("the terminal can no longer be used: {why}");
-                    return crate::cli::exit::FAILURE;
-                }
-                None => return crate::cli::exit::FAILURE,
+                Some(Event::Lost { why, .. }) => return Err(Error::TerminalLost(why)),
+                // The terminal's thread ended without a word.
+                None => return Ok(ExitCode::FAILURE),
             },
             line = next_line(&mut stdin) => match line {
                 Some(line) => state.answer_json(&line),
-                None => return crate::cli::exit::OK,
+                None => return Ok(ExitCode::OK),
             },
-            _ = interrupt.recv() => return crate::cli::exit::INTERRUPTED,
+            _ = interrupt.recv() => return Ok(ExitCode::INTERRUPTED),
         }
     }
 }
@@ -290,7 +298,7 @@ impl State {
         // The id names the ticket, so the reply says which answer it is about.
         let id = format!("answer-{}", params.ticket);
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "answer", "params": params});
-        let _ = proxy.out.send(approvers::line(&message));
+        let _ = proxy.out.send(protocol::line(&message));
     }
 }
 
@@ -339,7 +347,7 @@ async fn follow(path: PathBuf, pid: Pid, news: UnboundedSender<News>) {
         let _ = news.send(News::Gone { pid });
         return;
     };
-    if let Err(why) = approvers::same_user(&stream) {
+    if let Err(why) = protocol::same_user(&stream) {
         tracing::warn!("not using {}: {why}", path.display());
         let _ = news.send(News::Gone { pid });
         return;
@@ -353,7 +361,7 @@ async fn follow(path: PathBuf, pid: Pid, news: UnboundedSender<News>) {
             }
         }
     });
-    let _ = out.send(approvers::line(&json!({"jsonrpc": "2.0", "id": "subscribe", "method": "subscribe"})));
+    let _ = out.send(protocol::line(&json!({"jsonrpc": "2.0", "id": "subscribe", "method": "subscribe"})));
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
