@@ -38,12 +38,15 @@ struct Sample {
     /// The proxy's CPU time per round trip, µs (0 for direct).
     cpu: f64,
     throughput: f64,
+    /// Pipelined small `tools/call` requests answered per second.
+    calls: f64,
 }
 
 fn main() {
     match std::env::var("TOOLGATE_BENCH_RELAY").as_deref() {
         Ok("thread") => return thread_relay(),
         Ok("epoll") => return epoll_relay(),
+        Ok("server") => return fast_server(),
         _ => {}
     }
     let exe = env!("CARGO_BIN_EXE_toolgate");
@@ -61,7 +64,13 @@ fn main() {
     // `TOOLGATE_BENCH_AUDIT=/dev/null` takes the audit log's file writes out (for diagnosis).
     let audit = std::env::var_os("TOOLGATE_BENCH_AUDIT").map_or_else(|| dir.join("audit.jsonl"), Into::into);
     let me = std::env::current_exe().unwrap().display().to_string();
-    let server = || vec![exe.to_string(), "demo-server".to_string()];
+    // The server: by default this bench binary as a server that answers as fast as a pipe
+    // allows (so that the proxy, not the server, is what is measured); `TOOLGATE_BENCH_SERVER=demo`
+    // uses toolgate's demo server instead.
+    let server = || match std::env::var("TOOLGATE_BENCH_SERVER").as_deref() {
+        Ok("demo") => vec![exe.to_string(), "demo-server".to_string()],
+        _ => vec!["env".to_string(), "TOOLGATE_BENCH_RELAY=server".to_string(), me.clone()],
+    };
     let relayed = |how: &'static str| (Some(how), [vec![me.clone()], server()].concat());
     let toolgate_cmd: Vec<String> = [
         vec![exe.into(), "run".into(), "-q".into(), "--policy".into(), policy.display().to_string()],
@@ -112,20 +121,31 @@ fn main() {
             if *name == "toolgate" {
                 idle_rss.push(rss(p.child.id(), "VmRSS"));
             }
-            let throughput = p.pipelined();
+            let throughput = p.pipelined(false);
+            let calls = p.pipelined(true);
             if *name == "toolgate" {
                 peak_rss.push(rss(p.child.id(), "VmHWM"));
             }
-            samples[i].push(Sample { median, p99, cpu, throughput });
+            samples[i].push(Sample { median, p99, cpu, throughput, calls });
             p.finish();
         }
     }
     let call = if ping() { "ping" } else { "tools/call" };
-    println!("{rounds} round(s) of {CALLS} sequential {call} round trips and {PIPELINED} pipelined pings per path;");
+    println!(
+        "{rounds} round(s) of {CALLS} sequential {call} round trips, {PIPELINED} pipelined pings and as many pipelined \
+         tools/call per path;"
+    );
     println!("each cell: median of the rounds [min-max]. +median and +p99 are over direct in the same round.");
     println!(
-        "{:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26}",
-        "path", "median µs", "p99 µs", "+median µs", "+p99 µs", "proxy CPU µs/call", "pipelined msg/s"
+        "{:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26} {:>26}",
+        "path",
+        "median µs",
+        "p99 µs",
+        "+median µs",
+        "+p99 µs",
+        "proxy CPU µs/call",
+        "pipelined pings/s",
+        "pipelined calls/s"
     );
     let direct = samples[0].clone();
     for (i, (name, _, _)) in paths.iter().enumerate() {
@@ -140,13 +160,14 @@ fn main() {
             ("-".into(), "-".into())
         };
         println!(
-            "{name:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26}",
+            "{name:<13} {:>22} {:>22} {:>22} {:>22} {:>18} {:>26} {:>26}",
             cell(&s.iter().map(|x| x.median).collect::<Vec<_>>(), 1),
             cell(&s.iter().map(|x| x.p99).collect::<Vec<_>>(), 1),
             plus_median,
             plus_p99,
             cell(&s.iter().map(|x| x.cpu).collect::<Vec<_>>(), 1),
             cell(&s.iter().map(|x| x.throughput).collect::<Vec<_>>(), 0),
+            cell(&s.iter().map(|x| x.calls).collect::<Vec<_>>(), 0),
         );
     }
     // The target compares added latencies; the paths of one round ran close together, so the
@@ -165,6 +186,16 @@ fn main() {
                 "{name}: +median over the relays' +median, per round: thread relay {}x, epoll relay {}x",
                 ratio(1),
                 ratio(2)
+            );
+            let share = |relay: usize| -> String {
+                let shares: Vec<f64> =
+                    samples[i].iter().zip(&samples[relay]).map(|(a, r)| 100.0 * a.calls / r.calls).collect();
+                cell(&shares, 0)
+            };
+            println!(
+                "{name}: pipelined calls as a share of the relays', per round: thread relay {}%, epoll relay {}%",
+                share(1),
+                share(2)
             );
         }
     }
@@ -313,11 +344,18 @@ impl Proc {
         (times[CALLS / 2], times[CALLS * 99 / 100])
     }
 
-    /// Small requests written without waiting; answered requests per second.
-    fn pipelined(&mut self) -> f64 {
+    /// Small requests (pings, or allowed `tools/call`) written without waiting; answered
+    /// requests per second.
+    fn pipelined(&mut self, calls: bool) -> f64 {
         let mut batch = String::new();
         for i in 0..PIPELINED {
-            batch.push_str(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"ping\"}}\n"));
+            if calls {
+                batch.push_str(&format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"read_file\",\"arguments\":{{\"path\":\"notes/todo.txt\"}}}}}}\n"
+                ));
+            } else {
+                batch.push_str(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"ping\"}}\n"));
+            }
         }
         let mut stdin = self.stdin.try_clone_writer();
         let t = Instant::now();
@@ -366,6 +404,55 @@ fn rss(pid: u32, field: &str) -> u64 {
 /// The server command a relay was given (cargo adds `--bench` to a bench's arguments).
 fn relay_target() -> Vec<String> {
     std::env::args().skip(1).filter(|a| a != "--bench").collect()
+}
+
+/// A server as fast as its pipes: answers every request of a burst, then writes the answers in
+/// one go. It knows `initialize`, `tools/list` (one tool, `read_file`), `ping` and `tools/call`,
+/// and finds a request's id by a plain scan, which is enough for the bench's own messages.
+fn fast_server() {
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let has = |what: &[u8]| line.windows(what.len()).any(|w| w == what);
+        let Some(id) = request_id(&line) else { continue };
+        let result: &[u8] = if has(b"\"tools/call\"") {
+            br#"{"content":[{"type":"text","text":"buy milk"}]}"#
+        } else if has(b"\"initialize\"") {
+            br#"{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"bench","version":"0"}}"#
+        } else if has(b"\"tools/list\"") {
+            br#"{"tools":[{"name":"read_file","description":"Read a file.","inputSchema":{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}}]}"#
+        } else {
+            b"{}"
+        };
+        let written = out
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":")
+            .and_then(|()| out.write_all(id))
+            .and_then(|()| out.write_all(b",\"result\":"))
+            .and_then(|()| out.write_all(result))
+            .and_then(|()| out.write_all(b"}\n"));
+        // Answers leave once no more requests are at hand.
+        if written.is_err() || (input.buffer().is_empty() && out.flush().is_err()) {
+            break;
+        }
+    }
+}
+
+/// The id of a request the bench wrote (`"id":` then a number or a string without commas);
+/// `None` for a notification or a response.
+fn request_id(line: &[u8]) -> Option<&[u8]> {
+    if !line.windows(9).any(|w| w == b"\"method\":") {
+        return None;
+    }
+    let at = line.windows(5).position(|w| w == b"\"id\":")? + 5;
+    let len = line[at..].iter().position(|&b| b == b',' || b == b'}')?;
+    Some(&line[at..at + len])
 }
 
 /// A bare byte relay with a blocking thread per direction: copies bytes both ways between its
