@@ -3,7 +3,7 @@
 //! the two audit records every allowed call costs.
 //!
 //! Run: `cargo bench --bench decide` (all), or a group: `cargo bench --bench decide -- decide/`.
-//! Numbers are in the README.
+//! Numbers are in docs/reference/performance.md.
 //!
 //! Extending: a new kind of rule goes into [`rule`] (every generated policy gets it, and the
 //! load benchmark with it); a new kind of call goes into [`CASES`] (it is decided against every

@@ -1,8 +1,8 @@
 //! End-to-end cost of toolgate: the real binary in front of a fast server (toolgate's own
 //! `demo-server`), compared with talking to that server directly and through a bare byte relay.
 //!
-//! Run: `cargo bench --bench e2e` (builds the release binary, prints a table; numbers in the
-//! README). Measures, per path: round-trip latency of an allowed `tools/call` (median and 99th
+//! Run: `cargo bench --bench e2e` (builds the release binary, prints a table; numbers in
+//! docs/reference/performance.md). Measures, per path: round-trip latency of an allowed `tools/call` (median and 99th
 //! percentile, and what the path adds over direct), the proxy's own CPU time per round trip
 //! (from /proc/PID/task/*/schedstat), and pipelined throughput of small requests; for toolgate
 //! its resident memory idle and after the load, and its start-up time to the first

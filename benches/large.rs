@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench large` (on a 2-core machine,
 //! `CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 cargo bench --bench large`
-//! builds in a sane time). Numbers are in the README. A group: `-- parse/` or `-- round-trip/`.
+//! builds in a sane time). Numbers are in docs/reference/performance.md. A group: `-- parse/` or `-- round-trip/`.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,7 @@
 //! `toolgate explain`: why a policy decides a call the way it does, for people and for scripts.
 //!
-//! The JSON form is a stable contract (documented in the README): fields are only ever added.
+//! The JSON form is a stable contract (docs/reference/explain-json.md): fields are only ever
+//! added.
 
 use std::fmt::Write;
 

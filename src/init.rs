@@ -131,7 +131,7 @@ pub fn policy(servers: &[FoundServer]) -> String {
     let mut out = String::from(
         "# toolgate policy, written by `toolgate init`. Edit it freely: toolgate reloads it when it\n\
          # changes. `toolgate check` finds mistakes, `toolgate explain` shows how a call is decided,\n\
-         # and the README has the whole reference.\n\n\
+         # and docs/reference/policy.md in toolgate's repository has the whole reference.\n\n\
          [settings]\n\
          default_tier = \"high\"      # a tool no rule below names needs a person's yes\n\
          approval_timeout = \"60s\"   # a question nobody answers is a no\n\

@@ -4,7 +4,8 @@
 //! running. Each checks that nothing is let through, every request gets exactly one answer (one
 //! the client cancelled gets none), and the reason is given to the model and the person. (The terminal hung up during a prompt is in `terminal.rs`; a server writing garbage
 //! or half a line, a crashing server and an audit log that cannot be opened are in
-//! `proxy_lifecycle.rs`; the README's "When things go wrong" lists them all.)
+//! `proxy_lifecycle.rs`; docs/guide/troubleshooting.md, "When things go wrong", lists them
+//! all.)
 
 mod common;
 

@@ -241,7 +241,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Suite files (TOML; see the README).
+    /// Suite files (TOML; see docs/reference/policy.md, "Testing a policy").
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Also write a JUnit XML report here.
@@ -309,8 +309,8 @@ pub enum TrustAction {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// Events as JSON lines on stdout and answers as JSON lines on stdin (see the README),
-    /// instead of prompts on the terminal.
+    /// Events as JSON lines on stdout and answers as JSON lines on stdin (see
+    /// docs/reference/approver-protocol.md), instead of prompts on the terminal.
     #[arg(long)]
     pub json: bool,
 }
@@ -354,7 +354,7 @@ pub struct ExplainArgs {
     /// arguments are checked against the tool's input schema, as `run` checks them.
     #[arg(long, value_name = "FILE")]
     pub tools: Option<PathBuf>,
-    /// Print the stable JSON form (see the README) instead of text.
+    /// Print the stable JSON form (see docs/reference/explain-json.md) instead of text.
     #[arg(long)]
     pub json: bool,
 }

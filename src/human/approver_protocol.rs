@@ -6,7 +6,7 @@
 //! Each proxy's socket is `PID.sock`. Both ends check the other's credentials (`SO_PEERCRED`):
 //! a connection from another user is closed unread, even if the folder was opened to them.
 //!
-//! The protocol is JSON-RPC 2.0, one message per line (documented in the README):
+//! The protocol is JSON-RPC 2.0, one message per line (docs/reference/approver-protocol.md):
 //! the approver sends `subscribe` and gets the proxy's pending approvals, then `offered` and
 //! `withdrawn` notifications as they happen; it answers with `answer`, which the proxy takes only
 //! from a subscribed connection, for an approval it offered to that connection.
