@@ -6,7 +6,7 @@
 //! a clock of their own (`tests.rs`).
 //!
 //! A `tools/call` goes `session` (which peer, which method) → `gate` (judge it, carry out its
-//! gate) → `approval` (when a person must answer) → `gate::settle` (stage its audit record and
+//! gate) → `held` (when a person must answer) → `gate::settle` (stage its audit record and
 //! what carries it out) → [`Dispatcher::flush`] (write the records, hand over the lines).
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use super::session::{Lines, Session};
-use super::{Inbound, Outgoing, Peer, approval, approvers, child, listing};
+use super::{Inbound, Outgoing, Peer, approver_socket, child, held, listing};
 
 /// After the client closes its side, how long the server gets to exit before SIGTERM.
 pub(super) const EOF_GRACE: Duration = Duration::from_millis(1000);
@@ -46,7 +46,7 @@ pub(super) enum Event {
     /// A person answered, on the terminal or in the client's dialog.
     Human(crate::human::Event),
     /// A `toolgate approve` connection said something.
-    Approver(approvers::FromApprover),
+    Approver(approver_socket::FromApprover),
     /// The policy file may have changed.
     PolicyEdited,
     /// Time passed: whatever was due by now is done.
@@ -118,7 +118,7 @@ impl Dispatcher {
         let draining = self.drain_until.filter(|_| self.server_open);
         [
             self.escalation.map(|(at, _)| at),
-            self.session.approvals.next_wakeup(),
+            self.session.held.next_wakeup(),
             self.session.listing.deadline(),
             self.reload_at,
             self.head_flush_at,
@@ -163,8 +163,8 @@ impl Dispatcher {
                 Some(path) => self.session.reload(&path.clone()),
                 None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
             },
-            Event::Human(event) => approval::on_event(&mut self.session, event),
-            Event::Approver(news) => approval::on_approver(&mut self.session, news),
+            Event::Human(event) => held::on_event(&mut self.session, event),
+            Event::Approver(news) => held::on_approver(&mut self.session, news),
             Event::PolicyEdited => self.reload_at = Some(now + RELOAD_SETTLE),
             Event::Tick => self.tick(now),
         }
@@ -182,8 +182,8 @@ impl Dispatcher {
                 self.escalation = Some((now + TERM_GRACE, Signal::SIGKILL));
             }
         }
-        if due(self.session.approvals.next_wakeup()) {
-            approval::on_timer(&mut self.session);
+        if due(self.session.held.next_wakeup()) {
+            held::on_timer(&mut self.session);
         }
         if due(self.session.listing.deadline()) {
             listing::timed_out(&mut self.session);

@@ -15,10 +15,10 @@ use super::{Dispatcher, Event, Output, RELOAD_SETTLE};
 use crate::audit::AuditLog;
 use crate::human::approver_protocol::AnswerParams;
 use crate::policy::Policy;
-use crate::proxy::approval::Approvals;
-use crate::proxy::approvers::{Approvers, FromApprover};
-use crate::proxy::earned::ServerIdentity;
+use crate::proxy::approver_socket::{Approvers, FromApprover};
+use crate::proxy::held::Held;
 use crate::proxy::session::Session;
+use crate::proxy::session_trust::ServerIdentity;
 use crate::proxy::{Inbound, Peer, Read};
 use crate::wire::envelope;
 
@@ -85,7 +85,7 @@ impl Core {
             AuditLog::open(&dir.path().join("audit.jsonl")),
             1 << 20,
             start,
-            Approvals::new(human, Approvers::unlistened()).without_terminal(),
+            Held::new(human, Approvers::unlistened()).without_terminal(),
             Some(policy_path.clone()),
             None,
             None,

@@ -2,7 +2,7 @@
 //! in [`settle`]. Nowhere else is a call forwarded or refused.
 //!
 //! The policy says which gate the call meets; this module carries it out. Calls that need a
-//! person are handed to [`super::approval`] and settled when someone (or a timer) decides. A
+//! person are handed to [`super::held`] and settled when someone (or a timer) decides. A
 //! call that needs a human when no channel to one exists, or whose decision cannot be written to
 //! the audit log, is refused: toolgate fails closed and says why, to the model and on stderr.
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::earned::TrustSays;
 use super::session::{Pending, Recorded, Session, Waiting, preview, unrecorded_text};
+use super::session_trust::TrustSays;
 use super::{Inbound, Outgoing, Peer, confidence, listing, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::conformity::{self, Setting};
@@ -150,11 +150,11 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     }
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
-        Some(Value::String(state)) if request_state::is_toolgates(state) => super::approval::retried(session, call),
+        Some(Value::String(state)) if request_state::is_toolgates(state) => super::held::retried(session, call),
         // The server asked for more input about a call a person approved; this is the retry.
         Some(Value::String(state))
             if matches!(call.decision.gate, Gate::Ask | Gate::Hold)
-                && session.approvals.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
+                && session.held.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
         {
             let note = Some("continues a call a person approved (the server asked the client for more input)".into());
             settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None })
@@ -234,22 +234,22 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
             let (server, tool) = (visible(&session.server), visible(&call.params.name));
             let notice = format!("{server} ran `{tool}`{why}");
             tracing::info!("notice: {notice}");
-            session.approvals.notice(notice);
+            session.held.notice(notice);
             let (by, note) = match call.trust.clone() {
                 Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
                 _ => (DecidedBy::Policy, None),
             };
-            super::parked::to_review(session, &call);
+            super::review_queue::to_review(session, &call);
             settle(session, call, Settlement::Forward { by, channel: None, note, edited: None })
         }
         Gate::Deny => {
             let text = refusal_text(&call.params.name, &call.decision);
             settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text })
         }
-        Gate::Queue => super::parked::park(session, call),
+        Gate::Queue => super::review_queue::park(session, call),
         // A session's allowance is for the tool as this session's listing showed it pinned.
         Gate::Ask
-            if session.approvals.allowed_for_session(&call.params.name)
+            if session.held.allowed_for_session(&call.params.name)
                 && !call.decision.always_ask
                 && session.trust.shows_pinned(&session.server, &call.params.name) =>
         {
@@ -260,7 +260,7 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
                 Settlement::Forward { by: DecidedBy::Human, channel: Some("session"), note, edited: None },
             )
         }
-        Gate::Ask | Gate::Hold => super::approval::hold(session, call),
+        Gate::Ask | Gate::Hold => super::held::hold(session, call),
     }
 }
 

@@ -6,22 +6,22 @@
 //! and each reader waits for byte credit from its own direction's writer, so a slow peer slows
 //! only the traffic going to it, and memory stays bounded.
 
-mod approval;
-mod approvers;
+mod approver_socket;
 pub mod child;
 pub(crate) mod confidence; // also read by `toolgate review --run` and `toolgate replay`
 mod dispatcher;
-mod earned;
 mod elicit;
 mod gate;
+mod held;
 mod listing;
-mod parked;
 mod place;
 mod record;
 mod reload;
 #[doc(hidden)]
 pub mod request_state; // public for the fuzz targets (fuzz/)
+mod review_queue;
 mod session;
+mod session_trust;
 pub mod stdio;
 mod writer;
 
@@ -123,7 +123,7 @@ where
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     // The server's identity binds trust to the program (`crate::identity`). It is hashed while
     // the server starts and the first messages pass; the first judgement that needs it waits.
-    let identity = earned::ServerIdentity::hash(opts.command.clone())?;
+    let identity = session_trust::ServerIdentity::hash(opts.command.clone())?;
     let server = child::Server::spawn(&opts.command)?;
     let (child, server_in, server_out, group) = server.into_parts();
     let server_pid = child.id();
@@ -166,14 +166,14 @@ where
     tokio::spawn(forward(from_human, rare_tx.clone(), Rare::Human));
     let (approver_tx, from_approvers) = mpsc::unbounded_channel();
     tokio::spawn(forward(from_approvers, rare_tx.clone(), Rare::Approver));
-    let approvals = approval::Approvals::new(human_tx, approvers::Approvers::listen(approver_tx));
+    let held = held::Held::new(human_tx, approver_socket::Approvers::listen(approver_tx));
     let mut session = Session::new(
         opts.server_name,
         Arc::new(opts.policy),
         audit,
         max,
         Instant::now(),
-        approvals,
+        held,
         opts.policy_path.clone(),
         opts.trust_path.clone(),
         opts.queue_path.clone(),
@@ -340,7 +340,7 @@ enum Rare {
     /// A person answered, on the terminal or in the client's dialog.
     Human(crate::human::Event),
     /// A `toolgate approve` connection said something.
-    Approver(approvers::FromApprover),
+    Approver(approver_socket::FromApprover),
     /// The policy file may have changed.
     PolicyEdited,
 }

@@ -9,9 +9,9 @@ use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::approval::{self, Approvals};
-use super::earned::{self, SessionTrust};
-use super::parked::{self, Parking};
+use super::held::{self, Held};
+use super::review_queue::{self, Parking};
+use super::session_trust::{self, SessionTrust};
 use super::{Inbound, Outgoing, Peer, Read, confidence, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
@@ -71,7 +71,7 @@ pub(super) struct Session {
     /// Tools whose own schema has a property named like toolgate's: their calls are not touched.
     pub native_confidence: HashSet<String>,
     /// Calls waiting for a person.
-    pub approvals: Approvals,
+    pub held: Held,
     /// The policy's file, for "remember" proposals (`None`: the embedded default).
     pub policy_path: Option<std::path::PathBuf>,
     /// The client declared form elicitation in `initialize`.
@@ -133,11 +133,11 @@ impl Session {
         audit: AuditLog,
         max_message_bytes: usize,
         now: Instant,
-        approvals: Approvals,
+        held: Held,
         policy_path: Option<std::path::PathBuf>,
         trust_path: Option<std::path::PathBuf>,
         queue_path: Option<std::path::PathBuf>,
-        identity: earned::ServerIdentity,
+        identity: session_trust::ServerIdentity,
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
@@ -152,7 +152,7 @@ impl Session {
             annotations: HashMap::new(),
             confidence_injected: false,
             native_confidence: HashSet::new(),
-            approvals,
+            held,
             policy_path,
             client_elicits: false,
             server_requests: HashSet::new(),
@@ -283,9 +283,8 @@ impl Session {
                     // A cancellation of a held call ends it here; the server never saw the call.
                     // One of a forwarded request goes on to the server, which may stop the work.
                     let request = cancelled_request(&inbound.line);
-                    let held = request
-                        .as_ref()
-                        .is_some_and(|id| approval::cancelled(self, id) || listing::cancelled(self, id));
+                    let held =
+                        request.as_ref().is_some_and(|id| held::cancelled(self, id) || listing::cancelled(self, id));
                     if !held {
                         if let Some(id) = &request {
                             self.cancelled_forwarded(id);
@@ -299,9 +298,9 @@ impl Session {
                         preview(&inbound.line)
                     );
                 }
-                Kind::Response { id: Some(id), .. } if self.approvals.elicit_ids.is_ours(id) => {
+                Kind::Response { id: Some(id), .. } if self.held.elicit_ids.is_ours(id) => {
                     let id = id.clone();
-                    approval::elicitation_answer(self, &id, &inbound.line);
+                    held::elicitation_answer(self, &id, &inbound.line);
                 }
                 Kind::Response { id: Some(id), is_error } => {
                     self.server_requests.remove(id);
@@ -349,7 +348,7 @@ impl Session {
                     && self.parking.is_ours(id)
                 {
                     let id = id.clone();
-                    parked::ran(self, &id, &inbound.line);
+                    review_queue::ran(self, &id, &inbound.line);
                     return;
                 }
                 if let Kind::Response { id: Some(id), .. } = &env.kind
@@ -370,7 +369,7 @@ impl Session {
                     rewritten = self.answered(pending, *is_error, &inbound.line);
                 }
                 if let Kind::Request { id, method } = &env.kind {
-                    if self.approvals.elicit_ids.is_ours(id) || self.approvals.elicitation_open(id) {
+                    if self.held.elicit_ids.is_ours(id) || self.held.elicitation_open(id) {
                         tracing::warn!("refused a server request whose id {id} is one of toolgate's own");
                         let message = "toolgate refused this request: its id is in use by toolgate";
                         self.send_server(reply::error(&id.to_value(), -32600, message));
@@ -455,7 +454,7 @@ impl Session {
                     && let Some(state) = servers_input_request_state(line)
                 {
                     let ttl = self.policy.settings.approval_timeout;
-                    self.approvals.continues(state, tool, digest, ttl, self.now);
+                    self.held.continues(state, tool, digest, ttl, self.now);
                 }
                 let outcome = if is_error {
                     Outcome::Error
@@ -473,7 +472,7 @@ impl Session {
                 if self.policy.settings.changed_tools == ChangedTools::Hide {
                     let hidden = self.trust.changed_tools(&self.server);
                     if !hidden.is_empty() {
-                        rewritten = earned::without_tools(line, &hidden);
+                        rewritten = session_trust::without_tools(line, &hidden);
                     }
                 }
                 if !self.policy.uses_confidence() {
@@ -521,7 +520,7 @@ impl Session {
             // The reason names the server and its command line: escaped, as it reaches a terminal.
             let notice = format!("{}; the trust its tools had earned starts from nothing", visible(&why));
             tracing::warn!("{notice}");
-            self.approvals.notice(notice);
+            self.held.notice(notice);
         }
         for (tool, change) in changes {
             // The change quotes the old and new description `{:?}`-escaped; the names are
@@ -537,14 +536,14 @@ impl Session {
                 "{server} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: {command}"
             );
             tracing::warn!("{notice}");
-            self.approvals.notice(notice);
+            self.held.notice(notice);
         }
         for warning in lint::unmatched_tools(&self.policy, &self.server, &names, false) {
             tracing::warn!("policy {}: {}", self.policy.origin, warning.message);
         }
         if last {
             // A tool's schema, hints or pinned definition judge its calls too.
-            approval::redecide(self, "the server listed its tools again");
+            held::redecide(self, "the server listed its tools again");
         }
     }
 
@@ -566,7 +565,7 @@ impl Session {
         }
         if learned {
             // A relative path in a waiting call may now name a place a rule guards.
-            approval::redecide(self, "the client named another root");
+            held::redecide(self, "the client named another root");
         }
     }
 
@@ -580,7 +579,7 @@ impl Session {
                 tracing::info!("policy reloaded: {} ({}, was {})", path.display(), policy.version, self.policy.version);
                 self.audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
                 self.policy = Arc::new(policy);
-                approval::redecide(self, "the policy was reloaded");
+                held::redecide(self, "the policy was reloaded");
             }
             Err(errors) => tracing::error!(
                 "the policy file changed and does not load; the previous policy ({}) stays in force:\n{errors}",
@@ -591,7 +590,7 @@ impl Session {
 
     /// Ends every call still waiting for a person: the client or the server is gone.
     pub fn abandon_held(&mut self, why: &str) {
-        approval::abandon_all(self, why);
+        held::abandon_all(self, why);
     }
 
     /// Answers every request the server will now never answer, but those the client cancelled.

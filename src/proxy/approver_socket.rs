@@ -1,7 +1,7 @@
 //! The proxy's end of `toolgate approve`: a listener on this process's socket, one task per
 //! connected approver, and the dispatcher's list of who is subscribed and what each was offered
 //! (which is all it may answer). The connection tasks only read and write lines; every decision
-//! about a pending call is the dispatcher's (`approval.rs`), which hears from them through
+//! about a pending call is the dispatcher's (`held.rs`), which hears from them through
 //! [`FromApprover`].
 //!
 //! An approver's answer runs a call, so its line is read as strictly as a line on the MCP wire:
@@ -16,7 +16,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::session::preview;
-use crate::human::approver_protocol::{self as approvers, AnswerParams, Approval, Listener};
+use crate::human::approver_protocol::{self, AnswerParams, Approval, Listener};
 use crate::wire::envelope::{self, Kind, Refusal, readable_ids};
 use crate::wire::{Frame, LineReader};
 
@@ -157,7 +157,7 @@ impl Approvers {
 
     /// Sends a notification to every subscriber but `except`.
     pub fn broadcast(&self, method: &str, params: Value, except: Option<u64>) {
-        let line = approvers::line(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+        let line = approver_protocol::line(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
         for conn in self.subscribed.keys().filter(|c| Some(**c) != except) {
             if let Some(out) = self.connections.get(conn) {
                 let _ = out.send(line.clone());
@@ -193,7 +193,7 @@ async fn accept_loop(listener: Listener, tx: UnboundedSender<FromApprover>) {
                 continue;
             }
         };
-        if let Err(why) = approvers::same_user(&stream) {
+        if let Err(why) = approver_protocol::same_user(&stream) {
             tracing::warn!("refused a connection on {}: {why}", listener.path.display());
             continue;
         }
@@ -341,11 +341,11 @@ fn request(line: &[u8], conn: u64) -> Result<Option<FromApprover>, Refused> {
 }
 
 pub(super) fn error_line(id: &Value, code: i64, message: &str) -> Vec<u8> {
-    approvers::line(&json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+    approver_protocol::line(&json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
 }
 
 pub(super) fn result_line(id: &Value, result: Value) -> Vec<u8> {
-    approvers::line(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    approver_protocol::line(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
 #[cfg(test)]

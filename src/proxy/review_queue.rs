@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::approvers::{error_line, result_line};
+use super::approver_socket::{error_line, result_line};
 use super::gate::{self, Decided, Settlement};
 use super::session::Session;
 use crate::audit::{DecidedBy, DecisionRecord, Outcome, Verdict};
@@ -147,7 +147,7 @@ pub(super) fn park(session: &mut Session, call: Decided) {
 /// A reviewer asks this proxy to run an approved item.
 pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
     let refuse = |session: &mut Session, message: String| {
-        session.approvals.approvers.send_line(conn, error_line(&rpc, -32002, &message));
+        session.held.approvers.send_line(conn, error_line(&rpc, -32002, &message));
     };
     let Some(file) = &session.parking.file else { return refuse(session, "this proxy has no review queue".into()) };
     let status = file.read().ok().and_then(|q| q.items.get(&item).map(|i| i.status));
@@ -221,5 +221,5 @@ pub(super) fn ran(session: &mut Session, id: &Id, line: &[u8]) {
         }
     }
     let reply = result_line(&running.rpc, json!({"item": running.item, "ran": true, "result": result}));
-    session.approvals.approvers.send_line(running.conn, reply);
+    session.held.approvers.send_line(running.conn, reply);
 }

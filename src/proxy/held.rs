@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::approvers::{Approvers, FromApprover, NotTaken, error_line, result_line};
+use super::approver_socket::{Approvers, FromApprover, NotTaken, error_line, result_line};
 use super::elicit;
 use super::gate::{self, Decided, Settlement};
 use super::request_state::{self, Sealer};
@@ -49,7 +49,7 @@ impl Via {
     }
 }
 
-struct Held {
+struct HeldCall {
     call: Decided,
     /// What the channels are shown.
     request: Request,
@@ -71,8 +71,8 @@ struct Progress {
 }
 
 /// Every call waiting for a person, and the channels that can reach one.
-pub(super) struct Approvals {
-    held: HashMap<u64, Held>,
+pub(super) struct Held {
+    calls: HashMap<u64, HeldCall>,
     by_request: HashMap<Id, u64>,
     next_ticket: u64,
     /// Tools a person allowed for the rest of the session.
@@ -93,10 +93,10 @@ pub(super) struct Approvals {
     continuations: HashMap<String, (String, String, Instant)>,
 }
 
-impl Approvals {
+impl Held {
     pub fn new(events: UnboundedSender<Event>, approvers: Approvers) -> Self {
-        Approvals {
-            held: HashMap::new(),
+        Held {
+            calls: HashMap::new(),
             by_request: HashMap::new(),
             next_ticket: 1,
             session_tools: HashSet::new(),
@@ -148,7 +148,7 @@ impl Approvals {
 
     /// The earliest moment something held needs attention.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.held.values().flat_map(|h| [Some(h.deadline), h.progress.as_ref().map(|p| p.next)]).flatten().min()
+        self.calls.values().flat_map(|h| [Some(h.deadline), h.progress.as_ref().map(|p| p.next)]).flatten().min()
     }
 
     /// A one-line notice, shown on the terminal when one is usable.
@@ -181,8 +181,8 @@ impl Approvals {
         self.terminal.as_ref().ok_or_else(|| "no terminal".to_owned())
     }
 
-    fn take(&mut self, ticket: u64) -> Option<Held> {
-        let held = self.held.remove(&ticket)?;
+    fn take(&mut self, ticket: u64) -> Option<HeldCall> {
+        let held = self.calls.remove(&ticket)?;
         self.approvers.forget(ticket);
         self.by_request.remove(&held.call.id);
         if let Some(id) = &held.elicitation {
@@ -193,10 +193,10 @@ impl Approvals {
 }
 
 /// Takes a request back from every channel it is still offered on, except the one that answered.
-fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answered_on: Option<Via>) {
+fn retract(session: &mut Session, ticket: u64, held: &HeldCall, why: Withdrawn, answered_on: Option<Via>) {
     if held.on_terminal
         && answered_on != Some(Via::Terminal)
-        && let Some(t) = &session.approvals.terminal
+        && let Some(t) = &session.held.terminal
     {
         t.send(Command::Withdraw { ticket, why });
     }
@@ -217,7 +217,7 @@ fn retract(session: &mut Session, ticket: u64, held: &Held, why: Withdrawn, answ
             Some(Via::Approver(conn)) => Some(conn),
             _ => None,
         };
-        session.approvals.approvers.broadcast("withdrawn", json!({"ticket": ticket, "why": why}), answering);
+        session.held.approvers.broadcast("withdrawn", json!({"ticket": ticket, "why": why}), answering);
     }
 }
 
@@ -230,8 +230,8 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         Kind::Approve => session.policy.settings.approval_timeout,
     };
     let deadline = session.now + wait;
-    let ticket = session.approvals.next_ticket;
-    session.approvals.next_ticket += 1;
+    let ticket = session.held.next_ticket;
+    session.held.next_ticket += 1;
     let request = Request {
         ticket,
         kind,
@@ -250,8 +250,8 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         // Why trust did not spare the person the question (another program, a listing that has
         // not shown the pinned tool, a reset) is theirs to read too.
         reason: match (&call.decision.reason, &call.trust) {
-            (Some(reason), Some(super::earned::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
-            (None, Some(super::earned::TrustSays::Lost(lost))) => Some(lost.clone()),
+            (Some(reason), Some(super::session_trust::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
+            (None, Some(super::session_trust::TrustSays::Lost(lost))) => Some(lost.clone()),
             (reason, _) => reason.clone(),
         },
         deadline: deadline.into_std(),
@@ -269,10 +269,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         // A 2026-07-28 request cannot be held while the client asks its user: the question
         // ends the request. So the client is asked only when no channel that can hold is live.
         let client_elicits = call.params.client_capabilities().is_some_and(elicit::capabilities_allow_form);
-        if kind == Kind::Approve
-            && client_elicits
-            && session.approvals.terminal().is_err()
-            && !session.approvals.approvers.live()
+        if kind == Kind::Approve && client_elicits && session.held.terminal().is_err() && !session.held.approvers.live()
         {
             ask_inside(session, call, &request, wait);
             return;
@@ -281,7 +278,7 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
             absent.push("the client did not offer elicitation".to_owned());
         }
     }
-    let on_terminal = match session.approvals.terminal() {
+    let on_terminal = match session.held.terminal() {
         Ok(terminal) => {
             terminal.send(Command::Offer(request.clone()));
             true
@@ -297,14 +294,14 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         absent.push("the client did not offer elicitation".to_owned());
         None
     } else {
-        let id = session.approvals.elicit_ids.fresh(&session.server_requests);
+        let id = session.held.elicit_ids.fresh(&session.server_requests);
         session.send_client(elicit::request_line(&id, &request, wait.as_secs()));
-        session.approvals.elicitations.insert(id.clone(), ticket);
+        session.held.elicitations.insert(id.clone(), ticket);
         Some(id)
     };
-    let on_approvers = session.approvals.approvers.live();
+    let on_approvers = session.held.approvers.live();
     if on_approvers {
-        session.approvals.approvers.offer(&Approval::from_request(&request, session.now.into_std()));
+        session.held.approvers.offer(&Approval::from_request(&request, session.now.into_std()));
     } else {
         absent.push("no `toolgate approve` is running".to_owned());
     }
@@ -339,11 +336,11 @@ pub(super) fn hold(session: &mut Session, call: Decided) {
         crate::human::desktop::notify(&request);
     }
     let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
-    session.approvals.by_request.insert(call.id.clone(), ticket);
+    session.held.by_request.insert(call.id.clone(), ticket);
     session
-        .approvals
         .held
-        .insert(ticket, Held { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers });
+        .calls
+        .insert(ticket, HeldCall { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers });
 }
 
 /// Answers a 2026-07-28 call with toolgate's question (an input-required result); the client
@@ -360,7 +357,7 @@ fn ask_inside(session: &mut Session, call: Decided, request: &Request, wait: Dur
     let carried = (!carried.is_empty()).then_some(Value::Object(carried));
     let now = request_state::now_ms();
     let state =
-        session.approvals.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
+        session.held.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
     tracing::info!(
         "`{}` needs a person; asking inside the client{}",
         call.params.name,
@@ -382,7 +379,7 @@ pub(super) fn retried(session: &mut Session, mut call: Decided) {
     let channel = Some(Via::Elicitation.name());
     let tool = call.params.name.clone();
     let now = request_state::now_ms();
-    let opened = session.approvals.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
+    let opened = session.held.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
     let carried = match opened {
         Ok(carried) => carried,
         Err(why) => {
@@ -430,13 +427,13 @@ pub(super) fn on_event(session: &mut Session, event: Event) {
     match event {
         Event::Answered { ticket, answer } => answered(session, ticket, answer, Via::Terminal),
         Event::Lost { ticket, why } => {
-            let Some(held) = session.approvals.held.get_mut(&ticket) else { return };
+            let Some(held) = session.held.calls.get_mut(&ticket) else { return };
             held.on_terminal = false;
             if held.elicitation.is_some() || held.on_approvers {
                 tracing::warn!("the terminal was lost ({why}); the call still waits for an answer on another channel");
                 return;
             }
-            let Some(held) = session.approvals.take(ticket) else { return };
+            let Some(held) = session.held.take(ticket) else { return };
             let text = format!(
                 "{} The terminal could no longer be used: {why}.",
                 gate::refusal_text(&held.call.params.name, &held.call.decision)
@@ -450,18 +447,18 @@ pub(super) fn on_event(session: &mut Session, event: Event) {
 /// News from a connected `toolgate approve`.
 pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
     match news {
-        FromApprover::Connected { conn, out } => session.approvals.approvers.connected(conn, out),
-        FromApprover::Gone { conn } => session.approvals.approvers.gone(conn),
-        FromApprover::Run { conn, id, item } => super::parked::run(session, conn, id, item),
+        FromApprover::Connected { conn, out } => session.held.approvers.connected(conn, out),
+        FromApprover::Gone { conn } => session.held.approvers.gone(conn),
+        FromApprover::Run { conn, id, item } => super::review_queue::run(session, conn, id, item),
         FromApprover::Subscribe { conn, id } => {
             let now = session.now.into_std();
             let mut pending: Vec<(u64, Approval)> = Vec::new();
-            for (ticket, held) in &mut session.approvals.held {
+            for (ticket, held) in &mut session.held.calls {
                 held.on_approvers = true;
                 pending.push((*ticket, Approval::from_request(&held.request, now)));
             }
             pending.sort_by_key(|(ticket, _)| *ticket);
-            let approvers = &mut session.approvals.approvers;
+            let approvers = &mut session.held.approvers;
             approvers.subscribe(conn, pending.iter().map(|(ticket, _)| *ticket));
             let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
             let proxy = json!({
@@ -473,9 +470,9 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
         }
         FromApprover::Answer { conn, id, params } => {
             let ticket = params.ticket;
-            let pending = session.approvals.held.get(&ticket).is_some_and(|h| h.on_approvers);
+            let pending = session.held.calls.get(&ticket).is_some_and(|h| h.on_approvers);
             let Ok(answer) = params.answer() else { return };
-            if let Err(why) = session.approvals.approvers.may_answer(conn, ticket, pending) {
+            if let Err(why) = session.held.approvers.may_answer(conn, ticket, pending) {
                 match why {
                     // A late answer: another channel or time came first, as happens.
                     NotTaken::NotPending(_) => tracing::debug!("approver connection {conn} answered late: {why}"),
@@ -483,10 +480,10 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
                         tracing::warn!("refused an answer from approver connection {conn}: {why}");
                     }
                 }
-                session.approvals.approvers.send_line(conn, error_line(&id, why.code(), &why.to_string()));
+                session.held.approvers.send_line(conn, error_line(&id, why.code(), &why.to_string()));
                 return;
             }
-            session.approvals.approvers.send_line(conn, result_line(&id, json!({"settled": true})));
+            session.held.approvers.send_line(conn, result_line(&id, json!({"settled": true})));
             answered(session, params.ticket, answer, Via::Approver(conn));
         }
     }
@@ -495,23 +492,23 @@ pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
 /// The client's response to one of toolgate's elicitations. It is toolgate's and never reaches
 /// the server, whatever it says.
 pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
-    let Some(&ticket) = session.approvals.elicitations.get(id) else {
+    let Some(&ticket) = session.held.elicitations.get(id) else {
         tracing::debug!("an answer to a withdrawn elicitation {id} was dropped");
         return;
     };
-    let Some(kind) = session.approvals.held.get(&ticket).map(|h| h.kind) else { return };
+    let Some(kind) = session.held.calls.get(&ticket).map(|h| h.kind) else { return };
     match elicit::read_answer(kind, line) {
         Ok(Some(answer)) => answered(session, ticket, answer, Via::Elicitation),
         Ok(None) => {
             // A dismissed hold notice: the hold goes on, the elicitation is closed.
-            session.approvals.elicitations.remove(id);
-            if let Some(held) = session.approvals.held.get_mut(&ticket) {
+            session.held.elicitations.remove(id);
+            if let Some(held) = session.held.calls.get_mut(&ticket) {
                 held.elicitation = None;
             }
         }
         Err(why) => {
             tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
-            let Some(held) = session.approvals.take(ticket) else { return };
+            let Some(held) = session.held.take(ticket) else { return };
             retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(Via::Elicitation));
             let text = format!(
                 "toolgate asked the user about this call to `{}`, but the answer could not be read, so the call was not run.",
@@ -526,7 +523,7 @@ pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
 
 /// A person answered on `channel`: the call is settled and every other channel withdrawn.
 fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
-    let Some(held) = session.approvals.take(ticket) else { return };
+    let Some(held) = session.held.take(ticket) else { return };
     retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(via));
     let tool = held.call.params.name.clone();
     let settlement = settlement_for(session, answer, held.kind, &tool, via);
@@ -548,7 +545,7 @@ fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str,
     match answer {
         Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
         Answer::AllowForSession => {
-            session.approvals.session_tools.insert(tool.to_owned());
+            session.held.session_tools.insert(tool.to_owned());
             let note = Some("allowed this tool for the rest of the session".to_owned());
             Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
         }
@@ -575,9 +572,9 @@ fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str,
 /// Time passed: ends what ran out of time and reports progress for what still waits.
 pub(super) fn on_timer(session: &mut Session) {
     let now = session.now;
-    let expired: Vec<u64> = session.approvals.held.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
+    let expired: Vec<u64> = session.held.calls.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
     for ticket in expired {
-        let Some(held) = session.approvals.take(ticket) else { continue };
+        let Some(held) = session.held.take(ticket) else { continue };
         let tool = held.call.params.name.clone();
         match held.kind {
             Kind::Hold => {
@@ -606,7 +603,7 @@ pub(super) fn on_timer(session: &mut Session) {
         }
     }
     let mut notes = Vec::new();
-    for held in session.approvals.held.values_mut() {
+    for held in session.held.calls.values_mut() {
         let Some(progress) = held.progress.as_mut().filter(|p| p.next <= now) else { continue };
         progress.count += 1;
         progress.next = now + PROGRESS_EVERY;
@@ -639,8 +636,8 @@ pub(super) fn on_timer(session: &mut Session) {
 /// The client cancelled a request; true when it was a held call (which is then dropped and
 /// withdrawn from every channel, and never reaches the server).
 pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
-    let Some(&ticket) = session.approvals.by_request.get(request) else { return false };
-    let Some(held) = session.approvals.take(ticket) else { return false };
+    let Some(&ticket) = session.held.by_request.get(request) else { return false };
+    let Some(held) = session.held.take(ticket) else { return false };
     retract(session, ticket, &held, Withdrawn::Cancelled, None);
     let note = "the client cancelled the call while it waited".to_owned();
     gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
@@ -653,17 +650,17 @@ pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
 /// now needs a yes, or a longer hold) is withdrawn and offered anew. A judgement as strict or
 /// looser changes nothing: only a person (or the timer they were shown) releases a call.
 pub(super) fn redecide(session: &mut Session, why: &str) {
-    let mut tickets: Vec<u64> = session.approvals.held.keys().copied().collect();
+    let mut tickets: Vec<u64> = session.held.calls.keys().copied().collect();
     tickets.sort_unstable();
     for ticket in tickets {
-        let Some(held) = session.approvals.held.get_mut(&ticket) else { continue };
+        let Some(held) = session.held.calls.get_mut(&ticket) else { continue };
         let tool = held.call.params.name.clone();
         let mut arguments = std::mem::take(&mut held.call.params.arguments);
         let written = held.call.written.clone().and_then(|r| held.call.inbound.line.get(r));
         let written = written.and_then(|w| std::str::from_utf8(w).ok()).map(str::to_owned);
         let confidence = held.call.confidence;
         let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
-        let Some(held) = session.approvals.held.get_mut(&ticket) else { continue };
+        let Some(held) = session.held.calls.get_mut(&ticket) else { continue };
         held.call.params.arguments = arguments;
         let (was, now) = (&held.call.decision, &judged.decision);
         let rose = now.gate > was.gate
@@ -674,7 +671,7 @@ pub(super) fn redecide(session: &mut Session, why: &str) {
             tracing::debug!("`{}` still waits: {why}, and the call is judged no stricter", held.call.params.name);
             continue;
         }
-        let Some(mut held) = session.approvals.take(ticket) else { continue };
+        let Some(mut held) = session.held.take(ticket) else { continue };
         retract(session, ticket, &held, Withdrawn::Redecided, None);
         tracing::warn!(
             "`{tool}` was waiting ({}) when {why}; it is now judged {}{}",
@@ -705,7 +702,7 @@ pub(super) fn redecide(session: &mut Session, why: &str) {
             }
             // Queued, or asked again under its new gate; never let through by a session's
             // allowance for the tool, which answered a question asked under another policy.
-            (Gate::Queue, _) => super::parked::park(session, held.call),
+            (Gate::Queue, _) => super::review_queue::park(session, held.call),
             _ => hold(session, held.call),
         }
     }
@@ -713,9 +710,9 @@ pub(super) fn redecide(session: &mut Session, why: &str) {
 
 /// Ends every waiting call: the session is ending.
 pub(super) fn abandon_all(session: &mut Session, why: &str) {
-    let tickets: Vec<u64> = session.approvals.held.keys().copied().collect();
+    let tickets: Vec<u64> = session.held.calls.keys().copied().collect();
     for ticket in tickets {
-        let Some(held) = session.approvals.take(ticket) else { continue };
+        let Some(held) = session.held.take(ticket) else { continue };
         retract(session, ticket, &held, Withdrawn::Cancelled, None);
         let text = format!(
             "toolgate stopped before a person answered ({why}); the call to `{}` was not run.",
