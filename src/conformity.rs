@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::policy::{Decision, Gate, Tier};
 
 /// What `[settings] arguments` says, under the name this module has always used.
-pub use crate::policy::ArgumentsSetting as Setting;
+use crate::policy::ArgumentsSetting as Setting;
 
 /// One tool as the server lists it.
 #[derive(Debug, Clone)]

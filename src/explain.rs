@@ -36,7 +36,7 @@ pub struct Explanation {
 #[derive(Debug, Serialize)]
 pub struct ArgumentsCheck {
     /// `strict`, `ask` or `off`.
-    pub setting: crate::conformity::Setting,
+    pub setting: crate::policy::ArgumentsSetting,
     /// `conforms`, `does_not_conform` or `cannot_judge`.
     pub verdict: &'static str,
     /// What does not conform, or why it cannot be judged.
@@ -45,7 +45,7 @@ pub struct ArgumentsCheck {
 }
 
 impl ArgumentsCheck {
-    pub fn of(setting: crate::conformity::Setting, verdict: &crate::conformity::Verdict) -> ArgumentsCheck {
+    pub fn of(setting: crate::policy::ArgumentsSetting, verdict: &crate::conformity::Verdict) -> ArgumentsCheck {
         use crate::conformity::Verdict;
         let (verdict, problems) = match verdict {
             Verdict::Conforms(_) => ("conforms", Vec::new()),

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cli;
 pub mod clock;
+pub mod confidence;
 pub mod conformity;
 pub mod demo;
 pub mod exit;

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::confidence;
 use crate::policy::{Annotations, Call, Decision, Gate, Policy};
-use crate::proxy::confidence;
 use crate::visible::{json, visible};
 
 /// One recorded `tools/call`.

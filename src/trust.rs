@@ -207,7 +207,7 @@ pub fn what_changed(before: Option<&Value>, after: &Value) -> String {
 }
 
 /// Kept here for the proxy, which reads the time through `trust`.
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 /// The trust record on disk.
 pub type TrustFile = crate::state_file::StateFile<Store>;

@@ -62,7 +62,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::human::Remember;
+    use crate::policy::remember::Remember;
     use crate::policy::{Gate, Tier};
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::policy::remember::Remember;
+use crate::policy::remember::Remember;
 use crate::policy::{Gate, Tier};
 
 /// The arguments with every value longer than `max` characters cut short (a string by its

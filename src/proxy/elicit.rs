@@ -282,7 +282,7 @@ mod tests {
             rules: vec![("r\u{2066}".into(), Some("why\x1b]0;t\x07".into()))],
             reason: None,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
-            remember: human::Remember::Impossible("no".into()),
+            remember: crate::policy::remember::Remember::Impossible("no".into()),
         };
         let form = form(&request, 60);
         let message = form["message"].as_str().unwrap();

@@ -13,9 +13,11 @@ use tokio::time::Instant;
 
 use super::session::{Pending, Recorded, Session, Waiting, preview, unrecorded_text};
 use super::session_trust::TrustSays;
-use super::{Inbound, Outgoing, Peer, confidence, listing, request_state};
+use super::{Inbound, Outgoing, Peer, listing, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
-use crate::conformity::{self, Setting};
+use crate::confidence;
+use crate::conformity;
+use crate::policy::ArgumentsSetting as Setting;
 use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
 use crate::visible::visible;

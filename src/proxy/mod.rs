@@ -8,7 +8,6 @@
 
 mod approver_socket;
 pub mod child;
-pub(crate) mod confidence; // also read by `toolgate review --run` and `toolgate replay`
 mod dispatcher;
 mod elicit;
 mod gate;

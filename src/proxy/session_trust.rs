@@ -255,7 +255,7 @@ impl SessionTrust {
         }
         self.refresh();
         let record = self.store.tools.get(&key)?;
-        match record.standing(&settings.trust, trust::now_ms()) {
+        match record.standing(&settings.trust, crate::clock::now_ms()) {
             Standing::Earned(why) => match self.store.bound(server) {
                 Some(bound) if bound.id != self.identity.get().id => Some(TrustSays::Lost(format!(
                     "not trusted: a different program runs as `{server}` ({}) than the one that earned trust ({}): {}",

@@ -240,7 +240,7 @@ fn run_with_server(
     let mut params = item.params.clone().ok_or(Error::NoCall(id))?;
     // A proxy that took toolgate's confidence property from the call decided on arguments
     // without it (items parked by older versions kept it in `params`); it is never sent.
-    let property = crate::proxy::confidence::PROPERTY;
+    let property = crate::confidence::PROPERTY;
     if !item.arguments.contains_key(property)
         && let Some(arguments) = params.get_mut("arguments").and_then(Value::as_object_mut)
     {
