@@ -232,6 +232,17 @@ impl<W: std::io::Write> std::io::Write for LogWriter<W> {
     }
 }
 
+/// The start of a line, escaped, for logs.
+pub fn preview(line: &[u8]) -> String {
+    const MAX: usize = 200;
+    let shown = &line[..line.len().min(MAX)];
+    let mut text: String = shown.escape_ascii().to_string();
+    if line.len() > MAX {
+        text.push_str(&format!("… ({} bytes)", line.len()));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::session::preview;
 use crate::human::approver_protocol::{self, AnswerParams, Approval, Listener};
+use crate::visible::preview;
 use crate::wire::envelope::{self, Kind, Refusal, readable_ids};
 use crate::wire::{Frame, LineReader};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::session::{Pending, Recorded, Session, Waiting, preview, unrecorded_text};
+use super::session::{Pending, Recorded, Session, Waiting, unrecorded_text};
 use super::session_trust::TrustSays;
 use super::{Inbound, Outgoing, Peer, listing, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
@@ -20,7 +20,7 @@ use crate::conformity;
 use crate::policy::ArgumentsSetting as Setting;
 use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
-use crate::visible::visible;
+use crate::visible::{preview, visible};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
 /// A call that has been decided by the policy and waits to be settled.

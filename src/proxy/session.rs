@@ -16,7 +16,7 @@ use super::{Inbound, Outgoing, Peer, Read, elicit, gate, listing};
 use crate::audit::{AuditLog, Outcome, SecretKeys};
 use crate::confidence;
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
-use crate::visible::visible;
+use crate::visible::{preview, visible};
 use crate::wire::Envelope;
 use crate::wire::envelope::readable_ids;
 use crate::wire::{Id, Kind, reply};
@@ -677,17 +677,6 @@ fn result_is_error(line: &[u8]) -> bool {
         is_error: bool,
     }
     serde_json::from_slice::<Response>(line).is_ok_and(|r| r.result.is_error)
-}
-
-/// The start of a line, escaped, for logs.
-pub(super) fn preview(line: &[u8]) -> String {
-    const MAX: usize = 200;
-    let shown = &line[..line.len().min(MAX)];
-    let mut text: String = shown.escape_ascii().to_string();
-    if line.len() > MAX {
-        text.push_str(&format!("… ({} bytes)", line.len()));
-    }
-    text
 }
 
 #[cfg(test)]
