@@ -196,6 +196,33 @@ where
     });
     let mut core = Dispatcher::new(session, policy_path);
     let mut writers = Writers { to_client, to_server: Some(to_server), group };
+    drive(&mut core, &mut arrivals, &mut rare, &mut writers).await?;
+    lifecycle_task.abort();
+    // Whatever the server started must not outlive it.
+    group.signal(Signal::SIGKILL);
+    let (last, code) = core.finish(Instant::now());
+    writers.deliver(last);
+    let Writers { to_client, .. } = writers;
+    drop(to_client);
+    // Give the writers a bounded time to flush: a client that stopped reading must not hang us.
+    let flush = async {
+        let _ = client_writer.await;
+        let _ = server_writer.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(2), flush).await.is_err() {
+        tracing::warn!("could not deliver the last messages to the client in time");
+    }
+    Ok(code)
+}
+
+/// Feeds the core every event as it happens, with the time, and delivers what it produces,
+/// until the server is gone.
+async fn drive(
+    core: &mut Dispatcher,
+    arrivals: &mut mpsc::Receiver<Arrival>,
+    rare: &mut mpsc::UnboundedReceiver<Rare>,
+    writers: &mut Writers,
+) -> io::Result<()> {
     // One timer for every deadline: armed for the earliest, moved only when that changes.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
@@ -243,22 +270,7 @@ where
         };
         core.handle(event, Instant::now());
     }
-    lifecycle_task.abort();
-    // Whatever the server started must not outlive it.
-    group.signal(Signal::SIGKILL);
-    let (last, code) = core.finish(Instant::now());
-    writers.deliver(last);
-    let Writers { to_client, .. } = writers;
-    drop(to_client);
-    // Give the writers a bounded time to flush: a client that stopped reading must not hang us.
-    let flush = async {
-        let _ = client_writer.await;
-        let _ = server_writer.await;
-    };
-    if tokio::time::timeout(Duration::from_secs(2), flush).await.is_err() {
-        tracing::warn!("could not deliver the last messages to the client in time");
-    }
-    Ok(code)
+    Ok(())
 }
 
 /// Where the dispatcher's output goes: the two writers and the server's process group.
