@@ -31,9 +31,12 @@ struct DecidedParts {
     arguments: serde_json::Map<String, Value>,
     gate: crate::policy::Gate,
     tier: crate::policy::Tier,
+    /// Every rule that matched, as a decision record lists them.
     rules: Vec<String>,
     reason: Option<String>,
     confidence: Option<f64>,
+    /// The version of the policy that parked it: the one that decided it.
+    policy: String,
 }
 
 /// A run in flight: the reviewer waiting for it.
@@ -75,8 +78,14 @@ impl Parking {
 /// A `notify` call ran: it goes into the queue "to review".
 pub(super) fn to_review(session: &mut Session, call: &Decided) {
     let Some(file) = &session.parking.file else { return };
-    let item =
-        review::item(Status::ToReview, &session.server, &call.params.name, &call.params.arguments, &call.decision);
+    let item = review::item(
+        Status::ToReview,
+        &session.server,
+        &call.params.name,
+        &call.params.arguments,
+        &call.decision,
+        &session.policy.version,
+    );
     if let Err(e) = file.update(|q| q.add(item)) {
         tracing::warn!("cannot add `{}` to the review queue: {e}", call.params.name);
     }
@@ -103,7 +112,14 @@ pub(super) fn park(session: &mut Session, call: Decided) {
         .ok()
         .and_then(|t| splice::member(t.trim_end(), "params"))
         .and_then(|p| serde_json::from_str::<Value>(p).ok());
-    let mut item = review::item(Status::Waiting, &session.server, &tool, &call.params.arguments, &call.decision);
+    let mut item = review::item(
+        Status::Waiting,
+        &session.server,
+        &tool,
+        &call.params.arguments,
+        &call.decision,
+        &session.policy.version,
+    );
     item.proxy = Some(std::process::id());
     item.params = params;
     let added = match &session.parking.file {
@@ -130,9 +146,10 @@ pub(super) fn park(session: &mut Session, call: Decided) {
         arguments: call.params.arguments.clone(),
         gate: call.decision.gate,
         tier: call.decision.tier,
-        rules: call.decision.deciding_rules().map(str::to_owned).collect(),
+        rules: call.decision.matched.iter().map(|m| m.rule.clone()).collect(),
         reason: call.decision.reason.clone(),
         confidence: call.confidence,
+        policy: session.policy.version.clone(),
     };
     session.parking.parked.insert(number, ParkedCall { line, decided });
     let text = format!(
@@ -181,7 +198,7 @@ pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
         channel: Some("review"),
         note: Some(&format!("review item {item}, approved")),
         confidence: d.confidence,
-        policy: &session.policy.version.clone(),
+        policy: &d.policy,
         waited_ms: 0,
     };
     let call = match session.audit.decision(&record) {

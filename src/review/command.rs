@@ -265,7 +265,7 @@ fn run_with_server(
         channel: Some("review"),
         note: Some(&note),
         confidence: None,
-        policy: "-",
+        policy: item.policy.as_deref().unwrap_or("-"),
         waited_ms: 0,
     };
     let call = audit.decision(&record)?;

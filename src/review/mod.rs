@@ -68,6 +68,9 @@ pub struct Item {
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<u64>,
+    /// The version of the policy that decided it (absent in items queued before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl Item {
@@ -130,6 +133,7 @@ pub fn item(
     tool: &str,
     arguments: &Map<String, Value>,
     decision: &crate::policy::Decision,
+    policy: &str,
 ) -> Item {
     Item {
         id: 0,
@@ -147,5 +151,6 @@ pub fn item(
         result: None,
         note: None,
         decided_at: None,
+        policy: Some(policy.to_owned()),
     }
 }
