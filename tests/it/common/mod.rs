@@ -1,0 +1,229 @@
+//! Shared support for the integration tests: the real binary over real pipes, and the real MCP
+//! software that `tests/setup.sh` installs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub mod approvers;
+pub mod pty;
+
+/// How long any single expected event may take before a test gives up (a hang guard, not a
+/// timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn toolgate() -> &'static str {
+    env!("CARGO_BIN_EXE_toolgate")
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the test venv, with the pinned `mcp` SDK. Run `tests/setup.sh` first.
+pub fn python() -> PathBuf {
+    let p = root().join("target/test-deps/venv/bin/python");
+    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
+    p
+}
+
+/// A pinned npm MCP server's entry point, e.g. `mcp-server-everything`.
+pub fn node_server(bin: &str) -> PathBuf {
+    let p = root().join("tests/node/node_modules/.bin").join(bin);
+    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
+    p
+}
+
+/// A policy file in a temporary directory.
+pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A private runtime folder shared by this test binary's processes.
+pub fn test_runtime_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// A running `toolgate run` (or any process) with line-oriented access to its stdio.
+pub struct Peer {
+    pub child: Child,
+    /// The process's own state folder (trust record), unless the test gave one.
+    _state: Option<tempfile::TempDir>,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Peer {
+    /// Starts `program args` with piped stdin/stdout (stderr inherited, so it shows in test logs).
+    pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Peer {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Peer::start(cmd)
+    }
+
+    /// `toolgate run --policy P --audit A -- server...`.
+    pub fn toolgate(policy: &Path, audit: &Path, server: &[&str]) -> Peer {
+        let mut cmd = Command::new(toolgate());
+        cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("test").arg("--");
+        cmd.args(server);
+        Peer::start(cmd)
+    }
+
+    pub fn start(mut cmd: Command) -> Peer {
+        cmd.stderr(Stdio::inherit());
+        Peer::start_with(cmd, |_| {})
+    }
+
+    /// Like [`Peer::start`], keeping the command's stderr setting and handing the child to
+    /// `setup` (to take its stderr, say) before stdout is read.
+    pub fn start_with(mut cmd: Command, setup: impl FnOnce(&mut Child)) -> Peer {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        // Proxies listen for `toolgate approve` in the runtime folder: a test's own, so that an
+        // approver the developer runs never sees (or answers) the tests' calls.
+        if !cmd.get_envs().any(|(k, _)| k == "XDG_RUNTIME_DIR") {
+            cmd.env("XDG_RUNTIME_DIR", test_runtime_dir());
+        }
+        // And a state folder of its own: answers in one test must not earn trust in another,
+        // nor in the developer's own record.
+        let state = (!cmd.get_envs().any(|(k, _)| k == "XDG_STATE_HOME")).then(|| tempfile::tempdir().unwrap());
+        if let Some(state) = &state {
+            cmd.env("XDG_STATE_HOME", state.path());
+        }
+        // A new session has no controlling terminal, so toolgate never prompts on the terminal
+        // of whoever runs the tests (common/pty.rs gives it one on purpose).
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                // A process that already made itself a session (common/pty.rs) keeps it.
+                let _ = nix::unistd::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        setup(&mut child);
+        let stdin = child.stdin.take();
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer { child, _state: state, stdin, lines }
+    }
+
+    /// Writes raw bytes (a line must bring its own `\n`).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Writes one JSON message as a line.
+    pub fn send(&mut self, msg: &Value) {
+        self.send_raw(format!("{msg}\n").as_bytes());
+    }
+
+    /// The next line, or `None` at end of output. Panics after [`PATIENCE`].
+    pub fn next_line(&self) -> Option<String> {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no output within {PATIENCE:?}"),
+        }
+    }
+
+    /// The next message, parsed.
+    pub fn recv(&self) -> Value {
+        let line = self.next_line().expect("output ended");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Reads messages until the response with this id, returning it (others are skipped).
+    pub fn response(&self, id: &Value) -> Value {
+        loop {
+            let msg = self.recv();
+            if msg.get("id") == Some(id) && msg.get("method").is_none() {
+                return msg;
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn request(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&Value::from(id))
+    }
+
+    /// Closes stdin (EOF for the peer).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the process to exit; panics after [`PATIENCE`].
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit within {PATIENCE:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decision records of an audit log, in order.
+pub fn audit_decisions(audit: &Path) -> Vec<Value> {
+    std::fs::read_to_string(audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "decision")
+        .collect()
+}
+
+/// The standard `initialize` handshake through a peer.
+pub fn initialize(peer: &mut Peer, version: &str) -> Value {
+    let init = peer.request(
+        0,
+        "initialize",
+        serde_json::json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "toolgate-tests", "version": "0"}}),
+    );
+    peer.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    init
+}
+
+/// Waits until a condition holds (a hang guard, not a timing assertion).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process that has exited (a zombie counts) or never existed.
+pub fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
