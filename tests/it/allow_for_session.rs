@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::common::approvers::{Runtime, Socket};
+use crate::common::approvers::Socket;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -28,10 +28,10 @@ const SESSION_NOTE: &str = "the person allowed this tool for the session";
 
 /// A proxy named `name` in front of the fake server, which records every line it receives in
 /// `work/received.jsonl`; the server's tools are listed (see [`still_waiting`]).
-fn proxy(runtime: &Runtime, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
+fn proxy(env: &Env, work: &Path, name: &str, policy: &str) -> Peer {
     let record = work.join("received.jsonl").display().to_string();
     let server = root().join("tests/support/fake_server.py").display().to_string();
-    let mut peer = runtime.proxy_before(work, name, policy, env, &["python3", &server, "--record", &record]);
+    let mut peer = env.proxy_before(work, name, policy, &[], &["python3", &server, "--record", &record]);
     peer.request(1000, "tools/list", json!({}));
     peer
 }
@@ -100,10 +100,10 @@ fn allow_echo_for_the_session(peer: &mut Peer, socket: &mut Socket, id: i64) {
 
 #[test]
 fn allowing_a_tool_for_the_session_covers_that_tool_and_no_other() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut peer = proxy(&runtime, work.path(), "files", BOTH_NEED_A_YES, &[]);
-    let mut socket = runtime.connect(&peer);
+    let env = Env::new();
+    let work = env.path();
+    let mut peer = proxy(&env, work, "files", BOTH_NEED_A_YES);
+    let mut socket = env.connect(&peer);
     socket.subscribe();
     allow_echo_for_the_session(&mut peer, &mut socket, 1);
 
@@ -112,16 +112,16 @@ fn allowing_a_tool_for_the_session_covers_that_tool_and_no_other() {
     ran(&peer.response(&json!(3)));
 
     // Another tool that needs a yes is still asked about.
-    let marker = work.path().join("marker");
+    let marker = work.join("marker");
     call(&mut peer, 4, "write_marker", json!({"path": marker}));
     still_waiting(&mut peer, 4, 5);
     let ticket = offered(&mut socket, "write_marker");
     assert_eq!(socket.answer(6, &ticket, "deny")["result"]["settled"], true);
     assert_eq!(peer.response(&json!(4))["result"]["isError"], true);
 
-    assert_eq!(tools_called(&mut peer, work.path(), 7), ["echo", "echo"]);
+    assert_eq!(tools_called(&mut peer, work, 7), ["echo", "echo"]);
     assert!(!marker.exists(), "the marker tool never ran");
-    let decisions = audit_decisions(&work.path().join("files.jsonl"));
+    let decisions = audit_decisions(&work.join("files.jsonl"));
     let by: Vec<(&str, &str)> =
         decisions.iter().map(|d| (d["tool"].as_str().unwrap(), d["channel"].as_str().unwrap_or("-"))).collect();
     assert_eq!(by, [("echo", "approver"), ("echo", "session"), ("write_marker", "approver")]);
@@ -130,10 +130,10 @@ fn allowing_a_tool_for_the_session_covers_that_tool_and_no_other() {
 
 #[test]
 fn allowing_a_tool_for_the_session_never_overrides_always_ask() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut peer = proxy(&runtime, work.path(), "files", ECHO_ALWAYS_ASKS, &[]);
-    let mut socket = runtime.connect(&peer);
+    let env = Env::new();
+    let work = env.path();
+    let mut peer = proxy(&env, work, "files", ECHO_ALWAYS_ASKS);
+    let mut socket = env.connect(&peer);
     socket.subscribe();
     allow_echo_for_the_session(&mut peer, &mut socket, 1);
 
@@ -143,24 +143,21 @@ fn allowing_a_tool_for_the_session_never_overrides_always_ask() {
     assert_eq!(socket.answer(5, &ticket, "allow_once")["result"]["settled"], true);
     ran(&peer.response(&json!(3)));
 
-    let seen = notes(&work.path().join("files.jsonl"));
+    let seen = notes(&work.join("files.jsonl"));
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.iter().all(|(_, note)| note != SESSION_NOTE), "{seen:?}");
-    let decisions = audit_decisions(&work.path().join("files.jsonl"));
+    let decisions = audit_decisions(&work.join("files.jsonl"));
     assert_eq!(decisions[1]["channel"], "approver", "a person answered the second call too");
 }
 
 #[test]
 fn a_new_proxy_under_the_same_name_asks_again() {
-    let runtime = Runtime::new();
     // One user: both proxies share the state folder (the trust record) and the runtime folder.
-    let state = tempfile::tempdir().unwrap();
-    let state_var = state.path().display().to_string();
-    let env = [("XDG_STATE_HOME", state_var.as_str())];
-
-    let first_work = tempfile::tempdir().unwrap();
-    let mut first = proxy(&runtime, first_work.path(), "files", BOTH_NEED_A_YES, &env);
-    let mut socket = runtime.connect(&first);
+    let env = Env::new();
+    let first_work = env.join("first");
+    std::fs::create_dir(&first_work).unwrap();
+    let mut first = proxy(&env, &first_work, "files", BOTH_NEED_A_YES);
+    let mut socket = env.connect(&first);
     socket.subscribe();
     allow_echo_for_the_session(&mut first, &mut socket, 1);
     call(&mut first, 3, "echo", json!({"text": "again"}));
@@ -168,17 +165,18 @@ fn a_new_proxy_under_the_same_name_asks_again() {
     first.close_stdin();
     assert!(first.wait().success());
 
-    let second_work = tempfile::tempdir().unwrap();
-    let mut second = proxy(&runtime, second_work.path(), "files", BOTH_NEED_A_YES, &env);
-    let mut socket = runtime.connect(&second);
+    let second_work = env.join("second");
+    std::fs::create_dir(&second_work).unwrap();
+    let mut second = proxy(&env, &second_work, "files", BOTH_NEED_A_YES);
+    let mut socket = env.connect(&second);
     socket.subscribe();
     call(&mut second, 1, "echo", json!({"text": "new session"}));
     still_waiting(&mut second, 1, 2);
     let ticket = offered(&mut socket, "echo");
     assert_eq!(socket.answer(3, &ticket, "deny")["result"]["settled"], true);
     assert_eq!(second.response(&json!(1))["result"]["isError"], true);
-    assert_eq!(tools_called(&mut second, second_work.path(), 4), Vec::<String>::new());
-    let decisions = audit_decisions(&second_work.path().join("files.jsonl"));
+    assert_eq!(tools_called(&mut second, &second_work, 4), Vec::<String>::new());
+    let decisions = audit_decisions(&second_work.join("files.jsonl"));
     assert_eq!(
         (decisions[0]["decided_by"].as_str(), decisions[0]["channel"].as_str()),
         (Some("human"), Some("approver"))

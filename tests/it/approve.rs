@@ -8,9 +8,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::approvers::{Runtime, Socket, answer, event};
+use crate::common::approvers::{Socket, answer, event};
 use crate::common::pty::{Place, toolgate_on_pty};
 use crate::common::*;
 use serde_json::{Value, json};
@@ -19,8 +18,8 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"3
 [[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\nreason = \"it moves money\"\n";
 
 /// A proxy in front of the demo server under this file's policy.
-fn proxy(runtime: &Runtime, work: &Path, name: &str) -> Peer {
-    runtime.proxy_with(work, name, POLICY, &[])
+fn proxy(env: &Env, work: &Path, name: &str) -> Peer {
+    env.proxy_with(work, name, POLICY, &[])
 }
 
 fn pay(peer: &mut Peer, id: i64, to: &str) {
@@ -33,10 +32,10 @@ const ECHO_NEEDS_A_YES: &str = "[settings]\ndefault_tier = \"low\"\napproval_tim
 
 /// A proxy in front of the fake server, which records every line it receives in
 /// `work/received.jsonl`.
-fn echo_proxy(runtime: &Runtime, work: &Path) -> Peer {
+fn echo_proxy(env: &Env, work: &Path) -> Peer {
     let record = work.join("received.jsonl").display().to_string();
     let server = root().join("tests/support/fake_server.py").display().to_string();
-    runtime.proxy_before(work, "echo", ECHO_NEEDS_A_YES, &[], &["python3", &server, "--record", &record])
+    env.proxy_before(work, "echo", ECHO_NEEDS_A_YES, &[], &["python3", &server, "--record", &record])
 }
 
 fn echo(peer: &mut Peer, id: i64, text: &str) {
@@ -63,9 +62,9 @@ fn offered_ticket(socket: &mut Socket) -> Value {
 
 /// The echo server behind toolgate, one approver subscribed, and call 1 held: the ticket it was
 /// offered.
-fn held_echo(runtime: &Runtime, work: &Path) -> (Peer, Socket, Value) {
-    let mut proxy = echo_proxy(runtime, work);
-    let mut approver = runtime.connect(&proxy);
+fn held_echo(env: &Env, work: &Path) -> (Peer, Socket, Value) {
+    let mut proxy = echo_proxy(env, work);
+    let mut approver = env.connect(&proxy);
     approver.subscribe();
     echo(&mut proxy, 1, "held");
     let ticket = offered_ticket(&mut approver);
@@ -78,11 +77,11 @@ fn text(response: &Value) -> String {
 
 #[test]
 fn one_approver_answers_two_proxies_at_once() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut a = proxy(&runtime, work.path(), "bank-a");
-    let mut b = proxy(&runtime, work.path(), "bank-b");
-    let mut approver = runtime.approver();
+    let env = Env::new();
+    let work = env.path();
+    let mut a = proxy(&env, work, "bank-a");
+    let mut b = proxy(&env, work, "bank-b");
+    let mut approver = env.approver();
     let pids: Vec<Value> = (0..2).map(|_| event(&approver, "connected")["proxy"].clone()).collect();
     assert!(pids.contains(&json!(a.child.id())) && pids.contains(&json!(b.child.id())), "{pids:?}");
 
@@ -108,9 +107,9 @@ fn one_approver_answers_two_proxies_at_once() {
     for _ in 0..2 {
         assert_eq!(event(&approver, "answered")["settled"], true);
     }
-    let audit_a = audit_decisions(&work.path().join("bank-a.jsonl"));
+    let audit_a = audit_decisions(&work.join("bank-a.jsonl"));
     assert_eq!((audit_a[0]["decided_by"].as_str(), audit_a[0]["channel"].as_str()), (Some("human"), Some("approver")));
-    let audit_b = audit_decisions(&work.path().join("bank-b.jsonl"));
+    let audit_b = audit_decisions(&work.join("bank-b.jsonl"));
     assert_eq!(audit_b[0]["verdict"], "refused");
 
     // An answer to what is no longer pending is refused, and says so.
@@ -123,19 +122,19 @@ fn one_approver_answers_two_proxies_at_once() {
     a.close_stdin();
     a.wait();
     assert_eq!(event(&approver, "disconnected")["proxy"], json!(a.child.id()));
-    assert!(!runtime.folder().join(format!("{}.sock", a.child.id())).exists());
+    assert!(!env.socket_folder().join(format!("{}.sock", a.child.id())).exists());
 }
 
 #[test]
 fn an_approver_started_later_is_offered_what_already_waits() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut first = runtime.approver();
-    let mut proxy = proxy(&runtime, work.path(), "bank");
+    let env = Env::new();
+    let work = env.path();
+    let mut first = env.approver();
+    let mut proxy = proxy(&env, work, "bank");
     event(&first, "connected");
     pay(&mut proxy, 7, "ACME");
     event(&first, "offered");
-    let mut second = runtime.approver();
+    let mut second = env.approver();
     let offered = event(&second, "offered");
     assert_eq!(offered["approval"]["arguments"]["to"], "ACME");
     answer(&mut second, &offered, "deny", None);
@@ -148,9 +147,9 @@ fn an_approver_started_later_is_offered_what_already_waits() {
 
 #[test]
 fn with_no_approver_and_no_other_channel_the_call_is_refused_at_once_saying_how_to_be_asked() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut proxy = proxy(&runtime, work.path(), "bank");
+    let env = Env::new();
+    let work = env.path();
+    let mut proxy = proxy(&env, work, "bank");
     pay(&mut proxy, 1, "ACME");
     let refused = proxy.response(&json!(1));
     assert_eq!(refused["result"]["isError"], true);
@@ -159,14 +158,12 @@ fn with_no_approver_and_no_other_channel_the_call_is_refused_at_once_saying_how_
 
 #[test]
 fn the_terminal_prompt_and_an_approver_race_and_the_first_answer_wins() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let policy = policy_file(work.path(), POLICY);
-    let (k, v) = runtime.var();
-    let (mut proxy, mut screen) =
-        toolgate_on_pty(&policy, &work.path().join("audit.jsonl"), Place::Foreground, &[(k, &v)]);
+    let env = Env::new();
+    let work = env.path();
+    let policy = policy_file(work, POLICY);
+    let (mut proxy, mut screen) = toolgate_on_pty(&env, &policy, &work.join("audit.jsonl"), Place::Foreground, &[]);
     initialize(&mut proxy, "2025-11-25");
-    let mut approver = runtime.approver();
+    let mut approver = env.approver();
     event(&approver, "connected");
 
     // The approver answers first: the terminal's prompt is taken back.
@@ -192,7 +189,7 @@ fn the_terminal_prompt_and_an_approver_race_and_the_first_answer_wins() {
     answer(&mut approver, &offered, "allow_once", None);
     assert_eq!(event(&approver, "answered")["settled"], false, "the late answer changes nothing");
 
-    let audit = audit_decisions(&work.path().join("audit.jsonl"));
+    let audit = audit_decisions(&work.join("audit.jsonl"));
     let channels: Vec<&str> = audit.iter().map(|r| r["channel"].as_str().unwrap_or("-")).collect();
     assert_eq!(channels, ["approver", "terminal"]);
 }
@@ -256,26 +253,31 @@ fn connect_as_nobody(socket: &Path) -> AsNobody {
 
 #[test]
 fn another_user_cannot_reach_the_socket() {
-    if !nix::unistd::geteuid().is_root() {
-        // Switching to another user needs root; CI runs as root. Say so rather than pass silently.
-        panic!("this test must run as root to act as another user");
-    }
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut proxy = proxy(&runtime, work.path(), "bank");
-    let mut approver = runtime.approver();
+    // Switching to another user needs root; CI runs as root. Fail saying so rather than pass
+    // silently: a developer who is not root skips it with `-E 'not test(another_user)'`.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test must run as root to act as another user (uid 65534); as another user, skip it with \
+         `cargo nextest run -E 'not test(another_user)'`"
+    );
+    let env = Env::new();
+    let work = env.path();
+    let mut proxy = proxy(&env, work, "bank");
+    let mut approver = env.approver();
     event(&approver, "connected");
-    let socket = runtime.folder().join(format!("{}.sock", proxy.child.id()));
+    let socket = env.socket_folder().join(format!("{}.sock", proxy.child.id()));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&runtime.folder()), 0o700);
+    assert_eq!(mode(&env.socket_folder()), 0o700);
     assert_eq!(mode(&socket), 0o600);
 
-    // The folder keeps another user out.
-    std::fs::set_permissions(runtime.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // The folder keeps another user out (the folders above it let them through).
+    for open in [env.path().to_owned(), env.runtime()] {
+        std::fs::set_permissions(open, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
     assert_eq!(connect_as_nobody(&socket), AsNobody::Refused(libc::EACCES));
 
     // Opened to them by mistake, the proxy still checks who connects and hangs up unread.
-    std::fs::set_permissions(runtime.folder(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(env.socket_folder(), std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(connect_as_nobody(&socket), AsNobody::HungUp);
 
@@ -285,13 +287,7 @@ fn another_user_cannot_reach_the_socket() {
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let their_toolgate = shared.path().join("toolgate");
     std::fs::copy(toolgate(), &their_toolgate).unwrap();
-    let out = Command::new(&their_toolgate)
-        .args(["approve", "--json"])
-        .env(runtime.var().0, runtime.var().1)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = env.command(&their_toolgate).args(["approve", "--json"]).uid(65534).gid(65534).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("owned by another user"), "{out:?}");
 
@@ -304,11 +300,11 @@ fn another_user_cannot_reach_the_socket() {
 
 #[test]
 fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let bin = work.path().join("bin");
+    let env = Env::new();
+    let work = env.path();
+    let bin = work.join("bin");
     std::fs::create_dir(&bin).unwrap();
-    let shown = work.path().join("notifications.txt");
+    let shown = work.join("notifications.txt");
     let notifier = bin.join("notify-send");
     std::fs::write(
         &notifier,
@@ -317,18 +313,18 @@ fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
     .unwrap();
     std::fs::set_permissions(&notifier, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let mut approver = runtime.approver();
+    let mut approver = env.approver();
 
     // Turned off: no notification for the quiet bank's call.
     let quiet_policy = POLICY.replace("[settings]\n", "[settings]\ndesktop_notifications = false\n");
-    let mut quiet = runtime.proxy_with(work.path(), "quiet-bank", &quiet_policy, &[("PATH", &path)]);
+    let mut quiet = env.proxy_with(work, "quiet-bank", &quiet_policy, &[("PATH", &path)]);
     event(&approver, "connected");
     pay(&mut quiet, 1, "ACME");
     let offered = event(&approver, "offered");
     answer(&mut approver, &offered, "deny", None);
     quiet.response(&json!(1));
 
-    let mut loud = runtime.proxy_with(work.path(), "loud-bank", POLICY, &[("PATH", &path)]);
+    let mut loud = env.proxy_with(work, "loud-bank", POLICY, &[("PATH", &path)]);
     event(&approver, "connected");
     pay(&mut loud, 1, "ACME");
     let offered = event(&approver, "offered");
@@ -352,9 +348,9 @@ fn each_pending_approval_pops_up_a_desktop_notification_unless_turned_off() {
 
 #[test]
 fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let (mut proxy, mut approver, ticket) = held_echo(&runtime, work.path());
+    let env = Env::new();
+    let work = env.path();
+    let (mut proxy, mut approver, ticket) = held_echo(&env, work);
 
     // Read last-wins, each of these lines would allow the call; plainly and with an escape.
     for (id, key) in [(2, "decision"), (3, "d\\u0065cision")] {
@@ -375,14 +371,14 @@ fn an_answer_with_a_duplicate_decision_is_refused_and_the_held_call_does_not_run
     let denied = proxy.response(&json!(1));
     assert_eq!(denied["result"]["isError"], true, "{denied}");
     assert!(text(&denied).contains("not now"), "{denied}");
-    assert_eq!(calls_received(&mut proxy, work.path(), 5), Vec::<String>::new(), "the server never saw the call");
+    assert_eq!(calls_received(&mut proxy, work, 5), Vec::<String>::new(), "the server never saw the call");
 }
 
 #[test]
 fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_good_one() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let (mut proxy, mut approver, ticket) = held_echo(&runtime, work.path());
+    let env = Env::new();
+    let work = env.path();
+    let (mut proxy, mut approver, ticket) = held_echo(&env, work);
 
     // An 8 MiB edit answer: the reply comes once 2 MiB of it are sent, before the line ends.
     let head = format!(
@@ -399,7 +395,7 @@ fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_g
     let reply = approver.answer(3, &ticket, "allow_once");
     assert_eq!(reply["result"]["settled"], true, "{reply}");
     assert!(text(&proxy.response(&json!(1))).contains("held"));
-    let calls = calls_received(&mut proxy, work.path(), 4);
+    let calls = calls_received(&mut proxy, work, 4);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(
         calls[0].contains(r#""text":"held""#),
@@ -410,12 +406,12 @@ fn an_oversized_answer_is_refused_before_it_ends_and_the_held_call_waits_for_a_g
 
 #[test]
 fn a_connection_that_never_subscribed_cannot_answer_a_pending_call() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let (mut proxy, mut subscriber, ticket) = held_echo(&runtime, work.path());
+    let env = Env::new();
+    let work = env.path();
+    let (mut proxy, mut subscriber, ticket) = held_echo(&env, work);
 
     // Same user, right ticket, well-formed answer; but it was shown nothing.
-    let mut stranger = runtime.connect(&proxy);
+    let mut stranger = env.connect(&proxy);
     let reply = stranger.answer(7, &ticket, "allow_once");
     assert_eq!(reply["error"]["code"], -32003, "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap().contains("has not subscribed"), "{reply}");
@@ -424,17 +420,17 @@ fn a_connection_that_never_subscribed_cannot_answer_a_pending_call() {
     let reply = subscriber.answer(8, &ticket, "deny");
     assert_eq!(reply["result"]["settled"], true, "{reply}");
     assert_eq!(proxy.response(&json!(1))["result"]["isError"], true);
-    assert_eq!(calls_received(&mut proxy, work.path(), 2), Vec::<String>::new(), "the server never saw the call");
-    let audit = audit_decisions(&work.path().join("echo.jsonl"));
+    assert_eq!(calls_received(&mut proxy, work, 2), Vec::<String>::new(), "the server never saw the call");
+    let audit = audit_decisions(&work.join("echo.jsonl"));
     assert_eq!((audit[0]["decided_by"].as_str(), audit[0]["verdict"].as_str()), (Some("human"), Some("refused")));
 }
 
 #[test]
 fn a_subscribed_connection_is_offered_calls_and_answers_them() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut proxy = echo_proxy(&runtime, work.path());
-    let mut early = runtime.connect(&proxy);
+    let env = Env::new();
+    let work = env.path();
+    let mut proxy = echo_proxy(&env, work);
+    let mut early = env.connect(&proxy);
     assert_eq!(early.subscribe()["pending"], json!([]));
 
     // Offered in an `offered` notification.
@@ -447,7 +443,7 @@ fn a_subscribed_connection_is_offered_calls_and_answers_them() {
     // Offered in the `subscribe` result of a connection that comes while the call waits.
     echo(&mut proxy, 3, "second");
     let ticket = offered_ticket(&mut early);
-    let mut late = runtime.connect(&proxy);
+    let mut late = env.connect(&proxy);
     let pending = late.subscribe()["pending"].clone();
     assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
     assert_eq!(pending[0]["ticket"], ticket);
@@ -457,7 +453,7 @@ fn a_subscribed_connection_is_offered_calls_and_answers_them() {
 
     // Each ran once; answering again changes nothing.
     assert_eq!(early.answer(5, &ticket, "allow_once")["error"]["code"], -32001);
-    let calls = calls_received(&mut proxy, work.path(), 6);
+    let calls = calls_received(&mut proxy, work, 6);
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].contains("first") && calls[1].contains("second"), "{calls:?}");
 }

@@ -4,7 +4,6 @@
 //! secrets kept out.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -13,9 +12,9 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\n\
 [[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\nreason = \"it moves money\"\n";
 
 /// Runs a session of `calls` reads and one refused payment, writing to `audit`.
-fn session(dir: &Path, audit: &Path, calls: usize) {
+fn session(env: &Env, dir: &Path, audit: &Path, calls: usize) {
     let policy = policy_file(dir, POLICY);
-    let mut peer = Peer::toolgate(&policy, audit, &[toolgate(), "demo-server"]);
+    let mut peer = Peer::toolgate(env, &policy, audit, &[toolgate(), "demo-server"]);
     initialize(&mut peer, "2025-11-25");
     for i in 0..calls {
         let args = json!({"path": format!("notes/{i}.txt"), "api_token": "s3cr3t-value"});
@@ -27,14 +26,12 @@ fn session(dir: &Path, audit: &Path, calls: usize) {
     peer.wait();
 }
 
-fn toolgate_audit(args: &[&str]) -> (bool, String) {
-    let out = Command::new(toolgate()).arg("audit").args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+fn toolgate_audit(env: &Env, args: &[&str]) -> (bool, String) {
+    run_to_end(env.toolgate().arg("audit").args(args))
 }
 
-fn verify(path: &Path) -> (bool, String) {
-    toolgate_audit(&["verify", path.to_str().unwrap()])
+fn verify(env: &Env, path: &Path) -> (bool, String) {
+    toolgate_audit(env, &["verify", path.to_str().unwrap()])
 }
 
 /// A copy of the log (and its head) with its lines changed by `edit`.
@@ -50,16 +47,16 @@ fn tampered(original: &Path, name: &str, edit: impl FnOnce(&mut Vec<String>)) ->
 
 #[test]
 fn verify_accepts_the_log_and_names_each_kind_of_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    session(dir.path(), &audit, 3);
-    let (ok, text) = verify(&audit);
+    let env = Env::new();
+    let audit = env.join("audit.jsonl");
+    session(&env, env.path(), &audit, 3);
+    let (ok, text) = verify(&env, &audit);
     assert!(ok, "{text}");
     assert!(text.contains("ok: 7 lines, 7 chained records"), "{text}");
 
     let edited = tampered(&audit, "edited.jsonl", |l| l[2] = l[2].replace("notes/", "secret/"));
     assert_eq!(
-        verify(&edited),
+        verify(&env, &edited),
         (false, format!("{}: line 3: edited (its hash no longer matches the chain)\n", edited.display()))
     );
 
@@ -67,22 +64,26 @@ fn verify_accepts_the_log_and_names_each_kind_of_tampering() {
         let n = l.len() - 1;
         l[n] = l[n].replace("ACME", "EVIL");
     });
-    assert!(verify(&last_edited).1.contains("line 7: edited"), "{}", verify(&last_edited).1);
+    assert!(verify(&env, &last_edited).1.contains("line 7: edited"), "{}", verify(&env, &last_edited).1);
 
     let deleted = tampered(&audit, "deleted.jsonl", |l| {
         l.remove(3);
     });
-    assert!(verify(&deleted).1.contains("line 4: record 4 before it was deleted"), "{}", verify(&deleted).1);
+    assert!(
+        verify(&env, &deleted).1.contains("line 4: record 4 before it was deleted"),
+        "{}",
+        verify(&env, &deleted).1
+    );
 
     let reordered = tampered(&audit, "reordered.jsonl", |l| l.swap(1, 2));
     assert!(
-        verify(&reordered).1.contains("line 2: reordered (record 3 where record 2 belongs)"),
+        verify(&env, &reordered).1.contains("line 2: reordered (record 3 where record 2 belongs)"),
         "{}",
-        verify(&reordered).1
+        verify(&env, &reordered).1
     );
 
     let truncated = tampered(&audit, "truncated.jsonl", |l| l.truncate(5));
-    let (ok, text) = verify(&truncated);
+    let (ok, text) = verify(&env, &truncated);
     assert!(!ok);
     assert!(
         text.contains("truncated: the head record says the log ran to record 7, but it ends at record 5"),
@@ -90,30 +91,27 @@ fn verify_accepts_the_log_and_names_each_kind_of_tampering() {
     );
 
     let garbage = tampered(&audit, "garbage.jsonl", |l| l[0] = "not json".into());
-    assert!(verify(&garbage).1.contains("line 1: not a JSON record"), "{}", verify(&garbage).1);
+    assert!(verify(&env, &garbage).1.contains("line 1: not a JSON record"), "{}", verify(&env, &garbage).1);
 
     let headless = tampered(&audit, "headless.jsonl", |_| {});
     std::fs::remove_file(format!("{}.head", headless.display())).unwrap();
-    let (ok, text) = verify(&headless);
+    let (ok, text) = verify(&env, &headless);
     assert!(!ok && text.contains("head record is missing"), "{text}");
 }
 
 #[test]
 fn several_proxies_share_one_log_without_breaking_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let writers: Vec<_> = (0..4)
-        .map(|i| {
-            let work = dir.path().join(format!("w{i}"));
+    let env = Env::new();
+    let audit = env.join("audit.jsonl");
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let work = env.join(format!("w{i}"));
             std::fs::create_dir(&work).unwrap();
-            let audit = audit.clone();
-            std::thread::spawn(move || session(&work, &audit, 40))
-        })
-        .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    let (ok, text) = verify(&audit);
+            let (env, audit) = (&env, &audit);
+            scope.spawn(move || session(env, &work, audit, 40));
+        }
+    });
+    let (ok, text) = verify(&env, &audit);
     assert!(ok, "{text}");
     // Each proxy: 40 reads with their outcomes and one refused payment.
     assert!(text.contains("ok: 324 lines, 324 chained records"), "{text}");
@@ -127,32 +125,32 @@ fn several_proxies_share_one_log_without_breaking_the_chain() {
 
 #[test]
 fn show_prints_the_history_with_filters_and_keeps_secrets_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    session(dir.path(), &audit, 2);
+    let env = Env::new();
+    let audit = env.join("audit.jsonl");
+    session(&env, env.path(), &audit, 2);
     let raw = std::fs::read_to_string(&audit).unwrap();
     assert!(!raw.contains("s3cr3t-value"), "secrets are recorded as a digest");
     assert!(raw.contains("\"api_token\":\"[secret sha256:"));
 
-    let (ok, text) = toolgate_audit(&["show", audit.to_str().unwrap()]);
+    let (ok, text) = toolgate_audit(&env, &["show", audit.to_str().unwrap()]);
     assert!(ok, "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].contains("test/read_file  allow → forwarded by policy, ok in"), "{text}");
     assert!(lines[2].contains("test/send_payment  ask → refused by toolgate  rule \"money needs a yes\""), "{text}");
 
-    let (_, refused) = toolgate_audit(&["show", audit.to_str().unwrap(), "--decision", "refused"]);
+    let (_, refused) = toolgate_audit(&env, &["show", audit.to_str().unwrap(), "--decision", "refused"]);
     assert_eq!(refused.lines().count(), 1, "{refused}");
     let (_, by_policy) =
-        toolgate_audit(&["show", audit.to_str().unwrap(), "--decided-by", "policy", "--tool", "read_*"]);
+        toolgate_audit(&env, &["show", audit.to_str().unwrap(), "--decided-by", "policy", "--tool", "read_*"]);
     assert_eq!(by_policy.lines().count(), 2, "{by_policy}");
-    let (_, future) = toolgate_audit(&["show", audit.to_str().unwrap(), "--since", "2999-01-01T00:00:00Z"]);
+    let (_, future) = toolgate_audit(&env, &["show", audit.to_str().unwrap(), "--since", "2999-01-01T00:00:00Z"]);
     assert_eq!(future, "");
-    let (_, recent) = toolgate_audit(&["show", audit.to_str().unwrap(), "--since", "1h", "--json"]);
+    let (_, recent) = toolgate_audit(&env, &["show", audit.to_str().unwrap(), "--since", "1h", "--json"]);
     let records: Vec<Value> = recent.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0]["outcome"]["outcome"], "ok");
     assert!(records[2].get("outcome").is_none(), "a refused call has no outcome");
-    let (ok, text) = toolgate_audit(&["show", audit.to_str().unwrap(), "--since", "last tuesday"]);
+    let (ok, text) = toolgate_audit(&env, &["show", audit.to_str().unwrap(), "--since", "last tuesday"]);
     assert!(!ok && text.contains("--since \"last tuesday\""), "{text}");
 }

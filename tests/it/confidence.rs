@@ -6,7 +6,6 @@
 //! toolgate forwards without it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::approvers::event;
 use crate::common::*;
@@ -19,10 +18,11 @@ fn strict_server() -> String {
 }
 
 /// toolgate in front of the strict server, which records every arguments object it receives.
-fn start(dir: &Path, policy: &str) -> (Peer, PathBuf) {
+fn start(env: &Env, policy: &str) -> (Peer, PathBuf) {
+    let dir = env.path();
     let policy = policy_file(dir, policy);
     let record = dir.join("received.jsonl");
-    let mut cmd = std::process::Command::new(toolgate());
+    let mut cmd = env.toolgate();
     cmd.args(["run", "--name", "notes", "--policy"]).arg(&policy).arg("--audit").arg(dir.join("audit.jsonl"));
     cmd.arg("--").arg(strict_server()).env("RECORD", &record);
     let mut peer = Peer::start(cmd);
@@ -47,9 +47,9 @@ const USES_CONFIDENCE: &str = "[settings]\ndefault_tier = \"low\"\nmin_confidenc
 
 #[test]
 fn the_strict_server_really_refuses_an_unknown_argument() {
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("received.jsonl");
-    let mut cmd = std::process::Command::new(strict_server());
+    let env = Env::new();
+    let record = env.join("received.jsonl");
+    let mut cmd = env.command(strict_server());
     cmd.env("RECORD", &record);
     let mut direct = Peer::start(cmd);
     initialize(&mut direct, "2025-06-18");
@@ -72,10 +72,10 @@ fn the_strict_server_really_refuses_an_unknown_argument() {
 
 #[test]
 fn schemas_gain_the_property_and_nothing_else_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, _) = start(dir.path(), USES_CONFIDENCE);
+    let env = Env::new();
+    let (mut peer, _) = start(&env, USES_CONFIDENCE);
     let listed = peer.request(1, "tools/list", json!({}));
-    let mut direct = Peer::spawn(strict_server(), &[]);
+    let mut direct = Peer::start(env.command(strict_server()));
     initialize(&mut direct, "2025-06-18");
     let original = direct.request(1, "tools/list", json!({}));
     let tools = listed["result"]["tools"].as_array().unwrap();
@@ -92,15 +92,15 @@ fn schemas_gain_the_property_and_nothing_else_changes() {
 
 #[test]
 fn a_confident_call_succeeds_and_the_server_never_sees_the_property() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, record) = start(dir.path(), USES_CONFIDENCE);
+    let env = Env::new();
+    let (mut peer, record) = start(&env, USES_CONFIDENCE);
     peer.request(1, "tools/list", json!({}));
     let reply = note(&mut peer, 2, Some(0.95));
     assert_eq!(reply["result"]["content"][0]["text"], "noted: t2", "{reply}");
     assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})]);
     peer.close_stdin();
     peer.wait();
-    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(env.join("audit.jsonl")).unwrap();
     let decision: Value =
         audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["event"] == "decision").unwrap();
     assert_eq!(decision["confidence"], 0.95);
@@ -109,8 +109,8 @@ fn a_confident_call_succeeds_and_the_server_never_sees_the_property() {
 
 #[test]
 fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, record) = start(dir.path(), USES_CONFIDENCE);
+    let env = Env::new();
+    let (mut peer, record) = start(&env, USES_CONFIDENCE);
     peer.request(1, "tools/list", json!({}));
     for (id, confidence) in [(2, Some(0.2)), (3, Some(0.85)), (4, None), (5, Some(7.0))] {
         let reply = note(&mut peer, id, confidence);
@@ -127,7 +127,7 @@ fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
     assert_eq!(received(&record), vec![json!({"text": "hi"})], "only the echo reached the server");
     peer.close_stdin();
     assert!(peer.wait().success());
-    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    let decisions = audit_decisions(&env.join("audit.jsonl"));
     let seen: Vec<_> =
         decisions.iter().map(|d| (d["tool"].clone(), d["confidence"].clone(), d["verdict"].clone())).collect();
     assert_eq!(
@@ -144,8 +144,8 @@ fn low_or_missing_confidence_is_not_forwarded_and_ignore_lets_missing_run() {
         assert!(d["arguments"].get("toolgate_confidence").is_none(), "{d}");
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, record) = start(dir.path(), &USES_CONFIDENCE.replace("\"ask\"", "\"ignore\""));
+    let env = Env::new();
+    let (mut peer, record) = start(&env, &USES_CONFIDENCE.replace("\"ask\"", "\"ignore\""));
     peer.request(1, "tools/list", json!({}));
     assert_eq!(note(&mut peer, 2, None)["result"]["content"][0]["text"], "noted: t2");
     assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})]);
@@ -161,8 +161,8 @@ fn a_confidence_equal_to_the_threshold_reaches_it_and_the_next_double_below_does
         "[settings]\ndefault_tier = \"low\"\nmin_confidence = 0.8\n",
         "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"notes need 0.8\"\ntools = [\"write_note\"]\nmin_confidence = 0.8\n",
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut peer, record) = start(dir.path(), policy);
+        let env = Env::new();
+        let (mut peer, record) = start(&env, policy);
         peer.request(1, "tools/list", json!({}));
         let reached = note(&mut peer, 2, Some(0.8));
         assert_eq!(reached["result"]["content"][0]["text"], "noted: t2", "{policy}: {reached}");
@@ -175,7 +175,7 @@ fn a_confidence_equal_to_the_threshold_reaches_it_and_the_next_double_below_does
         assert_eq!(received(&record), vec![json!({"title": "t2", "body": "b"})], "{policy}");
         peer.close_stdin();
         assert!(peer.wait().success());
-        let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+        let decisions = audit_decisions(&env.join("audit.jsonl"));
         let seen: Vec<_> =
             decisions.iter().map(|d| (d["gate"].clone(), d["confidence"].clone(), d["verdict"].clone())).collect();
         assert_eq!(
@@ -189,12 +189,12 @@ fn a_confidence_equal_to_the_threshold_reaches_it_and_the_next_double_below_does
 
 #[test]
 fn without_confidence_in_the_policy_tools_list_passes_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, _) = start(dir.path(), "[settings]\ndefault_tier = \"low\"\n");
+    let env = Env::new();
+    let (mut peer, _) = start(&env, "[settings]\ndefault_tier = \"low\"\n");
     let request = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n";
     peer.send_raw(request.as_bytes());
     let through = peer.next_line().unwrap();
-    let mut direct = Peer::spawn(strict_server(), &[]);
+    let mut direct = Peer::start(env.command(strict_server()));
     initialize(&mut direct, "2025-06-18");
     direct.send_raw(request.as_bytes());
     assert_eq!(through, direct.next_line().unwrap());
@@ -205,13 +205,14 @@ fn without_confidence_in_the_policy_tools_list_passes_byte_for_byte() {
 fn stripping_the_property_leaves_every_other_argument_byte_for_byte() {
     // Re-encoding would turn 1e2 into 100.0 and a 20-digit integer into a float; a strict
     // server could then refuse what the client actually sent.
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), USES_CONFIDENCE);
-    let record = dir.path().join("raw.jsonl");
+    let env = Env::new();
+    let policy = policy_file(env.path(), USES_CONFIDENCE);
+    let record = env.join("raw.jsonl");
     let fake = root().join("tests/support/fake_server.py");
     let mut peer = Peer::toolgate(
+        &env,
         &policy,
-        &dir.path().join("audit.jsonl"),
+        &env.join("audit.jsonl"),
         &["python3", fake.to_str().unwrap(), "--record", record.to_str().unwrap()],
     );
     initialize(&mut peer, "2025-06-18");
@@ -228,35 +229,29 @@ fn stripping_the_property_leaves_every_other_argument_byte_for_byte() {
     );
 }
 
-/// A state folder and a runtime folder shared by proxies and the `toolgate review` and
-/// `toolgate approve` run beside them.
+/// One user's proxies and the `toolgate review` and `toolgate approve` run beside them (they
+/// share the state and runtime folders).
 struct Place {
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
 impl Place {
     fn new() -> Place {
-        let place = Place { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir_all(place.path("run")).unwrap();
-        place
+        Place { env: Env::new() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn env(&self) -> [(&'static str, PathBuf); 2] {
-        [("XDG_STATE_HOME", self.path("state")), ("XDG_RUNTIME_DIR", self.path("run"))]
+        self.env.join(name)
     }
 
     /// `toolgate run` under `policy` in front of `server`, recording the session to
     /// `session.jsonl`; the strict server records what it receives in `received.jsonl`.
     fn proxy(&self, policy: &str, server: &[&str]) -> Peer {
-        let policy = policy_file(self.dir.path(), policy);
-        let mut cmd = Command::new(toolgate());
+        let policy = policy_file(self.env.path(), policy);
+        let mut cmd = self.env.toolgate();
         cmd.args(["run", "--name", "notes", "--record"]).arg(self.path("session.jsonl"));
         cmd.arg("--policy").arg(&policy).arg("--audit").arg(self.path("audit.jsonl"));
-        cmd.arg("--").args(server).env("RECORD", self.path("received.jsonl")).envs(self.env());
+        cmd.arg("--").args(server).env("RECORD", self.path("received.jsonl"));
         let mut peer = Peer::start(cmd);
         initialize(&mut peer, "2025-06-18");
         peer
@@ -264,13 +259,7 @@ impl Place {
 
     /// A `toolgate` command (`review`, `replay`, `test`, ...): success and output.
     fn toolgate(&self, args: &[&str]) -> (bool, String) {
-        let mut cmd = Command::new(toolgate());
-        cmd.args(args).env("RECORD", self.path("received.jsonl")).envs(self.env());
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        run_to_end(self.env.toolgate().args(args).env("RECORD", self.path("received.jsonl")))
     }
 
     fn item(&self, id: u64) -> Value {
@@ -341,9 +330,7 @@ fn arguments_a_person_edits_lose_the_property_too() {
     let policy = USES_CONFIDENCE
         .replace("[settings]\n", "[settings]\napproval_timeout = \"30s\"\ndesktop_notifications = false\n");
     let mut peer = place.proxy(&policy, &[&strict_server()]);
-    let mut approver = Command::new(toolgate());
-    approver.args(["approve", "--json"]).envs(place.env());
-    let mut approver = Peer::start(approver);
+    let mut approver = place.env.approver();
     event(&approver, "connected");
     // Too little confidence: it needs a yes. The person edits it, and writes a confidence in.
     let args = json!({"title": "t2", "body": "b", "toolgate_confidence": 0.2});
@@ -395,7 +382,7 @@ fn replay_decides_a_recorded_call_with_the_confidence_it_reported_and_serve_take
 
     // The recorded server takes the call toolgate forwards, without the property.
     let session = place.path("session.jsonl");
-    let mut cmd = Command::new(toolgate());
+    let mut cmd = place.env.toolgate();
     cmd.args(["run", "--name", "notes", "--policy", policy, "--audit"]).arg(place.path("again.jsonl"));
     cmd.args(["--", toolgate(), "replay", session.to_str().unwrap(), "--serve"]);
     let mut again = Peer::start(cmd);

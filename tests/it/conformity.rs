@@ -7,16 +7,16 @@
 use crate::common::*;
 use serde_json::{Value, json};
 
-fn session(setting: &str) -> (Peer, std::path::PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), &format!("[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\n"));
-    let audit = dir.path().join("audit.jsonl");
+fn session(setting: &str) -> (Peer, std::path::PathBuf, Env) {
+    let env = Env::new();
+    let policy = policy_file(env.path(), &format!("[settings]\ndefault_tier = \"low\"\narguments = \"{setting}\"\n"));
+    let audit = env.join("audit.jsonl");
     let py = python();
     let server = root().join("tests/python/sdk_server.py");
-    let mut peer = Peer::toolgate(&policy, &audit, &[py.to_str().unwrap(), server.to_str().unwrap()]);
+    let mut peer = Peer::toolgate(&env, &policy, &audit, &[py.to_str().unwrap(), server.to_str().unwrap()]);
     initialize(&mut peer, "2025-06-18");
     peer.request(1, "tools/list", json!({}));
-    (peer, audit, dir)
+    (peer, audit, env)
 }
 
 fn count(peer: &mut Peer, id: i64, n: Value) -> Value {

@@ -2,13 +2,11 @@
 //! `--version`, `--help` with examples on every command, and color that follows `--color` and
 //! `NO_COLOR` (checked on a real pseudo-terminal, where `auto` would color).
 
-use std::process::Command;
-
 use crate::common::pty::command_on_pty;
 use crate::common::*;
 
 fn stdout_of(args: &[&str]) -> String {
-    let out = Command::new(toolgate()).args(args).output().unwrap();
+    let out = Env::new().toolgate().args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -52,12 +50,12 @@ fn every_command_has_help_with_examples() {
 /// `toolgate explain` with a missing policy, run on a pty: what the terminal shows (an error
 /// logged on stderr, whose level is colored when color is on).
 fn check_on_a_terminal(color: Option<&str>, no_color: bool) -> String {
-    let mut cmd = Command::new(toolgate());
+    let env = Env::new();
+    let mut cmd = env.toolgate();
     cmd.args(["explain", "--tool", "x", "--policy", "/nonexistent/policy.toml"]);
     if let Some(c) = color {
         cmd.args(["--color", c]);
     }
-    cmd.env_remove("NO_COLOR");
     if no_color {
         cmd.env("NO_COLOR", "1");
     }

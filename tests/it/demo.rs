@@ -3,16 +3,14 @@
 //! delete is refused; then the session's audit trail, its intact hash chain, and what toolgate
 //! learned for trust. It needs nothing but the binary.
 
-use std::process::Command;
-
 use crate::common::pty::command_on_pty;
 use crate::common::*;
 
 #[test]
 fn the_demo_tour_answers_real_prompts_and_ends_with_the_audit_trail_and_trust() {
-    let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(toolgate());
-    cmd.arg("demo").env("XDG_STATE_HOME", state.path()).env("TERM", "xterm");
+    let env = Env::new();
+    let mut cmd = env.toolgate();
+    cmd.arg("demo").env("TERM", "xterm");
     let (mut child, mut screen) = command_on_pty(cmd);
 
     screen.wait_for("Calls that need you are asked right here");
@@ -34,5 +32,5 @@ fn the_demo_tour_answers_real_prompts_and_ends_with_the_audit_trail_and_trust() 
     let trust = screen.wait_for("lose it on a denial or an edit");
     assert!(trust.contains("demo/send_payment: not yet: as the policy says (1 of 20 approvals"), "{trust}");
     assert!(child.wait().unwrap().success());
-    assert!(!state.path().join("toolgate/trust.json").exists(), "the demo leaves the user's trust record alone");
+    assert!(!env.state().join("toolgate/trust.json").exists(), "the demo leaves the user's trust record alone");
 }

@@ -15,8 +15,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
+use crate::common::{Env, root};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Map, Value, json};
@@ -34,9 +35,10 @@ struct Pydantic {
 }
 
 impl Pydantic {
-    fn start(cwd: &Path, home: &Path) -> Pydantic {
-        let mut child = Command::new(crate::common::python())
-            .arg(crate::common::root().join("tests/python/pydantic_reader.py"))
+    fn start(env: &Env, cwd: &Path, home: &Path) -> Pydantic {
+        let mut child = env
+            .python()
+            .arg(root().join("tests/python/pydantic_reader.py"))
             .current_dir(cwd)
             .env("HOME", home)
             .stdin(Stdio::piped())
@@ -330,8 +332,9 @@ fn gate(policy: &Policy, tools: Option<&Tools>, value: &Value, place: &Server) -
 
 #[test]
 fn whenever_pydantic_reads_a_value_that_a_rule_restricts_toolgate_is_at_least_as_strict() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().canonicalize().unwrap();
+    let env = Env::new();
+    std::fs::create_dir(env.join("place")).unwrap();
+    let root = env.join("place").canonicalize().unwrap();
     for folder in ["PROT/sub", "ok", "Caf\u{e9}"] {
         std::fs::create_dir_all(root.join(folder)).unwrap();
     }
@@ -341,7 +344,7 @@ fn whenever_pydantic_reads_a_value_that_a_rule_restricts_toolgate_is_at_least_as
     // HOME is the root too: `~/PROT/x` is inside PROT.
     let folders = Folders { root: root.to_string_lossy().into_owned() };
     let place = Server { cwd: folders.root.clone(), home: folders.root.clone() };
-    let mut pydantic = Pydantic::start(&root, &root);
+    let mut pydantic = Pydantic::start(&env, &root, &root);
 
     let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let mut checked = 0;

@@ -9,15 +9,15 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"3
 
 struct Session {
     peer: Peer,
-    _dir: tempfile::TempDir,
+    _env: Env,
     audit: std::path::PathBuf,
 }
 
 fn start(elicitation: Option<Value>, policy: &str) -> Session {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), policy);
-    let audit = dir.path().join("audit.jsonl");
-    let mut peer = Peer::toolgate(&policy, &audit, &[toolgate(), "demo-server"]);
+    let env = Env::new();
+    let policy = policy_file(env.path(), policy);
+    let audit = env.join("audit.jsonl");
+    let mut peer = Peer::toolgate(&env, &policy, &audit, &[toolgate(), "demo-server"]);
     let mut capabilities = json!({});
     if let Some(e) = elicitation {
         capabilities["elicitation"] = e;
@@ -28,7 +28,7 @@ fn start(elicitation: Option<Value>, policy: &str) -> Session {
         json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}),
     );
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    Session { peer, _dir: dir, audit }
+    Session { peer, _env: env, audit }
 }
 
 fn pay(peer: &mut Peer, id: i64) {
@@ -201,13 +201,14 @@ fn client_cancellation_and_timeout_withdraw_the_question() {
 #[test]
 fn a_server_posing_as_toolgate_is_refused_and_an_honest_one_passes() {
     for (mode, passes) in [("impersonate", false), ("honest", true)] {
-        let dir = tempfile::tempdir().unwrap();
-        let policy = policy_file(dir.path(), "[settings]\ndefault_tier = \"low\"\n");
-        let record = dir.path().join("server.jsonl");
+        let env = Env::new();
+        let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
+        let record = env.join("server.jsonl");
         let script = root().join("tests/support/impersonating_server.py");
         let mut peer = Peer::toolgate(
+            &env,
             &policy,
-            &dir.path().join("audit.jsonl"),
+            &env.join("audit.jsonl"),
             &["python3", script.to_str().unwrap(), mode, record.to_str().unwrap()],
         );
         peer.request(0, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "0"}}));
@@ -242,13 +243,14 @@ fn a_server_posing_as_toolgate_is_refused_and_an_honest_one_passes() {
 
 #[test]
 fn toolgates_question_and_its_answer_never_reach_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), "[[rules]]\nname = \"ask first\"\ntools = [\"ask\"]\ntier = \"high\"\n");
-    let record = dir.path().join("server.jsonl");
+    let env = Env::new();
+    let policy = policy_file(env.path(), "[[rules]]\nname = \"ask first\"\ntools = [\"ask\"]\ntier = \"high\"\n");
+    let record = env.join("server.jsonl");
     let script = root().join("tests/support/impersonating_server.py");
     let mut peer = Peer::toolgate(
+        &env,
         &policy,
-        &dir.path().join("audit.jsonl"),
+        &env.join("audit.jsonl"),
         &["python3", script.to_str().unwrap(), "honest", record.to_str().unwrap()],
     );
     peer.request(0, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "0"}}));

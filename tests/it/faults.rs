@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,16 +23,16 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"6
 [[rules]]\nname = \"no deleting\"\ntools = [\"delete_*\"]\naction = \"deny\"\n";
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { dir: tempfile::tempdir().unwrap() }
+        Fixture { env: Env::new() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.env.join(name)
     }
 
     fn s(&self, name: &str) -> String {
@@ -44,9 +44,7 @@ impl Fixture {
     fn start(&self, setup: impl FnOnce(&mut Command)) -> (Peer, mpsc::Receiver<String>) {
         let mut cmd = self.command();
         setup(&mut cmd);
-        let (tx, stderr) = mpsc::channel();
-        let peer = Peer::start_with(cmd, |child| read_stderr(child, tx));
-        (peer, stderr)
+        Peer::start_reading_stderr(cmd)
     }
 
     /// The `toolgate run` command, stderr piped.
@@ -55,7 +53,7 @@ impl Fixture {
         if !policy.exists() {
             std::fs::write(&policy, POLICY).unwrap();
         }
-        let mut cmd = Command::new(toolgate());
+        let mut cmd = self.env.toolgate();
         cmd.arg("run")
             .arg("--name")
             .arg("fake")
@@ -79,28 +77,6 @@ impl Fixture {
             std::fs::read_to_string(self.path("pid")).is_ok_and(|s| !s.trim().is_empty())
         });
         std::fs::read_to_string(self.path("pid")).unwrap().trim().parse().unwrap()
-    }
-}
-
-/// Hands toolgate's stderr lines to `tx` (and shows them in the test's output).
-fn read_stderr(child: &mut Child, tx: mpsc::Sender<String>) {
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            eprintln!("toolgate: {line}");
-            let _ = tx.send(line);
-        }
-    });
-}
-
-/// Reads stderr until a line contains `needle`; returns that line.
-fn said(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match stderr.recv_timeout(PATIENCE) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("toolgate never said {needle:?} on stderr ({e})"),
-        }
     }
 }
 
@@ -250,7 +226,7 @@ fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_
     assert_eq!(outcomes(7), [json!("cancelled")]);
     assert_eq!(outcomes(8), [json!("error")]);
     let (ok, shown) = {
-        let out = Command::new(toolgate()).args(["audit", "show"]).arg(f.path("audit.jsonl")).output().unwrap();
+        let out = f.env.toolgate().args(["audit", "show"]).arg(f.path("audit.jsonl")).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert!(ok, "{shown}");
@@ -265,14 +241,7 @@ fn a_vanished_client_stops_the_server_and_its_held_call_never_runs() {
     // pipes close (a `Peer` reads stdout on a thread that would keep its end open).
     let mut cmd = f.command();
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    cmd.env("XDG_RUNTIME_DIR", test_runtime_dir()).env("XDG_STATE_HOME", f.path("state"));
-    // SAFETY: setsid is async-signal-safe; no controlling terminal, so no prompt there.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let _ = nix::unistd::setsid();
-            Ok(())
-        });
-    }
+    no_terminal(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let (tx, stderr) = mpsc::channel();
     read_stderr(&mut child, tx);
@@ -359,7 +328,7 @@ fn a_full_audit_disk_refuses_calls_before_they_run_and_leaves_the_log_whole() {
     p.close_stdin();
     p.wait();
     // What was written is a whole chain: no half line where the disk ran out.
-    let verify = Command::new(toolgate()).args(["audit", "verify"]).arg(f.path("audit.jsonl")).output().unwrap();
+    let verify = f.env.toolgate().args(["audit", "verify"]).arg(f.path("audit.jsonl")).output().unwrap();
     assert!(
         verify.status.success(),
         "{}{}",

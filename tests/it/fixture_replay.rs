@@ -38,11 +38,12 @@ fn replay(name: &str, policy: &str, refused: &[&str]) -> usize {
 fn replay_file(path: &std::path::Path, policy: &str, refused: &[&str]) -> usize {
     let name = path.display().to_string();
     let entries = messages(path);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), policy);
+    let env = Env::new();
+    let policy = policy_file(env.path(), policy);
     let mut peer = Peer::toolgate(
+        &env,
         &policy,
-        &dir.path().join("audit.jsonl"),
+        &env.join("audit.jsonl"),
         &[toolgate(), "replay", "--serve", path.to_str().unwrap()],
     );
     let mut checked = 0;
@@ -101,29 +102,32 @@ fn a_denied_call_is_refused_and_the_rest_of_the_session_is_unchanged() {
 fn the_replay_server_notices_a_session_that_differs_from_the_recording() {
     // Guards the guard: a line the recording never had ends the replay with an error.
     let (path, _) = transcript("python-sdk.jsonl");
-    let mut peer = Peer::spawn(toolgate(), &["replay", "--serve", path.to_str().unwrap()]);
+    let env = Env::new();
+    let mut cmd = env.toolgate();
+    cmd.args(["replay", "--serve", path.to_str().unwrap()]);
+    let mut peer = Peer::start(cmd);
     peer.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "never/recorded"}));
     peer.close_stdin();
     assert_eq!(peer.wait().code(), Some(2));
 }
 
 /// `toolgate replay`, its stdout and exit code.
-fn toolgate_replay(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(toolgate()).arg("replay").args(args).output().unwrap();
+fn toolgate_replay(env: &Env, args: &[&str]) -> (i32, String) {
+    let out = env.toolgate().arg("replay").args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
 fn a_session_recorded_by_toolgate_replays_and_shows_what_a_policy_edit_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("project");
+    let env = Env::new();
+    let project = env.join("project");
     std::fs::create_dir(&project).unwrap();
     let before = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"writes are noticed\"\ntools = [\"write_file\"]\ntier = \"medium\"\n";
-    let policy = policy_file(dir.path(), before);
-    let recording = dir.path().join("session.jsonl");
-    let audit = dir.path().join("audit.jsonl");
+    let policy = policy_file(env.path(), before);
+    let recording = env.join("session.jsonl");
+    let audit = env.join("audit.jsonl");
     let server = node_server("mcp-server-filesystem").display().to_string();
-    let mut cmd = std::process::Command::new(toolgate());
+    let mut cmd = env.toolgate();
     cmd.arg("record").arg("--out").arg(&recording).arg("--name").arg("fs").arg("--policy").arg(&policy);
     cmd.arg("--audit").arg(&audit).arg("--").arg(&server).arg(&project);
     let mut peer = Peer::start(cmd);
@@ -154,15 +158,12 @@ fn a_session_recorded_by_toolgate_replays_and_shows_what_a_policy_edit_changes()
 
     // A policy edit that asks before writes changes exactly the two writes.
     let after = before.replace("tier = \"medium\"", "tier = \"high\"");
-    let edited = dir.path().join("after.toml");
+    let edited = env.join("after.toml");
     std::fs::write(&edited, after).unwrap();
-    let (code, out) = toolgate_replay(&[
-        recording.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--against",
-        edited.to_str().unwrap(),
-    ]);
+    let (code, out) = toolgate_replay(
+        &env,
+        &[recording.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--against", edited.to_str().unwrap()],
+    );
     assert_eq!(code, 1, "{out}");
     let changed: Vec<&str> = out.lines().filter(|l| l.contains(" → ")).collect();
     assert_eq!(changed.len(), 3, "two calls and the summary: {out}");
@@ -173,21 +174,15 @@ fn a_session_recorded_by_toolgate_replays_and_shows_what_a_policy_edit_changes()
     assert!(changed[1].contains("b.txt"), "{out}");
     assert!(out.ends_with("4 calls, 2 changed (notify → ask: 2)\n"), "{out}");
     // Against itself nothing changes, and the audit log is a recording too.
-    let (code, out) = toolgate_replay(&[
-        recording.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--against",
-        policy.to_str().unwrap(),
-    ]);
+    let (code, out) = toolgate_replay(
+        &env,
+        &[recording.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--against", policy.to_str().unwrap()],
+    );
     assert_eq!((code, out.trim_end()), (0, "4 calls, 0 changed"));
-    let (code, out) = toolgate_replay(&[
-        audit.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-        "--against",
-        edited.to_str().unwrap(),
-    ]);
+    let (code, out) = toolgate_replay(
+        &env,
+        &[audit.to_str().unwrap(), "--policy", policy.to_str().unwrap(), "--against", edited.to_str().unwrap()],
+    );
     assert_eq!(code, 1);
     assert!(out.ends_with("4 calls, 2 changed (notify → ask: 2)\n"), "{out}");
 }

@@ -7,9 +7,9 @@
 //! notice and the log; and `toolgate approve --json` prints exact JSON with no raw controls.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::common::approvers::{Runtime, event};
+use crate::common::approvers::event;
 use crate::common::pty::{Place, Screen, Seen, command_on_pty, toolgate_before_on_pty};
 use crate::common::*;
 use serde_json::{Map, Value, json};
@@ -46,11 +46,12 @@ fn server() -> Vec<String> {
 }
 
 /// `toolgate run --name demo` on a pty, in front of [`server`], initialized.
-fn on_pty(dir: &std::path::Path, policy: &str) -> (Peer, Screen) {
-    let policy = policy_file(dir, policy);
+fn on_pty(env: &Env, policy: &str) -> (Peer, Screen) {
+    let policy = policy_file(env.path(), policy);
     let server = server();
     let server: Vec<&str> = server.iter().map(String::as_str).collect();
-    let (mut peer, screen) = toolgate_before_on_pty(&policy, &dir.join("audit.jsonl"), Place::Foreground, &[], &server);
+    let (mut peer, screen) =
+        toolgate_before_on_pty(env, &policy, &env.join("audit.jsonl"), Place::Foreground, &[], &server);
     initialize(&mut peer, "2025-06-18");
     (peer, screen)
 }
@@ -85,8 +86,8 @@ fn assert_prompt_shows_the_call(seen: &Seen, server_row: &str) {
 
 #[test]
 fn a_hostile_tool_name_and_arguments_cannot_rewrite_the_prompt() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut peer, mut screen) = on_pty(dir.path(), ASK);
+    let env = Env::new();
+    let (mut peer, mut screen) = on_pty(&env, ASK);
     call(&mut peer, 1);
     let seen = prompt(&mut screen);
     assert_prompt_shows_the_call(&seen, "  server   demo");
@@ -99,9 +100,9 @@ fn a_hostile_tool_name_and_arguments_cannot_rewrite_the_prompt() {
 
 #[test]
 fn a_hostile_tool_name_cannot_rewrite_the_notify_notice() {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let (mut peer, mut screen) = on_pty(
-        dir.path(),
+        &env,
         "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"tell me\"\naction = \"notify\"\nreason = \"told\\u001B[2K\\u202E\"\n",
     );
     call(&mut peer, 1);
@@ -122,15 +123,15 @@ fn a_hostile_tool_name_cannot_rewrite_the_notify_notice() {
 
 #[test]
 fn the_log_on_stderr_shows_hostile_names_escaped() {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     // A call that runs with a notice, and one refused (each logs the tool's name).
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"n\"\naction = \"notify\"\n\
          [[rules]]\nname = \"d\"\nargs = { \"/deny\" = { exists = true } }\naction = \"deny\"\n",
     );
-    let mut cmd = Command::new(toolgate());
-    cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(dir.path().join("audit.jsonl"));
+    let mut cmd = env.toolgate();
+    cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(env.join("audit.jsonl"));
     cmd.arg("--name").arg(SERVER).arg("--").args(server()).stderr(Stdio::piped());
     let mut stderr = None;
     let mut peer = Peer::start_with(cmd, |child| stderr = child.stderr.take());
@@ -156,16 +157,15 @@ fn the_log_on_stderr_shows_hostile_names_escaped() {
 
 #[test]
 fn toolgate_approve_shows_hostile_names_escaped_and_flags_them() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(toolgate());
-    let (k, v) = runtime.var();
-    cmd.arg("approve").env(k, v);
+    let env = Env::new();
+    let work = env.path();
+    let mut cmd = env.toolgate();
+    cmd.arg("approve");
     let (mut approver, mut screen) = command_on_pty(cmd);
     screen.wait_for("appear here");
     let server = server();
     let server: Vec<&str> = server.iter().map(String::as_str).collect();
-    let mut proxy = runtime.proxy_before(work.path(), SERVER, ASK, &[], &server);
+    let mut proxy = env.proxy_before(work, SERVER, ASK, &[], &server);
     screen.wait_for("connected to toolgate");
     call(&mut proxy, 1);
     let seen = prompt(&mut screen);
@@ -183,12 +183,12 @@ fn toolgate_approve_shows_hostile_names_escaped_and_flags_them() {
 
 #[test]
 fn toolgate_approve_json_is_exact_and_has_no_raw_controls() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    let work = env.path();
     let server = server();
     let server: Vec<&str> = server.iter().map(String::as_str).collect();
-    let mut proxy = runtime.proxy_before(work.path(), SERVER, ASK, &[], &server);
-    let approver = runtime.approver();
+    let mut proxy = env.proxy_before(work, SERVER, ASK, &[], &server);
+    let approver = env.approver();
     event(&approver, "connected");
     call(&mut proxy, 1);
     let line = loop {

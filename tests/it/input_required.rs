@@ -4,7 +4,7 @@
 //! state never gets a call through. A server's own input requests and state pass untouched, and
 //! its follow-up to a call a person approved (with edited arguments, here) is not asked again.
 
-use crate::common::approvers::{Runtime, answer, event};
+use crate::common::approvers::{answer, event};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -14,24 +14,28 @@ struct Setup {
     peer: Peer,
     received: std::path::PathBuf,
     audit: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _env: Env,
 }
 
 fn start(timeout: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         &format!(
             "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"{timeout}\"\n\
              [[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\nreason = \"test\"\n"
         ),
     );
-    let received = dir.path().join("received.jsonl");
-    let audit = dir.path().join("audit.jsonl");
+    let received = env.join("received.jsonl");
+    let audit = env.join("audit.jsonl");
     let server = root().join("tests/support/fake_server.py");
-    let peer =
-        Peer::toolgate(&policy, &audit, &["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()]);
-    Setup { peer, received, audit, _dir: dir }
+    let peer = Peer::toolgate(
+        &env,
+        &policy,
+        &audit,
+        &["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()],
+    );
+    Setup { peer, received, audit, _env: env }
 }
 
 fn meta(elicitation: bool) -> Value {
@@ -224,22 +228,20 @@ fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passe
 
 #[test]
 fn the_servers_follow_up_continues_the_edited_call_that_ran_and_not_the_original() {
-    let runtime = Runtime::new();
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
          [[rules]]\nname = \"confirm needs a yes\"\ntools = [\"confirm\"]\ntier = \"high\"\n",
     );
-    let (received, audit) = (dir.path().join("received.jsonl"), dir.path().join("audit.jsonl"));
+    let (received, audit) = (env.join("received.jsonl"), env.join("audit.jsonl"));
     let server = root().join("tests/support/fake_server.py");
-    let mut cmd = std::process::Command::new(toolgate());
+    let mut cmd = env.toolgate();
     cmd.arg("run").arg("--name").arg("fake").arg("--policy").arg(&policy).arg("--audit").arg(&audit);
     cmd.args(["--", "python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()]);
-    cmd.env(runtime.var().0, runtime.var().1);
     let mut peer = Peer::start(cmd);
     // A live approver: the 2026-07-28 call is held and offered there, where it can be edited.
-    let mut approver = runtime.approver();
+    let mut approver = env.approver();
     event(&approver, "connected");
     let confirm = |peer: &mut Peer, id: i64, text: &str, extra: Value| {
         let mut params = json!({"name": "confirm", "arguments": {"text": text}, "_meta": meta(true)});

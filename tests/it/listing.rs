@@ -12,19 +12,19 @@ struct Setup {
     peer: Peer,
     received: std::path::PathBuf,
     audit: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _env: Env,
 }
 
 fn start(flags: &[&str]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), "[settings]\ndefault_tier = \"low\"\n");
-    let received = dir.path().join("received.jsonl");
-    let audit = dir.path().join("audit.jsonl");
+    let env = Env::new();
+    let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
+    let received = env.join("received.jsonl");
+    let audit = env.join("audit.jsonl");
     let server = root().join("tests/support/fake_server.py");
     let mut cmd = vec!["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()];
     cmd.extend(flags);
-    let peer = Peer::toolgate(&policy, &audit, &cmd);
-    Setup { peer, received, audit, _dir: dir }
+    let peer = Peer::toolgate(&env, &policy, &audit, &cmd);
+    Setup { peer, received, audit, _env: env }
 }
 
 /// The messages the server received, in order.

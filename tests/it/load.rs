@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::common::*;
@@ -41,20 +41,14 @@ fn mib(samples: &[u64]) -> Vec<f64> {
 
 /// toolgate (with `options` before `--`) in front of `server`, with raw pipes: the test writes
 /// and reads on threads of its own.
-fn start(dir: &std::path::Path, options: &[&str], server: &[&str]) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+fn start(env: &Env, options: &[&str], server: &[&str]) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let dir = env.path();
     let policy = policy_file(dir, POLICY);
-    let mut cmd = Command::new(toolgate());
+    let mut cmd = env.toolgate();
     cmd.args(["run", "-q", "--name", "load", "--policy"]).arg(&policy).arg("--audit").arg(dir.join("audit.jsonl"));
     cmd.args(options).arg("--").args(server);
-    cmd.env("XDG_RUNTIME_DIR", test_runtime_dir()).env("XDG_STATE_HOME", dir.join("state"));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    // SAFETY: setsid is async-signal-safe; no controlling terminal, so nothing prompts.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let _ = nix::unistd::setsid();
-            Ok(())
-        });
-    }
+    no_terminal(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let stdin = child.stdin.take().unwrap();
     let stdout = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
@@ -128,8 +122,8 @@ fn a_million_messages_in_one_session_each_answered_once_in_flat_memory() {
     const MESSAGES: u64 = 1_000_000;
     const WINDOW: u64 = 1_000;
     const SAMPLE_EVERY: usize = 50_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (child, stdin, mut stdout) = start(dir.path(), &[], &[toolgate(), "demo-server"]);
+    let env = Env::new();
+    let (child, stdin, mut stdout) = start(&env, &[], &[toolgate(), "demo-server"]);
     let pid = child.id();
     let mut to = BufWriter::with_capacity(1 << 16, stdin);
     handshake(&mut to, &mut stdout);
@@ -187,7 +181,7 @@ fn a_million_messages_in_one_session_each_answered_once_in_flat_memory() {
     assert_eq!(seen.len() as u64, requests);
     let peak = memory(pid, "VmHWM");
     finish(child, to, stdout);
-    assert_eq!(audit_decisions(&dir.path().join("audit.jsonl")).len() as u64, calls, "every call audited once");
+    assert_eq!(audit_decisions(&env.join("audit.jsonl")).len() as u64, calls, "every call audited once");
 
     eprintln!("resident memory every 50k answers (MiB): {:?}; peak {} MiB", mib(&samples), peak / MIB);
     // Flat: from the first sample (50k answers, 100k messages, warm) to the last (all 1M),
@@ -210,9 +204,9 @@ fn a_million_messages_in_one_session_each_answered_once_in_flat_memory() {
 #[test]
 fn ten_thousand_requests_in_flight_each_get_their_own_answer() {
     const CALLS: u64 = 10_000;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let server = fake_server();
-    let (child, stdin, mut stdout) = start(dir.path(), &[], &["python3", &server, "--batch", &CALLS.to_string()]);
+    let (child, stdin, mut stdout) = start(&env, &[], &["python3", &server, "--batch", &CALLS.to_string()]);
     let pid = child.id();
     let mut to = BufWriter::new(stdin);
     handshake(&mut to, &mut stdout);
@@ -244,7 +238,7 @@ fn ten_thousand_requests_in_flight_each_get_their_own_answer() {
     finish(child, writer.join().unwrap(), stdout);
     eprintln!("10,000 in flight: peak resident memory {} MiB", peak / MIB);
     assert!(peak < 32 * MIB, "peak {} MiB", peak / MIB);
-    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    let decisions = audit_decisions(&env.join("audit.jsonl"));
     assert_eq!(decisions.len() as u64, CALLS, "every call decided and audited once");
 }
 
@@ -256,9 +250,9 @@ fn ten_thousand_requests_in_flight_each_get_their_own_answer() {
 fn sixty_four_mebibyte_messages_pass_within_twice_their_size_in_memory() {
     const SIZE: usize = 64 << 20;
     const BASE: u64 = 24 * MIB;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let server = fake_server();
-    let (child, stdin, mut stdout) = start(dir.path(), &[], &["python3", &server, "--big", &SIZE.to_string()]);
+    let (child, stdin, mut stdout) = start(&env, &[], &["python3", &server, "--big", &SIZE.to_string()]);
     let pid = child.id();
     let mut to = BufWriter::new(stdin);
     handshake(&mut to, &mut stdout);
@@ -305,14 +299,14 @@ fn sixty_four_mebibyte_messages_pass_within_twice_their_size_in_memory() {
 #[test]
 fn messages_over_the_limit_are_refused_whole_and_the_session_goes_on() {
     const LIMIT: usize = 64 << 20;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let server = fake_server();
-    let received = dir.path().join("received.jsonl");
+    let received = env.join("received.jsonl");
     // The answer to call 4 is `{"jsonrpc": "2.0", "id": 4, "result": {"content": [{"type":
     // "text", "text": "…"}]}}`: the text and 82 bytes, one more than the limit.
     let big = (LIMIT + 1 - 82).to_string();
     let (child, stdin, mut stdout) = start(
-        dir.path(),
+        &env,
         &["--max-message-bytes", "64MiB"],
         &["python3", &server, "--big", &big, "--record", received.to_str().unwrap()],
     );
@@ -375,7 +369,7 @@ fn messages_over_the_limit_are_refused_whole_and_the_session_goes_on() {
     assert_eq!(ids, [json!("init"), json!("list"), json!(1), json!(3), json!(4), json!(5)]);
     // The refused call was never decided; the call whose result was refused was, and is
     // recorded as an error.
-    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    let decisions = audit_decisions(&env.join("audit.jsonl"));
     let decided: Vec<&Value> = decisions.iter().map(|d| &d["request_id"]).collect();
     assert_eq!(decided, [&json!(3), &json!(4)]);
 
@@ -399,8 +393,8 @@ fn nonblocking(fd: &impl AsFd, on: bool) {
 fn a_client_that_reads_only_when_it_must_is_held_back_in_bounded_memory() {
     const MESSAGES: u64 = 300_000;
     const SAMPLE_EVERY: u64 = 50_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (child, stdin, mut stdout) = start(dir.path(), &[], &[toolgate(), "demo-server"]);
+    let env = Env::new();
+    let (child, stdin, mut stdout) = start(&env, &[], &[toolgate(), "demo-server"]);
     let pid = child.id();
     let mut stdin = BufWriter::new(stdin);
     handshake(&mut stdin, &mut stdout);
@@ -491,7 +485,7 @@ fn a_client_that_reads_only_when_it_must_is_held_back_in_bounded_memory() {
     nonblocking(&stdin, false);
     nonblocking(&stdout, false);
     finish(child, stdin, BufReader::new(stdout));
-    let denied = audit_decisions(&dir.path().join("audit.jsonl"));
+    let denied = audit_decisions(&env.join("audit.jsonl"));
     assert_eq!(denied.len() as u64, MESSAGES / 10, "every call decided and audited once");
 
     eprintln!(

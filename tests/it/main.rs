@@ -1,7 +1,10 @@
-//! The integration tests, in one binary (one link, one place for shared fixtures): each module
-//! drives the real `toolgate` binary, and the real MCP software `tests/setup.sh` installs.
+//! The integration tests, one binary: each module drives the real `toolgate` binary (and the
+//! real MCP software `tests/setup.sh` installs) from an [`common::Env`] of its own, so no test
+//! reads the developer's policy, writes their state or reaches their approver.
 //!
-//! Run one area with `cargo nextest run --test it MODULE::`, e.g. `--test it approve::`.
+//! Run one area with `cargo nextest run --test it MODULE::`, e.g. `--test it approve::`. nextest
+//! runs each test in a process of its own; under `cargo test` they share one process, which the
+//! fixtures allow for (nothing here sets the test process's own environment).
 
 mod common;
 

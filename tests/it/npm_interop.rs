@@ -2,7 +2,7 @@
 //! with and without toolgate, and every smuggling shape fails against server-filesystem, whose
 //! write_file the policy denies, though most of them run when sent to it directly.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -123,11 +123,13 @@ fn everything_session(peer: Peer) -> (Vec<Value>, String) {
 #[test]
 fn a_whole_server_everything_session_is_the_same_through_toolgate() {
     let server = node_server("mcp-server-everything").display().to_string();
-    let (direct, direct_list) = everything_session(Peer::spawn(&server, &["stdio"]));
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), "[settings]\ndefault_tier = \"low\"\n");
+    let env = Env::new();
+    let mut direct = env.command(&server);
+    direct.arg("stdio");
+    let (direct, direct_list) = everything_session(Peer::start(direct));
+    let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
     let (through, through_list) =
-        everything_session(Peer::toolgate(&policy, &dir.path().join("audit.jsonl"), &[&server, "stdio"]));
+        everything_session(Peer::toolgate(&env, &policy, &env.join("audit.jsonl"), &[&server, "stdio"]));
     assert_eq!(direct, through);
     assert_eq!(direct_list, through_list, "tools/list must arrive byte for byte");
     // The session really exercised what it claims.
@@ -164,18 +166,29 @@ fn shapes(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn start_filesystem(dir: &Path, through_toolgate: bool) -> Peer {
+/// A user, and an empty folder of theirs for the filesystem server to serve.
+fn served() -> (Env, PathBuf) {
+    let env = Env::new();
+    let served = env.join("served");
+    std::fs::create_dir(&served).unwrap();
+    let served = served.canonicalize().unwrap();
+    (env, served)
+}
+
+/// The filesystem server serving `dir`, through toolgate or directly.
+fn start_filesystem(env: &Env, dir: &Path, through_toolgate: bool) -> Peer {
     let server = node_server("mcp-server-filesystem").display().to_string();
     let served = dir.display().to_string();
     let mut peer = if through_toolgate {
-        let policy_dir = tempfile::tempdir().unwrap().keep();
         let policy = policy_file(
-            &policy_dir,
+            env.path(),
             "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no writes\"\ntools = [\"write_file\", \"edit_file\", \"move_file\", \"create_directory\"]\naction = \"deny\"\nreason = \"read-only here\"\n",
         );
-        Peer::toolgate(&policy, &policy_dir.join("audit.jsonl"), &[&server, &served])
+        Peer::toolgate(env, &policy, &env.join("audit.jsonl"), &[&server, &served])
     } else {
-        Peer::spawn(&server, &[&served])
+        let mut cmd = env.command(&server);
+        cmd.arg(&served);
+        Peer::start(cmd)
     };
     initialize(&mut peer, "2025-06-18");
     peer
@@ -183,9 +196,8 @@ fn start_filesystem(dir: &Path, through_toolgate: bool) -> Peer {
 
 #[test]
 fn every_smuggling_shape_fails_through_toolgate_against_server_filesystem() {
-    let dir = tempfile::tempdir().unwrap();
-    let served = dir.path().canonicalize().unwrap();
-    let mut peer = start_filesystem(&served, true);
+    let (env, served) = served();
+    let mut peer = start_filesystem(&env, &served, true);
     for (i, (name, mut bytes)) in shapes(&served).into_iter().enumerate() {
         bytes.push(b'\n');
         peer.send_raw(&bytes);
@@ -215,9 +227,8 @@ fn the_shapes_toolgate_refuses_do_run_when_sent_to_the_server_directly() {
     // last-wins, escapes decode, and 19.0 is read as 19). The batch, id-less, lone-CR, BOM,
     // bad-UTF-8, trailing-data and deep shapes the SDK rejects on its own; toolgate refuses
     // them anyway, since a Python server splits on a lone CR and other servers differ.
-    let dir = tempfile::tempdir().unwrap();
-    let served = dir.path().canonicalize().unwrap();
-    let mut peer = start_filesystem(&served, false);
+    let (env, served) = served();
+    let mut peer = start_filesystem(&env, &served, false);
     let dangerous = ["dup_method", "dup_name", "dup_arg", "escaped_method", "escaped_name", "float_id"];
     for (name, mut bytes) in shapes(&served).into_iter().filter(|(n, _)| dangerous.contains(n)) {
         bytes.push(b'\n');
@@ -229,9 +240,8 @@ fn the_shapes_toolgate_refuses_do_run_when_sent_to_the_server_directly() {
 
 #[test]
 fn a_denied_call_gets_the_rules_reason_as_a_tool_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let served = dir.path().canonicalize().unwrap();
-    let mut peer = start_filesystem(&served, true);
+    let (env, served) = served();
+    let mut peer = start_filesystem(&env, &served, true);
     let reply = peer.request(
         3,
         "tools/call",

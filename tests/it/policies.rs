@@ -1,22 +1,22 @@
 //! The example policies load and pass their own examples, and `check` / `explain` behave as
 //! documented, through the real binary.
 
-use std::process::Command;
-
+use crate::common::{Env, policy_file, root};
 use serde_json::{Value, json};
 
+/// `toolgate ARGS` for a user of its own (no policy of theirs): exit code, stdout, stderr.
 fn toolgate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(crate::common::toolgate()).args(args).output().unwrap();
+    let out = Env::new().toolgate().args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
 fn example(name: &str) -> String {
-    crate::common::root().join("policies").join(name).display().to_string()
+    root().join("policies").join(name).display().to_string()
 }
 
 #[test]
 fn every_example_policy_passes_check_with_its_examples() {
-    let dir = crate::common::root().join("policies");
+    let dir = root().join("policies");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -34,7 +34,7 @@ fn every_example_policy_passes_check_with_its_examples() {
 
 #[test]
 fn every_example_policy_has_a_test_suite_and_passes_it() {
-    let dir = crate::common::root().join("policies");
+    let dir = root().join("policies");
     let policies: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -55,8 +55,8 @@ fn every_example_policy_has_a_test_suite_and_passes_it() {
 
 #[test]
 fn a_wrong_case_fails_with_the_rule_that_decided_and_a_junit_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let suite = dir.path().join("suite.toml");
+    let env = Env::new();
+    let suite = env.join("suite.toml");
     let policy = example("default.toml");
     std::fs::write(
         &suite,
@@ -66,7 +66,7 @@ fn a_wrong_case_fails_with_the_rule_that_decided_and_a_junit_report() {
         ),
     )
     .unwrap();
-    let junit = dir.path().join("report.xml");
+    let junit = env.join("report.xml");
     let (code, stdout, _) = toolgate(&["test", "--junit", junit.to_str().unwrap(), suite.to_str().unwrap()]);
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(
@@ -96,12 +96,12 @@ fn the_embedded_default_is_the_shipped_default_file() {
 
 #[test]
 fn check_fails_on_a_broken_example_naming_file_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let text = std::fs::read_to_string(example("filesystem.toml")).unwrap().replace(
         r#"counter_examples = [{ tool = "write_file", args = { path = "/home/me/project/notes.md" } }]"#,
         r#"counter_examples = [{ tool = "write_file", args = { path = "/home/me/notes.md" } }]"#,
     );
-    let path = crate::common::policy_file(dir.path(), &text);
+    let path = policy_file(env.path(), &text);
     let (code, stdout, _) = toolgate(&["check", path.to_str().unwrap()]);
     assert_eq!(code, 1);
     let line = text.lines().position(|l| l.contains("/home/me/notes.md")).unwrap() + 1;
@@ -116,14 +116,14 @@ fn check_fails_on_a_broken_example_naming_file_line_and_column() {
 
 #[test]
 fn check_warns_about_globs_that_match_no_listed_tool_and_shadowed_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = crate::common::policy_file(
-        dir.path(),
+    let env = Env::new();
+    let policy = policy_file(
+        env.path(),
         "[[rules]]\nname = \"typo\"\nservers = [\"fs\"]\ntools = [\"wirte_file\"]\ntier = \"high\"\n\
          [[rules]]\nname = \"reads\"\ntools = [\"read_file\"]\ntier = \"low\"\n\
          [[rules]]\nname = \"all held\"\ntools = [\"*\"]\naction = \"hold\"\nhold = \"1s\"\n",
     );
-    let tools = dir.path().join("tools.json");
+    let tools = env.join("tools.json");
     std::fs::write(
         &tools,
         json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "write_file"}, {"name": "read_file"}]}})

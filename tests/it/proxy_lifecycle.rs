@@ -3,7 +3,6 @@
 //! written. Against the project's own fake server, `tests/support/fake_server.py`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use nix::sys::signal::{Signal, kill};
@@ -17,23 +16,23 @@ fn fake() -> String {
 }
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { dir: tempfile::tempdir().unwrap() }
+        Fixture { env: Env::new() }
     }
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.env.join(name)
     }
     fn s(&self, name: &str) -> String {
         self.path(name).display().to_string()
     }
     /// toolgate in front of the fake server with these flags, under `policy`.
     fn start(&self, policy: &str, flags: &[&str], extra: &[&str]) -> Peer {
-        let policy = policy_file(self.dir.path(), policy);
-        let mut cmd = Command::new(toolgate());
+        let policy = policy_file(self.env.path(), policy);
+        let mut cmd = self.env.toolgate();
         cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(self.path("audit.jsonl")).args(extra);
         cmd.arg("--").arg("python3").arg(fake()).args(flags);
         Peer::start(cmd)
@@ -77,7 +76,9 @@ fn lines_pass_byte_for_byte_in_both_directions() {
     assert!(seen.contains(&unknown.to_owned()) && seen.contains(&note.to_owned()));
 
     // The reverse: what the client got is what the server wrote when asked directly.
-    let mut direct = Peer::spawn("python3", &[&fake()]);
+    let mut direct = f.env.command("python3");
+    direct.arg(fake());
+    let mut direct = Peer::start(direct);
     initialize(&mut direct, "2025-06-18");
     direct.send_raw(odd.as_bytes());
     assert_eq!(through, direct.next_line().unwrap());
@@ -164,7 +165,8 @@ fn the_server_does_not_outlive_a_killed_toolgate() {
 
 #[test]
 fn a_missing_command_exits_127_with_one_clear_line() {
-    let out = Command::new(toolgate())
+    let out = Env::new()
+        .toolgate()
         .args(["run", "--audit", "/dev/null", "--", "/no/such/server-binary", "--flag"])
         .output()
         .unwrap();
@@ -251,9 +253,13 @@ fn sixteen_mebibyte_messages_pass_both_ways() {
 fn a_call_whose_decision_cannot_be_audited_is_refused_and_never_reaches_the_server() {
     let f = Fixture::new();
     std::fs::create_dir(f.path("audit-is-a-dir")).unwrap();
-    let policy = policy_file(f.dir.path(), ALLOW_ALL);
-    let mut p =
-        Peer::toolgate(&policy, &f.path("audit-is-a-dir"), &["python3", &fake(), "--record", &f.s("record.jsonl")]);
+    let policy = policy_file(f.env.path(), ALLOW_ALL);
+    let mut p = Peer::toolgate(
+        &f.env,
+        &policy,
+        &f.path("audit-is-a-dir"),
+        &["python3", &fake(), "--record", &f.s("record.jsonl")],
+    );
     initialize(&mut p, "2025-06-18");
     let reply = p.request(1, "tools/call", json!({"name": "echo", "arguments": {"t": "hi"}}));
     assert_eq!(reply["result"]["isError"], true);

@@ -6,7 +6,6 @@
 //! (Legacy mode's answers are pinned word for word in `python_elicitation.rs`.)
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
@@ -18,20 +17,20 @@ struct Outcome {
     out: Value,
     marker: std::path::PathBuf,
     audit: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _env: Env,
 }
 
 /// Runs the client with `behaviour` through toolgate in front of the SDK's own server. The
 /// client runs in a new session (no controlling terminal), so toolgate cannot prompt there.
 fn run(mode: &str, behaviour: &str) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), POLICY);
-    let marker = dir.path().join("marker");
-    let audit = dir.path().join("audit.jsonl");
+    let env = Env::new();
+    let policy = policy_file(env.path(), POLICY);
+    let marker = env.join("marker");
+    let audit = env.join("audit.jsonl");
     let scripts = root().join("tests/python");
-    let out = Command::new("setsid")
-        .arg("-w")
-        .arg(python())
+    let mut client = env.python();
+    no_terminal(&mut client);
+    let out = client
         .arg(scripts.join("approving_client.py"))
         .args([mode, behaviour])
         .arg(&marker)
@@ -44,14 +43,12 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
         .arg("--")
         .arg(python())
         .arg(scripts.join("sdk_server.py"))
-        .env("XDG_RUNTIME_DIR", test_runtime_dir())
-        .env("XDG_STATE_HOME", dir.path().join("state"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let out = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    Outcome { out, marker, audit, _dir: dir }
+    Outcome { out, marker, audit, _env: env }
 }
 
 fn text(result: &Value) -> String {

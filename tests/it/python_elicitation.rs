@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -23,22 +23,22 @@ struct Outcome {
     out: Value,
     marker: PathBuf,
     audit: PathBuf,
-    _dir: tempfile::TempDir,
+    _env: Env,
 }
 
 /// Runs `elicit_client.py MODE BEHAVIOUR MARKER` through toolgate in front of the SDK's own
 /// server, in a new session: neither the client nor toolgate has a controlling terminal, so
 /// toolgate cannot ask on the terminal of whoever runs the tests.
 fn run(mode: &str, behaviour: &str) -> Outcome {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), POLICY);
-    let marker = dir.path().join("marker");
-    let audit = dir.path().join("audit.jsonl");
-    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let env = Env::new();
+    let policy = policy_file(env.path(), POLICY);
+    let marker = env.join("marker");
+    let audit = env.join("audit.jsonl");
+    let (stdout, stderr) = (env.join("stdout"), env.join("stderr"));
     let scripts = root().join("tests/python");
-    let mut client = Command::new("setsid")
-        .arg("-w")
-        .arg(python())
+    let mut client = env.python();
+    no_terminal(&mut client);
+    let mut client = client
         .arg(scripts.join("elicit_client.py"))
         .args([mode, behaviour])
         .arg(&marker)
@@ -51,9 +51,6 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
         .arg("--")
         .arg(python())
         .arg(scripts.join("sdk_server.py"))
-        // The tests' own runtime folder: a `toolgate approve` the developer runs never sees these calls.
-        .env("XDG_RUNTIME_DIR", test_runtime_dir())
-        .env("XDG_STATE_HOME", dir.path().join("state"))
         .stdin(Stdio::null())
         .stdout(File::create(&stdout).unwrap())
         .stderr(File::create(&stderr).unwrap())
@@ -64,7 +61,7 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
     let errors = std::fs::read_to_string(&stderr).unwrap();
     assert!(status.success(), "{mode} {behaviour}: the client failed ({status}): {errors}\n{printed}");
     let out = serde_json::from_str(printed.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {printed}\n{errors}"));
-    Outcome { out, marker, audit, _dir: dir }
+    Outcome { out, marker, audit, _env: env }
 }
 
 /// Waits for the client to exit; past [`STUCK`], kills its session (client, toolgate, server).

@@ -4,7 +4,6 @@
 //! SDK's reader treats as a line break) is refused.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -13,17 +12,8 @@ fn script(name: &str) -> String {
     root().join("tests/python").join(name).display().to_string()
 }
 
-fn run_client(mode: &str, extra: &[&str], server: &[&str]) -> Value {
-    let state = tempfile::tempdir().unwrap();
-    let out = Command::new(python())
-        .env("XDG_STATE_HOME", state.path())
-        .arg(script("sdk_client.py"))
-        .arg(mode)
-        .args(extra)
-        .arg("--")
-        .args(server)
-        .output()
-        .unwrap();
+fn run_client(env: &Env, mode: &str, extra: &[&str], server: &[&str]) -> Value {
+    let out = env.python().arg(script("sdk_client.py")).arg(mode).args(extra).arg("--").args(server).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
@@ -49,11 +39,11 @@ fn through_toolgate(dir: &Path, policy: &str, server: &[&str]) -> Vec<String> {
 fn session_is_the_same(mode: &str) -> Value {
     let py = python().display().to_string();
     let server = script("sdk_server.py");
-    let direct = run_client(mode, &[], &[&py, &server]);
-    let dir = tempfile::tempdir().unwrap();
-    let proxied = through_toolgate(dir.path(), "[settings]\ndefault_tier = \"low\"\n", &[&py, &server]);
+    let env = Env::new();
+    let direct = run_client(&env, mode, &[], &[&py, &server]);
+    let proxied = through_toolgate(env.path(), "[settings]\ndefault_tier = \"low\"\n", &[&py, &server]);
     let proxied: Vec<&str> = proxied.iter().map(String::as_str).collect();
-    let through = run_client(mode, &[], &proxied);
+    let through = run_client(&env, mode, &[], &proxied);
     assert_eq!(direct, through, "{mode}: the session differs through toolgate");
     through
 }
@@ -83,12 +73,12 @@ fn a_denied_side_effect_never_happens_in_either_mode() {
     let py = python().display().to_string();
     let server = script("sdk_server.py");
     for mode in ["legacy", "auto"] {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("marker");
+        let env = Env::new();
+        let marker = env.join("marker");
         let policy = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no markers\"\ntools = [\"write_marker\"]\naction = \"deny\"\nreason = \"markers are off\"\n";
-        let cmd = through_toolgate(dir.path(), policy, &[&py, &server]);
+        let cmd = through_toolgate(env.path(), policy, &[&py, &server]);
         let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let out = run_client(mode, &["--deny-check", marker.to_str().unwrap()], &cmd);
+        let out = run_client(&env, mode, &["--deny-check", marker.to_str().unwrap()], &cmd);
         let result = &out["write_marker"];
         assert_eq!(result["isError"], true, "{mode}: {out}");
         assert!(result["content"][0]["text"].as_str().unwrap().contains("markers are off"), "{mode}: {out}");
@@ -116,21 +106,23 @@ fn a_lone_cr_runs_a_second_message_on_the_python_server_but_not_through_toolgate
     let py = python().display().to_string();
     let server = script("sdk_server.py");
     // Directly, the SDK's reader splits the line at the CR and runs the hidden call.
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("direct");
-    let mut direct = Peer::spawn(&py, &[&server]);
+    let env = Env::new();
+    let marker = env.join("direct");
+    let mut direct = env.python();
+    direct.arg(&server);
+    let mut direct = Peer::start(direct);
     raw_session(&mut direct);
     direct.send_raw(&lone_cr_line(&marker));
     direct.response(&json!(5));
     assert!(marker.exists(), "the lone-CR shape no longer smuggles on this SDK; update this test");
 
     // Through toolgate, the line is refused whole; the session goes on.
-    let marker = dir.path().join("proxied");
+    let marker = env.join("proxied");
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no markers\"\ntools = [\"write_marker\"]\naction = \"deny\"\n",
     );
-    let mut p = Peer::toolgate(&policy, &dir.path().join("audit.jsonl"), &[&py, &server]);
+    let mut p = Peer::toolgate(&env, &policy, &env.join("audit.jsonl"), &[&py, &server]);
     raw_session(&mut p);
     p.send_raw(&lone_cr_line(&marker));
     // Both requests hidden in the line are told, so neither waits forever.

@@ -30,7 +30,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -54,7 +53,7 @@ const CAFE_NFD: &str = "Cafe\u{301}";
 /// TOP/policy/  the policy (the audit log is TOP/audit.jsonl, out of the watched folder)
 /// ```
 struct Layout {
-    _dir: tempfile::TempDir,
+    env: Env,
     top: PathBuf,
     root: PathBuf,
     /// The protected folders: each gets deny rules on `<folder>/**`.
@@ -63,8 +62,8 @@ struct Layout {
 
 impl Layout {
     fn new(root_name: &str) -> Layout {
-        let dir = tempfile::tempdir().unwrap();
-        let top = dir.path().canonicalize().unwrap();
+        let env = Env::new();
+        let top = env.path().canonicalize().unwrap();
         let root = top.join(root_name);
         for folder in ["PROT/sub", "ok/dir"] {
             std::fs::create_dir_all(root.join(folder)).unwrap();
@@ -78,7 +77,7 @@ impl Layout {
         std::os::unix::fs::symlink(root.join("PROT/sub"), root.join("ok/deep")).unwrap();
         std::os::unix::fs::symlink(root.join("PROT/secret.txt"), root.join("ok/flink")).unwrap();
         let protected = vec![root.join("PROT")];
-        Layout { _dir: dir, top, root, protected }
+        Layout { env, top, root, protected }
     }
 
     /// `<root>/rel`, joined as text (so that `rel` may hold `..`, `\` or a newline as it is).
@@ -345,10 +344,10 @@ impl Client {
     fn start(layout: &Layout, setup: &Setup, policy: Option<&str>) -> Client {
         let server = node_server("mcp-server-filesystem");
         let mut cmd = match policy {
-            None => Command::new(&server),
+            None => layout.env.command(&server),
             Some(text) => {
                 let policy = policy_file(&layout.top.join("policy"), text);
-                let mut cmd = Command::new(toolgate());
+                let mut cmd = layout.env.toolgate();
                 cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(layout.audit());
                 cmd.args(["--name", "fs", "--"]).arg(&server);
                 cmd

@@ -46,15 +46,15 @@ impl Server {
 /// folder the policies protect and `work/ok` an allowed one whose symlinks lead into PROT; the
 /// policy and the audit log lie beside it.
 struct Lab {
-    _dir: tempfile::TempDir,
+    env: Env,
     root: PathBuf,
     work: PathBuf,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().canonicalize().unwrap();
+        let env = Env::new();
+        let root = env.path().canonicalize().unwrap();
         let work = root.join("work");
         for folder in ["work/PROT/deep", "work/ok", "policy"] {
             std::fs::create_dir_all(root.join(folder)).unwrap();
@@ -64,7 +64,7 @@ impl Lab {
         link("../PROT", "ok/rel");
         link(&format!("{}/PROT/deep", work.display()), "ok/deep");
         link(&format!("{}/PROT/dangling", work.display()), "ok/dangling");
-        Lab { _dir: dir, root, work }
+        Lab { env, root, work }
     }
 
     /// The absolute path of the working folder, for policies and arguments.
@@ -96,7 +96,7 @@ impl Lab {
 
     /// The server, started in the working folder with it as HOME (never the real one).
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = self.env.command(program);
         cmd.current_dir(&self.work).env("HOME", &self.work);
         cmd
     }
@@ -727,13 +727,13 @@ fn a_call_before_any_listing_is_judged_with_the_schema_toolgate_lists_itself() {
 
 #[test]
 fn explain_names_the_reading_a_condition_matched_under() {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         &policy("strict", &deny("no big payments", "[\"pay\"]", "{ \"/amount\" = { gt = 1000 } }", PAY)),
     );
     let explain = |json: bool| {
-        let mut cmd = Command::new(toolgate());
+        let mut cmd = env.toolgate();
         cmd.arg("explain").args(json.then_some("--json")).arg("--policy").arg(&policy);
         let out = cmd.args(["--tool", "pay", "--args", r#"{"amount":"5_000"}"#]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,9 +1,8 @@
 //! Live policy reload against a running proxy: an edit takes effect, a bad edit leaves the
 //! previous policy in force and says so, SIGHUP reloads, and the audit names each version.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 
 use crate::common::*;
@@ -13,33 +12,18 @@ const DENY_READS: &str = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = 
 const ALLOW_ALL: &str = "[settings]\ndefault_tier = \"low\"\n";
 
 /// toolgate in front of its demo server, with stderr captured line by line.
-fn start(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
-    let mut cmd = Command::new(toolgate());
-    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
-    cmd.arg("--").arg(toolgate()).arg("demo-server");
-    cmd.stderr(Stdio::piped());
-    let (tx, rx) = mpsc::channel();
-    let mut peer = Peer::start_with(cmd, |child| {
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("toolgate: {line}");
-                let _ = tx.send(line);
-            }
-        });
-    });
+fn start(env: &Env, policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
+    let (mut peer, rx) = Peer::start_reading_stderr(demo(env, policy, audit));
     initialize(&mut peer, "2025-06-18");
     (peer, rx)
 }
 
-/// Waits for a stderr line containing `needle`.
-fn wait_for(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        let line = stderr.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("no stderr line with {needle:?}"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
+/// `toolgate run --name demo` in front of its demo server.
+fn demo(env: &Env, policy: &Path, audit: &Path) -> Command {
+    let mut cmd = env.toolgate();
+    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
+    cmd.arg("--").arg(toolgate()).arg("demo-server");
+    cmd
 }
 
 fn read(peer: &mut Peer, id: i64) -> Value {
@@ -59,29 +43,29 @@ fn save(path: &Path, text: &str) {
 
 #[test]
 fn an_edited_policy_takes_effect_and_a_bad_edit_keeps_the_previous_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), DENY_READS);
-    let audit = dir.path().join("audit.jsonl");
-    let (mut peer, stderr) = start(&policy, &audit);
+    let env = Env::new();
+    let policy = policy_file(env.path(), DENY_READS);
+    let audit = env.join("audit.jsonl");
+    let (mut peer, stderr) = start(&env, &policy, &audit);
     assert!(refused(&read(&mut peer, 1)));
 
     save(&policy, ALLOW_ALL);
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     assert!(!refused(&read(&mut peer, 2)), "the edit did not take effect");
 
     save(&policy, "[[rules]]\nname = \"broken\"\ntools = [\"read_file\"]\nacton = \"deny\"\n");
-    let line = wait_for(&stderr, "does not load");
+    let line = said(&stderr, "does not load");
     assert!(line.contains("the previous policy (sha256:"), "{line}");
-    wait_for(&stderr, "4:1: unknown field `acton`");
+    said(&stderr, "4:1: unknown field `acton`");
     assert!(!refused(&read(&mut peer, 3)), "a bad edit must leave the previous policy in force");
 
     // Deleting the file is a failed load too: the policy in force stays.
     std::fs::remove_file(&policy).unwrap();
-    wait_for(&stderr, "does not load");
+    said(&stderr, "does not load");
     assert!(!refused(&read(&mut peer, 4)));
 
     save(&policy, DENY_READS);
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     assert!(refused(&read(&mut peer, 5)));
 
     peer.close_stdin();
@@ -102,38 +86,26 @@ fn an_edited_policy_takes_effect_and_a_bad_edit_keeps_the_previous_one() {
 fn sighup_reloads_a_policy_the_watcher_cannot_see() {
     // The policy is a symlink into another folder: editing the target is invisible to the
     // watcher on the link's folder, so only SIGHUP can bring the change in.
-    let dir = tempfile::tempdir().unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    let target = policy_file(elsewhere.path(), DENY_READS);
-    let link = dir.path().join("policy.toml");
+    let env = Env::new();
+    let elsewhere = env.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let target = policy_file(&elsewhere, DENY_READS);
+    let link = env.join("policy.toml");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let (mut peer, stderr) = start(&link, &dir.path().join("audit.jsonl"));
+    let (mut peer, stderr) = start(&env, &link, &env.join("audit.jsonl"));
     assert!(refused(&read(&mut peer, 1)));
 
     std::fs::write(&target, ALLOW_ALL).unwrap();
     assert!(refused(&read(&mut peer, 2)), "nothing should have reloaded yet");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(peer.child.id() as i32), nix::sys::signal::Signal::SIGHUP)
         .unwrap();
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     assert!(!refused(&read(&mut peer, 3)));
 }
 
 /// toolgate in front of its demo server for a client that answers questions by elicitation.
-fn start_asking(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
-    let mut cmd = Command::new(toolgate());
-    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
-    cmd.arg("--").arg(toolgate()).arg("demo-server");
-    cmd.stderr(Stdio::piped());
-    let (tx, rx) = mpsc::channel();
-    let mut peer = Peer::start_with(cmd, |child| {
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("toolgate: {line}");
-                let _ = tx.send(line);
-            }
-        });
-    });
+fn start_asking(env: &Env, policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>) {
+    let (mut peer, rx) = Peer::start_reading_stderr(demo(env, policy, audit));
     peer.request(
         0,
         "initialize",
@@ -162,8 +134,8 @@ fn accept(peer: &mut Peer, question: &Value, decision: &str) {
 }
 
 /// A payment held under `policy` (a hold, not a question), with the hold's notice.
-fn hold_a_payment(policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>, Value) {
-    let (mut peer, stderr) = start_asking(policy, audit);
+fn hold_a_payment(env: &Env, policy: &Path, audit: &Path) -> (Peer, mpsc::Receiver<String>, Value) {
+    let (mut peer, stderr) = start_asking(env, policy, audit);
     pay(&mut peer, 1);
     let hold = question(&peer);
     assert_eq!(
@@ -188,15 +160,15 @@ fn ping_after(peer: &mut Peer, id: i64) -> Vec<Value> {
 
 #[test]
 fn a_call_waiting_for_a_yes_is_refused_the_moment_a_reloaded_policy_denies_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), PAY_ASKS);
-    let audit = dir.path().join("audit.jsonl");
-    let (mut peer, stderr) = start_asking(&policy, &audit);
+    let env = Env::new();
+    let policy = policy_file(env.path(), PAY_ASKS);
+    let audit = env.join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&env, &policy, &audit);
     pay(&mut peer, 1);
     let q = question(&peer);
 
     save(&policy, PAY_DENIED);
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     // Refused now, with the new rule's reason, and the question withdrawn; nobody answered yet.
     let sent = ping_after(&mut peer, 2);
     let reply = sent.iter().find(|m| m["id"] == json!(1)).unwrap_or_else(|| panic!("call 1 still waits: {sent:?}"));
@@ -224,12 +196,12 @@ fn a_call_waiting_for_a_yes_is_refused_the_moment_a_reloaded_policy_denies_it() 
 
 #[test]
 fn a_hold_that_a_reloaded_policy_makes_a_question_is_asked_anew() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), PAY_HELD);
-    let (mut peer, stderr, hold) = hold_a_payment(&policy, &dir.path().join("audit.jsonl"));
+    let env = Env::new();
+    let policy = policy_file(env.path(), PAY_HELD);
+    let (mut peer, stderr, hold) = hold_a_payment(&env, &policy, &env.join("audit.jsonl"));
 
     save(&policy, PAY_ASKS);
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     let sent = ping_after(&mut peer, 2);
     assert!(sent.iter().all(|m| m["id"] != json!(1)), "the call was settled: {sent:?}");
     assert!(sent.iter().any(|m| m["method"] == "notifications/cancelled"), "the hold notice stayed: {sent:?}");
@@ -246,15 +218,15 @@ fn a_hold_that_a_reloaded_policy_makes_a_question_is_asked_anew() {
 
 #[test]
 fn a_looser_reloaded_policy_never_releases_a_call_nobody_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), PAY_ASKS);
-    let audit = dir.path().join("audit.jsonl");
-    let (mut peer, stderr) = start_asking(&policy, &audit);
+    let env = Env::new();
+    let policy = policy_file(env.path(), PAY_ASKS);
+    let audit = env.join("audit.jsonl");
+    let (mut peer, stderr) = start_asking(&env, &policy, &audit);
     pay(&mut peer, 1);
     let q = question(&peer);
 
     save(&policy, ALLOW_ALL);
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     let sent = ping_after(&mut peer, 2);
     assert!(sent.is_empty(), "a looser policy changed a waiting call: {sent:?}");
     accept(&mut peer, &q, "deny");
@@ -263,13 +235,13 @@ fn a_looser_reloaded_policy_never_releases_a_call_nobody_answered() {
 
 #[test]
 fn a_reload_to_supervised_autonomy_turns_a_waiting_hold_into_a_question() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), PAY_HELD);
-    let (mut peer, stderr, hold) = hold_a_payment(&policy, &dir.path().join("audit.jsonl"));
+    let env = Env::new();
+    let policy = policy_file(env.path(), PAY_HELD);
+    let (mut peer, stderr, hold) = hold_a_payment(&env, &policy, &env.join("audit.jsonl"));
 
     // Same rules, one level of autonomy lower: every call needs a yes, the waiting one too.
     save(&policy, &PAY_HELD.replace("[settings]\n", "[settings]\nautonomy = \"supervised\"\n"));
-    wait_for(&stderr, "policy reloaded");
+    said(&stderr, "policy reloaded");
     let sent = ping_after(&mut peer, 2);
     assert!(sent.iter().all(|m| m["id"] != json!(1)), "the call was settled: {sent:?}");
     let asked = sent.iter().find(|m| m["method"] == "elicitation/create").expect("asked anew");

@@ -5,7 +5,6 @@
 //! that would have asked.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::pty::command_on_pty;
 use crate::common::*;
@@ -15,21 +14,19 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\ndesktop_notifications 
 [[rules]]\nname = \"deletes wait for review\"\ntools = [\"delete_file\"]\naction = \"queue\"\n\
 [[rules]]\nname = \"mail is noticed\"\ntools = [\"send_email\"]\ntier = \"medium\"\n";
 
+/// One user's proxies and the `toolgate review` run beside them (they share the state and
+/// runtime folders).
 struct Place {
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
 impl Place {
     fn new() -> Place {
-        Place { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn env(&self) -> [(&'static str, PathBuf); 2] {
-        [("XDG_STATE_HOME", self.dir.path().join("state")), ("XDG_RUNTIME_DIR", self.dir.path().join("run"))]
+        Place { env: Env::new() }
     }
 
     fn audit(&self) -> PathBuf {
-        self.dir.path().join("audit.jsonl")
+        self.env.join("audit.jsonl")
     }
 
     fn proxy(&self) -> Peer {
@@ -37,12 +34,10 @@ impl Place {
     }
 
     fn proxy_of(&self, policy: &str, server: &[&str]) -> Peer {
-        std::fs::create_dir_all(self.dir.path().join("run")).unwrap();
-        let policy = policy_file(self.dir.path(), policy);
-        let mut cmd = Command::new(toolgate());
+        let policy = policy_file(self.env.path(), policy);
+        let mut cmd = self.env.toolgate();
         cmd.arg("run").arg("--name").arg("files").arg("--policy").arg(&policy).arg("--audit").arg(self.audit());
         cmd.arg("--").args(server);
-        cmd.envs(self.env());
         let mut peer = Peer::start(cmd);
         initialize(&mut peer, "2025-11-25");
         peer
@@ -50,11 +45,7 @@ impl Place {
 
     /// `toolgate review ARGS`: success and output.
     fn review(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(toolgate()).arg("review").args(args).envs(self.env()).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        run_to_end(self.env.toolgate().arg("review").args(args))
     }
 
     fn items(&self) -> Vec<Value> {
@@ -110,7 +101,7 @@ fn a_parked_call_runs_once_when_approved_and_its_result_is_recorded() {
 #[test]
 fn a_real_servers_parked_write_runs_once_when_approved() {
     let place = Place::new();
-    let project = place.dir.path().join("project");
+    let project = place.env.join("project");
     std::fs::create_dir(&project).unwrap();
     let policy = "[settings]\ndefault_tier = \"low\"\ndesktop_notifications = false\n\
         [[rules]]\nname = \"writes wait for review\"\ntools = [\"write_file\"]\naction = \"queue\"\n";
@@ -166,7 +157,7 @@ fn an_approved_call_whose_proxy_is_gone_runs_with_review_run() {
     let (ok, out) = place.review(&["--run", "1", "--", toolgate(), "demo-server"]);
     assert!(ok, "{out}");
     assert_eq!(place.items()[0]["result"]["content"][0]["text"], "deleted old.txt");
-    let log = place.dir.path().join("state/toolgate/audit.jsonl");
+    let log = place.env.join("state/toolgate/audit.jsonl");
     let run = audit_decisions(&log);
     assert_eq!((run[0]["decided_by"].as_str(), run[0]["channel"].as_str()), (Some("human"), Some("review")), "{run:?}");
 }
@@ -180,7 +171,7 @@ fn a_noticed_call_is_queued_to_review_and_flagging_it_writes_the_rule_that_would
     let item = &place.items()[0];
     assert_eq!((item["status"].as_str(), item["tool"].as_str()), (Some("to_review"), Some("send_email")));
 
-    let policy = place.dir.path().join("policy.toml");
+    let policy = place.env.join("policy.toml");
     let (ok, out) = place.review(&["--flag", "1", "--write-rule", policy.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("name = \"ask before send_email on files\""), "{out}");
@@ -195,7 +186,7 @@ fn a_noticed_call_is_queued_to_review_and_flagging_it_writes_the_rule_that_would
         assert!(std::time::Instant::now() < deadline, "the flagged rule never took effect");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let check = Command::new(toolgate()).arg("check").arg(&policy).output().unwrap();
+    let check = place.env.toolgate().arg("check").arg(&policy).output().unwrap();
     assert!(check.status.success(), "{check:?}");
 }
 
@@ -206,8 +197,8 @@ fn review_on_a_terminal_lists_by_risk_and_takes_decisions_one_or_several_at_a_ti
     delete(&mut proxy, 1, "a.txt");
     proxy.request(2, "tools/call", json!({"name": "send_email", "arguments": {"to": "a@example.com"}}));
     delete(&mut proxy, 3, "b.txt");
-    let mut cmd = Command::new(toolgate());
-    cmd.arg("review").envs(place.env()).env("TERM", "xterm");
+    let mut cmd = place.env.toolgate();
+    cmd.arg("review").env("TERM", "xterm");
     let (mut child, mut screen) = command_on_pty(cmd);
 
     // Highest risk first: the two parked deletes (high), then the mail that ran (medium).

@@ -5,13 +5,13 @@ use serde_json::json;
 
 #[test]
 fn demo_server_session_through_the_real_binary() {
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new();
     let policy = policy_file(
-        dir.path(),
+        env.path(),
         "[[rules]]\nname = \"reads\"\ntools = [\"read_*\"]\ntier = \"low\"\n[[rules]]\nname = \"no deletes\"\ntools = [\"delete_*\"]\naction = \"deny\"\nreason = \"not here\"\n",
     );
-    let audit = dir.path().join("audit.jsonl");
-    let mut p = Peer::toolgate(&policy, &audit, &[toolgate(), "demo-server"]);
+    let audit = env.join("audit.jsonl");
+    let mut p = Peer::toolgate(&env, &policy, &audit, &[toolgate(), "demo-server"]);
     initialize(&mut p, "2025-06-18");
     let read = p.request(1, "tools/call", json!({"name": "read_file", "arguments": {"path": "a"}}));
     assert_eq!(read["result"]["content"][0]["text"], "(contents of a) buy milk; call the bank");

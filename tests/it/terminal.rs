@@ -12,15 +12,15 @@ const POLICY: &str = "# the team's policy\n[settings]\ndefault_tier = \"low\"   
 struct Run {
     peer: Peer,
     screen: Screen,
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
-fn start_with(policy: &str, place: Place, env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), policy);
-    let (mut peer, screen) = toolgate_on_pty(&policy, &dir.path().join("audit.jsonl"), place, env);
+fn start_with(policy: &str, place: Place, vars: &[(&str, &str)]) -> Run {
+    let env = Env::new();
+    let policy = policy_file(env.path(), policy);
+    let (mut peer, screen) = toolgate_on_pty(&env, &policy, &env.join("audit.jsonl"), place, vars);
     initialize(&mut peer, "2025-06-18");
-    Run { peer, screen, dir }
+    Run { peer, screen, env }
 }
 
 fn start(policy: &str) -> Run {
@@ -44,7 +44,7 @@ fn text(reply: &Value) -> &str {
 fn decisions(run: &mut Run) -> Vec<Value> {
     run.peer.close_stdin();
     run.peer.wait();
-    audit_decisions(&run.dir.path().join("audit.jsonl"))
+    audit_decisions(&run.env.join("audit.jsonl"))
 }
 
 #[test]
@@ -172,8 +172,8 @@ fn a_hold_counts_down_and_c_cancels_it_or_it_runs() {
 
 #[test]
 fn e_edits_the_arguments_and_the_audit_keeps_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let editor = dir.path().join("editor.sh");
+    let env = Env::new();
+    let editor = env.join("editor.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i 's/1200/5/' \"$1\"\n").unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut r = start_with(POLICY, Place::Foreground, &[("EDITOR", editor.to_str().unwrap()), ("VISUAL", "")]);
@@ -197,12 +197,12 @@ fn r_remembers_a_rule_in_the_policy_keeping_its_comments() {
     assert!(proposal.contains("name = \"allow send_payment on demo\""), "{proposal}");
     r.screen.type_keys("y\r");
     assert_eq!(text(&r.peer.response(&json!(1))), "paid 1200 to ACME");
-    let written = std::fs::read_to_string(r.dir.path().join("policy.toml")).unwrap();
+    let written = std::fs::read_to_string(r.env.join("policy.toml")).unwrap();
     assert!(written.starts_with(policy), "{written}");
     assert!(written.contains("tools = [\"send_payment\"]"), "{written}");
     // The rule written allows such calls from now on, from this program only.
     let identity = written.split("identity = \"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
-    let reloaded = toolgate::policy::Policy::load(&r.dir.path().join("policy.toml")).unwrap();
+    let reloaded = toolgate::policy::Policy::load(&r.env.join("policy.toml")).unwrap();
     let args = json!({"to": "ACME", "amount": 1200}).as_object().cloned().unwrap();
     let call = toolgate::policy::Call::new("demo", "send_payment", &args);
     assert_eq!(reloaded.decide(&call.with_identity(Some(identity))).gate, toolgate::policy::Gate::Allow);
@@ -258,10 +258,10 @@ fn notify_prints_a_notice_and_does_not_hold_the_call() {
 
 #[test]
 fn without_a_controlling_terminal_a_call_is_refused_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = policy_file(dir.path(), POLICY);
+    let env = Env::new();
+    let policy = policy_file(env.path(), POLICY);
     // Peer::toolgate starts toolgate in a new session, with no controlling terminal.
-    let mut p = Peer::toolgate(&policy, &dir.path().join("audit.jsonl"), &[toolgate(), "demo-server"]);
+    let mut p = Peer::toolgate(&env, &policy, &env.join("audit.jsonl"), &[toolgate(), "demo-server"]);
     initialize(&mut p, "2025-06-18");
     pay(&mut p, 1);
     let reply = p.response(&json!(1));
@@ -282,7 +282,7 @@ fn the_terminal_is_restored_when_toolgate_is_stopped_during_a_prompt() {
 
 #[test]
 fn a_terminal_closed_during_a_prompt_refuses_the_call_and_the_session_goes_on() {
-    let Run { mut peer, mut screen, dir } = start(POLICY);
+    let Run { mut peer, mut screen, env } = start(POLICY);
     pay(&mut peer, 1);
     prompt(&mut screen);
     screen.hang_up();
@@ -296,7 +296,7 @@ fn a_terminal_closed_during_a_prompt_refuses_the_call_and_the_session_goes_on() 
     assert_eq!(peer.request(3, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 3, "result": {}}));
     peer.close_stdin();
     assert!(peer.wait().success());
-    let decisions = audit_decisions(&dir.path().join("audit.jsonl"));
+    let decisions = audit_decisions(&env.join("audit.jsonl"));
     assert!(decisions.iter().all(|d| d["verdict"] != "forwarded" || d["tool"] != "send_payment"), "{decisions:?}");
     assert_eq!(decisions[0]["decided_by"], "toolgate");
     assert!(decisions[0]["note"].as_str().unwrap().contains("the terminal was lost"), "{}", decisions[0]);

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::approvers::{Runtime, answer, event};
+use crate::common::approvers::{answer, event};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -28,11 +28,8 @@ fn change(script: &Path) {
 }
 
 /// A proxy named `bank` in front of `sh SCRIPT`, once `approver` is connected to it.
-fn proxy(runtime: &Runtime, approver: &Peer, work: &Path, policy: &str, script: &Path, env: &[(&str, &str)]) -> Peer {
-    let state = work.join("state").display().to_string();
-    let mut env = env.to_vec();
-    env.push(("XDG_STATE_HOME", &state));
-    let peer = runtime.proxy_before(work, "bank", policy, &env, &["sh", &script.display().to_string()]);
+fn proxy(env: &Env, approver: &Peer, policy: &str, script: &Path, vars: &[(&str, &str)]) -> Peer {
+    let peer = env.proxy_before(env.path(), "bank", policy, vars, &["sh", &script.display().to_string()]);
     event(approver, "connected");
     peer
 }
@@ -64,32 +61,32 @@ fn last_decision(audit: &Path) -> Value {
 }
 
 /// Earns trust for `send_payment` with two approvals and shows it applies; the proxy is gone after.
-fn earn(runtime: &Runtime, approver: &mut Peer, work: &Path, policy: &str, script: &Path) {
-    let mut bank = proxy(runtime, approver, work, policy, script, &[]);
+fn earn(env: &Env, approver: &mut Peer, policy: &str, script: &Path) {
+    let mut bank = proxy(env, approver, policy, script, &[]);
     bank.request(1, "tools/list", json!({}));
     pay_asked(&mut bank, approver, 10, "allow_once");
     pay_asked(&mut bank, approver, 11, "allow_once");
     pay_unasked(&mut bank, 12);
-    let record = last_decision(&work.join("bank.jsonl"));
+    let record = last_decision(&env.join("bank.jsonl"));
     assert_eq!((record["gate"].as_str(), record["decided_by"].as_str()), (Some("notify"), Some("trust")), "{record}");
 }
 
 #[test]
 fn trust_earned_by_one_program_does_not_carry_to_another_under_the_same_name() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut approver = runtime.approver();
-    let script = demo_script(work.path());
-    earn(&runtime, &mut approver, work.path(), EARN, &script);
+    let env = Env::new();
+    let work = env.path();
+    let mut approver = env.approver();
+    let script = demo_script(work);
+    earn(&env, &mut approver, EARN, &script);
 
     // Another program under the name `bank`, called before anything listed its tools.
     change(&script);
-    let mut other = proxy(&runtime, &approver, work.path(), EARN, &script, &[]);
+    let mut other = proxy(&env, &approver, EARN, &script, &[]);
     let offered = pay_asked(&mut other, &mut approver, 20, "allow_once");
     let reason = offered["approval"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("a different program runs as `bank`"), "{offered}");
     assert!(reason.contains("server.sh changed"), "{offered}");
-    let record = last_decision(&work.path().join("bank.jsonl"));
+    let record = last_decision(&work.join("bank.jsonl"));
     assert_eq!(record["decided_by"], "human", "{record}");
     let note = record["note"].as_str().unwrap_or_default();
     assert!(note.contains("reset: a different program runs as `bank`"), "{record}");
@@ -97,12 +94,12 @@ fn trust_earned_by_one_program_does_not_carry_to_another_under_the_same_name() {
 
 #[test]
 fn trust_does_not_apply_before_this_sessions_listing_shows_the_pinned_tool() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut approver = runtime.approver();
+    let env = Env::new();
+    let work = env.path();
+    let mut approver = env.approver();
     // The fake server behind a script; with LIST_ERROR set (not part of the identity) its
     // tools/list fails. `arguments = "off"`: the listing's failure alone does not ask.
-    let script = work.path().join("server.sh");
+    let script = work.join("server.sh");
     let fake = root().join("tests/support/fake_server.py");
     std::fs::write(&script, format!("exec python3 '{}' ${{LIST_ERROR:+--list-error}}\n", fake.display())).unwrap();
     let policy = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
@@ -111,7 +108,7 @@ fn trust_does_not_apply_before_this_sessions_listing_shows_the_pinned_tool() {
     let echo = |peer: &mut Peer, id: i64| {
         peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}));
     };
-    let mut first = proxy(&runtime, &approver, work.path(), policy, &script, &[]);
+    let mut first = proxy(&env, &approver, policy, &script, &[]);
     first.request(1, "tools/list", json!({}));
     for id in [10, 11] {
         echo(&mut first, id);
@@ -121,62 +118,62 @@ fn trust_does_not_apply_before_this_sessions_listing_shows_the_pinned_tool() {
     }
     echo(&mut first, 12);
     assert_ne!(first.response(&json!(12))["result"]["isError"], true);
-    assert_eq!(last_decision(&work.path().join("bank.jsonl"))["decided_by"], "trust");
+    assert_eq!(last_decision(&work.join("bank.jsonl"))["decided_by"], "trust");
     drop(first);
 
     // The same program, whose listing fails: its tools were never shown this session, so the
     // call asks, and says why.
-    let mut unlisted = proxy(&runtime, &approver, work.path(), policy, &script, &[("LIST_ERROR", "1")]);
+    let mut unlisted = proxy(&env, &approver, policy, &script, &[("LIST_ERROR", "1")]);
     echo(&mut unlisted, 20);
     let offered = event(&approver, "offered");
     let reason = offered["approval"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("this session's tools/list has not shown `echo` with its pinned definition"), "{offered}");
     answer(&mut approver, &offered, "allow_once", None);
     unlisted.response(&json!(20));
-    let record = last_decision(&work.path().join("bank.jsonl"));
+    let record = last_decision(&work.join("bank.jsonl"));
     assert_eq!(record["decided_by"], "human", "{record}");
     assert!(record["note"].as_str().unwrap_or_default().contains("has not shown `echo`"), "{record}");
     drop(unlisted);
 
     // The same program listing normally, called first: toolgate lists the tools itself (under
     // `arguments = "off"` too), sees the pin, and trust applies.
-    let mut listed = proxy(&runtime, &approver, work.path(), policy, &script, &[]);
+    let mut listed = proxy(&env, &approver, policy, &script, &[]);
     echo(&mut listed, 30);
     assert_ne!(listed.response(&json!(30))["result"]["isError"], true);
-    assert_eq!(last_decision(&work.path().join("bank.jsonl"))["decided_by"], "trust");
+    assert_eq!(last_decision(&work.join("bank.jsonl"))["decided_by"], "trust");
 }
 
 #[test]
 fn a_session_approval_never_covers_another_program_under_the_same_name() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut approver = runtime.approver();
-    let script = demo_script(work.path());
+    let env = Env::new();
+    let work = env.path();
+    let mut approver = env.approver();
+    let script = demo_script(work);
     // No earned trust: only the session's allowance lets a call through unasked.
     let policy = &EARN.replace("[trust]\n", "[trust]\nenabled = false\n");
-    let mut bank = proxy(&runtime, &approver, work.path(), policy, &script, &[]);
+    let mut bank = proxy(&env, &approver, policy, &script, &[]);
     bank.request(1, "tools/list", json!({}));
     pay_asked(&mut bank, &mut approver, 10, "allow_session");
     pay_unasked(&mut bank, 11);
-    assert_eq!(last_decision(&work.path().join("bank.jsonl"))["channel"], "session");
+    assert_eq!(last_decision(&work.join("bank.jsonl"))["channel"], "session");
     drop(bank);
 
     change(&script);
-    let mut other = proxy(&runtime, &approver, work.path(), policy, &script, &[]);
+    let mut other = proxy(&env, &approver, policy, &script, &[]);
     other.request(1, "tools/list", json!({}));
     pay_asked(&mut other, &mut approver, 20, "deny");
 }
 
 #[test]
 fn a_remembered_rule_does_not_match_another_program_under_the_same_name() {
-    let runtime = Runtime::new();
-    let work = tempfile::tempdir().unwrap();
-    let mut approver = runtime.approver();
-    let script = demo_script(work.path());
+    let env = Env::new();
+    let work = env.path();
+    let mut approver = env.approver();
+    let script = demo_script(work);
     // No rule asks: the default tier does, so "remember" can write a rule.
     let policy = "[settings]\ndefault_tier = \"high\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
         [trust]\nenabled = false\n";
-    let mut bank = proxy(&runtime, &approver, work.path(), policy, &script, &[]);
+    let mut bank = proxy(&env, &approver, policy, &script, &[]);
     bank.request(1, "tools/list", json!({}));
     pay(&mut bank, 10);
     let offered = event(&approver, "offered");
@@ -191,14 +188,14 @@ fn a_remembered_rule_does_not_match_another_program_under_the_same_name() {
     drop(bank);
 
     // The same program: the rule allows it.
-    let mut again = proxy(&runtime, &approver, work.path(), &std::fs::read_to_string(&file).unwrap(), &script, &[]);
+    let mut again = proxy(&env, &approver, &std::fs::read_to_string(&file).unwrap(), &script, &[]);
     pay_unasked(&mut again, 20);
-    let record = last_decision(&work.path().join("bank.jsonl"));
+    let record = last_decision(&work.join("bank.jsonl"));
     assert_eq!((record["gate"].as_str(), record["decided_by"].as_str()), (Some("allow"), Some("policy")), "{record}");
     drop(again);
 
     // Another program under the same name: the rule does not match, and the call asks.
     change(&script);
-    let mut other = proxy(&runtime, &approver, work.path(), &std::fs::read_to_string(&file).unwrap(), &script, &[]);
+    let mut other = proxy(&env, &approver, &std::fs::read_to_string(&file).unwrap(), &script, &[]);
     pay_asked(&mut other, &mut approver, 30, "deny");
 }

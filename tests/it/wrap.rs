@@ -4,39 +4,31 @@
 //! `--dry-run` changes nothing, and unwrapping restores the file byte for byte.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
 
+/// A user whose configuration files lie in their HOME, with no `XDG_CONFIG_HOME` set (so
+/// toolgate looks where each client keeps its file by default).
 struct Home {
-    dir: tempfile::TempDir,
+    env: Env,
 }
 
 impl Home {
     fn new() -> Home {
-        Home { dir: tempfile::tempdir().unwrap() }
+        Home { env: Env::new() }
     }
 
     /// Puts a sample config where `client` keeps it; returns its path.
     fn place(&self, sample: &str, at: &str) -> PathBuf {
-        let path = self.dir.path().join(at);
+        let path = self.env.home().join(at);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::copy(root().join("tests/configs").join(sample), &path).unwrap();
         path
     }
 
     fn toolgate(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(toolgate())
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        run_to_end(self.env.toolgate().args(args).env_remove("XDG_CONFIG_HOME"))
     }
 }
 
@@ -55,7 +47,7 @@ fn round_trip(client: &str, sample: &str, at: &str, check: impl Fn(&Value, &str)
     assert!(out.contains("would change"), "{out}");
     assert_eq!(std::fs::read(&path).unwrap(), original, "--dry-run changes nothing");
 
-    let policy = home.dir.path().join("policy.toml");
+    let policy = home.env.home().join("policy.toml");
     std::fs::write(&policy, "").unwrap();
     let (ok, out) = home.toolgate(&["wrap", "--client", client, "--policy", policy.to_str().unwrap()]);
     assert!(ok, "{out}");

@@ -1,50 +1,35 @@
-//! Proxies and `toolgate approve --json` sharing a private runtime folder, for tests that answer
-//! held calls through an approver; and [`Socket`], a raw connection to a proxy's socket for
-//! tests that speak the protocol themselves, line by line.
+//! Proxies and `toolgate approve --json` of one [`Env`] (so sharing its private runtime
+//! folder), for tests that answer held calls through an approver; and [`Socket`], a raw
+//! connection to a proxy's socket for tests that speak the protocol themselves, line by line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{PATIENCE, Peer, initialize, policy_file, toolgate};
+use super::{Env, PATIENCE, Peer, initialize, policy_file, toolgate};
 
-/// A private runtime folder for one test's proxies and approvers.
-pub struct Runtime {
-    pub dir: tempfile::TempDir,
-}
-
-impl Runtime {
-    pub fn new() -> Runtime {
-        Runtime { dir: tempfile::tempdir().unwrap() }
-    }
-
-    pub fn var(&self) -> (&'static str, String) {
-        ("XDG_RUNTIME_DIR", self.dir.path().display().to_string())
-    }
-
-    pub fn folder(&self) -> PathBuf {
-        self.dir.path().join("toolgate")
+impl Env {
+    /// The folder the proxies put their approver sockets in.
+    pub fn socket_folder(&self) -> PathBuf {
+        self.runtime().join("toolgate")
     }
 
     /// A proxy in front of the demo server, initialized without elicitation, its audit log
     /// `work/NAME.jsonl`.
-    pub fn proxy_with(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)]) -> Peer {
-        self.proxy_before(work, name, policy, env, &[toolgate(), "demo-server"])
+    pub fn proxy_with(&self, work: &Path, name: &str, policy: &str, vars: &[(&str, &str)]) -> Peer {
+        self.proxy_before(work, name, policy, vars, &[toolgate(), "demo-server"])
     }
 
     /// A proxy in front of `server`, initialized without elicitation, its audit log
     /// `work/NAME.jsonl`.
-    pub fn proxy_before(&self, work: &Path, name: &str, policy: &str, env: &[(&str, &str)], server: &[&str]) -> Peer {
+    pub fn proxy_before(&self, work: &Path, name: &str, policy: &str, vars: &[(&str, &str)], server: &[&str]) -> Peer {
         let policy = policy_file(work, policy);
-        let mut cmd = Command::new(toolgate());
-        cmd.envs(env.iter().copied());
+        let mut cmd = self.toolgate();
+        cmd.envs(vars.iter().copied());
         cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(work.join(format!("{name}.jsonl")));
         cmd.arg("--name").arg(name).arg("--").args(server);
-        let (k, v) = self.var();
-        cmd.env(k, v);
         let mut peer = Peer::start(cmd);
         initialize(&mut peer, "2025-11-25");
         peer
@@ -52,7 +37,7 @@ impl Runtime {
 
     /// A raw connection to this proxy's socket.
     pub fn connect(&self, proxy: &Peer) -> Socket {
-        let path = self.folder().join(format!("{}.sock", proxy.child.id()));
+        let path = self.socket_folder().join(format!("{}.sock", proxy.child.id()));
         let stream = UnixStream::connect(&path).unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         Socket { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
@@ -60,10 +45,8 @@ impl Runtime {
 
     /// `toolgate approve --json`.
     pub fn approver(&self) -> Peer {
-        let mut cmd = Command::new(toolgate());
+        let mut cmd = self.toolgate();
         cmd.arg("approve").arg("--json");
-        let (k, v) = self.var();
-        cmd.env(k, v);
         Peer::start(cmd)
     }
 }

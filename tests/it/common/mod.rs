@@ -1,5 +1,6 @@
-//! Shared support for the integration tests: the real binary over real pipes, and the real MCP
-//! software that `tests/setup.sh` installs.
+//! Shared support for the integration tests: the real binary over real pipes, in an
+//! environment of the test's own ([`env::Env`]), and the real MCP software that
+//! `tests/setup.sh` installs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -10,32 +11,17 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod approvers;
+pub mod env;
 pub mod pty;
+
+pub use env::{Env, node_server, python, toolgate};
 
 /// How long any single expected event may take before a test gives up (a hang guard, not a
 /// timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-pub fn toolgate() -> &'static str {
-    env!("CARGO_BIN_EXE_toolgate")
-}
-
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python of the test venv, with the pinned `mcp` SDK. Run `tests/setup.sh` first.
-pub fn python() -> PathBuf {
-    let p = root().join("target/test-deps/venv/bin/python");
-    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
-    p
-}
-
-/// A pinned npm MCP server's entry point, e.g. `mcp-server-everything`.
-pub fn node_server(bin: &str) -> PathBuf {
-    let p = root().join("tests/node/node_modules/.bin").join(bin);
-    assert!(p.exists(), "{} is missing: run tests/setup.sh (or .ci/run) first", p.display());
-    p
 }
 
 /// A policy file in a temporary directory.
@@ -45,32 +31,17 @@ pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// A private runtime folder shared by this test binary's processes.
-pub fn test_runtime_dir() -> &'static Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
 /// A running `toolgate run` (or any process) with line-oriented access to its stdio.
 pub struct Peer {
     pub child: Child,
-    /// The process's own state folder (trust record), unless the test gave one.
-    _state: Option<tempfile::TempDir>,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
 
 impl Peer {
-    /// Starts `program args` with piped stdin/stdout (stderr inherited, so it shows in test logs).
-    pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Peer {
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        Peer::start(cmd)
-    }
-
     /// `toolgate run --policy P --audit A -- server...`.
-    pub fn toolgate(policy: &Path, audit: &Path, server: &[&str]) -> Peer {
-        let mut cmd = Command::new(toolgate());
+    pub fn toolgate(env: &Env, policy: &Path, audit: &Path, server: &[&str]) -> Peer {
+        let mut cmd = env.toolgate();
         cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("test").arg("--");
         cmd.args(server);
         Peer::start(cmd)
@@ -84,28 +55,9 @@ impl Peer {
     /// Like [`Peer::start`], keeping the command's stderr setting and handing the child to
     /// `setup` (to take its stderr, say) before stdout is read.
     pub fn start_with(mut cmd: Command, setup: impl FnOnce(&mut Child)) -> Peer {
+        assert!(env::built_by_env(&cmd), "{cmd:?}: build commands with Env::command");
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-        // Proxies listen for `toolgate approve` in the runtime folder: a test's own, so that an
-        // approver the developer runs never sees (or answers) the tests' calls.
-        if !cmd.get_envs().any(|(k, _)| k == "XDG_RUNTIME_DIR") {
-            cmd.env("XDG_RUNTIME_DIR", test_runtime_dir());
-        }
-        // And a state folder of its own: answers in one test must not earn trust in another,
-        // nor in the developer's own record.
-        let state = (!cmd.get_envs().any(|(k, _)| k == "XDG_STATE_HOME")).then(|| tempfile::tempdir().unwrap());
-        if let Some(state) = &state {
-            cmd.env("XDG_STATE_HOME", state.path());
-        }
-        // A new session has no controlling terminal, so toolgate never prompts on the terminal
-        // of whoever runs the tests (common/pty.rs gives it one on purpose).
-        // SAFETY: setsid is async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                // A process that already made itself a session (common/pty.rs) keeps it.
-                let _ = nix::unistd::setsid();
-                Ok(())
-            });
-        }
+        no_terminal(&mut cmd);
         let mut child = cmd.spawn().expect("spawn");
         setup(&mut child);
         let stdin = child.stdin.take();
@@ -119,7 +71,16 @@ impl Peer {
                 }
             }
         });
-        Peer { child, _state: state, stdin, lines }
+        Peer { child, stdin, lines }
+    }
+
+    /// Like [`Peer::start`], with the command's stderr read line by line: the lines, for
+    /// [`said`].
+    pub fn start_reading_stderr(mut cmd: Command) -> (Peer, mpsc::Receiver<String>) {
+        cmd.stderr(Stdio::piped());
+        let (tx, stderr) = mpsc::channel();
+        let peer = Peer::start_with(cmd, |child| read_stderr(child, tx));
+        (peer, stderr)
     }
 
     /// Writes raw bytes (a line must bring its own `\n`).
@@ -188,6 +149,49 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `cmd` in a new session, with no controlling terminal, so toolgate never prompts on
+/// the terminal of whoever runs the tests (common/pty.rs gives it one on purpose).
+pub fn no_terminal(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            // A process that already made itself a session (common/pty.rs) keeps it.
+            let _ = nix::unistd::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// Hands a child's stderr lines to `tx` (and shows them in the test's output).
+pub fn read_stderr(child: &mut Child, tx: mpsc::Sender<String>) {
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("toolgate: {line}");
+            let _ = tx.send(line);
+        }
+    });
+}
+
+/// Reads stderr lines until one contains `needle`; returns that line. Panics after
+/// [`PATIENCE`].
+pub fn said(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        match stderr.recv_timeout(PATIENCE) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("toolgate never said {needle:?} on stderr ({e})"),
+        }
+    }
+}
+
+/// Runs `cmd` to its end: whether it succeeded, and what it wrote (stdout, then stderr).
+pub fn run_to_end(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
 }
 
 /// The decision records of an audit log, in order.

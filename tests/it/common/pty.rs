@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::{PATIENCE, Peer, toolgate};
+use super::{Env, PATIENCE, Peer, toolgate};
 
 /// What the terminal has shown, and a way to type into it.
 pub struct Screen {
@@ -140,34 +140,35 @@ pub enum Place {
 }
 
 /// `toolgate run` in front of its demo server, on a fresh pty.
-pub fn toolgate_on_pty(policy: &Path, audit: &Path, place: Place, env: &[(&str, &str)]) -> (Peer, Screen) {
-    toolgate_before_on_pty(policy, audit, place, env, &[toolgate(), "demo-server"])
+pub fn toolgate_on_pty(env: &Env, policy: &Path, audit: &Path, place: Place, vars: &[(&str, &str)]) -> (Peer, Screen) {
+    toolgate_before_on_pty(env, policy, audit, place, vars, &[toolgate(), "demo-server"])
 }
 
 /// `toolgate run --name demo` in front of `server`, on a fresh pty.
 pub fn toolgate_before_on_pty(
+    env: &Env,
     policy: &Path,
     audit: &Path,
     place: Place,
-    env: &[(&str, &str)],
+    vars: &[(&str, &str)],
     server: &[&str],
 ) -> (Peer, Screen) {
     let pty = open_pty();
     let slave: OwnedFd = pty.slave;
     let slave_fd = slave.as_raw_fd();
     let mut cmd = match place {
-        Place::Foreground => Command::new(toolgate()),
+        Place::Foreground => env.toolgate(),
         // A session leader cannot leave its process group, so a job-control shell owns the
         // terminal and runs toolgate as a background job (its own, non-foreground group).
         Place::Background => {
-            let mut sh = Command::new("sh");
+            let mut sh = env.command("sh");
             sh.args(["-c", "set -m; \"$0\" \"$@\" <&0 & wait $!", toolgate()]);
             sh
         }
     };
     cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(audit).arg("--name").arg("demo");
     cmd.arg("--").args(server);
-    cmd.envs(env.iter().copied());
+    cmd.envs(vars.iter().copied());
     // SAFETY: setsid, ioctl and setpgid are async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
@@ -185,6 +186,7 @@ pub fn toolgate_before_on_pty(
 /// A command run whole on a fresh pty (stdin, stdout and stderr, as a person runs it); its
 /// screen, and the child.
 pub fn command_on_pty(mut cmd: Command) -> (std::process::Child, Screen) {
+    assert!(super::env::built_by_env(&cmd), "{cmd:?}: build commands with Env::command");
     let pty = open_pty();
     let slave: OwnedFd = pty.slave;
     let slave_fd = slave.as_raw_fd();
