@@ -12,9 +12,7 @@ use crate::common::*;
 use serde_json::{Value, json};
 
 fn strict_server() -> String {
-    let path = root().join("target/debug/toolgate-test-rmcp-server");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo build --workspace)", path.display());
-    path.display().to_string()
+    rmcp_server().display().to_string()
 }
 
 /// toolgate in front of the strict server, which records every arguments object it receives.

@@ -11,6 +11,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use super::root;
 
@@ -125,4 +126,32 @@ fn installed(path: PathBuf) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The rmcp test server (`tests/rmcp-server`, a workspace member), built by this test run: a
+/// plain `cargo nextest run` builds the test binaries, not the other members' binaries. Built
+/// once per process, by the cargo that builds the tests, into the same target folder (cargo
+/// reads `CARGO_TARGET_DIR` itself); a fresh build is a no-op.
+pub fn rmcp_server() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_bin("toolgate-test-rmcp-server", "toolgate-test-rmcp-server"))
+}
+
+/// Builds `package` and returns the path of its binary `bin`, read from cargo's
+/// `compiler-artifact` message. This is the one command with the developer's own environment:
+/// it is a build, not a peer under test, and needs their cargo and toolchain settings.
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--quiet", "--message-format=json", "-p", package, "--bin", bin])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    assert!(out.status.success(), "cargo build -p {package} failed ({})", out.status);
+    let executable = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+    executable.unwrap_or_else(|| panic!("cargo built {package} but named no executable for {bin}"))
 }

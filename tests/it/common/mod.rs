@@ -14,7 +14,7 @@ pub mod approvers;
 pub mod env;
 pub mod pty;
 
-pub use env::{Env, node_server, python, toolgate};
+pub use env::{Env, node_server, python, rmcp_server, toolgate};
 
 /// How long any single expected event may take before a test gives up (a hang guard, not a
 /// timing assertion).
