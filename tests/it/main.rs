@@ -17,6 +17,7 @@ mod conventions;
 mod demo;
 mod differential;
 mod elicitation;
+mod environment;
 mod faults;
 mod fixture_replay;
 mod hostile_text;

@@ -62,6 +62,10 @@ impl Env {
         self.join("home")
     }
 
+    pub fn config(&self) -> PathBuf {
+        self.join("config")
+    }
+
     pub fn state(&self) -> PathBuf {
         self.join("state")
     }
