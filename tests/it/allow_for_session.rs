@@ -30,7 +30,7 @@ const SESSION_NOTE: &str = "the person allowed this tool for the session";
 /// `work/received.jsonl`; the server's tools are listed (see [`still_waiting`]).
 fn proxy(env: &Env, work: &Path, name: &str, policy: &str) -> Peer {
     let record = work.join("received.jsonl").display().to_string();
-    let server = root().join("tests/support/fake_server.py").display().to_string();
+    let server = fake_server();
     let mut peer = env.proxy_before(work, name, policy, &[], &["python3", &server, "--record", &record]);
     peer.request(1000, "tools/list", json!({}));
     peer

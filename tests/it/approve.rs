@@ -34,7 +34,7 @@ const ECHO_NEEDS_A_YES: &str = "[settings]\ndefault_tier = \"low\"\napproval_tim
 /// `work/received.jsonl`.
 fn echo_proxy(env: &Env, work: &Path) -> Peer {
     let record = work.join("received.jsonl").display().to_string();
-    let server = root().join("tests/support/fake_server.py").display().to_string();
+    let server = fake_server();
     env.proxy_before(work, "echo", ECHO_NEEDS_A_YES, &[], &["python3", &server, "--record", &record])
 }
 

@@ -206,12 +206,12 @@ fn stripping_the_property_leaves_every_other_argument_byte_for_byte() {
     let env = Env::new();
     let policy = policy_file(env.path(), USES_CONFIDENCE);
     let record = env.join("raw.jsonl");
-    let fake = root().join("tests/support/fake_server.py");
+    let fake = fake_server();
     let mut peer = Peer::toolgate(
         &env,
         &policy,
         &env.join("audit.jsonl"),
-        &["python3", fake.to_str().unwrap(), "--record", record.to_str().unwrap()],
+        &["python3", &fake, "--record", record.to_str().unwrap()],
     );
     initialize(&mut peer, "2025-06-18");
     peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"p\":0.10000000000000000001,\"toolgate_confidence\":0.9}}}\n");
@@ -274,8 +274,8 @@ const QUEUES_NOTES: &str = "[settings]\ndefault_tier = \"low\"\nmin_confidence =
 fn a_parked_call_approved_in_review_reaches_the_server_without_the_property_and_every_other_byte_as_written() {
     let place = Place::new();
     let raw = place.path("raw.jsonl");
-    let fake = root().join("tests/support/fake_server.py");
-    let mut peer = place.proxy(QUEUES_NOTES, &["python3", fake.to_str().unwrap(), "--record", raw.to_str().unwrap()]);
+    let fake = fake_server();
+    let mut peer = place.proxy(QUEUES_NOTES, &["python3", &fake, "--record", raw.to_str().unwrap()]);
     peer.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"big\":18446744073709551616,\"e\":1e2,\"toolgate_confidence\":0.9}}}\n");
     let parked = peer.response(&json!(1));
     assert!(parked["result"]["content"][0]["text"].as_str().unwrap().contains("as item 1"), "{parked}");

@@ -61,7 +61,7 @@ impl Fixture {
             .arg(&policy)
             .arg("--audit")
             .arg(self.path("audit.jsonl"));
-        cmd.args(["--", "python3", &root().join("tests/support/fake_server.py").display().to_string()]);
+        cmd.args(["--", "python3", &fake_server()]);
         cmd.args(["--record", &self.s("record.jsonl"), "--pid", &self.s("pid")]);
         cmd.stderr(Stdio::piped());
         cmd

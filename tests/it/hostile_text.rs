@@ -41,7 +41,7 @@ const ASK: &str = "[settings]\ndefault_tier = \"high\"\napproval_timeout = \"30s
 
 /// The fake server, listing a tool named [`TOOL`] beside its own.
 fn server() -> Vec<String> {
-    let script = root().join("tests/support/fake_server.py").display().to_string();
+    let script = fake_server();
     vec!["python3".into(), script, "--tool".into(), TOOL.into()]
 }
 

@@ -28,13 +28,8 @@ fn start(timeout: &str) -> Setup {
     );
     let received = env.join("received.jsonl");
     let audit = env.join("audit.jsonl");
-    let server = root().join("tests/support/fake_server.py");
-    let peer = Peer::toolgate(
-        &env,
-        &policy,
-        &audit,
-        &["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()],
-    );
+    let server = fake_server();
+    let peer = Peer::toolgate(&env, &policy, &audit, &["python3", &server, "--record", received.to_str().unwrap()]);
     Setup { peer, received, audit, _env: env }
 }
 
@@ -235,10 +230,10 @@ fn the_servers_follow_up_continues_the_edited_call_that_ran_and_not_the_original
          [[rules]]\nname = \"confirm needs a yes\"\ntools = [\"confirm\"]\ntier = \"high\"\n",
     );
     let (received, audit) = (env.join("received.jsonl"), env.join("audit.jsonl"));
-    let server = root().join("tests/support/fake_server.py");
+    let server = fake_server();
     let mut cmd = env.toolgate();
     cmd.arg("run").arg("--name").arg("fake").arg("--policy").arg(&policy).arg("--audit").arg(&audit);
-    cmd.args(["--", "python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()]);
+    cmd.args(["--", "python3", &server, "--record", received.to_str().unwrap()]);
     let mut peer = Peer::start(cmd);
     // A live approver: the 2026-07-28 call is held and offered there, where it can be edited.
     let mut approver = env.approver();

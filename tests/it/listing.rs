@@ -20,8 +20,8 @@ fn start(flags: &[&str]) -> Setup {
     let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
     let received = env.join("received.jsonl");
     let audit = env.join("audit.jsonl");
-    let server = root().join("tests/support/fake_server.py");
-    let mut cmd = vec!["python3", server.to_str().unwrap(), "--record", received.to_str().unwrap()];
+    let server = fake_server();
+    let mut cmd = vec!["python3", &server, "--record", received.to_str().unwrap()];
     cmd.extend(flags);
     let peer = Peer::toolgate(&env, &policy, &audit, &cmd);
     Setup { peer, received, audit, _env: env }

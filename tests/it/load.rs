@@ -71,10 +71,6 @@ fn handshake(to: &mut impl Write, from: &mut impl BufRead) {
     assert!(line.contains("\"tools\""), "{line}");
 }
 
-fn fake_server() -> String {
-    root().join("tests/support/fake_server.py").display().to_string()
-}
-
 /// Closes toolgate's input and checks that nothing more comes out and that it exits cleanly.
 fn finish(mut child: Child, stdin: impl Write, mut stdout: impl BufRead) {
     drop(stdin);

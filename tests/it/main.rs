@@ -4,7 +4,8 @@
 //!
 //! Run one area with `cargo nextest run --test it MODULE::`, e.g. `--test it approve::`. nextest
 //! runs each test in a process of its own; under `cargo test` they share one process, which the
-//! fixtures allow for (nothing here sets the test process's own environment).
+//! fixtures allow for (only `environment::` sets the test process's own environment, and only
+//! under nextest).
 
 mod common;
 

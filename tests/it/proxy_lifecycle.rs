@@ -11,10 +11,6 @@ use serde_json::{Value, json};
 
 const ALLOW_ALL: &str = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no markers\"\ntools = [\"write_marker\"]\naction = \"deny\"\n";
 
-fn fake() -> String {
-    root().join("tests/support/fake_server.py").display().to_string()
-}
-
 struct Fixture {
     env: Env,
 }
@@ -34,7 +30,7 @@ impl Fixture {
         let policy = policy_file(self.env.path(), policy);
         let mut cmd = self.env.toolgate();
         cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(self.path("audit.jsonl")).args(extra);
-        cmd.arg("--").arg("python3").arg(fake()).args(flags);
+        cmd.arg("--").arg("python3").arg(fake_server()).args(flags);
         Peer::start(cmd)
     }
     fn recorded(&self) -> Vec<String> {
@@ -77,7 +73,7 @@ fn lines_pass_byte_for_byte_in_both_directions() {
 
     // The reverse: what the client got is what the server wrote when asked directly.
     let mut direct = f.env.command("python3");
-    direct.arg(fake());
+    direct.arg(fake_server());
     let mut direct = Peer::start(direct);
     initialize(&mut direct, "2025-06-18");
     direct.send_raw(odd.as_bytes());
@@ -258,7 +254,7 @@ fn a_call_whose_decision_cannot_be_audited_is_refused_and_never_reaches_the_serv
         &f.env,
         &policy,
         &f.path("audit-is-a-dir"),
-        &["python3", &fake(), "--record", &f.s("record.jsonl")],
+        &["python3", &fake_server(), "--record", &f.s("record.jsonl")],
     );
     initialize(&mut p, "2025-06-18");
     let reply = p.request(1, "tools/call", json!({"name": "echo", "arguments": {"t": "hi"}}));

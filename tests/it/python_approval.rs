@@ -27,24 +27,8 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
     let policy = policy_file(env.path(), POLICY);
     let marker = env.join("marker");
     let audit = env.join("audit.jsonl");
-    let scripts = root().join("tests/python");
-    let mut client = env.python();
-    no_terminal(&mut client);
-    let out = client
-        .arg(scripts.join("approving_client.py"))
-        .args([mode, behaviour])
-        .arg(&marker)
-        .arg("--")
-        .arg(toolgate())
-        .args(["run", "--name", "sdk", "--policy"])
-        .arg(&policy)
-        .arg("--audit")
-        .arg(&audit)
-        .arg("--")
-        .arg(python())
-        .arg(scripts.join("sdk_server.py"))
-        .output()
-        .unwrap();
+    let args = [mode.as_ref(), behaviour.as_ref(), marker.as_os_str()];
+    let out = sdk_client_through_toolgate(&env, "approving_client.py", &args, &policy, &audit).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let out = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));

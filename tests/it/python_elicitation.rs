@@ -35,22 +35,8 @@ fn run(mode: &str, behaviour: &str) -> Outcome {
     let marker = env.join("marker");
     let audit = env.join("audit.jsonl");
     let (stdout, stderr) = (env.join("stdout"), env.join("stderr"));
-    let scripts = root().join("tests/python");
-    let mut client = env.python();
-    no_terminal(&mut client);
-    let mut client = client
-        .arg(scripts.join("elicit_client.py"))
-        .args([mode, behaviour])
-        .arg(&marker)
-        .arg("--")
-        .arg(toolgate())
-        .args(["run", "--name", "sdk", "--policy"])
-        .arg(&policy)
-        .arg("--audit")
-        .arg(&audit)
-        .arg("--")
-        .arg(python())
-        .arg(scripts.join("sdk_server.py"))
+    let args = [mode.as_ref(), behaviour.as_ref(), marker.as_os_str()];
+    let mut client = sdk_client_through_toolgate(&env, "elicit_client.py", &args, &policy, &audit)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout).unwrap())
         .stderr(File::create(&stderr).unwrap())

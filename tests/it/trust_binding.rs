@@ -100,8 +100,8 @@ fn trust_does_not_apply_before_this_sessions_listing_shows_the_pinned_tool() {
     // The fake server behind a script; with LIST_ERROR set (not part of the identity) its
     // tools/list fails. `arguments = "off"`: the listing's failure alone does not ask.
     let script = work.join("server.sh");
-    let fake = root().join("tests/support/fake_server.py");
-    std::fs::write(&script, format!("exec python3 '{}' ${{LIST_ERROR:+--list-error}}\n", fake.display())).unwrap();
+    let fake = fake_server();
+    std::fs::write(&script, format!("exec python3 '{}' ${{LIST_ERROR:+--list-error}}\n", fake)).unwrap();
     let policy = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
         arguments = \"off\"\n[trust]\napprovals = 2\nwithin = \"1h\"\n\
         [[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\n";

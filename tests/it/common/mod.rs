@@ -24,6 +24,12 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The project's fake MCP server (`tests/support/fake_server.py`, run by `python3`), as an
+/// argument.
+pub fn fake_server() -> String {
+    root().join("tests/support/fake_server.py").display().to_string()
+}
+
 /// A policy file in a temporary directory.
 pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("policy.toml");
@@ -185,6 +191,25 @@ pub fn said(stderr: &mpsc::Receiver<String>, needle: &str) -> String {
             Err(e) => panic!("toolgate never said {needle:?} on stderr ({e})"),
         }
     }
+}
+
+/// `tests/python/CLIENT ARGS -- toolgate run --name sdk ... -- python sdk_server.py`: a Python
+/// SDK client through toolgate in front of the SDK's own server, in a new session (neither has
+/// a controlling terminal, so toolgate cannot ask on the terminal of whoever runs the tests).
+pub fn sdk_client_through_toolgate(
+    env: &Env,
+    client: &str,
+    args: &[&std::ffi::OsStr],
+    policy: &Path,
+    audit: &Path,
+) -> Command {
+    let scripts = root().join("tests/python");
+    let mut cmd = env.python();
+    no_terminal(&mut cmd);
+    cmd.arg(scripts.join(client)).args(args).arg("--").arg(toolgate());
+    cmd.args(["run", "--name", "sdk", "--policy"]).arg(policy).arg("--audit").arg(audit);
+    cmd.arg("--").arg(python()).arg(scripts.join("sdk_server.py"));
+    cmd
 }
 
 /// Runs `cmd` to its end: whether it succeeded, and what it wrote (stdout, then stderr).
