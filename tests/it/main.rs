@@ -17,6 +17,7 @@ mod conformity;
 mod conventions;
 mod demo;
 mod differential;
+mod docs;
 mod elicitation;
 mod environment;
 mod faults;
