@@ -25,6 +25,7 @@ mod fixture_replay;
 mod hostile_text;
 mod init;
 mod input_required;
+mod layers;
 mod listing;
 mod load;
 mod npm_interop;
