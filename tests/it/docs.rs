@@ -211,3 +211,50 @@ fn a_broken_link_or_anchor_is_reported_with_its_line() {
         ]
     );
 }
+
+/// Every `docs/….md#anchor` the source names (help texts, messages, comments) leads somewhere.
+#[test]
+fn the_docs_the_source_points_to_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut named = 0;
+    let mut problems = Vec::new();
+    for file in source_files(&root.join("src")) {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            for (at, _) in line.match_indices("docs/") {
+                let mention: String =
+                    line[at..].chars().take_while(|c| c.is_alphanumeric() || "/._#-".contains(*c)).collect();
+                let mention = mention.trim_end_matches('.');
+                let Some((path, anchor)) = mention.split_once(".md").map(|(p, rest)| (format!("{p}.md"), rest)) else {
+                    continue;
+                };
+                named += 1;
+                let shown = format!("{}:{}: {mention}", file.strip_prefix(root).unwrap_or(&file).display(), n + 1);
+                let Ok(doc) = std::fs::read_to_string(root.join(&path)) else {
+                    problems.push(format!("{shown}: no such file"));
+                    continue;
+                };
+                if let Some(anchor) = anchor.strip_prefix('#')
+                    && !scan(&doc).anchors.contains(anchor)
+                {
+                    problems.push(format!("{shown}: no heading has the anchor #{anchor}"));
+                }
+            }
+        }
+    }
+    assert!(named >= 10, "the source names the docs only {named} times");
+    assert!(problems.is_empty(), "the source points to docs that are not there:\n{}", problems.join("\n"));
+}
+
+fn source_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read src/") {
+        let path = entry.expect("a folder entry").path();
+        if path.is_dir() {
+            files.extend(source_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
