@@ -343,6 +343,15 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
             return;
         }
     };
+    carry(session, call, how, call_no, waited);
+}
+
+/// Stages what carries out a call whose record is staged (audit call number `call_no`): the line
+/// for the server, with the call pending, or the client's answer. Each leaves only once the
+/// record is written (`Session::flush`).
+fn carry(session: &mut Session, mut call: Decided, how: Settlement, call_no: u64, waited: Duration) {
+    let stateless = call.stateless();
+    let id = call.id.to_value();
     let recorded = |to| Recorded { call: call_no, tool: call.params.name.clone(), id: id.clone(), stateless, to };
     let credit = call.inbound._credit.take();
     match how {
