@@ -408,11 +408,17 @@ impl AuditLog {
             let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
             // A decision and an outcome or two fit without growing.
             let mut bytes = Vec::with_capacity(1024 * records.len().max(1));
-            for (call, body) in &self.outcomes {
+            // Outcomes of calls decided before go first; an outcome of a call whose decision is
+            // in this write (the client cancelled it in the same burst) follows its decision.
+            let in_this_write = |call: u64| records.iter().any(|&(_, c, _)| c == call);
+            for (call, body) in self.outcomes.iter().filter(|(call, _)| !in_this_write(*call)) {
                 link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
             }
             for &record in records {
                 link(&mut tail, record, &ts, &self.session, &mut bytes)?;
+            }
+            for (call, body) in self.outcomes.iter().filter(|(call, _)| in_this_write(*call)) {
+                link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
             }
             if let Err(e) = (&*file).write_all(&bytes) {
                 // A full disk can take part of the line: cut it off, so the chain stays whole

@@ -343,3 +343,26 @@ fn a_closed_client_stops_the_server_gently_then_firmly() {
     core.handle(Event::Closed(Peer::Server));
     assert!(!core.core.running());
 }
+
+#[test]
+fn a_call_cancelled_in_the_burst_that_ran_it_is_recorded_decision_first() {
+    let mut core = Core::new(ASK);
+    core.client(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {}}}));
+    core.client(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
+    core.flush();
+    core.core.session.audit.flush();
+    let records: Vec<Value> = std::fs::read_to_string(core.dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap(), r.get("outcome").and_then(Value::as_str).unwrap_or("-")))
+        .collect();
+    assert_eq!(events, [("decision", "-"), ("outcome", "cancelled")]);
+    // The call and then its cancellation reach the server, in that order.
+    let methods: Vec<&Value> = core.to_server.iter().map(|m| &m["method"]).collect();
+    assert_eq!(methods, [&json!("tools/call"), &json!("notifications/cancelled")]);
+}
