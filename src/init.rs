@@ -3,14 +3,13 @@
 //! tools, and writes a rule per kind of tool it finds (reads, changes, sends, payments, deletes,
 //! by name and by the server's annotations), each with a comment that says why.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::mcp_client::Server;
 use crate::wrap::{self, Client};
 
 /// A stdio server found in a client's configuration.
@@ -64,45 +63,20 @@ pub fn find_servers() -> Vec<FoundServer> {
 
 /// Starts a server and asks for its tools; `None` when it does not answer within `patience`.
 pub fn list_tools(server: &FoundServer, patience: Duration) -> Option<Vec<Value>> {
-    let mut child = Command::new(&server.command)
-        .args(&server.args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdin = child.stdin.take()?;
-    let stdout = child.stdout.take()?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
+    let mut command = Command::new(&server.command);
+    command.args(&server.args).stderr(Stdio::null());
+    let listed = Server::spawn(&mut command).and_then(|mut started| {
+        started.client.set_patience(patience);
+        started.client.initialize("toolgate-init")?;
+        started.client.request("tools/list", json!({}))
     });
-    let send = |stdin: &mut std::process::ChildStdin, v: Value| writeln!(stdin, "{v}").ok();
-    let answer = |id: u64| -> Option<Value> {
-        let deadline = std::time::Instant::now() + patience;
-        loop {
-            let left = deadline.checked_duration_since(std::time::Instant::now())?;
-            let line = rx.recv_timeout(left).ok()?;
-            let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
-            if message.get("id") == Some(&json!(id)) {
-                return Some(message);
-            }
+    match listed {
+        Ok(listed) => listed.get("tools").and_then(Value::as_array).cloned(),
+        Err(why) => {
+            tracing::debug!("{}: {why}", server.name);
+            None
         }
-    };
-    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "toolgate-init", "version": env!("CARGO_PKG_VERSION")}});
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}))?;
-    answer(1)?;
-    send(&mut stdin, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}))?;
-    let listed = answer(2);
-    drop(stdin);
-    let _ = child.kill();
-    let _ = child.wait();
-    listed?.pointer("/result/tools").and_then(Value::as_array).cloned()
+    }
 }
 
 /// What kind of tool a name and its annotations suggest, and the rule text for that kind.

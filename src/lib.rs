@@ -17,6 +17,7 @@ pub mod hex;
 pub mod human;
 pub mod identity;
 pub mod init;
+pub mod mcp_client;
 pub mod paths;
 pub mod policy;
 pub mod proxy;

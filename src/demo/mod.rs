@@ -3,12 +3,13 @@
 
 pub mod server;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 
+use crate::mcp_client::{AsyncClient, ClientError};
 use crate::policy::{Call, Gate, Policy};
 use crate::proxy::{self, Options, ProxyError};
 use crate::visible::visible;
@@ -48,21 +49,8 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     };
     let proxy = tokio::spawn(proxy::run(options, proxy_in, proxy::stdio::Destination::other(proxy_out)));
 
-    let (from_proxy, mut to_proxy) = tokio::io::split(client_side);
-    let mut lines = BufReader::new(from_proxy).lines();
-    let mut next_id = 0;
-    let mut request = async |method: &str, params: Value| -> std::io::Result<Value> {
-        next_id += 1;
-        let msg = json!({"jsonrpc": "2.0", "id": next_id, "method": method, "params": params});
-        to_proxy.write_all(format!("{msg}\n").as_bytes()).await?;
-        while let Some(line) = lines.next_line().await? {
-            let reply: Value = serde_json::from_str(&line).unwrap_or_default();
-            if reply.get("id") == Some(&json!(next_id)) {
-                return Ok(reply);
-            }
-        }
-        Err(std::io::Error::other("the proxy closed before answering"))
-    };
+    let (from_proxy, to_proxy) = tokio::io::split(client_side);
+    let mut client = AsyncClient::new(BufReader::new(from_proxy), to_proxy);
 
     writeln!(out, "toolgate demo: a pretend server behind the gate, under the embedded default policy.")?;
     match crate::human::terminal::available() {
@@ -74,11 +62,10 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
             "No terminal to ask you on ({why}), so calls that need a person are refused: toolgate fails closed.\n"
         )?,
     }
-    let init = json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "toolgate-demo-client", "version": "1"}});
-    request("initialize", init).await?;
-    let listed = request("tools/list", json!({})).await?;
+    client.initialize("toolgate-demo-client").await.map_err(io::Error::other)?;
+    let listed = client.request("tools/list", json!({})).await.map_err(io::Error::other)?;
     let names: Vec<&str> =
-        listed["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+        listed["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     let names: Vec<_> = names.into_iter().map(visible).collect();
     writeln!(out, "The server offers: {}\n", names.join(", "))?;
 
@@ -93,9 +80,19 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
             format!("rule {:?}", rules.join(", "))
         };
         writeln!(out, "  gate: {} (tier {}, {why})", decision.gate.as_str(), decision.tier.as_str())?;
-        let reply = request("tools/call", json!({"name": tool, "arguments": arguments})).await?;
-        let text = visible(reply["result"]["content"][0]["text"].as_str().unwrap_or("(no text)"));
-        let ran = reply["result"]["isError"] != json!(true);
+        // A refusal as a JSON-RPC error is not run either; the model reads its message.
+        let called = match client.request("tools/call", json!({"name": tool, "arguments": arguments})).await {
+            Ok(result) => Ok(result),
+            Err(ClientError::Refused { error, .. }) => Err(error),
+            Err(e) => return Err(io::Error::other(e).into()),
+        };
+        let (ran, text) = match &called {
+            Ok(result) => {
+                (result["isError"] != json!(true), result["content"][0]["text"].as_str().unwrap_or("(no text)"))
+            }
+            Err(error) => (false, error.message.as_str()),
+        };
+        let text = visible(text);
         match (ran, decision.gate) {
             (true, Gate::Notify) => writeln!(out, "  ran, and the human was told: {text}\n")?,
             (true, _) => writeln!(out, "  ran: {text}\n")?,
@@ -103,7 +100,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
         }
     }
     // End of input tells the proxy the session is over; it stops the server and returns.
-    to_proxy.shutdown().await?;
+    client.close().await?;
     let code = proxy.await.map_err(std::io::Error::other)??;
     writeln!(out, "The audit trail of this session (toolgate audit show {}):", audit_path.display())?;
     crate::audit::show::show(&audit_path, &crate::audit::show::Filter::default(), false, out)?;

@@ -17,9 +17,11 @@ use serde_json::{Value, json};
 use crate::visible::{self, visible, visible_lines};
 
 use super::{Item, Queue, QueueFile, Status};
+use crate::audit::Outcome;
 use crate::clock::now_ms;
 use crate::exit::ExitCode;
 use crate::human::approver_protocol as protocol;
+use crate::mcp_client::{ClientError, Server};
 
 /// Why `toolgate review` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +43,9 @@ pub enum Error {
     NoAuditLog,
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
-    #[error("cannot start {program}: {source}")]
-    Start { program: String, source: io::Error },
-    /// The server started without a pipe for stdin or stdout.
-    #[error("no {0}")]
-    NoPipe(&'static str),
-    /// Talking to the server failed.
-    #[error("{0}")]
-    Server(#[source] io::Error),
-    #[error("the server ended before answering")]
-    ServerEnded,
+    /// Starting the server or talking to it failed (`--run`).
+    #[error(transparent)]
+    Server(#[from] ClientError),
     #[error("the terminal failed: {0}")]
     Terminal(#[source] dialoguer::Error),
 }
@@ -270,42 +265,19 @@ fn run_with_server(
     };
     let call = audit.decision(&record)?;
     let started = std::time::Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|source| Error::Start { program: program.to_string_lossy().into_owned(), source })?;
-    let mut stdin = child.stdin.take().ok_or(Error::NoPipe("stdin"))?;
-    let mut lines = BufReader::new(child.stdout.take().ok_or(Error::NoPipe("stdout"))?).lines();
-    let mut send = |v: Value| stdin.write_all(&protocol::line(&v)).map_err(Error::Server);
-    let mut answer = |want: u64| -> Result<Value, Error> {
-        for line in lines.by_ref() {
-            let line = line.map_err(Error::Server)?;
-            let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
-            if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
-                return Ok(message);
-            }
-        }
-        Err(Error::ServerEnded)
+    let mut command = Command::new(program);
+    command.args(args).stderr(Stdio::inherit());
+    let mut server = Server::spawn(&mut command)?;
+    server.client.initialize("toolgate-review")?;
+    let (result, outcome) = match server.client.request("tools/call", params) {
+        Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => (result, Outcome::ToolError),
+        Ok(result) => (result, Outcome::Ok),
+        Err(ClientError::Refused { error, .. }) => (json!({"error": error.object}), Outcome::Error),
+        Err(e) => return Err(e.into()),
     };
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "toolgate-review", "version": env!("CARGO_PKG_VERSION")}}}),
-    )?;
-    answer(1)?;
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}))?;
-    let reply = answer(2)?;
-    let _ = child.kill();
-    let _ = child.wait();
-    let result = reply.get("result").cloned().unwrap_or_else(|| json!({"error": reply.get("error")}));
-    let outcome = match (reply.get("result"), reply.pointer("/result/isError")) {
-        (Some(_), Some(Value::Bool(true))) => crate::audit::Outcome::ToolError,
-        (Some(_), _) => crate::audit::Outcome::Ok,
-        (None, _) => crate::audit::Outcome::Error,
-    };
-    audit.outcome(call, outcome, started.elapsed());
+    let took = started.elapsed();
+    drop(server);
+    audit.outcome(call, outcome, took);
     file.update(|q| {
         if let Some(item) = q.items.get_mut(&id) {
             item.status = Status::Ran;
