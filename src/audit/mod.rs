@@ -352,6 +352,8 @@ impl AuditLog {
         if let Err(problem) = self.append(&records) {
             let problem = Arc::new(problem);
             self.failed.extend(staged.iter().map(|(call, _)| (*call, Arc::clone(&problem))));
+            // Outcomes noted for those calls (a cancellation in the same burst) go with them.
+            self.outcomes.retain(|(call, _)| !self.failed.contains_key(call));
         }
     }
 
@@ -365,6 +367,10 @@ impl AuditLog {
     /// locked write then carries both. Failing to write it cannot un-run the call, so that is
     /// logged.
     pub fn outcome(&mut self, call: u64, outcome: Outcome, took: Duration) {
+        // A call whose decision could not be written did not run: it has no outcome.
+        if self.failed.contains_key(&call) {
+            return;
+        }
         let body = OutcomeBody { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3 };
         self.outcomes.push((call, body));
     }

@@ -104,9 +104,11 @@ impl Core {
         core.client(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
             "clientInfo": {"name": "test", "version": "0"}}}));
+        core.flush();
         core.server(json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-06-18",
             "capabilities": {"tools": {}}, "serverInfo": {"name": "bank", "version": "0"}}}));
         core.client(json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
+        core.flush();
         let schema = json!({"type": "object", "properties": {"amount": {"type": "number"}}});
         core.server(json!({"jsonrpc": "2.0", "id": "list", "result": {"tools": [
             {"name": "send_payment", "inputSchema": schema},
@@ -361,8 +363,38 @@ fn a_call_cancelled_in_the_burst_that_ran_it_is_recorded_decision_first() {
         .iter()
         .map(|r| (r["event"].as_str().unwrap(), r.get("outcome").and_then(Value::as_str).unwrap_or("-")))
         .collect();
-    assert_eq!(events, [("decision", "-"), ("outcome", "cancelled")]);
+    assert_eq!(events, [("decision", "-"), ("outcome", "cancelled")], "{records:#?}");
     // The call and then its cancellation reach the server, in that order.
     let methods: Vec<&Value> = core.to_server.iter().map(|m| &m["method"]).collect();
     assert_eq!(methods, [&json!("tools/call"), &json!("notifications/cancelled")]);
+}
+
+#[test]
+fn an_answer_to_a_call_not_yet_sent_answers_nothing() {
+    let mut core = Core::new(ASK);
+    core.client(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {}}}));
+    // A server that guesses the next id answers it, and refuses it, before it was sent.
+    core.server(json!({"jsonrpc": "2.0", "id": 5, "result": {"content": [], "forged": true}}));
+    core.server(json!({"jsonrpc": "2.0", "id": 5, "result": {"x": 1}, "error": {"code": 1, "message": "two"}}));
+    core.flush();
+    assert_eq!(core.calls_run(), [&json!(5)], "the call still goes out");
+    assert!(core.answer_to(5).is_none(), "nothing answered it early: {:?}", core.to_client);
+    core.server(json!({"jsonrpc": "2.0", "id": 5, "result": {"content": []}}));
+    core.flush();
+    assert_eq!(core.to_client.iter().filter(|m| m["id"] == 5).count(), 1, "answered once, by its own answer");
+    assert!(core.answer_to(5).unwrap()["result"].get("forged").is_none());
+}
+
+#[test]
+fn a_call_decided_after_stopping_began_is_refused_and_recorded_so() {
+    let mut core = Core::new(ASK);
+    core.handle(Event::Interrupt);
+    core.client(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {}}}));
+    core.flush();
+    assert!(core.calls_run().is_empty());
+    assert!(core.answer_to(1).unwrap().to_string().contains("it is stopping"));
+    let decisions = core.decisions();
+    assert_eq!((&decisions[0]["verdict"], &decisions[0]["decided_by"]), (&json!("refused"), &json!("toolgate")));
 }

@@ -268,6 +268,16 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
 
 /// Ends a call: writes its decision to the audit log, then forwards or answers it.
 pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settlement) {
+    // Once the server's input is closed (toolgate is stopping), nothing more reaches it: a call
+    // that would run is refused, and recorded so.
+    if matches!(how, Settlement::Forward { .. }) && !session.server_input_open() {
+        let text = format!(
+            "toolgate did not run this call to `{}`: it is stopping, and the server takes no more calls.",
+            call.params.name
+        );
+        let note = Some("the server's input was already closed".to_owned());
+        how = Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text };
+    }
     // Arguments a person wrote are forwarded as written, but for toolgate's own property.
     if let Settlement::Forward { edited: Some(arguments), .. } = &mut how
         && call.strips
@@ -379,7 +389,7 @@ fn carry(session: &mut Session, mut call: Decided, how: Settlement, call_no: u64
             });
             let what = Waiting::ToolsCall { call: call_no, approved };
             let record = recorded(Peer::Server);
-            session.pending.insert(call.id, Pending::new(what, call.since));
+            session.await_answer(call.id, Pending::new(what, call.since));
             session.settled(Peer::Server, Outgoing::new(line, credit), record);
         }
         Settlement::Refuse { text, .. } => {

@@ -46,11 +46,14 @@ pub(super) struct Pending {
     /// never answers it, and the server's late answer passes through untouched (the client
     /// ignores it) with no bookkeeping.
     pub cancelled: bool,
+    /// Its line has left for the server (at the flush after it was staged). Until then, an
+    /// answer the server sends under its id answers nothing toolgate sent.
+    pub sent: bool,
 }
 
 impl Pending {
     pub fn new(what: Waiting, since: Instant) -> Pending {
-        Pending { what, since, cancelled: false }
+        Pending { what, since, cancelled: false, sent: false }
     }
 }
 
@@ -95,6 +98,8 @@ pub(super) struct Session {
     roots_requests: HashSet<Id>,
     /// Messages for either peer since the last flush, in order.
     outbox: Vec<Staged>,
+    /// Requests whose lines are in the outbox, not yet sent.
+    unsent: Vec<Id>,
 }
 
 /// What a flush hands the writers, per peer, in order.
@@ -165,6 +170,7 @@ impl Session {
             place: super::place::ServerPlace::default(),
             roots_requests: HashSet::new(),
             outbox: Vec::new(),
+            unsent: Vec::new(),
         }
     }
 
@@ -225,7 +231,27 @@ impl Session {
                 Peer::Server => lines.to_server.push(out),
             }
         }
+        // What was staged for the server leaves now: its answers are now answers.
+        for id in std::mem::take(&mut self.unsent) {
+            if let Some(pending) = self.pending.get_mut(&id) {
+                pending.sent = true;
+            }
+        }
         lines
+    }
+
+    /// The pending request with this id, once its line has left for the server.
+    fn take_sent(&mut self, id: &Id) -> Option<Pending> {
+        if self.pending.get(id).is_some_and(|p| !p.sent) {
+            return None;
+        }
+        self.pending.remove(id)
+    }
+
+    /// A request on its way to the server: its answer is awaited once its line has left.
+    pub fn await_answer(&mut self, id: Id, pending: Pending) {
+        self.unsent.push(id.clone());
+        self.pending.insert(id, pending);
     }
 
     /// A settled call whose audit record could not be written: it does not run, and the model
@@ -277,7 +303,7 @@ impl Session {
                     } else {
                         Waiting::Other
                     };
-                    self.pending.insert(id.clone(), Pending::new(what, self.now));
+                    self.await_answer(id.clone(), Pending::new(what, self.now));
                     self.forward_to_server(inbound);
                 }
                 Kind::Notification { method } if method == "notifications/cancelled" => {
@@ -358,6 +384,14 @@ impl Session {
                     listing::answered(self, &inbound.line);
                     return;
                 }
+                // An answer to a request still waiting to leave answers nothing the server was
+                // sent: it is dropped, and the request goes out and gets its own answer.
+                if let Kind::Response { id: Some(id), .. } = &env.kind
+                    && self.pending.get(id).is_some_and(|p| !p.sent)
+                {
+                    tracing::warn!("the server answered request {id} before toolgate sent it; the answer is dropped");
+                    return;
+                }
                 if let Kind::Notification { method } = &env.kind
                     && method == "notifications/tools/list_changed"
                 {
@@ -365,7 +399,7 @@ impl Session {
                     self.trust.tools_changed();
                 }
                 if let Kind::Response { id: Some(id), is_error } = &env.kind
-                    && let Some(pending) = self.pending.remove(id)
+                    && let Some(pending) = self.take_sent(id)
                 {
                     rewritten = self.answered(pending, *is_error, &inbound.line);
                 }
@@ -432,7 +466,7 @@ impl Session {
 
     /// Answers a pending client request with an error, if it is pending and not cancelled.
     fn fail_one(&mut self, id: &Value, message: &str) {
-        if let Some(pending) = Id::from_value(id).and_then(|id| self.pending.remove(&id)) {
+        if let Some(pending) = Id::from_value(id).and_then(|id| self.take_sent(&id)) {
             if pending.cancelled {
                 return;
             }
