@@ -162,9 +162,9 @@ where
         None => None,
     };
     let (human_tx, from_human) = mpsc::unbounded_channel();
-    tokio::spawn(forward(from_human, rare_tx.clone(), Rare::Human));
+    tokio::spawn(forward(from_human, rare_tx.clone(), |e| Ok(Event::Human(e))));
     let (approver_tx, from_approvers) = mpsc::unbounded_channel();
-    tokio::spawn(forward(from_approvers, rare_tx.clone(), Rare::Approver));
+    tokio::spawn(forward(from_approvers, rare_tx.clone(), |n| Ok(Event::Approver(n))));
     let held = held::Held::new(human_tx, approver_socket::Approvers::listen(approver_tx));
     let mut session = Session::new(
         opts.server_name,
@@ -185,7 +185,7 @@ where
     let edited = rare_tx;
     let _watch = policy_path.as_deref().and_then(|p| {
         match reload::PolicyWatch::start(p, move || {
-            let _ = edited.send(Rare::PolicyEdited);
+            let _ = edited.send(Ok(Event::PolicyEdited));
         }) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -219,7 +219,7 @@ where
 /// until the server is gone.
 async fn drive(
     core: &mut Dispatcher,
-    arrivals: &mut mpsc::Receiver<Arrival>,
+    arrivals: &mut mpsc::Receiver<Event>,
     rare: &mut mpsc::UnboundedReceiver<Rare>,
     writers: &mut Writers,
 ) -> io::Result<()> {
@@ -250,23 +250,14 @@ async fn drive(
         // are quiet, each costs one look at an empty queue.
         let event = tokio::select! {
             biased;
-            Some(event) = rare.recv() => match event {
-                Rare::Exited(exited) => Event::Exited(exited?),
-                Rare::Interrupt => Event::Interrupt,
-                Rare::Terminate => Event::Terminate,
-                Rare::Hangup => Event::Hangup,
-                Rare::Human(event) => Event::Human(event),
-                Rare::Approver(news) => Event::Approver(news),
-                Rare::PolicyEdited => Event::PolicyEdited,
-            },
+            // The one rare event that can fail: waiting for the server's exit.
+            Some(event) = rare.recv() => event?,
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 Event::Tick
             },
-            Some(arrival) = arrivals.recv(), if core.reading() => match arrival {
-                Arrival::Line(peer, inbound) => Event::Line(peer, inbound),
-                Arrival::Closed(peer) => Event::Closed(peer),
-            },
+            // A line, or a peer's end (`Event::Line`, `Event::Closed`).
+            Some(arrival) = arrivals.recv(), if core.reading() => arrival,
         };
         core.handle(event, Instant::now());
     }
@@ -327,13 +318,6 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// What a reader hands the dispatcher.
-enum Arrival {
-    Line(Peer, Inbound),
-    /// The peer closed its output (or it could no longer be read): nothing more comes from it.
-    Closed(Peer),
-}
-
 /// The signals toolgate answers to.
 struct Signals {
     hangup: tokio::signal::unix::Signal,
@@ -341,20 +325,9 @@ struct Signals {
     terminate: tokio::signal::unix::Signal,
 }
 
-/// Rare events in the proxy's life.
-enum Rare {
-    /// The server process ended.
-    Exited(io::Result<std::process::ExitStatus>),
-    Interrupt,
-    Terminate,
-    Hangup,
-    /// A person answered, on the terminal or in the client's dialog.
-    Human(crate::human::Event),
-    /// A `toolgate approve` connection said something.
-    Approver(approver_socket::FromApprover),
-    /// The policy file may have changed.
-    PolicyEdited,
-}
+/// A rare event in the proxy's life (signals, the server's exit, people's answers, approvers,
+/// policy edits), or why the server's exit could not be awaited.
+type Rare = io::Result<Event>;
 
 /// Waits for the server to exit and for signals, and tells the dispatcher.
 async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals, tx: mpsc::UnboundedSender<Rare>) {
@@ -363,11 +336,11 @@ async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals,
         let event = tokio::select! {
             exited = child.wait(), if running => {
                 running = false;
-                Rare::Exited(exited)
+                exited.map(Event::Exited)
             }
-            Some(()) = signals.interrupt.recv() => Rare::Interrupt,
-            Some(()) = signals.terminate.recv() => Rare::Terminate,
-            Some(()) = signals.hangup.recv() => Rare::Hangup,
+            Some(()) = signals.interrupt.recv() => Ok(Event::Interrupt),
+            Some(()) = signals.terminate.recv() => Ok(Event::Terminate),
+            Some(()) = signals.hangup.recv() => Ok(Event::Hangup),
             // The runtime is shutting down.
             else => return,
         };
@@ -383,7 +356,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     max: usize,
     depth: usize,
     credit: Arc<Semaphore>,
-    tx: mpsc::Sender<Arrival>,
+    tx: mpsc::Sender<Event>,
     peer: Peer,
 ) {
     let mut lines = LineReader::new(reader, max);
@@ -415,9 +388,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
             break;
         };
-        if tx.send(Arrival::Line(peer, Inbound { line, read, _credit: Some(permit) })).await.is_err() {
+        if tx.send(Event::Line(peer, Inbound { line, read, _credit: Some(permit) })).await.is_err() {
             return;
         }
     }
-    let _ = tx.send(Arrival::Closed(peer)).await;
+    let _ = tx.send(Event::Closed(peer)).await;
 }

@@ -242,10 +242,15 @@ impl Session {
 
     /// The pending request with this id, once its line has left for the server.
     fn take_sent(&mut self, id: &Id) -> Option<Pending> {
-        if self.pending.get(id).is_some_and(|p| !p.sent) {
+        if self.unsent(id) {
             return None;
         }
         self.pending.remove(id)
+    }
+
+    /// A request with this id is pending, and its line has not left for the server yet.
+    fn unsent(&self, id: &Id) -> bool {
+        self.pending.get(id).is_some_and(|p| !p.sent)
     }
 
     /// A request on its way to the server: its answer is awaited once its line has left.
@@ -387,7 +392,7 @@ impl Session {
                 // An answer to a request still waiting to leave answers nothing the server was
                 // sent: it is dropped, and the request goes out and gets its own answer.
                 if let Kind::Response { id: Some(id), .. } = &env.kind
-                    && self.pending.get(id).is_some_and(|p| !p.sent)
+                    && self.unsent(id)
                 {
                     tracing::warn!("the server answered request {id} before toolgate sent it; the answer is dropped");
                     return;
