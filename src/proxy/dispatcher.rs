@@ -5,9 +5,10 @@
 //! nothing and writes to no pipe; `super::run` does that around it, and the tests drive it with
 //! a clock of their own (`tests.rs`).
 //!
-//! A `tools/call` goes `session` (which peer, which method) → `gate` (judge it, carry out its
-//! gate) → `held` (when a person must answer) → `gate::settle` (stage its audit record and
-//! what carries it out) → [`Dispatcher::flush`] (write the records, hand over the lines).
+//! A `tools/call` goes `route` (which peer, which method) → `gate` (judge it, carry out its
+//! gate, or say where it waits) → `held` (when a person must answer) → `gate::settle` (stage
+//! its audit record and what carries it out in the session's outbox) → [`Dispatcher::flush`]
+//! (write the records, hand over the lines).
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -16,8 +17,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
-use super::session::{Lines, Session};
-use super::{Inbound, Outgoing, Peer, approver_socket, child, held, listing};
+use super::route::Router;
+use super::session::Lines;
+use super::{Inbound, Outgoing, Peer, approver_socket, child};
 
 /// After the client closes its side, how long the server gets to exit before SIGTERM.
 pub(super) const EOF_GRACE: Duration = Duration::from_millis(1000);
@@ -65,7 +67,7 @@ pub(super) struct Output {
 }
 
 pub(super) struct Dispatcher {
-    session: Session,
+    router: Router,
     /// The policy's file, reloaded on SIGHUP and after edits (`None`: the embedded default).
     policy_path: Option<PathBuf>,
     reload_at: Option<Instant>,
@@ -86,9 +88,9 @@ pub(super) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(session: Session, policy_path: Option<PathBuf>) -> Dispatcher {
+    pub fn new(router: Router, policy_path: Option<PathBuf>) -> Dispatcher {
         Dispatcher {
-            session,
+            router,
             policy_path,
             reload_at: None,
             client_open: true,
@@ -116,29 +118,22 @@ impl Dispatcher {
     /// The earliest moment something is due: [`Event::Tick`] then.
     pub fn next_deadline(&self) -> Option<Instant> {
         let draining = self.drain_until.filter(|_| self.server_open);
-        [
-            self.escalation.map(|(at, _)| at),
-            self.session.held.next_wakeup(),
-            self.session.listing.deadline(),
-            self.reload_at,
-            self.head_flush_at,
-            draining,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.escalation.map(|(at, _)| at), self.router.next_wakeup(), self.reload_at, self.head_flush_at, draining]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Handles one event that happened at `now`.
     pub fn handle(&mut self, event: Event, now: Instant) {
-        self.session.now = now;
+        self.router.session.now = now;
         match event {
-            Event::Line(Peer::Client, inbound) => self.session.on_client(inbound),
-            Event::Line(Peer::Server, inbound) => self.session.on_server(inbound),
+            Event::Line(Peer::Client, inbound) => self.router.on_client(inbound),
+            Event::Line(Peer::Server, inbound) => self.router.on_server(inbound),
             Event::Closed(Peer::Client) => {
                 tracing::debug!("client closed its side; closing the server's stdin");
                 self.client_open = false;
-                self.session.abandon_held("the client closed its side");
+                self.router.abandon_held("the client closed its side");
                 self.close_server_input();
                 self.escalation.get_or_insert((now + EOF_GRACE, Signal::SIGTERM));
             }
@@ -149,7 +144,7 @@ impl Dispatcher {
                         "the MCP server ended ({exited}) while its client was still connected; \
                          requests still waiting get an error and toolgate exits"
                     );
-                    self.session.abandon_held(&format!("the MCP server ended ({exited})"));
+                    self.router.abandon_held(&format!("the MCP server ended ({exited})"));
                 } else {
                     tracing::debug!("server exited: {exited}");
                 }
@@ -160,11 +155,11 @@ impl Dispatcher {
             Event::Interrupt => self.stop(130, now),
             Event::Terminate => self.stop(143, now),
             Event::Hangup => match &self.policy_path {
-                Some(path) => self.session.reload(&path.clone()),
+                Some(path) => self.router.reload(&path.clone()),
                 None => tracing::info!("SIGHUP: the embedded default policy has no file to reload"),
             },
-            Event::Human(event) => held::on_event(&mut self.session, event),
-            Event::Approver(news) => held::on_approver(&mut self.session, news),
+            Event::Human(event) => self.router.on_human(event),
+            Event::Approver(news) => self.router.on_approver(news),
             Event::PolicyEdited => self.reload_at = Some(now + RELOAD_SETTLE),
             Event::Tick => self.tick(now),
         }
@@ -182,21 +177,18 @@ impl Dispatcher {
                 self.escalation = Some((now + TERM_GRACE, Signal::SIGKILL));
             }
         }
-        if due(self.session.held.next_wakeup()) {
-            held::on_timer(&mut self.session);
-        }
-        if due(self.session.listing.deadline()) {
-            listing::timed_out(&mut self.session);
+        if due(self.router.next_wakeup()) {
+            self.router.on_timer();
         }
         if due(self.reload_at) {
             self.reload_at = None;
             if let Some(path) = self.policy_path.clone() {
-                self.session.reload(&path);
+                self.router.reload(&path);
             }
         }
         if due(self.head_flush_at) {
             self.head_flush_at = None;
-            self.session.audit.flush();
+            self.router.session.audit.flush();
         }
         if due(self.drain_until.filter(|_| self.server_open)) {
             tracing::debug!("server output still open after it exited; no longer waiting for it");
@@ -208,15 +200,15 @@ impl Dispatcher {
     fn stop(&mut self, code: i32, now: Instant) {
         tracing::info!("stopping on signal; stopping the server");
         self.stopped_by.get_or_insert(code);
-        self.session.abandon_held("toolgate was stopped by a signal");
+        self.router.abandon_held("toolgate was stopped by a signal");
         self.close_server_input();
         self.signals.push(Signal::SIGTERM);
         self.escalation = Some((now + TERM_GRACE, Signal::SIGKILL));
     }
 
     fn close_server_input(&mut self) {
-        if self.session.server_input_open() {
-            self.session.close_server_input();
+        if self.router.session.server_input_open() {
+            self.router.session.close_server_input();
             self.closing_server_input = true;
         }
     }
@@ -224,9 +216,10 @@ impl Dispatcher {
     /// Writes the audit records staged so far and returns what is to be done: the messages
     /// that waited on them, in order, and the signals and closing that followed them.
     pub fn flush(&mut self, now: Instant) -> Output {
-        self.session.now = now;
-        let Lines { to_client, to_server } = self.session.flush();
-        if self.head_flush_at.is_none() && self.session.audit.behind() {
+        self.router.session.now = now;
+        self.router.apply_effects();
+        let Lines { to_client, to_server } = self.router.session.flush();
+        if self.head_flush_at.is_none() && self.router.session.audit.behind() {
             self.head_flush_at = Some(now + HEAD_FLUSH);
         }
         Output {
@@ -244,10 +237,10 @@ impl Dispatcher {
             Some(status) => child::exit_code(status),
             None => 1,
         };
-        self.session.now = now;
-        self.session.fail_pending(code);
+        self.router.session.now = now;
+        self.router.fail_pending(code);
         let mut output = self.flush(now);
-        self.session.audit.flush();
+        self.router.session.audit.flush();
         output.close_server_input = true;
         (output, self.stopped_by.unwrap_or(code))
     }

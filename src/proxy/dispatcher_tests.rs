@@ -17,6 +17,7 @@ use crate::human::approver_protocol::AnswerParams;
 use crate::policy::Policy;
 use crate::proxy::approver_socket::{Approvers, FromApprover};
 use crate::proxy::held::Held;
+use crate::proxy::route::Router;
 use crate::proxy::session::Session;
 use crate::proxy::session_trust::ServerIdentity;
 use crate::proxy::{Inbound, Peer, Read};
@@ -85,14 +86,13 @@ impl Core {
             AuditLog::open(&dir.path().join("audit.jsonl")),
             1 << 20,
             start,
-            Held::new(human, Approvers::unlistened()).without_terminal(),
             Some(policy_path.clone()),
-            None,
             None,
             ServerIdentity::known(crate::identity::Identity::of(&["true".into()])),
         );
+        let held = Held::new(human, Approvers::unlistened()).without_terminal();
         let mut core = Core {
-            core: Dispatcher::new(session, Some(policy_path)),
+            core: Dispatcher::new(Router::new(session, held, None), Some(policy_path)),
             start,
             now: start,
             dir,
@@ -224,7 +224,7 @@ fn an_allowed_call_leaves_only_after_its_record_is_written() {
 #[test]
 fn an_audit_write_that_fails_refuses_the_call_and_nothing_reaches_the_server() {
     let mut core = Core::new(ASK);
-    core.core.session.audit.fail_writes();
+    core.core.router.session.audit.fail_writes();
     for id in 1..=3 {
         core.client(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "read_file", "arguments": {}}}));
@@ -353,7 +353,7 @@ fn a_call_cancelled_in_the_burst_that_ran_it_is_recorded_decision_first() {
         "params": {"name": "read_file", "arguments": {}}}));
     core.client(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     core.flush();
-    core.core.session.audit.flush();
+    core.core.router.session.audit.flush();
     let records: Vec<Value> = std::fs::read_to_string(core.dir.path().join("audit.jsonl"))
         .unwrap()
         .lines()

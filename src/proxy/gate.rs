@@ -1,25 +1,30 @@
 //! The decision point: every `tools/call` request passes through [`call`], and every call ends
-//! in [`settle`]. Nowhere else is a call forwarded or refused.
+//! in [`settle`]. Nowhere else is a call forwarded or refused, and nowhere else is its final
+//! gate set ([`judge`]: the policy, then the tool's trust, then its listed schema).
 //!
-//! The policy says which gate the call meets; this module carries it out. Calls that need a
-//! person are handed to [`super::held`] and settled when someone (or a timer) decides. A
-//! call that needs a human when no channel to one exists, or whose decision cannot be written to
-//! the audit log, is refused: toolgate fails closed and says why, to the model and on stderr.
+//! The policy says which gate the call meets; this module carries it out, or says where the
+//! call waits ([`Next`]): for a person (`held.rs`), in the review queue (`review_queue.rs`), or
+//! for toolgate's own listing of the tools (`listing.rs`). Those settle it here when someone (or
+//! a timer) decides; this module never calls them. A call that needs a human when no channel to
+//! one exists, or whose decision cannot be written to the audit log, is refused: toolgate fails
+//! closed and says why, to the model and on stderr.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::listing::Unlisted;
 use super::session::{Pending, Recorded, Session, Waiting, unrecorded_text};
 use super::session_trust::TrustSays;
-use super::{Inbound, Outgoing, Peer, listing, request_state};
+use super::{Inbound, Outgoing, Peer, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::confidence;
 use crate::conformity;
 use crate::policy::ArgumentsSetting as Setting;
 use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
+use crate::review::{self, Status};
 use crate::visible::{preview, visible};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
 
@@ -62,6 +67,20 @@ pub(super) enum Settlement {
     Park { item: u64, text: String },
 }
 
+/// Where a call goes once the gate has had its say.
+pub(super) enum Next {
+    /// It is settled: its record and what carries it out are staged.
+    Settled,
+    /// It waits for a person.
+    Hold(Box<Decided>),
+    /// It is parked in the review queue.
+    Park(Box<Decided>),
+    /// A 2026-07-28 retry that answers toolgate's own question: the answer it carries decides.
+    Retried(Box<Decided>),
+    /// It waits for toolgate's own listing of the server's tools.
+    List(Box<Unlisted>),
+}
+
 /// Whether toolgate may still list the server's tools for a call, or already did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Listed {
@@ -74,23 +93,23 @@ enum Listed {
     Withdrawn,
 }
 
-/// Decides one `tools/call` and forwards it, answers it, or holds it for a person.
-pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
-    decide(session, id, env, inbound, Listed::MayList);
+/// Decides one `tools/call`: forwards it, answers it, or says where it waits.
+pub(super) fn call(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) -> Next {
+    decide(session, id, env, inbound, Listed::MayList)
 }
 
 /// Decides a call that waited for toolgate's own listing of the tools (`failure`: why that
 /// listing failed).
-pub(super) fn call_listed(session: &mut Session, id: Id, env: Envelope, inbound: Inbound, failure: Option<String>) {
-    decide(session, id, env, inbound, Listed::Done(failure));
+pub(super) fn call_listed(session: &mut Session, call: Unlisted, failure: Option<String>) -> Next {
+    decide(session, call.id, call.env, call.inbound, Listed::Done(failure))
 }
 
 /// Records and drops a call the client withdrew while it waited for toolgate's listing.
-pub(super) fn withdrawn_while_listing(session: &mut Session, id: Id, env: Envelope, inbound: Inbound) {
-    decide(session, id, env, inbound, Listed::Withdrawn);
+pub(super) fn withdrawn_while_listing(session: &mut Session, call: Unlisted) {
+    decide(session, call.id, call.env, call.inbound, Listed::Withdrawn);
 }
 
-fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, listed: Listed) {
+fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, listed: Listed) -> Next {
     // The line passed the strict check, so it is UTF-8.
     let text = std::str::from_utf8(&inbound.line).unwrap_or_default();
     let mut params = match CallToolParams::parse(env.params.clone().map(|range| &text[range])) {
@@ -99,7 +118,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
             tracing::warn!("refused a malformed tools/call: {why}: {}", preview(&inbound.line));
             let answer = reply::error(&id.to_value(), -32602, &format!("toolgate refused this call: {why}"));
             session.answer_client(answer, inbound._credit.take());
-            return;
+            return Next::Settled;
         }
     };
     let policy = session.policy.clone();
@@ -116,7 +135,8 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     // Trust applies only to tools this session's listing showed pinned, so the listing runs
     // whatever `[settings] arguments` says.
     if listed == Listed::MayList && session.tools.stale() {
-        return listing::wait(session, id, env, inbound, params.meta.as_ref());
+        let meta = params.meta;
+        return Next::List(Box::new(Unlisted { id, env, inbound, meta }));
     }
     // The arguments as written, for numbers a double cannot hold.
     let written = env.params.as_ref().zip(params.arguments_at.clone()).map(|(p, a)| p.start + a.start..p.start + a.end);
@@ -139,7 +159,8 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         let call =
             Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
         tracing::warn!("refused `{}`: {why}", call.params.name);
-        return settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
+        settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
+        return Next::Settled;
     }
     if setting == Setting::Off && !matches!(verdict, conformity::Verdict::Conforms(_)) {
         tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, &verdict));
@@ -148,18 +169,20 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
     if listed == Listed::Withdrawn {
         let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
-        return settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
+        settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
+        return Next::Settled;
     }
     match &call.params.request_state {
         // A 2026-07-28 retry that answers toolgate's own question.
-        Some(Value::String(state)) if request_state::is_toolgates(state) => super::held::retried(session, call),
+        Some(Value::String(state)) if request_state::is_toolgates(state) => Next::Retried(Box::new(call)),
         // The server asked for more input about a call a person approved; this is the retry.
         Some(Value::String(state))
             if matches!(call.decision.gate, Gate::Ask | Gate::Hold)
-                && session.held.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
+                && session.allowed.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
         {
             let note = Some("continues a call a person approved (the server asked the client for more input)".into());
-            settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None })
+            settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None });
+            Next::Settled
         }
         _ => carry_out(session, call),
     }
@@ -219,8 +242,8 @@ pub(super) fn judge(
     Judgement { decision, trust, verdict, changed }
 }
 
-/// Carries out the gate the policy chose for a call.
-pub(super) fn carry_out(session: &mut Session, call: Decided) {
+/// Carries out the gate the policy chose for a call, or says where it waits.
+pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
     match call.decision.gate {
         Gate::Allow => settle(
             session,
@@ -236,22 +259,29 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
             let (server, tool) = (visible(&session.server), visible(&call.params.name));
             let notice = format!("{server} ran `{tool}`{why}");
             tracing::info!("notice: {notice}");
-            session.held.notice(notice);
+            session.notice(notice);
             let (by, note) = match call.trust.clone() {
                 Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
                 _ => (DecidedBy::Policy, None),
             };
-            super::review_queue::to_review(session, &call);
-            settle(session, call, Settlement::Forward { by, channel: None, note, edited: None })
+            session.add_to_review(review::item(
+                Status::ToReview,
+                &session.server,
+                &call.params.name,
+                &call.params.arguments,
+                &call.decision,
+                &session.policy.version,
+            ));
+            settle(session, call, Settlement::Forward { by, channel: None, note, edited: None });
         }
         Gate::Deny => {
             let text = refusal_text(&call.params.name, &call.decision);
-            settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text })
+            settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text });
         }
-        Gate::Queue => super::review_queue::park(session, call),
+        Gate::Queue => return Next::Park(Box::new(call)),
         // A session's allowance is for the tool as this session's listing showed it pinned.
         Gate::Ask
-            if session.held.allowed_for_session(&call.params.name)
+            if session.allowed.allows_tool(&call.params.name)
                 && !call.decision.always_ask
                 && session.trust.shows_pinned(&session.server, &call.params.name) =>
         {
@@ -260,10 +290,11 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) {
                 session,
                 call,
                 Settlement::Forward { by: DecidedBy::Human, channel: Some("session"), note, edited: None },
-            )
+            );
         }
-        Gate::Ask | Gate::Hold => super::held::hold(session, call),
+        Gate::Ask | Gate::Hold => return Next::Hold(Box::new(call)),
     }
+    Next::Settled
 }
 
 /// Ends a call: writes its decision to the audit log, then forwards or answers it.

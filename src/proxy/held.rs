@@ -6,7 +6,7 @@
 //! the client offers it, and every connected `toolgate approve`); the first answer wins and the
 //! other channels are withdrawn.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,8 +15,9 @@ use tokio::time::Instant;
 
 use super::approver_socket::{Approvers, FromApprover, NotTaken, error_line, result_line};
 use super::elicit;
-use super::gate::{self, Decided, Settlement};
+use super::gate::{self, Decided, Next, Settlement};
 use super::request_state::{self, Sealer};
+use super::review_queue::Parking;
 use super::session::Session;
 use crate::audit::DecidedBy;
 use crate::human::approver_protocol::Approval;
@@ -75,8 +76,6 @@ pub(super) struct Held {
     calls: HashMap<u64, HeldCall>,
     by_request: HashMap<Id, u64>,
     next_ticket: u64,
-    /// Tools a person allowed for the rest of the session.
-    session_tools: HashSet<String>,
     terminal: Option<Terminal>,
     /// The terminal may be used (not in the core's tests, which must not touch a real one).
     terminal_allowed: bool,
@@ -88,9 +87,6 @@ pub(super) struct Held {
     pub approvers: Approvers,
     /// Protects the state of questions asked inside 2026-07-28 clients.
     sealer: Sealer,
-    /// Server states handed out for more input about calls a person approved: state to the
-    /// tool, its argument digest, and when the chance to continue ends.
-    continuations: HashMap<String, (String, String, Instant)>,
 }
 
 impl Held {
@@ -99,7 +95,6 @@ impl Held {
             calls: HashMap::new(),
             by_request: HashMap::new(),
             next_ticket: 1,
-            session_tools: HashSet::new(),
             terminal: None,
             terminal_allowed: true,
             events,
@@ -107,43 +102,12 @@ impl Held {
             elicit_ids: elicit::Ids::new(),
             approvers,
             sealer: Sealer::new(),
-            continuations: HashMap::new(),
         }
-    }
-
-    /// The server asked for more input (handing out `state`) about a call a person approved.
-    pub fn continues(&mut self, state: String, tool: String, digest: String, ttl: Duration, now: Instant) {
-        const MAX: usize = 1024;
-        self.continuations.retain(|_, (_, _, until)| *until > now);
-        if self.continuations.len() < MAX {
-            self.continuations.insert(state, (tool, digest, now + ttl));
-        }
-    }
-
-    /// Whether a call carrying the server's `state` continues an approved call with this tool
-    /// and these arguments; a state continues once.
-    pub fn continuation(
-        &mut self,
-        state: &str,
-        tool: &str,
-        arguments: &serde_json::Map<String, Value>,
-        now: Instant,
-    ) -> bool {
-        let Some((t, digest, until)) = self.continuations.get(state) else { return false };
-        let matches = t == tool && *digest == request_state::digest(arguments) && *until > now;
-        if matches {
-            self.continuations.remove(state);
-        }
-        matches
     }
 
     /// Whether toolgate has an elicitation open under this id.
     pub fn elicitation_open(&self, id: &Id) -> bool {
         self.elicitations.contains_key(id)
-    }
-
-    pub fn allowed_for_session(&self, tool: &str) -> bool {
-        self.session_tools.contains(tool)
     }
 
     /// The earliest moment something held needs attention.
@@ -192,533 +156,561 @@ impl Held {
     }
 }
 
-/// Takes a request back from every channel it is still offered on, except the one that answered.
-fn retract(session: &mut Session, ticket: u64, held: &HeldCall, why: Withdrawn, answered_on: Option<Via>) {
-    if held.on_terminal
-        && answered_on != Some(Via::Terminal)
-        && let Some(t) = &session.held.terminal
-    {
-        t.send(Command::Withdraw { ticket, why });
-    }
-    if let Some(id) = &held.elicitation
-        && answered_on != Some(Via::Elicitation)
-    {
-        let reason = match why {
-            Withdrawn::TimedOut => "toolgate: nobody answered in time; the call was denied",
-            Withdrawn::HoldElapsed => "toolgate: the hold ran out; the call ran",
-            Withdrawn::Cancelled => "toolgate: the call was withdrawn",
-            Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
-            Withdrawn::Redecided => "toolgate: the policy changed; the call was decided again",
-        };
-        session.send_client(elicit::cancel_line(id, reason));
-    }
-    if held.on_approvers {
-        let answering = match answered_on {
-            Some(Via::Approver(conn)) => Some(conn),
-            _ => None,
-        };
-        session.held.approvers.broadcast("withdrawn", json!({"ticket": ticket, "why": why}), answering);
-    }
-}
-
-/// Holds a call that needs a person and offers it on every live channel; with none, refuses it
-/// at once and says how to get asked next time.
-pub(super) fn hold(session: &mut Session, call: Decided) {
-    let kind = if call.decision.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
-    let wait = match kind {
-        Kind::Hold => call.decision.hold.unwrap_or_default(),
-        Kind::Approve => session.policy.settings.approval_timeout,
-    };
-    let deadline = session.now + wait;
-    let ticket = session.held.next_ticket;
-    session.held.next_ticket += 1;
-    let request = Request {
-        ticket,
-        kind,
-        server: session.server.clone(),
-        tool: call.params.name.clone(),
-        arguments: call.params.arguments.clone(),
-        gate: call.decision.gate,
-        tier: call.decision.tier,
-        rules: call
-            .decision
-            .matched
-            .iter()
-            .filter(|m| m.gate == Some(call.decision.gate))
-            .map(|m| (m.rule.clone(), m.reason.clone()))
-            .collect(),
-        // Why trust did not spare the person the question (another program, a listing that has
-        // not shown the pinned tool, a reset) is theirs to read too.
-        reason: match (&call.decision.reason, &call.trust) {
-            (Some(reason), Some(super::session_trust::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
-            (None, Some(super::session_trust::TrustSays::Lost(lost))) => Some(lost.clone()),
-            (reason, _) => reason.clone(),
-        },
-        deadline: deadline.into_std(),
-        remember: remember::proposal(
-            &session.policy,
-            session.policy_path.as_deref(),
-            &session.server,
-            Some(&session.trust.identity().id),
-            &call.params.name,
-            &call.decision,
-        ),
-    };
-    let mut absent = Vec::new();
-    if call.stateless() {
-        // A 2026-07-28 request cannot be held while the client asks its user: the question
-        // ends the request. So the client is asked only when no channel that can hold is live.
-        let client_elicits = call.params.client_capabilities().is_some_and(elicit::capabilities_allow_form);
-        if kind == Kind::Approve && client_elicits && session.held.terminal().is_err() && !session.held.approvers.live()
+impl Held {
+    /// Takes a request back from every channel it is still offered on, except the one that answered.
+    fn retract(
+        &mut self,
+        session: &mut Session,
+        ticket: u64,
+        held: &HeldCall,
+        why: Withdrawn,
+        answered_on: Option<Via>,
+    ) {
+        if held.on_terminal
+            && answered_on != Some(Via::Terminal)
+            && let Some(t) = &self.terminal
         {
-            ask_inside(session, call, &request, wait);
-            return;
+            t.send(Command::Withdraw { ticket, why });
         }
-        if !client_elicits {
-            absent.push("the client did not offer elicitation".to_owned());
-        }
-    }
-    let on_terminal = match session.held.terminal() {
-        Ok(terminal) => {
-            terminal.send(Command::Offer(request.clone()));
-            true
-        }
-        Err(why) => {
-            absent.push(why);
-            false
-        }
-    };
-    let elicitation = if call.stateless() {
-        None
-    } else if !session.client_elicits {
-        absent.push("the client did not offer elicitation".to_owned());
-        None
-    } else {
-        let id = session.held.elicit_ids.fresh(&session.server_requests);
-        session.send_client(elicit::request_line(&id, &request, wait.as_secs()));
-        session.held.elicitations.insert(id.clone(), ticket);
-        Some(id)
-    };
-    let on_approvers = session.held.approvers.live();
-    if on_approvers {
-        session.held.approvers.offer(&Approval::from_request(&request, session.now.into_std()));
-    } else {
-        absent.push("no `toolgate approve` is running".to_owned());
-    }
-    if !on_terminal && elicitation.is_none() && !on_approvers {
-        let why = absent.join("; ");
-        let text = format!(
-            "{} No person could be asked: {why}. To be asked next time, run `toolgate approve` in a terminal of \
-             this user, use a client that supports MCP elicitation, or run the agent and toolgate in a terminal \
-             you are using.",
-            gate::refusal_text(&call.params.name, &call.decision)
-        );
-        let note = Some(format!("needs a human, and no approval channel is available: {why}"));
-        gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
-        return;
-    }
-    let channels: Vec<&str> = [
-        on_terminal.then_some("terminal"),
-        elicitation.as_ref().map(|_| "elicitation"),
-        on_approvers.then_some("approver"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    tracing::info!(
-        "`{}` waits for a person ({}) on {}{}",
-        call.params.name,
-        call.decision.gate.as_str(),
-        channels.join(" and "),
-        gate::rules_clause(&call.decision)
-    );
-    if session.policy.settings.desktop_notifications {
-        crate::human::desktop::notify(&request);
-    }
-    let progress = call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
-    session.held.by_request.insert(call.id.clone(), ticket);
-    session
-        .held
-        .calls
-        .insert(ticket, HeldCall { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers });
-}
-
-/// Answers a 2026-07-28 call with toolgate's question (an input-required result); the client
-/// asks its user and retries the call with the answer and the state, which [`retried`] reads.
-fn ask_inside(session: &mut Session, call: Decided, request: &Request, wait: Duration) {
-    // What of the server's own this call carries goes into toolgate's state, to come back.
-    let mut carried = serde_json::Map::new();
-    if let Some(state) = &call.params.request_state {
-        carried.insert("requestState".into(), state.clone());
-    }
-    if let Some(responses) = &call.params.input_responses {
-        carried.insert("inputResponses".into(), responses.clone());
-    }
-    let carried = (!carried.is_empty()).then_some(Value::Object(carried));
-    let now = request_state::now_ms();
-    let state =
-        session.held.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
-    tracing::info!(
-        "`{}` needs a person; asking inside the client{}",
-        call.params.name,
-        gate::rules_clause(&call.decision)
-    );
-    let line = elicit::input_required_line(&call.id, request, wait.as_secs(), &state);
-    gate::settle(session, call, Settlement::Question { line });
-}
-
-/// A 2026-07-28 call that carries toolgate's state: the client's retry after toolgate's
-/// question. The state must be toolgate's, for this very call, unexpired and unused; then the
-/// call is decided again, and where it still needs a person the answer it carries decides.
-/// toolgate's state and answer are removed before the call goes on.
-pub(super) fn retried(session: &mut Session, mut call: Decided) {
-    let state = match &call.params.request_state {
-        Some(Value::String(state)) => state.clone(),
-        _ => return gate::carry_out(session, call),
-    };
-    let channel = Some(Via::Elicitation.name());
-    let tool = call.params.name.clone();
-    let now = request_state::now_ms();
-    let opened = session.held.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
-    let carried = match opened {
-        Ok(carried) => carried,
-        Err(why) => {
-            let text = format!(
-                "toolgate refused this call to `{tool}`: the approval it carries is not valid ({why}), so the call was \
-             not run. Call the tool again to ask the user."
-            );
-            let note = Some(format!("requestState rejected: {why}"));
-            return gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
-        }
-    };
-    let response = call.params.input_responses.as_ref().and_then(|r| r.get(request_state::INPUT_KEY));
-    let answer = elicit::read_result(Kind::Approve, response);
-    match elicit::restore_servers_input(&call.inbound.line, carried.as_ref()) {
-        Some(line) => call.inbound.line = line,
-        None => {
-            let text = format!("toolgate could not prepare this call to `{tool}`, so it was not run.");
-            let note = Some("cannot remove toolgate's state from the retry".to_owned());
-            return gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
-        }
-    }
-    if !matches!(call.decision.gate, Gate::Ask | Gate::Hold) {
-        // The policy changed since the question: it decides alone now.
-        return gate::carry_out(session, call);
-    }
-    match answer {
-        Ok(answer) => {
-            let answer = answer.unwrap_or(Answer::Deny { reason: None });
-            let settlement = settlement_for(session, answer, Kind::Approve, &tool, Via::Elicitation);
-            gate::settle(session, call, settlement);
-        }
-        Err(why) => {
-            tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
-            let text = format!(
-                "toolgate asked the user about this call to `{tool}`, but the answer could not be read, so the call was not run."
-            );
-            let note = Some(format!("unreadable elicitation answer: {why}"));
-            gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
-        }
-    }
-}
-
-/// The terminal's news.
-pub(super) fn on_event(session: &mut Session, event: Event) {
-    match event {
-        Event::Answered { ticket, answer } => answered(session, ticket, answer, Via::Terminal),
-        Event::Lost { ticket, why } => {
-            let Some(held) = session.held.calls.get_mut(&ticket) else { return };
-            held.on_terminal = false;
-            if held.elicitation.is_some() || held.on_approvers {
-                tracing::warn!("the terminal was lost ({why}); the call still waits for an answer on another channel");
-                return;
-            }
-            let Some(held) = session.held.take(ticket) else { return };
-            let text = format!(
-                "{} The terminal could no longer be used: {why}.",
-                gate::refusal_text(&held.call.params.name, &held.call.decision)
-            );
-            let note = Some(format!("the terminal was lost: {why}"));
-            gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
-        }
-    }
-}
-
-/// News from a connected `toolgate approve`.
-pub(super) fn on_approver(session: &mut Session, news: FromApprover) {
-    match news {
-        FromApprover::Connected { conn, out } => session.held.approvers.connected(conn, out),
-        FromApprover::Gone { conn } => session.held.approvers.gone(conn),
-        FromApprover::Run { conn, id, item } => super::review_queue::run(session, conn, id, item),
-        FromApprover::Subscribe { conn, id } => {
-            let now = session.now.into_std();
-            let mut pending: Vec<(u64, Approval)> = Vec::new();
-            for (ticket, held) in &mut session.held.calls {
-                held.on_approvers = true;
-                pending.push((*ticket, Approval::from_request(&held.request, now)));
-            }
-            pending.sort_by_key(|(ticket, _)| *ticket);
-            let approvers = &mut session.held.approvers;
-            approvers.subscribe(conn, pending.iter().map(|(ticket, _)| *ticket));
-            let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
-            let proxy = json!({
-                "pid": std::process::id(),
-                "server": session.server,
-                "policy": session.policy.origin,
-            });
-            approvers.send_line(conn, result_line(&id, json!({"proxy": proxy, "pending": pending})));
-        }
-        FromApprover::Answer { conn, id, params } => {
-            let ticket = params.ticket;
-            let pending = session.held.calls.get(&ticket).is_some_and(|h| h.on_approvers);
-            let Ok(answer) = params.answer() else { return };
-            if let Err(why) = session.held.approvers.may_answer(conn, ticket, pending) {
-                match why {
-                    // A late answer: another channel or time came first, as happens.
-                    NotTaken::NotPending(_) => tracing::debug!("approver connection {conn} answered late: {why}"),
-                    NotTaken::Unsubscribed(_) | NotTaken::Unoffered(_) => {
-                        tracing::warn!("refused an answer from approver connection {conn}: {why}");
-                    }
-                }
-                session.held.approvers.send_line(conn, error_line(&id, why.code(), &why.to_string()));
-                return;
-            }
-            session.held.approvers.send_line(conn, result_line(&id, json!({"settled": true})));
-            answered(session, params.ticket, answer, Via::Approver(conn));
-        }
-    }
-}
-
-/// The client's response to one of toolgate's elicitations. It is toolgate's and never reaches
-/// the server, whatever it says.
-pub(super) fn elicitation_answer(session: &mut Session, id: &Id, line: &[u8]) {
-    let Some(&ticket) = session.held.elicitations.get(id) else {
-        tracing::debug!("an answer to a withdrawn elicitation {id} was dropped");
-        return;
-    };
-    let Some(kind) = session.held.calls.get(&ticket).map(|h| h.kind) else { return };
-    match elicit::read_answer(kind, line) {
-        Ok(Some(answer)) => answered(session, ticket, answer, Via::Elicitation),
-        Ok(None) => {
-            // A dismissed hold notice: the hold goes on, the elicitation is closed.
-            session.held.elicitations.remove(id);
-            if let Some(held) = session.held.calls.get_mut(&ticket) {
-                held.elicitation = None;
-            }
-        }
-        Err(why) => {
-            tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
-            let Some(held) = session.held.take(ticket) else { return };
-            retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(Via::Elicitation));
-            let text = format!(
-                "toolgate asked the user about this call to `{}`, but the answer could not be read, so the call was not run.",
-                held.call.params.name
-            );
-            let note = Some(format!("unreadable elicitation answer: {why}"));
-            let channel = Some(Via::Elicitation.name());
-            gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
-        }
-    }
-}
-
-/// A person answered on `channel`: the call is settled and every other channel withdrawn.
-fn answered(session: &mut Session, ticket: u64, answer: Answer, via: Via) {
-    let Some(held) = session.held.take(ticket) else { return };
-    retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(via));
-    let tool = held.call.params.name.clone();
-    let settlement = settlement_for(session, answer, held.kind, &tool, via);
-    gate::settle(session, held.call, settlement);
-}
-
-/// How a person's answer ends a call; an answer to an approval goes into the tool's record.
-fn settlement_for(session: &mut Session, answer: Answer, kind: Kind, tool: &str, via: Via) -> Settlement {
-    let channel = Some(via.name());
-    if kind == Kind::Approve {
-        let answered = match &answer {
-            Answer::AllowOnce | Answer::AllowForSession | Answer::Remembered => Answered::Approved,
-            Answer::Deny { .. } => Answered::Denied,
-            Answer::Edited(_) => Answered::Edited,
-        };
-        let server = session.server.clone();
-        session.trust.answered(&server, tool, answered);
-    }
-    match answer {
-        Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
-        Answer::AllowForSession => {
-            session.held.session_tools.insert(tool.to_owned());
-            let note = Some("allowed this tool for the rest of the session".to_owned());
-            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
-        }
-        Answer::Remembered => {
-            let note = Some("remembered as a rule in the policy file".to_owned());
-            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
-        }
-        Answer::Edited(arguments) => {
-            let note = Some("the person edited the arguments".to_owned());
-            Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
-        }
-        Answer::Deny { reason } => {
-            let (what, verb) = match kind {
-                Kind::Hold => ("held call", "cancelled"),
-                Kind::Approve => ("call", "declined"),
+        if let Some(id) = &held.elicitation
+            && answered_on != Some(Via::Elicitation)
+        {
+            let reason = match why {
+                Withdrawn::TimedOut => "toolgate: nobody answered in time; the call was denied",
+                Withdrawn::HoldElapsed => "toolgate: the hold ran out; the call ran",
+                Withdrawn::Cancelled => "toolgate: the call was withdrawn",
+                Withdrawn::AnsweredElsewhere => "toolgate: answered elsewhere",
+                Withdrawn::Redecided => "toolgate: the policy changed; the call was decided again",
             };
-            let said = reason.as_deref().map(|r| format!(" They said: {r}")).unwrap_or_default();
-            let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
-            Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
+            session.send_client(elicit::cancel_line(id, reason));
+        }
+        if held.on_approvers {
+            let answering = match answered_on {
+                Some(Via::Approver(conn)) => Some(conn),
+                _ => None,
+            };
+            self.approvers.broadcast("withdrawn", json!({"ticket": ticket, "why": why}), answering);
         }
     }
-}
 
-/// Time passed: ends what ran out of time and reports progress for what still waits.
-pub(super) fn on_timer(session: &mut Session) {
-    let now = session.now;
-    let expired: Vec<u64> = session.held.calls.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
-    for ticket in expired {
-        let Some(held) = session.held.take(ticket) else { continue };
-        let tool = held.call.params.name.clone();
-        match held.kind {
-            Kind::Hold => {
-                retract(session, ticket, &held, Withdrawn::HoldElapsed, None);
-                gate::settle(
-                    session,
-                    held.call,
-                    Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None },
-                );
-            }
-            Kind::Approve => {
-                retract(session, ticket, &held, Withdrawn::TimedOut, None);
-                let server = session.server.clone();
-                session.trust.answered(&server, &tool, Answered::Timeout);
-                let waited = session.policy.settings.approval_timeout;
-                let text = format!(
-                    "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",
-                    humantime::format_duration(waited)
-                );
-                gate::settle(
-                    session,
-                    held.call,
-                    Settlement::Refuse { by: DecidedBy::Timeout, channel: None, note: None, text },
-                );
-            }
-        }
-    }
-    let mut notes = Vec::new();
-    for held in session.held.calls.values_mut() {
-        let Some(progress) = held.progress.as_mut().filter(|p| p.next <= now) else { continue };
-        progress.count += 1;
-        progress.next = now + PROGRESS_EVERY;
-        let left = held.deadline.saturating_duration_since(now).as_secs();
-        let message = match held.kind {
-            Kind::Approve => {
-                format!(
-                    "toolgate: waiting for a person to approve `{}` ({left}s left)",
-                    crate::visible::visible(&held.call.params.name)
-                )
-            }
-            Kind::Hold => format!(
-                "toolgate: `{}` runs in {left}s unless a person cancels it",
-                crate::visible::visible(&held.call.params.name)
+    /// Holds a call that needs a person and offers it on every live channel; with none, refuses it
+    /// at once and says how to get asked next time.
+    pub fn hold(&mut self, session: &mut Session, call: Decided) {
+        let kind = if call.decision.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
+        let wait = match kind {
+            Kind::Hold => call.decision.hold.unwrap_or_default(),
+            Kind::Approve => session.policy.settings.approval_timeout,
+        };
+        let deadline = session.now + wait;
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let request = Request {
+            ticket,
+            kind,
+            server: session.server.clone(),
+            tool: call.params.name.clone(),
+            arguments: call.params.arguments.clone(),
+            gate: call.decision.gate,
+            tier: call.decision.tier,
+            rules: call
+                .decision
+                .matched
+                .iter()
+                .filter(|m| m.gate == Some(call.decision.gate))
+                .map(|m| (m.rule.clone(), m.reason.clone()))
+                .collect(),
+            // Why trust did not spare the person the question (another program, a listing that has
+            // not shown the pinned tool, a reset) is theirs to read too.
+            reason: match (&call.decision.reason, &call.trust) {
+                (Some(reason), Some(super::session_trust::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
+                (None, Some(super::session_trust::TrustSays::Lost(lost))) => Some(lost.clone()),
+                (reason, _) => reason.clone(),
+            },
+            deadline: deadline.into_std(),
+            remember: remember::proposal(
+                &session.policy,
+                session.policy_path.as_deref(),
+                &session.server,
+                Some(&session.trust.identity().id),
+                &call.params.name,
+                &call.decision,
             ),
         };
-        notes.push(json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/progress",
-            "params": {"progressToken": progress.token, "progress": progress.count, "message": message},
-        }));
+        let mut absent = Vec::new();
+        if call.stateless() {
+            // A 2026-07-28 request cannot be held while the client asks its user: the question
+            // ends the request. So the client is asked only when no channel that can hold is live.
+            let client_elicits = call.params.client_capabilities().is_some_and(elicit::capabilities_allow_form);
+            if kind == Kind::Approve && client_elicits && self.terminal().is_err() && !self.approvers.live() {
+                self.ask_inside(session, call, &request, wait);
+                return;
+            }
+            if !client_elicits {
+                absent.push("the client did not offer elicitation".to_owned());
+            }
+        }
+        let on_terminal = match self.terminal() {
+            Ok(terminal) => {
+                terminal.send(Command::Offer(request.clone()));
+                true
+            }
+            Err(why) => {
+                absent.push(why);
+                false
+            }
+        };
+        let elicitation = if call.stateless() {
+            None
+        } else if !session.client_elicits {
+            absent.push("the client did not offer elicitation".to_owned());
+            None
+        } else {
+            let id = self.elicit_ids.fresh(&session.server_requests);
+            session.send_client(elicit::request_line(&id, &request, wait.as_secs()));
+            self.elicitations.insert(id.clone(), ticket);
+            Some(id)
+        };
+        let on_approvers = self.approvers.live();
+        if on_approvers {
+            self.approvers.offer(&Approval::from_request(&request, session.now.into_std()));
+        } else {
+            absent.push("no `toolgate approve` is running".to_owned());
+        }
+        if !on_terminal && elicitation.is_none() && !on_approvers {
+            let why = absent.join("; ");
+            let text = format!(
+                "{} No person could be asked: {why}. To be asked next time, run `toolgate approve` in a terminal of \
+                 this user, use a client that supports MCP elicitation, or run the agent and toolgate in a terminal \
+                 you are using.",
+                gate::refusal_text(&call.params.name, &call.decision)
+            );
+            let note = Some(format!("needs a human, and no approval channel is available: {why}"));
+            gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+            return;
+        }
+        let channels: Vec<&str> = [
+            on_terminal.then_some("terminal"),
+            elicitation.as_ref().map(|_| "elicitation"),
+            on_approvers.then_some("approver"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        tracing::info!(
+            "`{}` waits for a person ({}) on {}{}",
+            call.params.name,
+            call.decision.gate.as_str(),
+            channels.join(" and "),
+            gate::rules_clause(&call.decision)
+        );
+        if session.policy.settings.desktop_notifications {
+            crate::human::desktop::notify(&request);
+        }
+        let progress =
+            call.params.progress_token().cloned().map(|token| Progress { token, next: session.now, count: 0 });
+        self.by_request.insert(call.id.clone(), ticket);
+        self.calls.insert(
+            ticket,
+            HeldCall { call, request, kind, deadline, progress, on_terminal, elicitation, on_approvers },
+        );
     }
-    for note in notes {
-        let mut line = note.to_string().into_bytes();
-        line.push(b'\n');
-        session.send_client(line);
+
+    /// Answers a 2026-07-28 call with toolgate's question (an input-required result); the client
+    /// asks its user and retries the call with the answer and the state, which [`retried`] reads.
+    fn ask_inside(&mut self, session: &mut Session, call: Decided, request: &Request, wait: Duration) {
+        // What of the server's own this call carries goes into toolgate's state, to come back.
+        let mut carried = serde_json::Map::new();
+        if let Some(state) = &call.params.request_state {
+            carried.insert("requestState".into(), state.clone());
+        }
+        if let Some(responses) = &call.params.input_responses {
+            carried.insert("inputResponses".into(), responses.clone());
+        }
+        let carried = (!carried.is_empty()).then_some(Value::Object(carried));
+        let now = request_state::now_ms();
+        let state = self.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
+        tracing::info!(
+            "`{}` needs a person; asking inside the client{}",
+            call.params.name,
+            gate::rules_clause(&call.decision)
+        );
+        let line = elicit::input_required_line(&call.id, request, wait.as_secs(), &state);
+        gate::settle(session, call, Settlement::Question { line });
     }
-}
 
-/// The client cancelled a request; true when it was a held call (which is then dropped and
-/// withdrawn from every channel, and never reaches the server).
-pub(super) fn cancelled(session: &mut Session, request: &Id) -> bool {
-    let Some(&ticket) = session.held.by_request.get(request) else { return false };
-    let Some(held) = session.held.take(ticket) else { return false };
-    retract(session, ticket, &held, Withdrawn::Cancelled, None);
-    let note = "the client cancelled the call while it waited".to_owned();
-    gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
-    true
-}
+    /// A 2026-07-28 call that carries toolgate's state: the client's retry after toolgate's
+    /// question. The state must be toolgate's, for this very call, unexpired and unused; then the
+    /// call is decided again, and where it still needs a person the answer it carries decides.
+    /// toolgate's state and answer are removed before the call goes on.
+    pub fn retried(&mut self, session: &mut Session, mut call: Decided) -> Next {
+        let state = match &call.params.request_state {
+            Some(Value::String(state)) => state.clone(),
+            _ => return gate::carry_out(session, call),
+        };
+        let channel = Some(Via::Elicitation.name());
+        let tool = call.params.name.clone();
+        let now = request_state::now_ms();
+        let opened = self.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
+        let carried = match opened {
+            Ok(carried) => carried,
+            Err(why) => {
+                let text = format!(
+                    "toolgate refused this call to `{tool}`: the approval it carries is not valid ({why}), so the call was \
+                 not run. Call the tool again to ask the user."
+                );
+                let note = Some(format!("requestState rejected: {why}"));
+                gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+                return Next::Settled;
+            }
+        };
+        let response = call.params.input_responses.as_ref().and_then(|r| r.get(request_state::INPUT_KEY));
+        let answer = elicit::read_result(Kind::Approve, response);
+        match elicit::restore_servers_input(&call.inbound.line, carried.as_ref()) {
+            Some(line) => call.inbound.line = line,
+            None => {
+                let text = format!("toolgate could not prepare this call to `{tool}`, so it was not run.");
+                let note = Some("cannot remove toolgate's state from the retry".to_owned());
+                gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+                return Next::Settled;
+            }
+        }
+        if !matches!(call.decision.gate, Gate::Ask | Gate::Hold) {
+            // The policy changed since the question: it decides alone now.
+            return gate::carry_out(session, call);
+        }
+        match answer {
+            Ok(answer) => {
+                let answer = answer.unwrap_or(Answer::Deny { reason: None });
+                let settlement = self.settlement_for(session, answer, Kind::Approve, &tool, Via::Elicitation);
+                gate::settle(session, call, settlement);
+            }
+            Err(why) => {
+                tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
+                let text = format!(
+                    "toolgate asked the user about this call to `{tool}`, but the answer could not be read, so the call was not run."
+                );
+                let note = Some(format!("unreadable elicitation answer: {why}"));
+                gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+            }
+        }
+        Next::Settled
+    }
 
-/// What judged the waiting calls changed (`why`: the policy reloaded, a tool's definition
-/// changed): each is judged again, in the order it arrived. A stricter judgement wins at once: a
-/// call now denied is refused, one now queued is parked, and one whose gate rose (a hold that
-/// now needs a yes, or a longer hold) is withdrawn and offered anew. A judgement as strict or
-/// looser changes nothing: only a person (or the timer they were shown) releases a call.
-pub(super) fn redecide(session: &mut Session, why: &str) {
-    let mut tickets: Vec<u64> = session.held.calls.keys().copied().collect();
-    tickets.sort_unstable();
-    for ticket in tickets {
-        let Some(held) = session.held.calls.get_mut(&ticket) else { continue };
+    /// The terminal's news.
+    pub fn on_event(&mut self, session: &mut Session, event: Event) {
+        match event {
+            Event::Answered { ticket, answer } => self.answered(session, ticket, answer, Via::Terminal),
+            Event::Lost { ticket, why } => {
+                let Some(held) = self.calls.get_mut(&ticket) else { return };
+                held.on_terminal = false;
+                if held.elicitation.is_some() || held.on_approvers {
+                    tracing::warn!(
+                        "the terminal was lost ({why}); the call still waits for an answer on another channel"
+                    );
+                    return;
+                }
+                let Some(held) = self.take(ticket) else { return };
+                let text = format!(
+                    "{} The terminal could no longer be used: {why}.",
+                    gate::refusal_text(&held.call.params.name, &held.call.decision)
+                );
+                let note = Some(format!("the terminal was lost: {why}"));
+                gate::settle(
+                    session,
+                    held.call,
+                    Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
+                );
+            }
+        }
+    }
+
+    /// News from a connected `toolgate approve`.
+    pub fn on_approver(&mut self, session: &mut Session, parking: &mut Parking, news: FromApprover) {
+        match news {
+            FromApprover::Connected { conn, out } => self.approvers.connected(conn, out),
+            FromApprover::Gone { conn } => self.approvers.gone(conn),
+            FromApprover::Run { conn, id, item } => {
+                if let Some(refusal) = parking.run(session, id, item, conn) {
+                    self.approvers.send_line(conn, refusal);
+                }
+            }
+            FromApprover::Subscribe { conn, id } => {
+                let now = session.now.into_std();
+                let mut pending: Vec<(u64, Approval)> = Vec::new();
+                for (ticket, held) in &mut self.calls {
+                    held.on_approvers = true;
+                    pending.push((*ticket, Approval::from_request(&held.request, now)));
+                }
+                pending.sort_by_key(|(ticket, _)| *ticket);
+                let approvers = &mut self.approvers;
+                approvers.subscribe(conn, pending.iter().map(|(ticket, _)| *ticket));
+                let pending: Vec<Approval> = pending.into_iter().map(|(_, a)| a).collect();
+                let proxy = json!({
+                    "pid": std::process::id(),
+                    "server": session.server,
+                    "policy": session.policy.origin,
+                });
+                approvers.send_line(conn, result_line(&id, json!({"proxy": proxy, "pending": pending})));
+            }
+            FromApprover::Answer { conn, id, params } => {
+                let ticket = params.ticket;
+                let pending = self.calls.get(&ticket).is_some_and(|h| h.on_approvers);
+                let Ok(answer) = params.answer() else { return };
+                if let Err(why) = self.approvers.may_answer(conn, ticket, pending) {
+                    match why {
+                        // A late answer: another channel or time came first, as happens.
+                        NotTaken::NotPending(_) => tracing::debug!("approver connection {conn} answered late: {why}"),
+                        NotTaken::Unsubscribed(_) | NotTaken::Unoffered(_) => {
+                            tracing::warn!("refused an answer from approver connection {conn}: {why}");
+                        }
+                    }
+                    self.approvers.send_line(conn, error_line(&id, why.code(), &why.to_string()));
+                    return;
+                }
+                self.approvers.send_line(conn, result_line(&id, json!({"settled": true})));
+                self.answered(session, params.ticket, answer, Via::Approver(conn));
+            }
+        }
+    }
+
+    /// The client's response to one of toolgate's elicitations. It is toolgate's and never reaches
+    /// the server, whatever it says.
+    pub fn elicitation_answer(&mut self, session: &mut Session, id: &Id, line: &[u8]) {
+        let Some(&ticket) = self.elicitations.get(id) else {
+            tracing::debug!("an answer to a withdrawn elicitation {id} was dropped");
+            return;
+        };
+        let Some(kind) = self.calls.get(&ticket).map(|h| h.kind) else { return };
+        match elicit::read_answer(kind, line) {
+            Ok(Some(answer)) => self.answered(session, ticket, answer, Via::Elicitation),
+            Ok(None) => {
+                // A dismissed hold notice: the hold goes on, the elicitation is closed.
+                self.elicitations.remove(id);
+                if let Some(held) = self.calls.get_mut(&ticket) {
+                    held.elicitation = None;
+                }
+            }
+            Err(why) => {
+                tracing::warn!("the client's answer to toolgate's question is not valid ({why}); the call is denied");
+                let Some(held) = self.take(ticket) else { return };
+                self.retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(Via::Elicitation));
+                let text = format!(
+                    "toolgate asked the user about this call to `{}`, but the answer could not be read, so the call was not run.",
+                    held.call.params.name
+                );
+                let note = Some(format!("unreadable elicitation answer: {why}"));
+                let channel = Some(Via::Elicitation.name());
+                gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel, note, text });
+            }
+        }
+    }
+
+    /// A person answered on `channel`: the call is settled and every other channel withdrawn.
+    fn answered(&mut self, session: &mut Session, ticket: u64, answer: Answer, via: Via) {
+        let Some(held) = self.take(ticket) else { return };
+        self.retract(session, ticket, &held, Withdrawn::AnsweredElsewhere, Some(via));
         let tool = held.call.params.name.clone();
-        let mut arguments = std::mem::take(&mut held.call.params.arguments);
-        let written = held.call.written.clone().and_then(|r| held.call.inbound.line.get(r));
-        let written = written.and_then(|w| std::str::from_utf8(w).ok()).map(str::to_owned);
-        let confidence = held.call.confidence;
-        let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
-        let Some(held) = session.held.calls.get_mut(&ticket) else { continue };
-        held.call.params.arguments = arguments;
-        let (was, now) = (&held.call.decision, &judged.decision);
-        let rose = now.gate > was.gate
-            || (now.gate == Gate::Hold
-                && was.gate == Gate::Hold
-                && now.hold.unwrap_or_default() > was.hold.unwrap_or_default());
-        if !rose {
-            tracing::debug!("`{}` still waits: {why}, and the call is judged no stricter", held.call.params.name);
-            continue;
+        let settlement = self.settlement_for(session, answer, held.kind, &tool, via);
+        gate::settle(session, held.call, settlement);
+    }
+
+    /// How a person's answer ends a call; an answer to an approval goes into the tool's record.
+    fn settlement_for(
+        &mut self,
+        session: &mut Session,
+        answer: Answer,
+        kind: Kind,
+        tool: &str,
+        via: Via,
+    ) -> Settlement {
+        let channel = Some(via.name());
+        if kind == Kind::Approve {
+            let answered = match &answer {
+                Answer::AllowOnce | Answer::AllowForSession | Answer::Remembered => Answered::Approved,
+                Answer::Deny { .. } => Answered::Denied,
+                Answer::Edited(_) => Answered::Edited,
+            };
+            let server = session.server.clone();
+            session.trust.answered(&server, tool, answered);
         }
-        let Some(mut held) = session.held.take(ticket) else { continue };
-        retract(session, ticket, &held, Withdrawn::Redecided, None);
-        tracing::warn!(
-            "`{tool}` was waiting ({}) when {why}; it is now judged {}{}",
-            held.call.decision.gate.as_str(),
-            judged.decision.gate.as_str(),
-            gate::rules_clause(&judged.decision)
-        );
-        held.call.decision = judged.decision;
-        held.call.trust = judged.trust;
-        match (held.call.decision.gate, judged.changed) {
-            (Gate::Deny, Some(changed)) => {
-                let text = format!("toolgate refused this call to `{tool}`: {changed}. The call was not run.");
-                let note = Some(format!("{why}; arguments = \"strict\": {changed}"));
-                gate::settle(
-                    session,
-                    held.call,
-                    Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
-                );
+        match answer {
+            Answer::AllowOnce => Settlement::Forward { by: DecidedBy::Human, channel, note: None, edited: None },
+            Answer::AllowForSession => {
+                session.allowed.allow_tool(tool);
+                let note = Some("allowed this tool for the rest of the session".to_owned());
+                Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
             }
-            (Gate::Deny, None) => {
-                let text = gate::refusal_text(&tool, &held.call.decision);
-                let note = Some(format!("{why} while the call waited for a person"));
-                gate::settle(
-                    session,
-                    held.call,
-                    Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
-                );
+            Answer::Remembered => {
+                let note = Some("remembered as a rule in the policy file".to_owned());
+                Settlement::Forward { by: DecidedBy::Human, channel, note, edited: None }
             }
-            // Queued, or asked again under its new gate; never let through by a session's
-            // allowance for the tool, which answered a question asked under another policy.
-            (Gate::Queue, _) => super::review_queue::park(session, held.call),
-            _ => hold(session, held.call),
+            Answer::Edited(arguments) => {
+                let note = Some("the person edited the arguments".to_owned());
+                Settlement::Forward { by: DecidedBy::Human, channel, note, edited: Some(arguments) }
+            }
+            Answer::Deny { reason } => {
+                let (what, verb) = match kind {
+                    Kind::Hold => ("held call", "cancelled"),
+                    Kind::Approve => ("call", "declined"),
+                };
+                let said = reason.as_deref().map(|r| format!(" They said: {r}")).unwrap_or_default();
+                let text = format!("The user {verb} this {what} to `{tool}`, so it was not run.{said}");
+                Settlement::Refuse { by: DecidedBy::Human, channel, note: reason, text }
+            }
         }
     }
-}
 
-/// Ends every waiting call: the session is ending.
-pub(super) fn abandon_all(session: &mut Session, why: &str) {
-    let tickets: Vec<u64> = session.held.calls.keys().copied().collect();
-    for ticket in tickets {
-        let Some(held) = session.held.take(ticket) else { continue };
-        retract(session, ticket, &held, Withdrawn::Cancelled, None);
-        let text = format!(
-            "toolgate stopped before a person answered ({why}); the call to `{}` was not run.",
-            held.call.params.name
-        );
-        let note = Some(why.to_owned());
-        gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+    /// Time passed: ends what ran out of time and reports progress for what still waits.
+    pub fn on_timer(&mut self, session: &mut Session) {
+        let now = session.now;
+        let expired: Vec<u64> = self.calls.iter().filter(|(_, h)| h.deadline <= now).map(|(t, _)| *t).collect();
+        for ticket in expired {
+            let Some(held) = self.take(ticket) else { continue };
+            let tool = held.call.params.name.clone();
+            match held.kind {
+                Kind::Hold => {
+                    self.retract(session, ticket, &held, Withdrawn::HoldElapsed, None);
+                    gate::settle(
+                        session,
+                        held.call,
+                        Settlement::Forward { by: DecidedBy::Timer, channel: None, note: None, edited: None },
+                    );
+                }
+                Kind::Approve => {
+                    self.retract(session, ticket, &held, Withdrawn::TimedOut, None);
+                    let server = session.server.clone();
+                    session.trust.answered(&server, &tool, Answered::Timeout);
+                    let waited = session.policy.settings.approval_timeout;
+                    let text = format!(
+                        "Nobody approved this call to `{tool}` within {}, so it was not run. Tell the user it needs their approval.",
+                        humantime::format_duration(waited)
+                    );
+                    gate::settle(
+                        session,
+                        held.call,
+                        Settlement::Refuse { by: DecidedBy::Timeout, channel: None, note: None, text },
+                    );
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        for held in self.calls.values_mut() {
+            let Some(progress) = held.progress.as_mut().filter(|p| p.next <= now) else { continue };
+            progress.count += 1;
+            progress.next = now + PROGRESS_EVERY;
+            let left = held.deadline.saturating_duration_since(now).as_secs();
+            let message = match held.kind {
+                Kind::Approve => {
+                    format!(
+                        "toolgate: waiting for a person to approve `{}` ({left}s left)",
+                        crate::visible::visible(&held.call.params.name)
+                    )
+                }
+                Kind::Hold => format!(
+                    "toolgate: `{}` runs in {left}s unless a person cancels it",
+                    crate::visible::visible(&held.call.params.name)
+                ),
+            };
+            notes.push(json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {"progressToken": progress.token, "progress": progress.count, "message": message},
+            }));
+        }
+        for note in notes {
+            let mut line = note.to_string().into_bytes();
+            line.push(b'\n');
+            session.send_client(line);
+        }
+    }
+
+    /// The client cancelled a request; true when it was a held call (which is then dropped and
+    /// withdrawn from every channel, and never reaches the server).
+    pub fn cancelled(&mut self, session: &mut Session, request: &Id) -> bool {
+        let Some(&ticket) = self.by_request.get(request) else { return false };
+        let Some(held) = self.take(ticket) else { return false };
+        self.retract(session, ticket, &held, Withdrawn::Cancelled, None);
+        let note = "the client cancelled the call while it waited".to_owned();
+        gate::settle(session, held.call, Settlement::Drop { by: DecidedBy::Client, note });
+        true
+    }
+
+    /// What judged the waiting calls changed (`why`: the policy reloaded, a tool's definition
+    /// changed): each is judged again, in the order it arrived. A stricter judgement wins at once: a
+    /// call now denied is refused, one now queued is parked, and one whose gate rose (a hold that
+    /// now needs a yes, or a longer hold) is withdrawn and offered anew. A judgement as strict or
+    /// looser changes nothing: only a person (or the timer they were shown) releases a call.
+    pub fn redecide(&mut self, session: &mut Session, parking: &mut Parking, why: &str) {
+        let mut tickets: Vec<u64> = self.calls.keys().copied().collect();
+        tickets.sort_unstable();
+        for ticket in tickets {
+            let Some(held) = self.calls.get_mut(&ticket) else { continue };
+            let tool = held.call.params.name.clone();
+            let mut arguments = std::mem::take(&mut held.call.params.arguments);
+            let written = held.call.written.clone().and_then(|r| held.call.inbound.line.get(r));
+            let written = written.and_then(|w| std::str::from_utf8(w).ok()).map(str::to_owned);
+            let confidence = held.call.confidence;
+            let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
+            let Some(held) = self.calls.get_mut(&ticket) else { continue };
+            held.call.params.arguments = arguments;
+            let (was, now) = (&held.call.decision, &judged.decision);
+            let rose = now.gate > was.gate
+                || (now.gate == Gate::Hold
+                    && was.gate == Gate::Hold
+                    && now.hold.unwrap_or_default() > was.hold.unwrap_or_default());
+            if !rose {
+                tracing::debug!("`{}` still waits: {why}, and the call is judged no stricter", held.call.params.name);
+                continue;
+            }
+            let Some(mut held) = self.take(ticket) else { continue };
+            self.retract(session, ticket, &held, Withdrawn::Redecided, None);
+            tracing::warn!(
+                "`{tool}` was waiting ({}) when {why}; it is now judged {}{}",
+                held.call.decision.gate.as_str(),
+                judged.decision.gate.as_str(),
+                gate::rules_clause(&judged.decision)
+            );
+            held.call.decision = judged.decision;
+            held.call.trust = judged.trust;
+            match (held.call.decision.gate, judged.changed) {
+                (Gate::Deny, Some(changed)) => {
+                    let text = format!("toolgate refused this call to `{tool}`: {changed}. The call was not run.");
+                    let note = Some(format!("{why}; arguments = \"strict\": {changed}"));
+                    gate::settle(
+                        session,
+                        held.call,
+                        Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
+                    );
+                }
+                (Gate::Deny, None) => {
+                    let text = gate::refusal_text(&tool, &held.call.decision);
+                    let note = Some(format!("{why} while the call waited for a person"));
+                    gate::settle(
+                        session,
+                        held.call,
+                        Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text },
+                    );
+                }
+                // Queued, or asked again under its new gate; never let through by a session's
+                // allowance for the tool, which answered a question asked under another policy.
+                (Gate::Queue, _) => parking.park(session, held.call),
+                _ => self.hold(session, held.call),
+            }
+        }
+    }
+
+    /// Ends every waiting call: the session is ending.
+    pub fn abandon_all(&mut self, session: &mut Session, why: &str) {
+        let tickets: Vec<u64> = self.calls.keys().copied().collect();
+        for ticket in tickets {
+            let Some(held) = self.take(ticket) else { continue };
+            self.retract(session, ticket, &held, Withdrawn::Cancelled, None);
+            let text = format!(
+                "toolgate stopped before a person answered ({why}); the call to `{}` was not run.",
+                held.call.params.name
+            );
+            let note = Some(why.to_owned());
+            gate::settle(session, held.call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! and each reader waits for byte credit from its own direction's writer, so a slow peer slows
 //! only the traffic going to it, and memory stays bounded.
 
+mod allowances;
 mod approver_socket;
 pub mod child;
 mod dispatcher;
@@ -19,6 +20,7 @@ mod reload;
 #[doc(hidden)]
 pub mod request_state; // public for the fuzz targets (fuzz/)
 mod review_queue;
+mod route;
 mod session;
 mod session_trust;
 pub mod stdio;
@@ -172,10 +174,8 @@ where
         audit,
         max,
         Instant::now(),
-        held,
         opts.policy_path.clone(),
         opts.trust_path.clone(),
-        opts.queue_path.clone(),
         identity,
     );
     session.recorder = recorder;
@@ -194,7 +194,7 @@ where
             }
         }
     });
-    let mut core = Dispatcher::new(session, policy_path);
+    let mut core = Dispatcher::new(route::Router::new(session, held, opts.queue_path), policy_path);
     let mut writers = Writers { to_client, to_server: Some(to_server), group };
     drive(&mut core, &mut arrivals, &mut rare, &mut writers).await?;
     lifecycle_task.abort();

@@ -73,170 +73,166 @@ impl Parking {
     pub fn is_ours(&self, id: &Id) -> bool {
         self.running.contains_key(id)
     }
-}
 
-/// A `notify` call ran: it goes into the queue "to review".
-pub(super) fn to_review(session: &mut Session, call: &Decided) {
-    let Some(file) = &session.parking.file else { return };
-    let item = review::item(
-        Status::ToReview,
-        &session.server,
-        &call.params.name,
-        &call.params.arguments,
-        &call.decision,
-        &session.policy.version,
-    );
-    if let Err(e) = file.update(|q| q.add(item)) {
-        tracing::warn!("cannot add `{}` to the review queue: {e}", call.params.name);
+    /// A `notify` call ran: it goes into the queue "to review".
+    pub fn to_review(&self, item: review::Item) {
+        let Some(file) = &self.file else { return };
+        let tool = item.tool.clone();
+        if let Err(e) = file.update(|q| q.add(item)) {
+            tracing::warn!("cannot add `{tool}` to the review queue: {e}");
+        }
     }
-}
 
-/// A `queue` call: parked as an item of the review queue, answered at once with its number.
-/// Without a queue to park it in, it is refused.
-pub(super) fn park(session: &mut Session, call: Decided) {
-    let tool = call.params.name.clone();
-    let line = match gate::for_server(&call, None) {
-        None => call.inbound.line.clone(),
-        Some(Some(line)) => line,
-        Some(None) => {
-            let text = format!("toolgate could not prepare this call to `{tool}` for the server, so it was not run.");
-            let note = Some("cannot prepare the call for the server".to_owned());
-            return gate::settle(
-                session,
-                call,
-                Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
-            );
-        }
-    };
-    let params = std::str::from_utf8(&line)
-        .ok()
-        .and_then(|t| splice::member(t.trim_end(), "params"))
-        .and_then(|p| serde_json::from_str::<Value>(p).ok());
-    let mut item = review::item(
-        Status::Waiting,
-        &session.server,
-        &tool,
-        &call.params.arguments,
-        &call.decision,
-        &session.policy.version,
-    );
-    item.proxy = Some(std::process::id());
-    item.params = params;
-    let added = match &session.parking.file {
-        Some(file) => file.update(|q| q.add(item)).map_err(|e| e.to_string()),
-        None => Err("no place for the review queue (set XDG_STATE_HOME or HOME)".to_owned()),
-    };
-    let number = match added {
-        Ok(number) => number,
-        Err(why) => {
-            let text = format!(
-                "toolgate should have parked this call to `{tool}` for human review, but the review queue cannot be \
-                 written ({why}), so the call was not run. Tell the user."
-            );
-            let note = Some(format!("the review queue cannot be written: {why}"));
-            return gate::settle(
-                session,
-                call,
-                Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
-            );
-        }
-    };
-    let decided = DecidedParts {
-        tool: tool.clone(),
-        arguments: call.params.arguments.clone(),
-        gate: call.decision.gate,
-        tier: call.decision.tier,
-        rules: call.decision.matched.iter().map(|m| m.rule.clone()).collect(),
-        reason: call.decision.reason.clone(),
-        confidence: call.confidence,
-        policy: session.policy.version.clone(),
-    };
-    session.parking.parked.insert(number, ParkedCall { line, decided });
-    let text = format!(
-        "toolgate parked this call to `{tool}` for human review as item {number}{}. It has NOT run. It runs only if \
-         the user approves it (toolgate review); tell the user it is waiting.",
-        gate::rules_clause(&call.decision)
-    );
-    tracing::info!("parked `{tool}` as review item {number}");
-    gate::settle(session, call, Settlement::Park { item: number, text });
-}
-
-/// A reviewer asks this proxy to run an approved item.
-pub(super) fn run(session: &mut Session, conn: u64, rpc: Value, item: u64) {
-    let refuse = |session: &mut Session, message: String| {
-        session.held.approvers.send_line(conn, error_line(&rpc, -32002, &message));
-    };
-    let Some(file) = &session.parking.file else { return refuse(session, "this proxy has no review queue".into()) };
-    let status = file.read().ok().and_then(|q| q.items.get(&item).map(|i| i.status));
-    if status != Some(Status::Approved) {
-        return refuse(session, format!("item {item} is not approved (it is {status:?})"));
-    }
-    let Some(parked) = session.parking.parked.remove(&item) else {
-        return refuse(session, format!("this proxy does not hold item {item}"));
-    };
-    let id = Id::Str(format!("{}{}", session.parking.prefix, session.parking.next));
-    session.parking.next += 1;
-    let Some(line) = std::str::from_utf8(&parked.line)
-        .ok()
-        .and_then(|t| splice::set_member(t.trim_end(), "id", Some(&id.to_value().to_string())))
-    else {
-        return refuse(session, format!("item {item} cannot be prepared for the server"));
-    };
-    let d = &parked.decided;
-    let record = DecisionRecord {
-        server: &session.server,
-        tool: &d.tool,
-        arguments: &d.arguments,
-        edited_arguments: None,
-        request_id: id.to_value(),
-        gate: d.gate,
-        tier: d.tier,
-        rules: d.rules.iter().map(String::as_str).collect(),
-        reason: d.reason.as_deref(),
-        verdict: Verdict::Forwarded,
-        decided_by: DecidedBy::Human,
-        channel: Some("review"),
-        note: Some(&format!("review item {item}, approved")),
-        confidence: d.confidence,
-        policy: &d.policy,
-        waited_ms: 0,
-    };
-    let call = match session.audit.decision(&record) {
-        Ok(call) => call,
-        Err(problem) => {
-            session.parking.parked.insert(item, parked);
-            return refuse(session, format!("the audit log cannot be written ({problem}); item {item} did not run"));
-        }
-    };
-    tracing::info!("running review item {item} (`{}`), approved by a person", parked.decided.tool);
-    session.parking.running.insert(id, Running { item, conn, rpc, call, since: session.now });
-    let mut bytes = line.into_bytes();
-    bytes.push(b'\n');
-    session.send_server(bytes);
-}
-
-/// The server answered a run: the result goes into the item, the audit log and the reviewer.
-pub(super) fn ran(session: &mut Session, id: &Id, line: &[u8]) {
-    let Some(running) = session.parking.running.remove(id) else { return };
-    let message: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
-    let (result, outcome) = match (message.get("result"), message.get("error")) {
-        (Some(r), _) if r.get("isError") == Some(&Value::Bool(true)) => (r.clone(), Outcome::ToolError),
-        (Some(r), _) => (r.clone(), Outcome::Ok),
-        (None, Some(e)) => (json!({"error": e}), Outcome::Error),
-        (None, None) => (Value::Null, Outcome::Error),
-    };
-    session.audit.outcome(running.call, outcome, session.now.saturating_duration_since(running.since));
-    if let Some(file) = &session.parking.file {
-        let recorded = file.update(|q| {
-            if let Some(item) = q.items.get_mut(&running.item) {
-                item.status = Status::Ran;
-                item.result = Some(result.clone());
+    /// A `queue` call: parked as an item of the review queue, answered at once with its number.
+    /// Without a queue to park it in, it is refused.
+    pub fn park(&mut self, session: &mut Session, call: Decided) {
+        let tool = call.params.name.clone();
+        let line = match gate::for_server(&call, None) {
+            None => call.inbound.line.clone(),
+            Some(Some(line)) => line,
+            Some(None) => {
+                let text =
+                    format!("toolgate could not prepare this call to `{tool}` for the server, so it was not run.");
+                let note = Some("cannot prepare the call for the server".to_owned());
+                return gate::settle(
+                    session,
+                    call,
+                    Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
+                );
             }
-        });
-        if let Err(e) = recorded {
-            tracing::warn!("cannot record the result of review item {}: {e}", running.item);
-        }
+        };
+        let params = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|t| splice::member(t.trim_end(), "params"))
+            .and_then(|p| serde_json::from_str::<Value>(p).ok());
+        let mut item = review::item(
+            Status::Waiting,
+            &session.server,
+            &tool,
+            &call.params.arguments,
+            &call.decision,
+            &session.policy.version,
+        );
+        item.proxy = Some(std::process::id());
+        item.params = params;
+        let added = match &self.file {
+            Some(file) => file.update(|q| q.add(item)).map_err(|e| e.to_string()),
+            None => Err("no place for the review queue (set XDG_STATE_HOME or HOME)".to_owned()),
+        };
+        let number = match added {
+            Ok(number) => number,
+            Err(why) => {
+                let text = format!(
+                    "toolgate should have parked this call to `{tool}` for human review, but the review queue cannot be \
+                 written ({why}), so the call was not run. Tell the user."
+                );
+                let note = Some(format!("the review queue cannot be written: {why}"));
+                return gate::settle(
+                    session,
+                    call,
+                    Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text },
+                );
+            }
+        };
+        let decided = DecidedParts {
+            tool: tool.clone(),
+            arguments: call.params.arguments.clone(),
+            gate: call.decision.gate,
+            tier: call.decision.tier,
+            rules: call.decision.matched.iter().map(|m| m.rule.clone()).collect(),
+            reason: call.decision.reason.clone(),
+            confidence: call.confidence,
+            policy: session.policy.version.clone(),
+        };
+        self.parked.insert(number, ParkedCall { line, decided });
+        let text = format!(
+            "toolgate parked this call to `{tool}` for human review as item {number}{}. It has NOT run. It runs only if \
+         the user approves it (toolgate review); tell the user it is waiting.",
+            gate::rules_clause(&call.decision)
+        );
+        tracing::info!("parked `{tool}` as review item {number}");
+        gate::settle(session, call, Settlement::Park { item: number, text });
     }
-    let reply = result_line(&running.rpc, json!({"item": running.item, "ran": true, "result": result}));
-    session.held.approvers.send_line(running.conn, reply);
+
+    /// A reviewer (approver connection `conn`, request `rpc`) asks this proxy to run an approved
+    /// item. Returns the refusal to send the reviewer, if the item does not run; its result goes to
+    /// them when the server answers ([`Parking::ran`]).
+    pub fn run(&mut self, session: &mut Session, rpc: Value, item: u64, conn: u64) -> Option<Vec<u8>> {
+        let refuse = |message: String| Some(error_line(&rpc, -32002, &message));
+        let Some(file) = &self.file else { return refuse("this proxy has no review queue".into()) };
+        let status = file.read().ok().and_then(|q| q.items.get(&item).map(|i| i.status));
+        if status != Some(Status::Approved) {
+            return refuse(format!("item {item} is not approved (it is {status:?})"));
+        }
+        let Some(parked) = self.parked.remove(&item) else {
+            return refuse(format!("this proxy does not hold item {item}"));
+        };
+        let id = Id::Str(format!("{}{}", self.prefix, self.next));
+        self.next += 1;
+        let Some(line) = std::str::from_utf8(&parked.line)
+            .ok()
+            .and_then(|t| splice::set_member(t.trim_end(), "id", Some(&id.to_value().to_string())))
+        else {
+            return refuse(format!("item {item} cannot be prepared for the server"));
+        };
+        let d = &parked.decided;
+        let record = DecisionRecord {
+            server: &session.server,
+            tool: &d.tool,
+            arguments: &d.arguments,
+            edited_arguments: None,
+            request_id: id.to_value(),
+            gate: d.gate,
+            tier: d.tier,
+            rules: d.rules.iter().map(String::as_str).collect(),
+            reason: d.reason.as_deref(),
+            verdict: Verdict::Forwarded,
+            decided_by: DecidedBy::Human,
+            channel: Some("review"),
+            note: Some(&format!("review item {item}, approved")),
+            confidence: d.confidence,
+            policy: &d.policy,
+            waited_ms: 0,
+        };
+        let call = match session.audit.decision(&record) {
+            Ok(call) => call,
+            Err(problem) => {
+                self.parked.insert(item, parked);
+                return refuse(format!("the audit log cannot be written ({problem}); item {item} did not run"));
+            }
+        };
+        tracing::info!("running review item {item} (`{}`), approved by a person", parked.decided.tool);
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        self.running.insert(id, Running { item, conn, rpc, call, since: session.now });
+        session.send_server(bytes);
+        None
+    }
+
+    /// The server answered a run: the result goes into the item and the audit log. Returns the
+    /// reviewer's connection and the line that tells them.
+    pub fn ran(&mut self, session: &mut Session, id: &Id, line: &[u8]) -> Option<(u64, Vec<u8>)> {
+        let running = self.running.remove(id)?;
+        let message: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+        let (result, outcome) = match (message.get("result"), message.get("error")) {
+            (Some(r), _) if r.get("isError") == Some(&Value::Bool(true)) => (r.clone(), Outcome::ToolError),
+            (Some(r), _) => (r.clone(), Outcome::Ok),
+            (None, Some(e)) => (json!({"error": e}), Outcome::Error),
+            (None, None) => (Value::Null, Outcome::Error),
+        };
+        session.audit.outcome(running.call, outcome, session.now.saturating_duration_since(running.since));
+        if let Some(file) = &self.file {
+            let recorded = file.update(|q| {
+                if let Some(item) = q.items.get_mut(&running.item) {
+                    item.status = Status::Ran;
+                    item.result = Some(result.clone());
+                }
+            });
+            if let Err(e) = recorded {
+                tracing::warn!("cannot record the result of review item {}: {e}", running.item);
+            }
+        }
+        let reply = result_line(&running.rpc, json!({"item": running.item, "ran": true, "result": result}));
+        Some((running.conn, reply))
+    }
 }
