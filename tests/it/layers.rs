@@ -107,3 +107,78 @@ fn a_cycle_is_found_however_long() {
     );
     assert!(cycle(&graph(&[("x", "a"), ("a", "b"), ("b", "a")])).is_some());
 }
+
+/// Within each folder module of `src/`, each file and the sibling files it names (`super::NAME`,
+/// `super::{NAME, ...}` or `crate::FOLDER::NAME`).
+fn sibling_uses(folder: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let module = folder.file_name().unwrap().to_string_lossy().into_owned();
+    let files: Vec<_> = walk(folder).into_iter().filter(|f| f.parent() == Some(folder)).collect();
+    let names: BTreeSet<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let mut graph = BTreeMap::new();
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "mod" {
+            continue;
+        }
+        let mut named = BTreeSet::new();
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            let crate_path = format!("crate::{module}::");
+            for prefix in ["super::", crate_path.as_str()] {
+                for (at, _) in code.match_indices(prefix) {
+                    named.extend(first_names(&code[at + prefix.len()..]));
+                }
+            }
+        }
+        named.retain(|used| *used != name && names.contains(used));
+        graph.insert(name, named);
+    }
+    graph
+}
+
+/// The first path segment of each item of a `use` tail: `a::b` gives `a`, `{a, b::{c}}` gives
+/// `a` and `b`.
+fn first_names(tail: &str) -> Vec<String> {
+    let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    let Some(group) = tail.strip_prefix('{') else { return vec![ident(tail)] };
+    let (mut depth, mut names, mut item_start) = (0, Vec::new(), true);
+    for (at, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => item_start = true,
+            c if item_start && !c.is_whitespace() => {
+                names.push(ident(&group[at..]));
+                item_start = false;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn no_file_uses_a_sibling_that_uses_it_back() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let proxy = sibling_uses(&src.join("proxy"));
+    assert!(proxy["route"].contains("gate") && proxy["gate"].contains("session"), "the source was read: {proxy:?}");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let folder = entry.unwrap().path();
+        if !folder.is_dir() {
+            continue;
+        }
+        if let Some(found) = cycle(&sibling_uses(&folder)) {
+            panic!("an import cycle among the files of {}: {}", folder.display(), found.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn a_use_names_every_sibling_it_brings_in() {
+    assert_eq!(first_names("gate::{self, Next};"), ["gate"]);
+    assert_eq!(
+        first_names("{Inbound, Outgoing, elicit, gate::{self, X}, listing};"),
+        ["Inbound", "Outgoing", "elicit", "gate", "listing"]
+    );
+}
