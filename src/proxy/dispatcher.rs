@@ -217,8 +217,9 @@ impl Dispatcher {
     /// that waited on them, in order, and the signals and closing that followed them.
     pub fn flush(&mut self, now: Instant) -> Output {
         self.router.session.now = now;
-        self.router.apply_effects();
         let Lines { to_client, to_server } = self.router.session.flush();
+        // After the flush: it learns which records failed, and what depended on them.
+        self.router.apply_effects();
         if self.head_flush_at.is_none() && self.router.session.audit.behind() {
             self.head_flush_at = Some(now + HEAD_FLUSH);
         }

@@ -58,6 +58,17 @@ tools = ["send_payment"]
 action = "deny"
 "#;
 
+/// Payments are parked in the review queue until a person approves them.
+const QUEUE: &str = r#"
+[settings]
+default_tier = "low"
+desktop_notifications = false
+[[rules]]
+name = "money is reviewed"
+tools = ["send_payment"]
+action = "queue"
+"#;
+
 /// A dispatcher, the clock the test moves, and what has come out of it so far.
 struct Core {
     core: Dispatcher,
@@ -92,7 +103,7 @@ impl Core {
         );
         let held = Held::new(human, Approvers::unlistened()).without_terminal();
         let mut core = Core {
-            core: Dispatcher::new(Router::new(session, held, None), Some(policy_path)),
+            core: Dispatcher::new(Router::new(session, held, Some(dir.path().join("queue.json"))), Some(policy_path)),
             start,
             now: start,
             dir,
@@ -196,6 +207,17 @@ impl Core {
     /// The client's answer to request `id`, if it has one.
     fn answer_to(&self, id: u64) -> Option<&Value> {
         self.to_client.iter().find(|m| m["id"] == id && m.get("method").is_none())
+    }
+
+    /// The review queue's file, to read and change as `toolgate review` would.
+    fn queue(&self) -> crate::review::QueueFile {
+        crate::review::QueueFile::new(self.dir.path().join("queue.json"))
+    }
+
+    /// A reviewer approves review item `item` in the queue's file, then asks the proxy to run it.
+    fn approve_and_run(&mut self, item: u64) {
+        self.queue().update(|q| q.items.get_mut(&item).unwrap().status = crate::review::Status::Approved).unwrap();
+        self.handle(Event::Approver(FromApprover::Run { conn: 1, id: json!("run"), item }));
     }
 
     fn decisions(&self) -> Vec<Value> {
@@ -397,4 +419,72 @@ fn a_call_decided_after_stopping_began_is_refused_and_recorded_so() {
     assert!(core.answer_to(1).unwrap().to_string().contains("it is stopping"));
     let decisions = core.decisions();
     assert_eq!((&decisions[0]["verdict"], &decisions[0]["decided_by"]), (&json!("refused"), &json!("toolgate")));
+}
+
+#[test]
+fn a_parked_call_whose_record_fails_is_refused_and_can_never_run() {
+    let mut core = Core::new(QUEUE);
+    core.connect_approver();
+    core.core.router.session.audit.fail_writes();
+    core.payment(1);
+    core.flush();
+    let answer = core.answer_to(1).unwrap().to_string();
+    assert!(answer.contains("could not write its audit log"), "{answer}");
+    let item = core.queue().read().unwrap().items[&1].clone();
+    assert_eq!(item.status, crate::review::Status::Rejected, "the queue says it never runs: {item:?}");
+    // Even approved by hand in the file, this proxy no longer holds it.
+    core.approve_and_run(1);
+    core.flush();
+    let refusal = core.approver_said("run").unwrap();
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("does not hold item 1"), "{refusal}");
+    assert!(core.calls_run().is_empty(), "a call refused to the client ran");
+}
+
+#[test]
+fn a_call_waiting_for_toolgates_listing_is_refused_and_recorded_when_toolgate_stops() {
+    let mut core = Core::new(ASK);
+    core.server(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    core.client(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {}}}));
+    core.flush();
+    let list =
+        core.to_server.iter().find(|m| m["method"] == "tools/list").expect("toolgate lists the tools")["id"].clone();
+    assert!(core.answer_to(3).is_none(), "the call waits for the listing");
+    core.handle(Event::Terminate);
+    core.flush();
+    assert!(core.calls_run().is_empty());
+    let answer = core.answer_to(3).expect("the waiting call is answered").to_string();
+    assert!(answer.contains("toolgate stopped"), "{answer}");
+    let decisions = core.decisions();
+    assert_eq!((&decisions[0]["verdict"], &decisions[0]["decided_by"]), (&json!("refused"), &json!("toolgate")));
+    // The server's late answer to toolgate's own request never reaches the client.
+    core.server(json!({"jsonrpc": "2.0", "id": list, "result": {"tools": []}}));
+    core.flush();
+    assert!(core.to_client.iter().all(|m| m["id"] != list), "{:?}", core.to_client);
+}
+
+#[test]
+fn a_reviewer_whose_item_was_running_is_told_when_the_server_ends() {
+    let mut core = Core::new(QUEUE);
+    core.connect_approver();
+    core.payment(1);
+    core.flush();
+    assert!(core.answer_to(1).unwrap().to_string().contains("parked"), "{:?}", core.to_client);
+    core.approve_and_run(1);
+    core.flush();
+    assert_eq!(core.to_server.iter().filter(|m| m["method"] == "tools/call").count(), 1, "the item runs");
+    core.handle(Event::Exited(std::process::ExitStatus::from_raw(1 << 8)));
+    core.handle(Event::Closed(Peer::Server));
+    let mut approver = core.approver.take().unwrap();
+    let (_, code) = core.core.finish(core.now);
+    assert_eq!(code, 1);
+    let mut told = None;
+    while let Ok(line) = approver.try_recv() {
+        let message: Value = serde_json::from_slice(&line).unwrap();
+        if message["id"] == "run" {
+            told = Some(message);
+        }
+    }
+    let told = told.expect("the reviewer is answered");
+    assert!(told["error"]["message"].as_str().unwrap().contains("exited (status 1)"), "{told}");
 }

@@ -91,6 +91,9 @@ enum Listed {
     Done(Option<String>),
     /// The client withdrew the call while toolgate listed the tools: it is recorded and dropped.
     Withdrawn,
+    /// toolgate is stopping (why) while the call waits for the listing: it is recorded and
+    /// refused.
+    Abandoned(String),
 }
 
 /// Decides one `tools/call`: forwards it, answers it, or says where it waits.
@@ -107,6 +110,11 @@ pub(super) fn call_listed(session: &mut Session, call: Unlisted, failure: Option
 /// Records and drops a call the client withdrew while it waited for toolgate's listing.
 pub(super) fn withdrawn_while_listing(session: &mut Session, call: Unlisted) {
     decide(session, call.id, call.env, call.inbound, Listed::Withdrawn);
+}
+
+/// Records and refuses a call that waited for toolgate's listing when the session ended (`why`).
+pub(super) fn abandoned_while_listing(session: &mut Session, call: Unlisted, why: &str) {
+    decide(session, call.id, call.env, call.inbound, Listed::Abandoned(why.to_owned()));
 }
 
 fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, listed: Listed) -> Next {
@@ -152,7 +160,7 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         written.clone().and_then(|r| text.get(r)),
         failure,
     );
-    let changed = if listed == Listed::Withdrawn { None } else { changed };
+    let changed = if matches!(listed, Listed::Withdrawn | Listed::Abandoned(_)) { None } else { changed };
     if let Some(why) = changed.filter(|_| decision.gate == Gate::Deny) {
         let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
         let note = Some(format!("arguments = \"strict\": {why}"));
@@ -170,6 +178,15 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     if listed == Listed::Withdrawn {
         let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
         settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
+        return Next::Settled;
+    }
+    if let Listed::Abandoned(why) = listed {
+        let text = format!(
+            "toolgate stopped ({why}) while it listed the server's tools to check this call to `{}`; the call was not run.",
+            call.params.name
+        );
+        let note = Some(format!("{why} while toolgate listed the server's tools"));
+        settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
         return Next::Settled;
     }
     match &call.params.request_state {
@@ -320,6 +337,21 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
             call.params.name
         );
     }
+    // What the server is to get is prepared before the record says the call was forwarded: a
+    // call that cannot be prepared is refused, and recorded so.
+    let mut prepared = None;
+    if let Settlement::Forward { edited, .. } = &how {
+        match for_server(&call, edited.as_ref()) {
+            Some(None) => {
+                tracing::error!("cannot prepare a call to `{}` for the server; refused", call.params.name);
+                let text =
+                    format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
+                let note = Some("cannot prepare the call for the server".to_owned());
+                how = Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text };
+            }
+            line => prepared = line.flatten(),
+        }
+    }
     let policy = session.policy.clone();
     let waited = session.now.saturating_duration_since(call.since);
     let park_note = match &how {
@@ -381,19 +413,34 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
                 let text = unrecorded_text(&call.params.name, &problem.to_string());
                 session.answer_client(reply::refused_call(&id, &text, stateless), call.inbound._credit.take());
             }
+            if let Settlement::Park { item, .. } = how {
+                session.unpark(item);
+            }
             return;
         }
     };
-    carry(session, call, how, call_no, waited);
+    carry(session, call, how, prepared, call_no, waited);
 }
 
 /// Stages what carries out a call whose record is staged (audit call number `call_no`): the line
-/// for the server, with the call pending, or the client's answer. Each leaves only once the
-/// record is written (`Session::flush`).
-fn carry(session: &mut Session, mut call: Decided, how: Settlement, call_no: u64, waited: Duration) {
+/// for the server (`prepared`, or the client's own when that is `None`), with the call pending,
+/// or the client's answer. Each leaves only once the record is written (`Session::flush`).
+fn carry(
+    session: &mut Session,
+    mut call: Decided,
+    how: Settlement,
+    prepared: Option<Vec<u8>>,
+    call_no: u64,
+    waited: Duration,
+) {
     let stateless = call.stateless();
     let id = call.id.to_value();
-    let recorded = |to| Recorded { call: call_no, tool: call.params.name.clone(), id: id.clone(), stateless, to };
+    let parked = match &how {
+        Settlement::Park { item, .. } => Some(*item),
+        _ => None,
+    };
+    let recorded =
+        |to| Recorded { call: call_no, tool: call.params.name.clone(), id: id.clone(), stateless, to, parked };
     let credit = call.inbound._credit.take();
     match how {
         Settlement::Forward { by, edited, .. } => {
@@ -402,17 +449,7 @@ fn carry(session: &mut Session, mut call: Decided, how: Settlement, call_no: u64
             } else {
                 tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
             }
-            let line = match for_server(&call, edited.as_ref()) {
-                None => std::mem::take(&mut call.inbound.line),
-                Some(Some(line)) => line,
-                Some(None) => {
-                    tracing::error!("cannot prepare a call to `{}` for the server; refused", call.params.name);
-                    let text =
-                        format!("toolgate could not prepare this call to `{}`, so it was not run.", call.params.name);
-                    let out = Outgoing::new(reply::refused_call(&id, &text, stateless), credit);
-                    return session.settled(Peer::Client, out, recorded(Peer::Client));
-                }
-            };
+            let line = prepared.unwrap_or_else(|| std::mem::take(&mut call.inbound.line));
             // A person's yes covers the call that ran: with edited arguments, those.
             let approved = (by == DecidedBy::Human && stateless).then(|| {
                 let ran = edited.as_ref().unwrap_or(&call.params.arguments);

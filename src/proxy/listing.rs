@@ -156,6 +156,12 @@ impl Listing {
         Some(self.waiting.remove(at))
     }
 
+    /// The session is ending: the calls that wait for the listing are handed back to be
+    /// refused. A page in flight stays toolgate's, so that its answer never reaches the client.
+    pub fn abandon(&mut self) -> Vec<Unlisted> {
+        std::mem::take(&mut self.waiting)
+    }
+
     /// The listing is over: the calls that waited for it, to be decided now (where it failed,
     /// what their tools are cannot be known, and `[settings] arguments` says what that means).
     pub fn finish(&mut self, failure: Option<&str>) -> Vec<Unlisted> {

@@ -83,6 +83,23 @@ impl Parking {
         }
     }
 
+    /// A parked call was refused after all (its audit record could not be written): it is no
+    /// longer held here, and its item says it never runs, so that no reviewer can run it.
+    pub fn unpark(&mut self, item: u64) {
+        self.parked.remove(&item);
+        let Some(file) = &self.file else { return };
+        let marked = file.update(|q| {
+            if let Some(parked) = q.items.get_mut(&item) {
+                parked.status = Status::Rejected;
+                parked.note = Some("toolgate could not write its audit record, so it never runs".to_owned());
+                parked.decided_at = Some(crate::clock::now_ms());
+            }
+        });
+        if let Err(e) = marked {
+            tracing::error!("cannot mark review item {item} as never to run: {e}; this proxy will not run it");
+        }
+    }
+
     /// A `queue` call: parked as an item of the review queue, answered at once with its number.
     /// Without a queue to park it in, it is refused.
     pub fn park(&mut self, session: &mut Session, call: Decided) {
@@ -207,6 +224,23 @@ impl Parking {
         self.running.insert(id, Running { item, conn, rpc, call, since: session.now });
         session.send_server(bytes);
         None
+    }
+
+    /// The server is gone (it exited with `status`): every run still in flight ends without an
+    /// answer. Returns each reviewer's connection and the line that tells them.
+    pub fn abandon_runs(&mut self, session: &mut Session, status: i32) -> Vec<(u64, Vec<u8>)> {
+        let mut told = Vec::new();
+        for (_, running) in std::mem::take(&mut self.running) {
+            session.audit.outcome(
+                running.call,
+                Outcome::NoAnswer,
+                session.now.saturating_duration_since(running.since),
+            );
+            let message =
+                format!("the MCP server exited (status {status}) before it answered the run of item {}", running.item);
+            told.push((running.conn, error_line(&running.rpc, -32000, &message)));
+        }
+        told
     }
 
     /// The server answered a run: the result goes into the item and the audit log. Returns the

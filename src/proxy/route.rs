@@ -451,23 +451,32 @@ impl Router {
         }
     }
 
-    /// Ends every call still waiting for a person: the client or the server is gone.
+    /// Ends every call still waiting for a person or for toolgate's listing: the client or the
+    /// server is gone, or toolgate is stopping.
     pub fn abandon_held(&mut self, why: &str) {
         self.held.abandon_all(&mut self.session, why);
+        for call in self.listing.abandon() {
+            gate::abandoned_while_listing(&mut self.session, call, why);
+        }
     }
 
-    /// Answers every request the server will now never answer, but those the client cancelled.
+    /// Answers every request the server will now never answer, but those the client cancelled,
+    /// and tells each reviewer whose approved item was running.
     pub fn fail_pending(&mut self, status: i32) {
         self.abandon_held("the session ended");
         self.session.fail_pending(status);
+        for (conn, line) in self.parking.abandon_runs(&mut self.session, status) {
+            self.held.approvers.send_line(conn, line);
+        }
     }
 
-    /// Does what was asked outside the pipes: notices on the terminal, items for the review queue.
+    /// Does what was asked outside the pipes: notices on the terminal, the review queue's items.
     pub fn apply_effects(&mut self) {
         for effect in self.session.take_effects() {
             match effect {
                 Effect::Notice(text) => self.held.notice(text),
                 Effect::ToReview(item) => self.parking.to_review(*item),
+                Effect::Unpark(item) => self.parking.unpark(item),
             }
         }
     }

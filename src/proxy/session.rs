@@ -104,6 +104,8 @@ pub(super) enum Effect {
     Notice(String),
     /// A call that ran under `notify`: an item "to review" in the review queue.
     ToReview(Box<review::Item>),
+    /// A parked call whose record could not be written: it was refused, so it never runs.
+    Unpark(u64),
 }
 
 /// What a flush hands the writers, per peer, in order.
@@ -133,6 +135,8 @@ pub(super) struct Recorded {
     pub stateless: bool,
     /// Where the message goes: to the server, the call was about to run (and is pending).
     pub to: Peer,
+    /// The review item it was parked as, if it was.
+    pub parked: Option<u64>,
 }
 
 impl Session {
@@ -218,6 +222,12 @@ impl Session {
         self.effects.push(Effect::ToReview(Box::new(item)));
     }
 
+    /// Takes back a parked call whose record could not be written: it was refused, so it must
+    /// never run.
+    pub fn unpark(&mut self, item: u64) {
+        self.effects.push(Effect::Unpark(item));
+    }
+
     /// What is to be done outside the pipes since the last time, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
@@ -284,6 +294,9 @@ impl Session {
     /// is told why (a call the client withdrew gets no answer).
     fn unrecorded(&mut self, record: Recorded, out: Outgoing, problem: &str) -> Option<Outgoing> {
         tracing::error!("{problem}; refused `{}` without forwarding it", record.tool);
+        if let Some(item) = record.parked {
+            self.unpark(item);
+        }
         // A call about to run is pending: one the client cancelled meanwhile, or that was
         // already answered (the server ended), gets no second answer.
         if record.to == Peer::Server {
