@@ -196,7 +196,11 @@ where
     });
     let mut core = Dispatcher::new(route::Router::new(session, held, opts.queue_path), policy_path);
     let mut writers = Writers { to_client, to_server: Some(to_server), group };
-    drive(&mut core, &mut arrivals, &mut rare, &mut writers).await?;
+    // A session that cannot go on still ends as every session does: what waits is answered.
+    let driven = drive(&mut core, &mut arrivals, &mut rare, &mut writers).await;
+    if let Err(e) = &driven {
+        tracing::error!("the session cannot go on: {e}; every request still waiting gets an error");
+    }
     lifecycle_task.abort();
     // Whatever the server started must not outlive it.
     group.signal(Signal::SIGKILL);
@@ -212,6 +216,7 @@ where
     if tokio::time::timeout(Duration::from_secs(2), flush).await.is_err() {
         tracing::warn!("could not deliver the last messages to the client in time");
     }
+    driven?;
     Ok(code)
 }
 

@@ -45,6 +45,9 @@ impl Router {
         [self.held.next_wakeup(), self.listing.deadline()].into_iter().flatten().min()
     }
 
+    /// A checked line from the client: a `tools/call` goes to the gate; everything else to the
+    /// server, but toolgate's own business (cancellations of calls that wait here, answers to
+    /// toolgate's questions) and lines the strict check refused, which are answered here.
     pub fn on_client(&mut self, mut inbound: Inbound) {
         if let Some(recorder) = &mut self.session.recorder {
             recorder.message("c2s", &inbound.line, matches!(inbound.read, Read::Oversized { .. }));
@@ -128,6 +131,9 @@ impl Router {
         }
     }
 
+    /// A checked line from the server: answers to toolgate's own requests stay here; answers to
+    /// the client's requests are noted (a call's outcome, a listing's tools) and passed on;
+    /// requests that impersonate toolgate are refused.
     pub fn on_server(&mut self, inbound: Inbound) {
         if let Some(recorder) = &mut self.session.recorder {
             recorder.message("s2c", &inbound.line, matches!(inbound.read, Read::Oversized { .. }));
@@ -283,7 +289,7 @@ impl Router {
     }
 
     /// What a page of a listing teaches: the tools' schemas, hints and definitions.
-    pub fn learn_tools(&mut self, tools: &[Value], first: bool, last: bool) {
+    fn learn_tools(&mut self, tools: &[Value], first: bool, last: bool) {
         self.session.tools.learn(tools, first, last);
         let mut names = Vec::new();
         for tool in tools {
