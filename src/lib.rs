@@ -25,6 +25,7 @@ pub mod replay;
 pub mod review;
 pub mod state_file;
 pub mod suite;
+pub mod summary;
 pub mod trust;
 pub mod visible;
 pub mod wire;

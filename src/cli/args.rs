@@ -99,6 +99,12 @@ pub enum Command {
         after_help = "Examples:\n  toolgate review\n  toolgate review --approve 4 --approve 7\n  toolgate review --reject 5 --reason 'wrong account'\n  toolgate review --flag 3 --write-rule ~/.config/toolgate/policy.toml\n  toolgate review --run 4 -- npx -y @modelcontextprotocol/server-filesystem ~/project\n\nSee docs/reference/cli.md#toolgate-review"
     )]
     Review(ReviewArgs),
+    /// What the agents did over a period, what needs your attention, and what you could stop
+    /// approving: read from the audit log, the review queue and the trust record.
+    #[command(
+        after_help = "Examples:\n  toolgate summary\n  toolgate summary --since 30d --server bank\n  toolgate summary --markdown > week.md\n  toolgate summary --write-rule ~/.config/toolgate/policy.toml 1\n\nSee docs/reference/cli.md#toolgate-summary"
+    )]
+    Summary(SummaryArgs),
     /// Write a starter policy to $XDG_CONFIG_HOME/toolgate/policy.toml, tuned to the servers in
     /// your MCP clients' configurations.
     #[command(
@@ -247,6 +253,35 @@ pub struct TestArgs {
     /// Also write a JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// The start of the period: a duration before now (`7d`, `24h`) or a date or time (RFC 3339,
+    /// `2026-11-01`).
+    #[arg(long, value_name = "WHEN", default_value = "7d")]
+    pub since: String,
+    /// The end of the period (default: now).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only servers matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub server: Option<String>,
+    /// Print the stable JSON form (see docs/reference/summary-json.md).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print Markdown, for a pull request or a team chat.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Audit log (default: $XDG_STATE_HOME/toolgate/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// The policy in force, for its rules and settings (default: as `run` finds it).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Append proposal N to the policy POLICY, once the policy with it passes `check`.
+    #[arg(long, num_args = 2, value_names = ["POLICY", "N"], conflicts_with_all = ["json", "markdown"])]
+    pub write_rule: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]

@@ -54,7 +54,7 @@ pub fn show(args: ShowArgs) -> Result<ExitCode, Error> {
     }
 }
 
-fn glob(pattern: Option<String>, flag: &'static str) -> Result<Option<globset::GlobMatcher>, FlagError> {
+pub(super) fn glob(pattern: Option<String>, flag: &'static str) -> Result<Option<globset::GlobMatcher>, FlagError> {
     pattern
         .map(|pattern| match globset::Glob::new(&pattern) {
             Ok(glob) => Ok(glob.compile_matcher()),
@@ -64,8 +64,12 @@ fn glob(pattern: Option<String>, flag: &'static str) -> Result<Option<globset::G
 }
 
 /// A time given as RFC 3339 or as a duration before now.
-fn parse_time(text: String, flag: &'static str) -> Result<SystemTime, FlagError> {
+pub(super) fn parse_time(text: String, flag: &'static str) -> Result<SystemTime, FlagError> {
     if let Ok(time) = humantime::parse_rfc3339_weak(&text) {
+        return Ok(time);
+    }
+    // A date alone is its first moment, UTC.
+    if let Ok(time) = humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z")) {
         return Ok(time);
     }
     match humantime::parse_duration(&text) {

@@ -58,6 +58,8 @@ pub enum Error {
     #[error(transparent)]
     Wrap(#[from] crate::wrap::Error),
     #[error(transparent)]
+    WriteRule(#[from] crate::summary::WriteError),
+    #[error(transparent)]
     Replay(#[from] crate::replay::Error),
     /// `replay --serve` could not play the transcript.
     #[error("replay: {0}")]
@@ -94,6 +96,7 @@ impl Error {
             | Error::Review(_)
             | Error::Accept(_)
             | Error::Wrap(_)
+            | Error::WriteRule(_)
             | Error::Replay(_)
             | Error::Man(_)
             | Error::Demo(_)
@@ -118,8 +121,10 @@ pub enum FlagError {
         #[source]
         source: globset::Error,
     },
-    #[error("--{flag} {text:?}: not a time like 2026-11-24T10:00:00Z or a duration like 2h")]
+    #[error("--{flag} {text:?}: not a time like 2026-11-24T10:00:00Z, a date like 2026-11-24, or a duration like 2h")]
     Time { flag: &'static str, text: String },
+    #[error("--write-rule takes a policy file and a proposal's number, like --write-rule policy.toml 1")]
+    WriteRule,
 }
 
 /// A file of a server's tools (`--tools`) that cannot be used.

@@ -14,6 +14,7 @@ mod man;
 mod replay;
 mod review;
 mod run;
+mod summary;
 mod test;
 mod trust;
 mod wrap;
@@ -42,6 +43,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Review(args) => review::run(args),
+        Command::Summary(args) => summary::run(args),
         Command::Demo => demo::run(),
         Command::DemoServer => demo::server(),
     };

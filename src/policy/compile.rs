@@ -41,6 +41,9 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
     settings.audit_secret_keys = s.audit_secret_keys;
     settings.arguments = s.arguments.unwrap_or_default();
+    if let Some(n) = s.propose_after_approvals {
+        settings.propose_after_approvals = n.max(1);
+    }
     let t = raw.trust;
     settings.trust.enabled = t.enabled.unwrap_or(true);
     if let Some(n) = t.approvals {

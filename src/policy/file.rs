@@ -71,6 +71,9 @@ pub struct SettingsFile {
     pub audit_secret_keys: Option<Vec<String>>,
     /// What a call whose arguments do not conform to the tool's input schema gets.
     pub arguments: Option<ArgumentsSetting>,
+    /// `toolgate summary` proposes a lower gate for a tool a person approved this many times
+    /// in the period, and never denied or edited (default 20).
+    pub propose_after_approvals: Option<u64>,
 }
 
 /// What `[settings] arguments` says.

@@ -42,6 +42,8 @@ pub struct Settings {
     pub changed_tools: super::file::ChangedTools,
     /// What a call whose arguments do not conform to its tool's input schema gets.
     pub arguments: super::file::ArgumentsSetting,
+    /// Approvals (and nothing else) that make `toolgate summary` propose a lower gate.
+    pub propose_after_approvals: u64,
 }
 
 impl Settings {
@@ -65,6 +67,7 @@ impl Default for Settings {
             trust: TrustBar::default(),
             changed_tools: super::file::ChangedTools::Ask,
             arguments: super::file::ArgumentsSetting::Strict,
+            propose_after_approvals: 20,
         }
     }
 }

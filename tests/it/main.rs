@@ -39,6 +39,7 @@ mod readings_python;
 mod reload;
 mod review;
 mod smoke;
+mod summary;
 mod terminal;
 mod trust;
 mod trust_binding;

@@ -1,0 +1,116 @@
+//! The decision records of the audit log, as the summary reads them: only what it counts.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One decision record.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub at: SystemTime,
+    pub server: String,
+    pub tool: String,
+    pub arguments: Map<String, Value>,
+    pub gate: String,
+    /// Every rule that matched.
+    pub rules: Vec<String>,
+    pub verdict: String,
+    pub decided_by: String,
+    pub channel: Option<String>,
+    pub note: Option<String>,
+    pub waited_ms: u64,
+    /// The call ran with arguments a person edited.
+    pub edited: bool,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    event: Option<String>,
+    ts: Option<String>,
+    server: Option<String>,
+    tool: Option<String>,
+    #[serde(default)]
+    arguments: Map<String, Value>,
+    edited_arguments: Option<Value>,
+    gate: Option<String>,
+    #[serde(default)]
+    rules: Vec<String>,
+    verdict: Option<String>,
+    decided_by: Option<String>,
+    channel: Option<String>,
+    note: Option<String>,
+    #[serde(default)]
+    waited_ms: u64,
+}
+
+/// Every decision record of the log, oldest first. Lines that are not decision records (outcomes,
+/// lines from before the chain, a line cut short) are passed over; `audit verify` judges the
+/// log's integrity, not this.
+pub fn read_decisions(path: &Path) -> std::io::Result<Vec<Decision>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        let Ok(record) = serde_json::from_str::<Line>(&line) else { continue };
+        if record.event.as_deref() != Some("decision") {
+            continue;
+        }
+        let Some(at) = record.ts.as_deref().and_then(|ts| humantime::parse_rfc3339_weak(ts).ok()) else { continue };
+        let (Some(server), Some(tool), Some(gate), Some(verdict), Some(decided_by)) =
+            (record.server, record.tool, record.gate, record.verdict, record.decided_by)
+        else {
+            continue;
+        };
+        out.push(Decision {
+            at,
+            server,
+            tool,
+            arguments: record.arguments,
+            gate,
+            rules: record.rules,
+            verdict,
+            decided_by,
+            channel: record.channel,
+            note: record.note,
+            waited_ms: record.waited_ms,
+            edited: record.edited_arguments.is_some(),
+        });
+    }
+    Ok(out)
+}
+
+impl Decision {
+    /// Who settled the call, as the summary counts them: a person's answer from the review
+    /// queue is `review`, any other is `person`.
+    pub fn decider(&self) -> &str {
+        match (self.decided_by.as_str(), self.channel.as_deref()) {
+            ("human", Some("review")) => "review",
+            ("human", _) => "person",
+            (other, _) => other,
+        }
+    }
+
+    /// The UTC day it was decided, `YYYY-MM-DD`.
+    pub fn day(&self) -> String {
+        humantime::format_rfc3339_seconds(self.at).to_string()[..10].to_owned()
+    }
+
+    /// Refused because no person could be reached.
+    pub fn unreachable(&self) -> bool {
+        self.verdict == "refused"
+            && self.decided_by == "toolgate"
+            && self.note.as_deref().is_some_and(|n| n.starts_with("needs a human, and no approval channel"))
+    }
+
+    /// A digest of the arguments that does not depend on the order of their keys.
+    pub fn arguments_digest(&self) -> String {
+        crate::wire::canonical::sha256_hex(&Value::Object(self.arguments.clone()))
+    }
+}

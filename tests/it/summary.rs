@@ -1,0 +1,128 @@
+//! `toolgate summary` through the real binary, on the record a real session wrote: counts,
+//! exceptions and proposals in every format, and a proposal written into the policy that
+//! `check` accepts and `explain` then applies.
+
+use std::path::Path;
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+/// Reads run; payments need a yes; everything else is high, so it asks.
+const POLICY: &str = "[settings]\ndefault_tier = \"high\"\npropose_after_approvals = 3\n\
+[[rules]]\nname = \"reads are safe\"\ntools = [\"read_file\"]\ntier = \"low\"\n\
+[[rules]]\nname = \"money needs a yes\"\ntools = [\"send_payment\"]\ntier = \"high\"\nreason = \"it moves money\"\n\
+[[rules]]\nname = \"faxes are fine\"\ntools = [\"send_fax\"]\ntier = \"low\"\n";
+
+/// A session of three reads and two payments, with nobody to ask: the payments are refused.
+fn session(env: &Env, policy: &Path, audit: &Path) {
+    let mut peer = Peer::toolgate(env, policy, audit, &[toolgate(), "demo-server"]);
+    initialize(&mut peer, "2025-11-25");
+    for id in 1..=3 {
+        peer.request(id, "tools/call", json!({"name": "read_file", "arguments": {"path": format!("notes/{id}.txt")}}));
+    }
+    for id in 10..=11 {
+        peer.request(id, "tools/call", json!({"name": "send_payment", "arguments": {"to": "ACME", "amount": 5}}));
+    }
+    peer.close_stdin();
+    peer.wait();
+}
+
+fn summary(env: &Env, args: &[&str]) -> (bool, String) {
+    run_to_end(env.toolgate().arg("summary").args(args))
+}
+
+#[test]
+fn a_real_sessions_record_is_summed_up_with_its_exceptions_first() {
+    let env = Env::new();
+    let policy = policy_file(env.path(), POLICY);
+    let audit = env.join("audit.jsonl");
+    session(&env, &policy, &audit);
+    let common = ["--audit", audit.to_str().unwrap(), "--policy", policy.to_str().unwrap()];
+
+    let (ok, json) = summary(&env, &[&common[..], &["--json"]].concat());
+    assert!(ok, "{json}");
+    let s: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(s["ran"]["calls"], 5, "{s:#}");
+    assert_eq!(s["ran"]["without_person"], 3);
+    assert_eq!(s["ran"]["by_gate"], json!({"allow": 3, "ask": 2}));
+    assert_eq!(s["ran"]["by_decider"], json!({"policy": 3, "toolgate": 2}));
+    assert_eq!(s["chain"], "ok");
+    assert_eq!(s["exceptions"], json!([{"kind": "unreachable", "server": "test", "tool": "send_payment", "calls": 2}]));
+    let proposals = s["proposals"].as_array().unwrap();
+    assert!(proposals.iter().any(|p| p["kind"] == "unused_rule" && p["rule"] == "faxes are fine"), "{s:#}");
+
+    let (ok, text) = summary(&env, &common);
+    assert!(ok, "{text}");
+    let attention = text.find("Needs your attention").unwrap();
+    assert!(attention < text.find("What ran: 5 calls, 3 without a person").unwrap(), "{text}");
+    assert!(text.contains("test/send_payment: 2 call(s) refused because no person could be reached"), "{text}");
+
+    let (ok, markdown) = summary(&env, &[&common[..], &["--markdown"]].concat());
+    assert!(ok && markdown.starts_with("## toolgate summary"), "{markdown}");
+    assert!(markdown.contains("| test/read\\_file | 3 |"), "{markdown}");
+
+    // A period before the session has nothing in it.
+    let (ok, json) = summary(&env, &[&common[..], &["--json", "--until", "2000-01-01"]].concat());
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap()["ran"]["calls"], 0);
+    // A bad time names the flag.
+    let (ok, text) = summary(&env, &["--since", "last tuesday"]);
+    assert!(!ok && text.contains("--since \"last tuesday\""), "{text}");
+}
+
+#[test]
+fn a_tool_a_person_always_approved_gets_a_rule_that_check_accepts_and_explain_applies() {
+    let env = Env::new();
+    // Three writes, each approved by a person through the approver socket.
+    let mut peer = env.proxy_with(env.path(), "files", POLICY, &[]);
+    let mut socket = env.connect(&peer);
+    socket.subscribe();
+    for id in 1..=3 {
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "write_file", "arguments": {"path": "notes/a.txt", "content": "x"}}}));
+        let ticket = socket.notification("offered")["ticket"].clone();
+        let reply = socket.answer(id, &ticket, "allow_once");
+        assert!(reply.get("error").is_none(), "{reply}");
+        let answer = peer.response(&json!(id));
+        assert!(answer.get("result").is_some(), "{answer}");
+    }
+    peer.close_stdin();
+    peer.wait();
+    let (audit, policy) = (env.join("files.jsonl"), env.join("policy.toml"));
+    let common = ["--audit", audit.to_str().unwrap(), "--policy", policy.to_str().unwrap()];
+    let (ok, json) = summary(&env, &[&common[..], &["--json"]].concat());
+    assert!(ok, "{json}");
+    let s: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(s["people"]["approved"], json!({"approver": 3}), "{s:#}");
+    let lower = s["proposals"].as_array().unwrap().iter().find(|p| p["kind"] == "lower_gate").expect("a proposal");
+    assert_eq!((&lower["tool"], &lower["approved"]), (&json!("write_file"), &json!(3)));
+    let n = lower["n"].to_string();
+
+    let (ok, text) = summary(&env, &[&common[..], &["--write-rule", policy.to_str().unwrap(), &n]].concat());
+    assert!(ok, "{text}");
+    let (ok, text) = run_to_end(env.toolgate().arg("check").arg(&policy));
+    assert!(ok, "{text}");
+    // The rule names the server's program, as the trust record saw it: it applies to that
+    // program, and another started under the same name is still asked about.
+    let written = std::fs::read_to_string(&policy).unwrap();
+    let identity = written.lines().find_map(|l| l.strip_prefix("identity = ")).expect("the rule names the program");
+    let identity = identity.trim_matches('"');
+    let explain = |identity: &str| {
+        let (ok, text) = run_to_end(env.toolgate().args(["explain", "--json", "--policy"]).arg(&policy).args([
+            "--server",
+            "files",
+            "--tool",
+            "write_file",
+            "--identity",
+            identity,
+        ]));
+        assert!(ok, "{text}");
+        serde_json::from_str::<Value>(&text).unwrap()["decision"]["gate"].clone()
+    };
+    assert_eq!(explain(identity), "allow");
+    assert_eq!(explain("sha256:0000"), "ask");
+    // Proposed once: with the rule in force, the same record proposes nothing for the tool.
+    let (_, json) = summary(&env, &[&common[..], &["--json"]].concat());
+    let again: Value = serde_json::from_str(&json).unwrap();
+    assert!(!again["proposals"].as_array().unwrap().iter().any(|p| p["kind"] == "lower_gate"), "{again:#}");
+}
