@@ -28,7 +28,6 @@ use crate::visible::visible;
 type Pid = u32;
 
 /// What happens on a proxy's connection, for the main loop.
-#[expect(clippy::large_enum_variant, reason = "a few messages per approval; boxing buys nothing")]
 enum News {
     Connected {
         pid: Pid,
@@ -44,6 +43,12 @@ enum News {
         pid: Pid,
         ticket: u64,
         why: Withdrawn,
+    },
+    /// The proxy tells the person something: a call that ran under `notify`, a tool that
+    /// changed. `params` as the proxy sent them (`text`, `server`, `tool`?).
+    Notice {
+        pid: Pid,
+        params: Value,
     },
     /// The proxy's reply to an answer.
     Replied {
@@ -213,6 +218,21 @@ impl State {
                     }
                 }
                 Front::Json => emit(&json!({"event": "withdrawn", "proxy": pid, "ticket": ticket, "why": why})),
+            },
+            News::Notice { pid, params } => match front {
+                Front::Terminal { terminal, .. } => {
+                    let text = params.get("text").and_then(Value::as_str).unwrap_or_default();
+                    terminal.send(Command::Notice(format!("toolgate {pid}: {}", visible(text))));
+                }
+                Front::Json => {
+                    let mut event = json!({"event": "notice", "proxy": pid});
+                    for key in ["server", "tool", "text"] {
+                        if let Some(value) = params.get(key) {
+                            event[key] = value.clone();
+                        }
+                    }
+                    emit(&event);
+                }
             },
             News::Replied { pid, ticket, error } => match front {
                 Front::Terminal { terminal, .. } => {
@@ -390,6 +410,7 @@ async fn follow(path: PathBuf, pid: Pid, news: UnboundedSender<News>) {
                     continue;
                 }
             },
+            (None, Some("notice")) => News::Notice { pid, params: message.get("params").cloned().unwrap_or_default() },
             (None, Some("withdrawn")) => {
                 let ticket = message.pointer("/params/ticket").and_then(Value::as_u64).unwrap_or(0);
                 let why = message.pointer("/params/why").cloned().and_then(|w| serde_json::from_value(w).ok());

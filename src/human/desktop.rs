@@ -12,6 +12,16 @@ use crate::visible::visible;
 /// touches toolgate's stdin or stdout (they carry JSON-RPC).
 pub fn notify(request: &Request) {
     let (title, body) = texts(request);
+    show(title, body);
+}
+
+/// Pops up a notification that a call ran under `notify` (`notice`: the line the terminal
+/// shows, already escaped).
+pub fn ran(server: &str, tool: &str, notice: &str) {
+    show(format!("toolgate: {} ran {}", visible(server), visible(tool)), visible(notice).into_owned());
+}
+
+fn show(title: String, body: String) {
     let mut command = if cfg!(target_os = "macos") {
         let script =
             format!("display notification {} with title {}", applescript_text(&body), applescript_text(&title));

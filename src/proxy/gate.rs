@@ -276,7 +276,7 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
             let (server, tool) = (visible(&session.server), visible(&call.params.name));
             let notice = format!("{server} ran `{tool}`{why}");
             tracing::info!("notice: {notice}");
-            session.notice(notice);
+            session.notice_ran(&call.params.name, notice);
             let (by, note) = match call.trust.clone() {
                 Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
                 _ => (DecidedBy::Policy, None),

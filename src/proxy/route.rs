@@ -303,7 +303,7 @@ impl Router {
             // The reason names the server and its command line: escaped, as it reaches a terminal.
             let notice = format!("{}; the trust its tools had earned starts from nothing", visible(&why));
             tracing::warn!("{notice}");
-            self.held.notice(notice);
+            self.notice(notice, None);
         }
         for (tool, change) in changes {
             // The change quotes the old and new description `{:?}`-escaped; the names are
@@ -319,7 +319,7 @@ impl Router {
                 "{server} changed its tool `{tool}`: {change}. Its calls need a yes until you accept it: {command}"
             );
             tracing::warn!("{notice}");
-            self.held.notice(notice);
+            self.notice(notice, None);
         }
         for warning in lint::unmatched_tools(&self.session.policy, &self.session.server, &names, false) {
             tracing::warn!("policy {}: {}", self.session.policy.origin, warning.message);
@@ -476,11 +476,26 @@ impl Router {
         }
     }
 
+    /// Tells the person (`text`, escaped for display): on the terminal, and every subscribed
+    /// `toolgate approve` (a `notice`); for a call to `ran` that ran under `notify`, on the
+    /// desktop too when the policy asks for desktop notifications.
+    fn notice(&mut self, text: String, ran: Option<&str>) {
+        let mut event = serde_json::json!({"text": text, "server": self.session.server});
+        if let Some(tool) = ran {
+            event["tool"] = Value::from(tool);
+            if self.session.policy.settings.desktop_notifications {
+                crate::human::desktop::ran(&self.session.server, tool, &text);
+            }
+        }
+        self.held.approvers.broadcast("notice", event, None);
+        self.held.notice(text);
+    }
+
     /// Does what was asked outside the pipes: notices on the terminal, the review queue's items.
     pub fn apply_effects(&mut self) {
         for effect in self.session.take_effects() {
             match effect {
-                Effect::Notice(text) => self.held.notice(text),
+                Effect::Ran { tool, text } => self.notice(text, Some(&tool)),
                 Effect::ToReview(item) => self.parking.to_review(*item),
                 Effect::Unpark(item) => self.parking.unpark(item),
             }

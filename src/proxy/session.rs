@@ -100,8 +100,8 @@ pub(super) struct Session {
 
 /// Something to be done outside the pipes, handed to whoever owns that part of the world.
 pub(super) enum Effect {
-    /// A one-line notice for the person, on the terminal when one is usable.
-    Notice(String),
+    /// A call to `tool` ran under `notify`: the person is told (`text`, escaped for display).
+    Ran { tool: String, text: String },
     /// A call that ran under `notify`: an item "to review" in the review queue.
     ToReview(Box<review::Item>),
     /// A parked call whose record could not be written: it was refused, so it never runs.
@@ -212,9 +212,9 @@ impl Session {
         self.stage(to, out, Some(record));
     }
 
-    /// Tells the person something, on the terminal when one is usable.
-    pub fn notice(&mut self, text: String) {
-        self.effects.push(Effect::Notice(text));
+    /// Tells the person that a call to `tool` ran under `notify` (`text`, escaped for display).
+    pub fn notice_ran(&mut self, tool: &str, text: String) {
+        self.effects.push(Effect::Ran { tool: tool.to_owned(), text });
     }
 
     /// Adds an item "to review" to the review queue.

@@ -457,3 +457,27 @@ fn a_subscribed_connection_is_offered_calls_and_answers_them() {
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls[0].contains("first") && calls[1].contains("second"), "{calls:?}");
 }
+
+#[test]
+fn a_call_that_runs_under_notify_reaches_every_approver_as_a_notice() {
+    let env = Env::new();
+    let policy = "[settings]\ndefault_tier = \"low\"\ndesktop_notifications = false\n\
+        [[rules]]\nname = \"emails are noticed\"\ntools = [\"send_email\"]\ntier = \"medium\"\n";
+    let mut peer = env.proxy_with(env.path(), "mail", policy, &[]);
+    let approver = env.approver();
+    event(&approver, "connected");
+    let answer = peer.request(1, "tools/call", json!({"name": "send_email", "arguments": {"to": "a@example.com"}}));
+    assert!(answer.get("result").is_some(), "a notify call runs at once: {answer}");
+    let notice = event(&approver, "notice");
+    assert_eq!(
+        (&notice["proxy"], &notice["server"], &notice["tool"]),
+        (&json!(peer.child.id()), &json!("mail"), &json!("send_email"))
+    );
+    assert!(notice["text"].as_str().unwrap().contains("ran `send_email`"), "{notice}");
+    // A read runs without a notice: nothing more is said until the proxy ends.
+    peer.request(2, "tools/call", json!({"name": "read_file", "arguments": {"path": "a.txt"}}));
+    peer.close_stdin();
+    peer.wait();
+    let next = approver.recv();
+    assert_eq!((&next["event"], &next["proxy"]), (&json!("disconnected"), &json!(peer.child.id())), "{next}");
+}
