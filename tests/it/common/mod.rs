@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod approvers;
+pub mod asking;
 pub mod env;
 pub mod fake;
 pub mod pty;
