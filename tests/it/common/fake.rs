@@ -1,11 +1,13 @@
 //! The project's fake MCP server (`tests/support/fake_server.py`) behind `toolgate run`, for the
-//! tests of the proxy itself (`proxy_lifecycle`, `faults`). [`FakeServer`] names the files of one
-//! run in its [`Env`]'s folder: the policy and audit log toolgate is given, and the files the
-//! server reports through, what it received (`--record`), its process id (`--pid`) and the
-//! signals it caught (`--signals`).
+//! tests that choose what the server does (`proxy_lifecycle`, `faults`, `listing`, ...).
+//! [`FakeServer`] names the files of one run in its [`Env`]'s folder: the policy and audit log
+//! toolgate is given, and the files the server reports through, what it received (`--record`),
+//! its process id (`--pid`) and the signals it caught (`--signals`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 use super::{Env, eventually, fake_server, policy_file};
 
@@ -60,6 +62,11 @@ impl FakeServer {
         received(Path::new(&self.record_file()))
     }
 
+    /// The messages the server received, in order (none before it wrote any).
+    pub fn messages(&self) -> Vec<Value> {
+        received_messages(Path::new(&self.record_file()))
+    }
+
     /// Whether any line the server received contains `needle`.
     pub fn reached(&self, needle: &str) -> bool {
         self.received().iter().any(|line| line.contains(needle))
@@ -86,4 +93,9 @@ pub fn received(record: &Path) -> Vec<String> {
         .lines()
         .map(|l| serde_json::from_str::<String>(l).unwrap())
         .collect()
+}
+
+/// The messages a fake server received (see [`received`]), parsed.
+pub fn received_messages(record: &Path) -> Vec<Value> {
+    received(record).iter().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
