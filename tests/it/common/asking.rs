@@ -1,5 +1,6 @@
-//! toolgate asking inside the client (`elicitation/create`), in front of its own demo server:
-//! the payment the tests' policies ask about, toolgate's question, and the client's answer.
+//! toolgate asking a person about a call to its own demo server: the payment the tests' policies
+//! ask about and, when toolgate asks inside the client (`elicitation/create`), its question and
+//! the client's answer.
 
 use serde_json::{Value, json};
 
