@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::common::approvers::Socket;
+use crate::common::fake::received_messages;
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -27,19 +28,16 @@ desktop_notifications = false\n\
 const SESSION_NOTE: &str = "the person allowed this tool for the session";
 
 /// A proxy named `name` in front of the fake server, which records every line it receives in
-/// `work/received.jsonl`; the server's tools are listed (see [`still_waiting`]).
-fn proxy(env: &Env, work: &Path, name: &str, policy: &str) -> Peer {
+/// `work/received.jsonl`; the server's tools are listed (see [`still_waiting`]). With an
+/// approver socket subscribed to it.
+fn proxy(env: &Env, work: &Path, name: &str, policy: &str) -> (Peer, Socket) {
     let record = work.join("received.jsonl").display().to_string();
     let server = fake_server();
     let mut peer = env.proxy_before(work, name, policy, &[], &["python3", &server, "--record", &record]);
     peer.request(1000, "tools/list", json!({}));
-    peer
-}
-
-fn call(peer: &mut Peer, id: i64, tool: &str, arguments: Value) {
-    peer.send(
-        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
-    );
+    let mut socket = env.connect(&peer);
+    socket.subscribe();
+    (peer, socket)
 }
 
 /// The approver socket is offered the next call, which must be a call to `tool`; its ticket.
@@ -72,10 +70,8 @@ fn ran(response: &Value) {
 /// is answered: the server records a line before it answers it.
 fn tools_called(peer: &mut Peer, work: &Path, probe: i64) -> Vec<String> {
     peer.request(probe, "tools/list", json!({}));
-    std::fs::read_to_string(work.join("received.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(&serde_json::from_str::<String>(l).unwrap()).unwrap())
+    received_messages(&work.join("received.jsonl"))
+        .into_iter()
         .filter(|m| m["method"] == "tools/call")
         .map(|m| m["params"]["name"].as_str().unwrap().to_owned())
         .collect()
@@ -92,7 +88,7 @@ fn notes(audit: &Path) -> Vec<(String, String)> {
 /// Calls `echo` under `id`, is offered it, answers `allow_session` under `id + 1`, and the call
 /// runs.
 fn allow_echo_for_the_session(peer: &mut Peer, socket: &mut Socket, id: i64) {
-    call(peer, id, "echo", json!({"text": "first"}));
+    peer.send_call(id, "echo", json!({"text": "first"}));
     let ticket = offered(socket, "echo");
     assert_eq!(socket.answer(id + 1, &ticket, "allow_session")["result"]["settled"], true);
     ran(&peer.response(&json!(id)));
@@ -102,18 +98,16 @@ fn allow_echo_for_the_session(peer: &mut Peer, socket: &mut Socket, id: i64) {
 fn allowing_a_tool_for_the_session_covers_that_tool_and_no_other() {
     let env = Env::new();
     let work = env.path();
-    let mut peer = proxy(&env, work, "files", BOTH_NEED_A_YES);
-    let mut socket = env.connect(&peer);
-    socket.subscribe();
+    let (mut peer, mut socket) = proxy(&env, work, "files", BOTH_NEED_A_YES);
     allow_echo_for_the_session(&mut peer, &mut socket, 1);
 
     // The same tool again runs without a question.
-    call(&mut peer, 3, "echo", json!({"text": "again"}));
+    peer.send_call(3, "echo", json!({"text": "again"}));
     ran(&peer.response(&json!(3)));
 
     // Another tool that needs a yes is still asked about.
     let marker = work.join("marker");
-    call(&mut peer, 4, "write_marker", json!({"path": marker}));
+    peer.send_call(4, "write_marker", json!({"path": marker}));
     still_waiting(&mut peer, 4, 5);
     let ticket = offered(&mut socket, "write_marker");
     assert_eq!(socket.answer(6, &ticket, "deny")["result"]["settled"], true);
@@ -132,12 +126,10 @@ fn allowing_a_tool_for_the_session_covers_that_tool_and_no_other() {
 fn allowing_a_tool_for_the_session_never_overrides_always_ask() {
     let env = Env::new();
     let work = env.path();
-    let mut peer = proxy(&env, work, "files", ECHO_ALWAYS_ASKS);
-    let mut socket = env.connect(&peer);
-    socket.subscribe();
+    let (mut peer, mut socket) = proxy(&env, work, "files", ECHO_ALWAYS_ASKS);
     allow_echo_for_the_session(&mut peer, &mut socket, 1);
 
-    call(&mut peer, 3, "echo", json!({"text": "again"}));
+    peer.send_call(3, "echo", json!({"text": "again"}));
     still_waiting(&mut peer, 3, 4);
     let ticket = offered(&mut socket, "echo");
     assert_eq!(socket.answer(5, &ticket, "allow_once")["result"]["settled"], true);
@@ -156,21 +148,17 @@ fn a_new_proxy_under_the_same_name_asks_again() {
     let env = Env::new();
     let first_work = env.join("first");
     std::fs::create_dir(&first_work).unwrap();
-    let mut first = proxy(&env, &first_work, "files", BOTH_NEED_A_YES);
-    let mut socket = env.connect(&first);
-    socket.subscribe();
+    let (mut first, mut socket) = proxy(&env, &first_work, "files", BOTH_NEED_A_YES);
     allow_echo_for_the_session(&mut first, &mut socket, 1);
-    call(&mut first, 3, "echo", json!({"text": "again"}));
+    first.send_call(3, "echo", json!({"text": "again"}));
     ran(&first.response(&json!(3)));
     first.close_stdin();
     assert!(first.wait().success());
 
     let second_work = env.join("second");
     std::fs::create_dir(&second_work).unwrap();
-    let mut second = proxy(&env, &second_work, "files", BOTH_NEED_A_YES);
-    let mut socket = env.connect(&second);
-    socket.subscribe();
-    call(&mut second, 1, "echo", json!({"text": "new session"}));
+    let (mut second, mut socket) = proxy(&env, &second_work, "files", BOTH_NEED_A_YES);
+    second.send_call(1, "echo", json!({"text": "new session"}));
     still_waiting(&mut second, 1, 2);
     let ticket = offered(&mut socket, "echo");
     assert_eq!(socket.answer(3, &ticket, "deny")["result"]["settled"], true);

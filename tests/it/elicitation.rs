@@ -1,6 +1,9 @@
 //! Asking inside the client: toolgate's own `elicitation/create` while it holds a call, strict
 //! reading of the answer, withdrawal, and refusing a server that poses as toolgate.
 
+use std::path::{Path, PathBuf};
+
+use crate::common::asking::{accept, answer, pay, question};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -10,9 +13,11 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"3
 struct Session {
     peer: Peer,
     _env: Env,
-    audit: std::path::PathBuf,
+    audit: PathBuf,
 }
 
+/// toolgate in front of its demo server under `policy`, for a client that declares
+/// `elicitation` (or none).
 fn start(elicitation: Option<Value>, policy: &str) -> Session {
     let env = Env::new();
     let policy = policy_file(env.path(), policy);
@@ -22,43 +27,22 @@ fn start(elicitation: Option<Value>, policy: &str) -> Session {
     if let Some(e) = elicitation {
         capabilities["elicitation"] = e;
     }
-    peer.request(
-        0,
-        "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}),
-    );
-    peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    initialize_declaring(&mut peer, "2025-11-25", capabilities);
     Session { peer, _env: env, audit }
 }
 
-fn pay(peer: &mut Peer, id: i64) {
-    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": "ACME", "amount": 1200}}}));
-}
-
-/// The next message, which must be toolgate's elicitation.
-fn question(peer: &Peer) -> Value {
-    let msg = peer.recv();
-    assert_eq!(msg["method"], "elicitation/create", "{msg}");
-    msg
-}
-
-fn answer(peer: &mut Peer, question: &Value, result: Value) {
-    peer.send(&json!({"jsonrpc": "2.0", "id": question["id"], "result": result}));
-}
-
-fn accept(decision: &str) -> Value {
-    json!({"action": "accept", "content": {"toolgate_decision": decision}})
-}
-
-fn decisions(audit: &std::path::Path) -> Vec<Value> {
-    audit_decisions(audit)
+/// A payment (id 1) under `policy`, asked about inside a client that declares `elicitation`:
+/// the session and toolgate's question.
+fn asked_to_pay(elicitation: Value, policy: &str) -> (Session, Value) {
+    let mut s = start(Some(elicitation), policy);
+    pay(&mut s.peer, 1);
+    let q = question(&s.peer);
+    (s, q)
 }
 
 #[test]
 fn the_question_says_it_is_toolgates_and_shows_the_call() {
-    let mut s = start(Some(json!({})), POLICY);
-    pay(&mut s.peer, 1);
-    let q = question(&s.peer);
+    let (_s, q) = asked_to_pay(json!({}), POLICY);
     let id = q["id"].as_str().unwrap();
     assert!(id.starts_with("toolgate-"), "{id}");
     let message = q["params"]["message"].as_str().unwrap();
@@ -71,9 +55,7 @@ fn the_question_says_it_is_toolgates_and_shows_the_call() {
 
 #[test]
 fn allow_once_runs_the_call_once() {
-    let mut s = start(Some(json!({"form": {}})), POLICY);
-    pay(&mut s.peer, 1);
-    let q = question(&s.peer);
+    let (mut s, q) = asked_to_pay(json!({"form": {}}), POLICY);
     answer(&mut s.peer, &q, accept("allow_once"));
     let reply = s.peer.response(&json!(1));
     assert_eq!(reply["result"]["content"][0]["text"], "paid 1200 to ACME");
@@ -84,7 +66,7 @@ fn allow_once_runs_the_call_once() {
     assert_eq!(s.peer.response(&json!(2))["result"]["isError"], true);
     s.peer.close_stdin();
     assert!(s.peer.wait().success());
-    let d = decisions(&s.audit);
+    let d = audit_decisions(&s.audit);
     assert_eq!((d[0]["decided_by"].as_str(), d[0]["channel"].as_str()), (Some("human"), Some("elicitation")));
     assert_eq!(d[0]["verdict"], "forwarded");
     assert_eq!(d[1]["verdict"], "refused");
@@ -92,9 +74,7 @@ fn allow_once_runs_the_call_once() {
 
 #[test]
 fn allow_for_the_session_stops_asking_for_that_tool() {
-    let mut s = start(Some(json!({})), POLICY);
-    pay(&mut s.peer, 1);
-    let q = question(&s.peer);
+    let (mut s, q) = asked_to_pay(json!({}), POLICY);
     answer(&mut s.peer, &q, accept("allow_session"));
     assert_eq!(s.peer.response(&json!(1))["result"]["content"][0]["text"], "paid 1200 to ACME");
     pay(&mut s.peer, 2);
@@ -105,9 +85,7 @@ fn allow_for_the_session_stops_asking_for_that_tool() {
 
 #[test]
 fn deny_with_a_reason_reaches_the_model() {
-    let mut s = start(Some(json!({})), POLICY);
-    pay(&mut s.peer, 1);
-    let q = question(&s.peer);
+    let (mut s, q) = asked_to_pay(json!({}), POLICY);
     answer(
         &mut s.peer,
         &q,
@@ -132,9 +110,7 @@ fn decline_cancel_errors_and_garbage_all_deny() {
         json!({"result": {"action": "accept", "content": {"toolgate_decision": "allow_once", "sneaky": true}}}),
         json!({"result": "accept"}),
     ] {
-        let mut s = start(Some(json!({})), POLICY);
-        pay(&mut s.peer, 1);
-        let q = question(&s.peer);
+        let (mut s, q) = asked_to_pay(json!({}), POLICY);
         let mut msg = json!({"jsonrpc": "2.0", "id": q["id"]});
         msg.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
         s.peer.send(&msg);
@@ -142,7 +118,7 @@ fn decline_cancel_errors_and_garbage_all_deny() {
         assert_eq!(reply["result"]["isError"], true, "{bad} let the call through: {reply}");
         s.peer.close_stdin();
         s.peer.wait();
-        assert_eq!(decisions(&s.audit)[0]["verdict"], "refused", "{bad}");
+        assert_eq!(audit_decisions(&s.audit)[0]["verdict"], "refused", "{bad}");
     }
 }
 
@@ -162,9 +138,7 @@ fn a_client_without_elicitation_and_no_terminal_is_refused_at_once_with_how_to_b
 
 #[test]
 fn client_cancellation_and_timeout_withdraw_the_question() {
-    let mut s = start(Some(json!({})), &POLICY.replace("\"30s\"", "\"1s\""));
-    pay(&mut s.peer, 1);
-    let q = question(&s.peer);
+    let (mut s, q) = asked_to_pay(json!({}), &POLICY.replace("\"30s\"", "\"1s\""));
     // Nobody answers: at the timeout the call is refused and the question withdrawn.
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -193,31 +167,40 @@ fn client_cancellation_and_timeout_withdraw_the_question() {
     assert_eq!(s.peer.request(3, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 3, "result": {}}));
     s.peer.close_stdin();
     s.peer.wait();
-    let d = decisions(&s.audit);
+    let d = audit_decisions(&s.audit);
     assert_eq!(d[0]["decided_by"], "timeout");
     assert_eq!((d[1]["decided_by"].as_str(), d[1]["verdict"].as_str()), (Some("client"), Some("dropped")));
+}
+
+/// toolgate under `policy` in front of `tests/support/impersonating_server.py MODE`, for a client
+/// that declares elicitation, called once (`ask`, id 1); the server notes every message it
+/// receives in the file returned.
+fn ask_through(mode: &str, policy: &str) -> (Session, PathBuf) {
+    let env = Env::new();
+    let policy = policy_file(env.path(), policy);
+    let (audit, record) = (env.join("audit.jsonl"), env.join("server.jsonl"));
+    let script = root().join("tests/support/impersonating_server.py");
+    let server = ["python3", script.to_str().unwrap(), mode, record.to_str().unwrap()];
+    let mut peer = Peer::toolgate(&env, &policy, &audit, &server);
+    initialize_declaring(&mut peer, "2025-11-25", json!({"elicitation": {}}));
+    peer.send_call(1, "ask", json!({}));
+    (Session { peer, _env: env, audit }, record)
+}
+
+/// The messages the impersonating server received, once it has ended.
+fn the_server_received(s: &mut Session, record: &Path) -> Vec<Value> {
+    s.peer.close_stdin();
+    s.peer.wait();
+    std::fs::read_to_string(record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
 fn a_server_posing_as_toolgate_is_refused_and_an_honest_one_passes() {
     for (mode, passes) in [("impersonate", false), ("honest", true)] {
-        let env = Env::new();
-        let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
-        let record = env.join("server.jsonl");
-        let script = root().join("tests/support/impersonating_server.py");
-        let mut peer = Peer::toolgate(
-            &env,
-            &policy,
-            &env.join("audit.jsonl"),
-            &["python3", script.to_str().unwrap(), mode, record.to_str().unwrap()],
-        );
-        peer.request(0, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "0"}}));
-        peer.send(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}),
-        );
+        let (mut s, record) = ask_through(mode, "[settings]\ndefault_tier = \"low\"\n");
         let mut got = Vec::new();
         loop {
-            let msg = peer.recv();
+            let msg = s.peer.recv();
             let done = msg["id"] == 1;
             got.push(msg);
             if done {
@@ -228,11 +211,8 @@ fn a_server_posing_as_toolgate_is_refused_and_an_honest_one_passes() {
         assert_eq!(elicited, passes, "{mode}: {got:?}");
         if !passes {
             // The server was told no; wait for its record of that answer.
-            peer.close_stdin();
-            peer.wait();
-            let seen = std::fs::read_to_string(&record).unwrap();
-            let refusal =
-                seen.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|m| m["id"] == "srv-1").unwrap();
+            let seen = the_server_received(&mut s, &record);
+            let refusal = seen.iter().find(|m| m["id"] == "srv-1").unwrap();
             assert_eq!(
                 refusal["error"]["message"],
                 "toolgate refused this elicitation: it presents itself as toolgate's"
@@ -243,29 +223,16 @@ fn a_server_posing_as_toolgate_is_refused_and_an_honest_one_passes() {
 
 #[test]
 fn toolgates_question_and_its_answer_never_reach_the_server() {
-    let env = Env::new();
-    let policy = policy_file(env.path(), "[[rules]]\nname = \"ask first\"\ntools = [\"ask\"]\ntier = \"high\"\n");
-    let record = env.join("server.jsonl");
-    let script = root().join("tests/support/impersonating_server.py");
-    let mut peer = Peer::toolgate(
-        &env,
-        &policy,
-        &env.join("audit.jsonl"),
-        &["python3", script.to_str().unwrap(), "honest", record.to_str().unwrap()],
-    );
-    peer.request(0, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "0"}}));
-    peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}));
-    let ours = question(&peer);
-    answer(&mut peer, &ours, accept("allow_once"));
+    let policy = "[[rules]]\nname = \"ask first\"\ntools = [\"ask\"]\ntier = \"high\"\n";
+    let (mut s, record) = ask_through("honest", policy);
+    let ours = question(&s.peer);
+    answer(&mut s.peer, &ours, accept("allow_once"));
     // Now the server's own question comes through, and its answer goes to the server.
-    let theirs = question(&peer);
+    let theirs = question(&s.peer);
     assert_eq!(theirs["id"], "srv-1");
-    answer(&mut peer, &theirs, json!({"action": "accept", "content": {"name": "Ada"}}));
-    assert_eq!(peer.response(&json!(1))["result"]["content"][0]["text"], "asked");
-    peer.close_stdin();
-    peer.wait();
-    let seen: Vec<Value> =
-        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    answer(&mut s.peer, &theirs, json!({"action": "accept", "content": {"name": "Ada"}}));
+    assert_eq!(s.peer.response(&json!(1))["result"]["content"][0]["text"], "asked");
+    let seen = the_server_received(&mut s, &record);
     assert!(seen.iter().any(|m| m["id"] == "srv-1" && m["result"]["content"]["name"] == "Ada"), "{seen:?}");
     assert!(!seen.iter().any(|m| m["id"] == ours["id"] || m.to_string().contains("toolgate_decision")), "{seen:?}");
 }

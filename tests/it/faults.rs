@@ -8,7 +8,7 @@
 //! all.)
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,84 +23,31 @@ const POLICY: &str = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"6
 [[rules]]\nname = \"markers need a yes\"\ntools = [\"write_marker\"]\ntier = \"high\"\n\
 [[rules]]\nname = \"no deleting\"\ntools = [\"delete_*\"]\naction = \"deny\"\n";
 
-struct Fixture {
-    env: Env,
+/// `toolgate run --name fake` under [`POLICY`] in front of the fake server (recording what
+/// reaches it, writing its pid), stderr piped.
+fn command(f: &FakeServer) -> Command {
+    let mut cmd = f.toolgate(POLICY, &["--name", "fake"], &["--record", &f.record_file(), "--pid", &f.pid_file()]);
+    cmd.stderr(Stdio::piped());
+    cmd
 }
 
-impl Fixture {
-    fn new() -> Self {
-        Fixture { env: Env::new() }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.env.join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    /// `toolgate run` in front of the fake server (recording what reaches it, writing its pid),
-    /// with stderr read line by line. `setup` may change the command (limits, say).
-    fn start(&self, setup: impl FnOnce(&mut Command)) -> (Peer, mpsc::Receiver<String>) {
-        let mut cmd = self.command();
-        setup(&mut cmd);
-        Peer::start_reading_stderr(cmd)
-    }
-
-    /// The `toolgate run` command, stderr piped.
-    fn command(&self) -> Command {
-        let policy = self.path("policy.toml");
-        if !policy.exists() {
-            std::fs::write(&policy, POLICY).unwrap();
-        }
-        let mut cmd = self.env.toolgate();
-        cmd.arg("run")
-            .arg("--name")
-            .arg("fake")
-            .arg("--policy")
-            .arg(&policy)
-            .arg("--audit")
-            .arg(self.path("audit.jsonl"));
-        cmd.args(["--", "python3", &fake_server()]);
-        cmd.args(["--record", &self.s("record.jsonl"), "--pid", &self.s("pid")]);
-        cmd.stderr(Stdio::piped());
-        cmd
-    }
-
-    /// The raw lines the server received.
-    fn reached_server(&self) -> String {
-        std::fs::read_to_string(self.path("record.jsonl")).unwrap_or_default()
-    }
-
-    fn server_pid(&self) -> i32 {
-        eventually("the server writing its pid", || {
-            std::fs::read_to_string(self.path("pid")).is_ok_and(|s| !s.trim().is_empty())
-        });
-        std::fs::read_to_string(self.path("pid")).unwrap().trim().parse().unwrap()
-    }
+/// [`command`] started, with stderr read line by line. `setup` may change the command (more
+/// server flags, limits).
+fn start(f: &FakeServer, setup: impl FnOnce(&mut Command)) -> (Peer, mpsc::Receiver<String>) {
+    let mut cmd = command(f);
+    setup(&mut cmd);
+    Peer::start_reading_stderr(cmd)
 }
 
 /// The handshake, declaring elicitation: toolgate can then hold a call while it asks the client.
 fn initialize_asking(p: &mut Peer) {
-    let init = p.request(
-        0,
-        "initialize",
-        json!({"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "faults", "version": "0"}}),
-    );
+    let init = initialize_declaring(p, "2025-06-18", json!({"elicitation": {}}));
     assert!(init.get("result").is_some(), "{init}");
-    p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-}
-
-fn call(p: &mut Peer, id: i64, tool: &str, arguments: Value) {
-    p.send(
-        &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
-    );
 }
 
 /// Sends a `write_marker` call and waits until toolgate holds it, asking the client.
 fn hold_a_marker(p: &mut Peer, id: i64, marker: &Path) {
-    call(p, id, "write_marker", json!({"path": marker}));
+    p.send_call(id, "write_marker", json!({"path": marker}));
     let asked = p.recv();
     assert_eq!(asked["method"], "elicitation/create", "{asked}");
 }
@@ -128,24 +75,40 @@ fn refused(answer: &Value) -> bool {
     answer.get("error").is_some() || answer["result"]["isError"] == true
 }
 
+/// The ids the answers are for, sorted.
+fn ids(answers: &[Value]) -> Vec<i64> {
+    let mut ids: Vec<i64> = answers.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The held `write_marker` call wrote no marker, never reached the server, and is audited as
+/// not forwarded; its decision record.
+fn the_held_call_never_ran(f: &FakeServer, marker: &Path) -> Value {
+    assert!(!marker.exists(), "the held call ran");
+    assert!(!f.reached("write_marker"), "the held call reached the server");
+    let decisions = audit_decisions(&f.audit());
+    let held = decisions.into_iter().find(|d| d["tool"] == "write_marker").expect("the held call is audited");
+    assert_ne!(held["verdict"], "forwarded", "{held}");
+    held
+}
+
 #[test]
 fn the_server_killed_mid_stream_answers_every_request_once_and_runs_nothing_held() {
-    let f = Fixture::new();
-    let marker = f.path("marker");
-    let (mut p, stderr) = f.start(|_| {});
+    let f = FakeServer::new();
+    let marker = f.env.join("marker");
+    let (mut p, stderr) = start(&f, |_| {});
     initialize_asking(&mut p);
     hold_a_marker(&mut p, 1, &marker);
-    call(&mut p, 2, "slow", json!({}));
+    p.send_call(2, "slow", json!({}));
     p.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}));
     assert_eq!(p.response(&json!(3))["result"], json!({}), "the server is serving");
-    eventually("the slow call to reach the server", || f.reached_server().contains("slow"));
-    let server = f.server_pid();
+    eventually("the slow call to reach the server", || f.reached("slow"));
+    let server = f.pid();
     kill(Pid::from_raw(server), Signal::SIGKILL).unwrap();
 
     let answers = answers_until_the_end(&mut p);
-    let mut ids: Vec<i64> = answers.iter().map(|a| a["id"].as_i64().unwrap()).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, [1, 2], "each waiting request is answered exactly once: {answers:?}");
+    assert_eq!(ids(&answers), [1, 2], "each waiting request is answered exactly once: {answers:?}");
     for answer in &answers {
         assert!(refused(answer), "{answer}");
     }
@@ -154,33 +117,29 @@ fn the_server_killed_mid_stream_answers_every_request_once_and_runs_nothing_held
     let status = p.wait();
     assert!(!status.success(), "a killed server is a failure: {status:?}");
     said(&stderr, "server");
-    assert!(!marker.exists(), "the held call ran");
-    assert!(!f.reached_server().contains("write_marker"), "the held call reached the server");
-    let decisions = audit_decisions(&f.path("audit.jsonl"));
-    let held = decisions.iter().find(|d| d["tool"] == "write_marker").expect("the held call is audited");
-    assert_ne!(held["verdict"], "forwarded", "{held}");
+    the_held_call_never_ran(&f, &marker);
 }
 
 #[test]
 fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_is_cancelled() {
-    let f = Fixture::new();
+    let f = FakeServer::new();
     // The server answers echo calls two at a time (newest first), so one can be cancelled
     // while the server still holds it, and answered after.
-    let (mut p, _stderr) = f.start(|cmd| {
+    let (mut p, _stderr) = start(&f, |cmd| {
         cmd.args(["--batch", "2"]);
     });
     initialize(&mut p, "2025-06-18");
     // Listed first, as clients do, so that every call goes to the server at once.
     p.request(100, "tools/list", json!({}));
-    call(&mut p, 1, "slow", json!({}));
-    call(&mut p, 2, "slow", json!({}));
+    p.send_call(1, "slow", json!({}));
+    p.send_call(2, "slow", json!({}));
     p.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "slow", "params": {}}));
     p.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "slow", "params": {}}));
-    call(&mut p, 5, "echo", json!({"n": 5}));
+    p.send_call(5, "echo", json!({"n": 5}));
     for id in [1, 3, 5] {
         p.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
     }
-    call(&mut p, 6, "echo", json!({"n": 6}));
+    p.send_call(6, "echo", json!({"n": 6}));
     // The server still answers the cancelled call: its answer passes through (the client
     // ignores it), after the answer to the call that released it.
     let (six, five) = (p.recv(), p.recv());
@@ -188,33 +147,27 @@ fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_
     assert_eq!((&five["id"], &five["result"]["content"][0]["text"]), (&json!(5), &json!("{\"n\": 5}")), "{five}");
     // A reply the strict check refuses becomes an error for its request, unless the client
     // cancelled that request.
-    call(&mut p, 7, "badreply", json!({}));
+    p.send_call(7, "badreply", json!({}));
     p.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}));
-    call(&mut p, 8, "badreply", json!({}));
+    p.send_call(8, "badreply", json!({}));
     let eight = p.recv();
     assert_eq!((&eight["id"], &eight["error"]["code"]), (&json!(8), &json!(-32603)), "{eight}");
     // The server answered 8, then 7: once the ping's answer is here, 7's reply was read too.
     p.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
     assert_eq!(p.recv(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}), "nothing comes for 7");
-    let forwarded = f.reached_server().lines().filter(|l| l.contains("notifications/cancelled")).count();
+    let forwarded = f.received().iter().filter(|l| l.contains("notifications/cancelled")).count();
     assert_eq!(forwarded, 4, "each cancellation goes on to the server");
 
-    kill(Pid::from_raw(f.server_pid()), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(f.pid()), Signal::SIGKILL).unwrap();
     let answers = answers_until_the_end(&mut p);
-    let mut ids: Vec<i64> = answers.iter().map(|a| a["id"].as_i64().unwrap()).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, [2, 4], "only the requests nobody cancelled are answered: {answers:?}");
+    assert_eq!(ids(&answers), [2, 4], "only the requests nobody cancelled are answered: {answers:?}");
     for answer in &answers {
         assert_eq!(answer["error"]["code"], -32000, "{answer}");
     }
     p.wait();
 
     // One outcome per forwarded call: the cancelled ones' is `cancelled`, never a second one.
-    let records: Vec<Value> = std::fs::read_to_string(f.path("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = audit_records(&f.audit());
     let outcomes = |request: i64| -> Vec<Value> {
         let decision = records.iter().find(|r| r["event"] == "decision" && r["request_id"] == request).unwrap();
         let of_call = |r: &&Value| r["event"] == "outcome" && r["call"] == decision["call"];
@@ -227,7 +180,7 @@ fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_
     assert_eq!(outcomes(7), [json!("cancelled")]);
     assert_eq!(outcomes(8), [json!("error")]);
     let (ok, shown) = {
-        let out = f.env.toolgate().args(["audit", "show"]).arg(f.path("audit.jsonl")).output().unwrap();
+        let out = f.env.toolgate().args(["audit", "show"]).arg(f.audit()).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert!(ok, "{shown}");
@@ -236,11 +189,11 @@ fn a_request_the_client_cancelled_is_never_answered_by_toolgate_and_its_outcome_
 
 #[test]
 fn a_vanished_client_stops_the_server_and_its_held_call_never_runs() {
-    let f = Fixture::new();
-    let marker = f.path("marker");
+    let f = FakeServer::new();
+    let marker = f.env.join("marker");
     // The client is this test itself, on raw pipes it can drop at once, as a dying client's
     // pipes close (a `Peer` reads stdout on a thread that would keep its end open).
-    let mut cmd = f.command();
+    let mut cmd = command(&f);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     no_terminal(&mut cmd);
     let mut child = cmd.spawn().unwrap();
@@ -262,8 +215,8 @@ fn a_vanished_client_stops_the_server_and_its_held_call_never_runs() {
         line.clear();
         assert!(from_toolgate.read_line(&mut line).unwrap() > 0, "toolgate ended before asking");
     }
-    eventually("the slow call to reach the server", || f.reached_server().contains("slow"));
-    let server = f.server_pid();
+    eventually("the slow call to reach the server", || f.reached("slow"));
+    let server = f.pid();
 
     // The client dies.
     drop(to_toolgate);
@@ -279,11 +232,7 @@ fn a_vanished_client_stops_the_server_and_its_held_call_never_runs() {
     assert!(status.code().is_some(), "toolgate ended on its own, not by a signal: {status:?}");
     eventually("the server to be gone", || gone(server));
     said(&stderr, "client");
-    assert!(!marker.exists(), "the held call ran");
-    assert!(!f.reached_server().contains("write_marker"), "the held call reached the server");
-    let decisions = audit_decisions(&f.path("audit.jsonl"));
-    let held = decisions.iter().find(|d| d["tool"] == "write_marker").expect("the held call is audited");
-    assert_ne!(held["verdict"], "forwarded", "{held}");
+    let held = the_held_call_never_ran(&f, &marker);
     assert!(held["note"].as_str().unwrap_or_default().contains("client"), "{held}");
 }
 
@@ -292,8 +241,8 @@ const AUDIT_ROOM: u64 = 16 * 1024;
 
 #[test]
 fn a_full_audit_disk_refuses_calls_before_they_run_and_leaves_the_log_whole() {
-    let f = Fixture::new();
-    let (mut p, stderr) = f.start(|cmd| {
+    let f = FakeServer::new();
+    let (mut p, stderr) = start(&f, |cmd| {
         // SAFETY: setrlimit is async-signal-safe. toolgate itself must cope with SIGXFSZ; the
         // test leaves its disposition at the default (which would kill toolgate).
         unsafe {
@@ -320,34 +269,29 @@ fn a_full_audit_disk_refuses_calls_before_they_run_and_leaves_the_log_whole() {
     let refused_id = first_refused.expect("the audit log never filled up");
     assert!(refused_id > 3, "calls ran while there was room");
     said(&stderr, "audit log");
-    assert!(!f.reached_server().contains(&format!("call-{refused_id}-")), "a call that could not be audited ran");
+    assert!(!f.reached(&format!("call-{refused_id}-")), "a call that could not be audited ran");
     // Everything else still flows, and later calls are refused the same way.
     assert_eq!(p.request(1000, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 1000, "result": {}}));
     let later = p.request(1001, "tools/call", json!({"name": "echo", "arguments": {"n": "call-1001-"}}));
     assert!(refused(&later), "{later}");
-    assert!(!f.reached_server().contains("call-1001-"));
+    assert!(!f.reached("call-1001-"));
     p.close_stdin();
     p.wait();
     // What was written is a whole chain: no half line where the disk ran out.
-    let verify = f.env.toolgate().args(["audit", "verify"]).arg(f.path("audit.jsonl")).output().unwrap();
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let decisions = audit_decisions(&f.path("audit.jsonl"));
+    let (verified, said) = run_to_end(f.env.toolgate().args(["audit", "verify"]).arg(f.audit()));
+    assert!(verified, "{said}");
+    let decisions = audit_decisions(&f.audit());
     assert_eq!(decisions.len() as i64, refused_id - 1, "each call that ran is in the log");
 }
 
 #[test]
 fn a_deleted_or_unreadable_policy_keeps_the_last_good_one_in_force() {
-    let f = Fixture::new();
-    let (mut p, stderr) = f.start(|_| {});
+    let f = FakeServer::new();
+    let (mut p, stderr) = start(&f, |_| {});
     initialize(&mut p, "2025-06-18");
     let delete = |p: &mut Peer, id: i64| p.request(id, "tools/call", json!({"name": "delete_file", "arguments": {}}));
     assert!(refused(&delete(&mut p, 1)));
-    let policy = f.path("policy.toml");
+    let policy = f.policy();
 
     std::fs::remove_file(&policy).unwrap();
     said(&stderr, "stays in force");
@@ -371,5 +315,5 @@ fn a_deleted_or_unreadable_policy_keeps_the_last_good_one_in_force() {
     said(&stderr, "policy reloaded");
     let echo = p.request(6, "tools/call", json!({"name": "echo", "arguments": {"n": 6}}));
     assert!(refused(&echo), "the new policy is in force: {echo}");
-    assert!(!f.reached_server().contains("delete_file"), "a denied call reached the server");
+    assert!(!f.reached("delete_file"), "a denied call reached the server");
 }

@@ -12,25 +12,19 @@ const KEY: &str = "io.toolgate/approval";
 
 struct Setup {
     peer: Peer,
-    received: std::path::PathBuf,
-    audit: std::path::PathBuf,
-    _env: Env,
+    fake: FakeServer,
 }
 
+/// toolgate in front of the fake server (recording what it receives); `echo` needs a yes, asked
+/// for at most `timeout`.
 fn start(timeout: &str) -> Setup {
-    let env = Env::new();
-    let policy = policy_file(
-        env.path(),
-        &format!(
-            "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"{timeout}\"\n\
-             [[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\nreason = \"test\"\n"
-        ),
+    let policy = format!(
+        "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"{timeout}\"\n\
+         [[rules]]\nname = \"echo needs a yes\"\ntools = [\"echo\"]\ntier = \"high\"\nreason = \"test\"\n"
     );
-    let received = env.join("received.jsonl");
-    let audit = env.join("audit.jsonl");
-    let server = fake_server();
-    let peer = Peer::toolgate(&env, &policy, &audit, &["python3", &server, "--record", received.to_str().unwrap()]);
-    Setup { peer, received, audit, _env: env }
+    let fake = FakeServer::new();
+    let peer = Peer::start(fake.toolgate(&policy, &["--name", "test"], &["--record", &fake.record_file()]));
+    Setup { peer, fake }
 }
 
 fn meta(elicitation: bool) -> Value {
@@ -54,13 +48,8 @@ fn allow(state: &Value) -> Value {
 }
 
 /// The calls the server received.
-fn received_calls(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(&serde_json::from_str::<String>(l).unwrap()).unwrap())
-        .filter(|m| m["method"] == "tools/call")
-        .collect()
+fn received_calls(fake: &FakeServer) -> Vec<Value> {
+    fake.messages().into_iter().filter(|m| m["method"] == "tools/call").collect()
 }
 
 fn refused_because(response: &Value, why: &str) {
@@ -83,24 +72,24 @@ fn the_question_comes_back_as_input_required_and_the_answer_runs_the_call_once()
     assert!(question["params"]["requestedSchema"]["properties"]["toolgate_decision"].is_object());
     let state = &result["requestState"];
     assert!(state.as_str().unwrap().starts_with("toolgate.1."));
-    assert!(received_calls(&s.received).is_empty(), "nothing reaches the server before the answer");
+    assert!(received_calls(&s.fake).is_empty(), "nothing reaches the server before the answer");
 
     let mut retry = allow(state);
     retry["inputResponses"]["server-key"] = json!({"action": "accept", "content": {"x": 1}});
     let ran = echo(&mut s.peer, 2, "hello", retry);
     assert_eq!(ran["result"]["content"][0]["text"], "{\"text\": \"hello\"}", "{ran}");
-    let calls = received_calls(&s.received);
+    let calls = received_calls(&s.fake);
     assert_eq!(calls.len(), 1);
     let params = &calls[0]["params"];
     assert!(params.get("requestState").is_none(), "toolgate's state never reaches the server: {params}");
     assert_eq!(params["inputResponses"], json!({"server-key": {"action": "accept", "content": {"x": 1}}}));
-    let audit = audit_decisions(&s.audit);
+    let audit = audit_decisions(&s.fake.audit());
     assert_eq!((audit[0]["verdict"].as_str(), audit[0]["channel"].as_str()), (Some("asked"), Some("elicitation")));
     assert_eq!((audit[1]["decided_by"].as_str(), audit[1]["channel"].as_str()), (Some("human"), Some("elicitation")));
 
     // The same state again is a replay.
     refused_because(&echo(&mut s.peer, 3, "hello", allow(state)), "already used");
-    assert_eq!(received_calls(&s.received).len(), 1);
+    assert_eq!(received_calls(&s.fake).len(), 1);
 }
 
 #[test]
@@ -127,7 +116,7 @@ fn altered_forged_and_expired_states_never_get_a_call_through() {
         let refused = echo(&mut s.peer, id + 1, "hello", answer);
         assert_eq!(refused["result"]["isError"], true, "{refused}");
     }
-    assert!(received_calls(&s.received).is_empty());
+    assert!(received_calls(&s.fake).is_empty());
 
     // With no time to answer, the state is expired from the moment it is issued: the retry is
     // refused however soon it comes.
@@ -135,7 +124,7 @@ fn altered_forged_and_expired_states_never_get_a_call_through() {
     let state = echo(&mut s.peer, 1, "hello", json!({}))["result"]["requestState"].clone();
     assert!(state.as_str().is_some_and(|s| s.starts_with("toolgate.1.")), "a question was asked: {state}");
     refused_because(&echo(&mut s.peer, 2, "hello", allow(&state)), "expired");
-    assert!(received_calls(&s.received).is_empty());
+    assert!(received_calls(&s.fake).is_empty());
 }
 
 /// A state's payload and MAC, each decoded (`toolgate.1.<payload>.<mac>`, base64url).
@@ -172,15 +161,15 @@ fn a_well_formed_state_with_a_wrong_mac_is_refused_and_the_call_never_runs() {
     let mut later = payload.clone();
     later["e"] = json!(payload["e"].as_u64().unwrap() + 3_600_000);
     refused_because(&echo(&mut s.peer, 3, "hello", allow(&sealed(&later, &mac))), "signature does not match");
-    assert!(received_calls(&s.received).is_empty(), "no forgery reached the server");
-    let audit = audit_decisions(&s.audit);
+    assert!(received_calls(&s.fake).is_empty(), "no forgery reached the server");
+    let audit = audit_decisions(&s.fake.audit());
     let notes: Vec<&str> = audit[1..].iter().map(|d| d["note"].as_str().unwrap()).collect();
     assert_eq!(notes, ["requestState rejected: its signature does not match (it was altered or forged)"; 2]);
 
     // The genuine state, still unused, runs the call: the forgeries differed from it only in
     // what the MAC protects.
     assert_eq!(echo(&mut s.peer, 4, "hello", allow(&state))["result"]["content"][0]["text"], "{\"text\": \"hello\"}");
-    assert_eq!(received_calls(&s.received).len(), 1);
+    assert_eq!(received_calls(&s.fake).len(), 1);
 
     // A state issued with no time to answer, its expiry pushed back under the genuine MAC.
     let mut s = start("0s");
@@ -188,7 +177,7 @@ fn a_well_formed_state_with_a_wrong_mac_is_refused_and_the_call_never_runs() {
     let (mut payload, mac) = parts(state.as_str().unwrap());
     payload["e"] = json!(payload["e"].as_u64().unwrap() + 3_600_000);
     refused_because(&echo(&mut s.peer, 2, "hello", allow(&sealed(&payload, &mac))), "signature does not match");
-    assert!(received_calls(&s.received).is_empty());
+    assert!(received_calls(&s.fake).is_empty());
 }
 
 #[test]
@@ -206,7 +195,7 @@ fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passe
     let ours = theirs["result"]["requestState"].clone();
     assert!(ours.as_str().unwrap().starts_with("toolgate.1."), "{theirs}");
     assert_eq!(echo(&mut s.peer, 3, "hello", allow(&ours))["result"]["content"][0]["text"], "{\"text\": \"hello\"}");
-    let calls = received_calls(&s.received);
+    let calls = received_calls(&s.fake);
     assert_eq!(calls[0]["params"]["requestState"], "server-state-1");
     assert_eq!(calls[0]["params"]["inputResponses"], server_answer);
     let allowed_low = s.peer.request(
@@ -215,7 +204,7 @@ fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passe
         json!({"name": "big", "arguments": {}, "requestState": "server-state-2", "inputResponses": {"k": {"action": "decline"}}, "_meta": meta(true)}),
     );
     assert!(allowed_low.get("result").is_some() || allowed_low.get("error").is_some());
-    let calls = received_calls(&s.received);
+    let calls = received_calls(&s.fake);
     let last = &calls.last().unwrap()["params"];
     assert_eq!(last["requestState"], "server-state-2");
     assert_eq!(last["inputResponses"], json!({"k": {"action": "decline"}}));
@@ -223,20 +212,12 @@ fn a_client_without_elicitation_is_refused_at_once_and_a_servers_own_state_passe
 
 #[test]
 fn the_servers_follow_up_continues_the_edited_call_that_ran_and_not_the_original() {
-    let env = Env::new();
-    let policy = policy_file(
-        env.path(),
-        "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
-         [[rules]]\nname = \"confirm needs a yes\"\ntools = [\"confirm\"]\ntier = \"high\"\n",
-    );
-    let (received, audit) = (env.join("received.jsonl"), env.join("audit.jsonl"));
-    let server = fake_server();
-    let mut cmd = env.toolgate();
-    cmd.arg("run").arg("--name").arg("fake").arg("--policy").arg(&policy).arg("--audit").arg(&audit);
-    cmd.args(["--", "python3", &server, "--record", received.to_str().unwrap()]);
-    let mut peer = Peer::start(cmd);
+    let policy = "[settings]\ndefault_tier = \"low\"\napproval_timeout = \"30s\"\ndesktop_notifications = false\n\
+         [[rules]]\nname = \"confirm needs a yes\"\ntools = [\"confirm\"]\ntier = \"high\"\n";
+    let fake = FakeServer::new();
+    let mut peer = Peer::start(fake.toolgate(policy, &["--name", "fake"], &["--record", &fake.record_file()]));
     // A live approver: the 2026-07-28 call is held and offered there, where it can be edited.
-    let mut approver = env.approver();
+    let mut approver = fake.env.approver();
     event(&approver, "connected");
     let confirm = |peer: &mut Peer, id: i64, text: &str, extra: Value| {
         let mut params = json!({"name": "confirm", "arguments": {"text": text}, "_meta": meta(true)});
@@ -271,11 +252,11 @@ fn the_servers_follow_up_continues_the_edited_call_that_ran_and_not_the_original
     let ran = peer.response(&json!(3));
     assert_eq!(ran["result"]["content"][0]["text"], "{\"text\": \"edited\"}", "{ran}");
 
-    let calls: Vec<Value> = received_calls(&received).iter().map(|c| c["params"]["arguments"].clone()).collect();
+    let calls: Vec<Value> = received_calls(&fake).iter().map(|c| c["params"]["arguments"].clone()).collect();
     assert_eq!(calls, [json!({"text": "edited"}), json!({"text": "edited"})], "the original never reached the server");
     peer.close_stdin();
     peer.wait();
-    let decisions = audit_decisions(&audit);
+    let decisions = audit_decisions(&fake.audit());
     let seen: Vec<(&str, &str)> =
         decisions.iter().map(|d| (d["verdict"].as_str().unwrap(), d["note"].as_str().unwrap_or_default())).collect();
     assert_eq!(

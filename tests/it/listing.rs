@@ -10,34 +10,22 @@ use serde_json::{Value, json};
 
 struct Setup {
     peer: Peer,
-    received: std::path::PathBuf,
-    audit: std::path::PathBuf,
-    _env: Env,
+    fake: FakeServer,
 }
 
+/// toolgate (allowing everything) in front of the fake server with these flags, recording what
+/// it receives.
 fn start(flags: &[&str]) -> Setup {
-    let env = Env::new();
-    let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
-    let received = env.join("received.jsonl");
-    let audit = env.join("audit.jsonl");
-    let server = fake_server();
-    let mut cmd = vec!["python3", &server, "--record", received.to_str().unwrap()];
-    cmd.extend(flags);
-    let peer = Peer::toolgate(&env, &policy, &audit, &cmd);
-    Setup { peer, received, audit, _env: env }
+    let fake = FakeServer::new();
+    let record = fake.record_file();
+    let flags = [&["--record", record.as_str()], flags].concat();
+    let peer = Peer::start(fake.toolgate("[settings]\ndefault_tier = \"low\"\n", &["--name", "test"], &flags));
+    Setup { peer, fake }
 }
 
-/// The messages the server received, in order.
-fn received(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(&serde_json::from_str::<String>(l).unwrap()).unwrap())
-        .collect()
-}
-
-fn methods_and_ids(path: &std::path::Path) -> Vec<(String, Value)> {
-    received(path).iter().map(|m| (m["method"].as_str().unwrap_or("").to_owned(), m["id"].clone())).collect()
+/// The method and id of each message the server received, in order.
+fn methods_and_ids(fake: &FakeServer) -> Vec<(String, Value)> {
+    fake.messages().iter().map(|m| (m["method"].as_str().unwrap_or("").to_owned(), m["id"].clone())).collect()
 }
 
 fn call(peer: &mut Peer, id: i64, tool: &str) -> Value {
@@ -54,12 +42,10 @@ fn a_call_before_any_listing_waits_while_toolgate_lists_the_tools_itself_and_the
     initialize(&mut s.peer, "2025-06-18");
     // The first line the client reads after its call is the call's answer: toolgate's listing
     // (three pages) and its answers stay between toolgate and the server.
-    s.peer.send(
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"n": 1}}}),
-    );
+    s.peer.send_call(1, "echo", json!({"n": 1}));
     let answer = s.peer.recv();
     assert_eq!((&answer["id"], text(&answer)), (&json!(1), "{\"n\": 1}"), "{answer}");
-    let seen = methods_and_ids(&s.received);
+    let seen = methods_and_ids(&s.fake);
     let calls: Vec<&(String, Value)> =
         seen.iter().filter(|(m, _)| m != "initialize" && !m.starts_with("notifications/")).collect();
     assert_eq!(
@@ -71,11 +57,11 @@ fn a_call_before_any_listing_waits_while_toolgate_lists_the_tools_itself_and_the
             &("tools/call".to_owned(), json!(1)),
         ]
     );
-    let second = received(&s.received).into_iter().find(|m| m["id"] == "toolgate-list-2").unwrap();
+    let second = s.fake.messages().into_iter().find(|m| m["id"] == "toolgate-list-2").unwrap();
     assert_eq!(second["params"]["cursor"], "1", "the pages follow the server's cursor: {second}");
     // Listed once: the next call goes straight to the server.
     assert_eq!(text(&call(&mut s.peer, 2, "echo")), "{\"n\": 2}");
-    assert_eq!(methods_and_ids(&s.received).iter().filter(|(m, _)| m == "tools/list").count(), 3);
+    assert_eq!(methods_and_ids(&s.fake).iter().filter(|(m, _)| m == "tools/list").count(), 3);
 }
 
 #[test]
@@ -86,8 +72,8 @@ fn a_tool_the_server_does_not_list_is_refused_with_its_name_and_recorded() {
     let refused = call(&mut s.peer, 2, "unlisted_tool");
     assert_eq!(refused["result"]["isError"], true, "{refused}");
     assert!(text(&refused).contains("the server does not list a tool named `unlisted_tool`"), "{refused}");
-    assert!(methods_and_ids(&s.received).iter().all(|(m, _)| m != "tools/call"), "never forwarded");
-    let record = &audit_decisions(&s.audit)[0];
+    assert!(methods_and_ids(&s.fake).iter().all(|(m, _)| m != "tools/call"), "never forwarded");
+    let record = &audit_decisions(&s.fake.audit())[0];
     assert_eq!((record["verdict"].as_str(), record["gate"].as_str()), (Some("refused"), Some("deny")), "{record}");
     assert!(record["note"].as_str().unwrap().starts_with("arguments = \"strict\""), "{record}");
 }
@@ -101,15 +87,13 @@ fn after_the_server_says_its_tools_changed_the_next_call_waits_for_a_fresh_listi
     assert_eq!(call(&mut s.peer, 2, "added")["result"]["isError"], true);
     // The server announces a change (and, from now on, lists `added`); the notification reaches
     // the client, and the next call is judged on a fresh listing.
-    s.peer.send(
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "change", "arguments": {}}}),
-    );
+    s.peer.send_call(3, "change", json!({}));
     let changed = s.peer.recv();
     assert_eq!(changed["method"], "notifications/tools/list_changed", "{changed}");
     assert_eq!(text(&s.peer.response(&json!(3))), "change");
     assert_eq!(text(&call(&mut s.peer, 4, "added")), "added");
     let lists: Vec<Value> =
-        methods_and_ids(&s.received).into_iter().filter(|(m, _)| m == "tools/list").map(|(_, id)| id).collect();
+        methods_and_ids(&s.fake).into_iter().filter(|(m, _)| m == "tools/list").map(|(_, id)| id).collect();
     assert_eq!(lists, [json!(1), json!("toolgate-list-1")]);
 }
 
@@ -121,26 +105,25 @@ fn a_server_that_will_not_list_its_tools_gets_no_call_and_the_model_is_told_why(
     assert_eq!(refused["result"]["isError"], true, "{refused}");
     let why = text(&refused);
     assert!(why.contains("the server's tools could not be listed") && why.contains("no tools here"), "{why}");
-    assert!(methods_and_ids(&s.received).iter().all(|(m, _)| m != "tools/call"));
-    assert_eq!(audit_decisions(&s.audit)[0]["verdict"], "refused");
+    assert!(methods_and_ids(&s.fake).iter().all(|(m, _)| m != "tools/call"));
+    assert_eq!(audit_decisions(&s.fake.audit())[0]["verdict"], "refused");
 }
 
 #[test]
 fn a_call_withdrawn_while_toolgate_lists_the_tools_is_recorded_and_never_reaches_the_server() {
     let mut s = start(&["--hold-list"]);
     initialize(&mut s.peer, "2025-06-18");
-    s.peer
-        .send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}));
+    s.peer.send_call(1, "echo", json!({}));
     // The server holds toolgate's tools/list until it sees a ping: the call is still waiting.
-    eventually("toolgate lists the tools", || methods_and_ids(&s.received).iter().any(|(m, _)| m == "tools/list"));
+    eventually("toolgate lists the tools", || methods_and_ids(&s.fake).iter().any(|(m, _)| m == "tools/list"));
     s.peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     // The ping releases the listing; its answer is the next (and only) thing the client reads.
     assert_eq!(s.peer.request(2, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
     assert_eq!(text(&call(&mut s.peer, 3, "echo")), "{\"n\": 3}");
     let calls: Vec<Value> =
-        methods_and_ids(&s.received).into_iter().filter(|(m, _)| m == "tools/call").map(|(_, id)| id).collect();
+        methods_and_ids(&s.fake).into_iter().filter(|(m, _)| m == "tools/call").map(|(_, id)| id).collect();
     assert_eq!(calls, [json!(3)], "the withdrawn call never reached the server");
-    let record = &audit_decisions(&s.audit)[0];
+    let record = &audit_decisions(&s.fake.audit())[0];
     assert_eq!((record["request_id"].as_i64(), record["verdict"].as_str()), (Some(1), Some("dropped")), "{record}");
     assert_eq!(record["decided_by"], "client");
 }
@@ -151,7 +134,7 @@ fn a_2026_07_28_call_lends_its_version_and_capabilities_to_toolgates_listing() {
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "progressToken": 9});
     let answer = s.peer.request(1, "tools/call", json!({"name": "echo", "arguments": {"n": 1}, "_meta": meta}));
     assert_eq!(text(&answer), "{\"n\": 1}", "{answer}");
-    let list = received(&s.received).into_iter().find(|m| m["method"] == "tools/list").unwrap();
+    let list = s.fake.messages().into_iter().find(|m| m["method"] == "tools/list").unwrap();
     assert_eq!(list["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], "2026-07-28", "{list}");
     assert!(list["params"]["_meta"].get("progressToken").is_none(), "only the protocol's own keys: {list}");
 }

@@ -2,7 +2,7 @@
 //! server, signals, a missing command, oversized messages and an audit log that cannot be
 //! written. Against the project's own fake server, `tests/support/fake_server.py`.
 
-use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use crate::common::*;
 use nix::sys::signal::{Signal, kill};
@@ -11,47 +11,18 @@ use serde_json::{Value, json};
 
 const ALLOW_ALL: &str = "[settings]\ndefault_tier = \"low\"\n[[rules]]\nname = \"no markers\"\ntools = [\"write_marker\"]\naction = \"deny\"\n";
 
-struct Fixture {
-    env: Env,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Fixture { env: Env::new() }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.env.join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-    /// toolgate in front of the fake server with these flags, under `policy`.
-    fn start(&self, policy: &str, flags: &[&str], extra: &[&str]) -> Peer {
-        let policy = policy_file(self.env.path(), policy);
-        let mut cmd = self.env.toolgate();
-        cmd.arg("run").arg("--policy").arg(&policy).arg("--audit").arg(self.path("audit.jsonl")).args(extra);
-        cmd.arg("--").arg("python3").arg(fake_server()).args(flags);
-        Peer::start(cmd)
-    }
-    fn recorded(&self) -> Vec<String> {
-        std::fs::read_to_string(self.path("record.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<String>(l).unwrap())
-            .collect()
-    }
-}
-
-fn pid_of(path: &Path) -> i32 {
-    eventually("the server writing its pid", || std::fs::read_to_string(path).is_ok_and(|s| !s.is_empty()));
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+/// toolgate under [`ALLOW_ALL`] in front of the fake server with these `flags`, toolgate's own
+/// `options` before them; initialized.
+fn start(f: &FakeServer, flags: &[&str], options: &[&str]) -> Peer {
+    let mut p = Peer::start(f.toolgate(ALLOW_ALL, options, flags));
+    initialize(&mut p, "2025-06-18");
+    p
 }
 
 #[test]
 fn lines_pass_byte_for_byte_in_both_directions() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--record", &f.s("record.jsonl")], &[]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--record", &f.record_file()], &[]);
     let odd = "{ \"params\" : {\"name\":\"echo\" ,\"arguments\":{\"t\":\"caf\\u00e9 ☕ \\\"q\\\" \\u002f\"}}, \"id\":\"x-1\",\"method\":\"tools/call\",\"jsonrpc\":\"2.0\" }\r\n";
     p.send_raw(odd.as_bytes());
     let through = p.next_line().unwrap();
@@ -67,7 +38,7 @@ fn lines_pass_byte_for_byte_in_both_directions() {
     assert_eq!(p.request(9, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
     p.close_stdin();
     assert!(p.wait().success());
-    let seen = f.recorded();
+    let seen = f.received();
     assert!(seen.contains(&odd.to_owned()), "the client's bytes changed on the way: {seen:?}");
     assert!(seen.contains(&unknown.to_owned()) && seen.contains(&note.to_owned()));
 
@@ -82,45 +53,42 @@ fn lines_pass_byte_for_byte_in_both_directions() {
 
 #[test]
 fn eof_with_a_well_behaved_server_ends_with_its_status() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--signals", &f.s("signals")], &[]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--signals", &f.signals_file()], &[]);
     p.close_stdin();
     assert_eq!(p.wait().code(), Some(0));
-    assert!(!f.path("signals").exists(), "a server that exits on EOF needs no signal");
+    assert_eq!(f.signals(), None, "a server that exits on EOF needs no signal");
+}
+
+/// Closes toolgate's stdin in front of a server that ignores EOF (`flags` may add more): the
+/// server is sent one SIGTERM, and is gone once toolgate has ended. toolgate's status.
+fn eof_to_a_server_that_ignores_it(flags: &[&str]) -> ExitStatus {
+    let f = FakeServer::new();
+    let mut p =
+        start(&f, &[&["--ignore-eof", "--signals", &f.signals_file(), "--pid", &f.pid_file()], flags].concat(), &[]);
+    let pid = f.pid();
+    p.close_stdin();
+    let status = p.wait();
+    assert_eq!(f.signals().as_deref(), Some("TERM\n"));
+    eventually("the server to be gone", || gone(pid));
+    status
 }
 
 #[test]
 fn a_server_that_ignores_eof_gets_sigterm() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--ignore-eof", "--signals", &f.s("signals"), "--pid", &f.s("pid")], &[]);
-    initialize(&mut p, "2025-06-18");
-    let pid = pid_of(&f.path("pid"));
-    p.close_stdin();
-    p.wait();
-    assert_eq!(std::fs::read_to_string(f.path("signals")).unwrap(), "TERM\n");
-    eventually("the server to be gone", || gone(pid));
+    eof_to_a_server_that_ignores_it(&[]);
 }
 
 #[test]
 fn a_server_that_ignores_eof_and_sigterm_is_killed() {
-    let f = Fixture::new();
-    let flags = ["--ignore-eof", "--ignore-term", "--signals", &f.s("signals"), "--pid", &f.s("pid")];
-    let mut p = f.start(ALLOW_ALL, &flags, &[]);
-    initialize(&mut p, "2025-06-18");
-    let pid = pid_of(&f.path("pid"));
-    p.close_stdin();
-    let status = p.wait();
+    let status = eof_to_a_server_that_ignores_it(&["--ignore-term"]);
     assert_eq!(status.code(), Some(128 + 9), "toolgate reports the server's SIGKILL");
-    assert_eq!(std::fs::read_to_string(f.path("signals")).unwrap(), "TERM\n");
-    eventually("the server to be gone", || gone(pid));
 }
 
 #[test]
 fn a_crashing_server_fails_every_pending_request_and_its_status_is_toolgates() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--crash-after", "4"], &[]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--crash-after", "4"], &[]);
     p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}));
     p.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
     let mut ids = Vec::new();
@@ -138,10 +106,9 @@ fn a_crashing_server_fails_every_pending_request_and_its_status_is_toolgates() {
 #[test]
 fn sigterm_and_sigint_stop_the_server_and_exit_143_and_130() {
     for (sig, code) in [(Signal::SIGTERM, 143), (Signal::SIGINT, 130)] {
-        let f = Fixture::new();
-        let mut p = f.start(ALLOW_ALL, &["--ignore-eof", "--pid", &f.s("pid")], &[]);
-        initialize(&mut p, "2025-06-18");
-        let pid = pid_of(&f.path("pid"));
+        let f = FakeServer::new();
+        let mut p = start(&f, &["--ignore-eof", "--pid", &f.pid_file()], &[]);
+        let pid = f.pid();
         kill(Pid::from_raw(p.child.id() as i32), sig).unwrap();
         assert_eq!(p.wait().code(), Some(code), "{sig}");
         eventually("the server to be gone", || gone(pid));
@@ -150,10 +117,9 @@ fn sigterm_and_sigint_stop_the_server_and_exit_143_and_130() {
 
 #[test]
 fn the_server_does_not_outlive_a_killed_toolgate() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--ignore-eof", "--ignore-term", "--pid", &f.s("pid")], &[]);
-    initialize(&mut p, "2025-06-18");
-    let pid = pid_of(&f.path("pid"));
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--ignore-eof", "--ignore-term", "--pid", &f.pid_file()], &[]);
+    let pid = f.pid();
     kill(Pid::from_raw(p.child.id() as i32), Signal::SIGKILL).unwrap();
     p.wait();
     eventually("the server to die with toolgate", || gone(pid));
@@ -179,9 +145,8 @@ fn a_missing_command_exits_127_with_one_clear_line() {
 
 #[test]
 fn garbage_and_partial_lines_from_the_server_are_not_forwarded() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--partial"], &[]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--partial"], &[]);
     let reply = p.request(1, "tools/call", json!({"name": "garbage"}));
     assert_eq!(reply["result"]["content"][0]["text"], "after garbage");
     // A broken reply to a pending request becomes an error for it, not a hang.
@@ -200,9 +165,8 @@ fn garbage_and_partial_lines_from_the_server_are_not_forwarded() {
 /// would decide on an argument the server never receives. Such a call never reaches the server.
 #[test]
 fn a_value_hidden_behind_serde_jsons_raw_value_marker_is_refused() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &[], &[]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &[], &[]);
     let hidden = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo",
         "arguments": {"t": {"$serde_json::private::RawValue": "\"harmless\""}}}});
     p.send(&hidden);
@@ -215,9 +179,8 @@ fn a_value_hidden_behind_serde_jsons_raw_value_marker_is_refused() {
 
 #[test]
 fn oversized_messages_are_refused_whole_and_the_session_goes_on() {
-    let f = Fixture::new();
-    let mut p = f.start(ALLOW_ALL, &["--big", "3000"], &["--max-message-bytes", "2KiB"]);
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    let mut p = start(&f, &["--big", "3000"], &["--max-message-bytes", "2KiB"]);
     let big = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"t": "y".repeat(4000)}}});
     p.send(&big);
     let reply = p.recv();
@@ -233,10 +196,9 @@ fn oversized_messages_are_refused_whole_and_the_session_goes_on() {
 
 #[test]
 fn sixteen_mebibyte_messages_pass_both_ways() {
-    let f = Fixture::new();
+    let f = FakeServer::new();
     let size = 17 << 20;
-    let mut p = f.start(ALLOW_ALL, &["--big", &size.to_string()], &[]);
-    initialize(&mut p, "2025-06-18");
+    let mut p = start(&f, &["--big", &size.to_string()], &[]);
     let text = "z".repeat(size);
     let reply = p.request(1, "tools/call", json!({"name": "echo", "arguments": {"t": text}}));
     let echoed: Value = serde_json::from_str(reply["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
@@ -247,16 +209,10 @@ fn sixteen_mebibyte_messages_pass_both_ways() {
 
 #[test]
 fn a_call_whose_decision_cannot_be_audited_is_refused_and_never_reaches_the_server() {
-    let f = Fixture::new();
-    std::fs::create_dir(f.path("audit-is-a-dir")).unwrap();
-    let policy = policy_file(f.env.path(), ALLOW_ALL);
-    let mut p = Peer::toolgate(
-        &f.env,
-        &policy,
-        &f.path("audit-is-a-dir"),
-        &["python3", &fake_server(), "--record", &f.s("record.jsonl")],
-    );
-    initialize(&mut p, "2025-06-18");
+    let f = FakeServer::new();
+    // A folder where the audit log is to be.
+    std::fs::create_dir(f.audit()).unwrap();
+    let mut p = start(&f, &["--record", &f.record_file()], &[]);
     let reply = p.request(1, "tools/call", json!({"name": "echo", "arguments": {"t": "hi"}}));
     assert_eq!(reply["result"]["isError"], true);
     assert!(
@@ -267,5 +223,5 @@ fn a_call_whose_decision_cannot_be_audited_is_refused_and_never_reaches_the_serv
     assert_eq!(p.request(2, "ping", json!({})), json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
     p.close_stdin();
     p.wait();
-    assert!(!f.recorded().iter().any(|l| l.contains("tools/call")), "{:?}", f.recorded());
+    assert!(!f.received().iter().any(|l| l.contains("tools/call")), "{:?}", f.received());
 }

@@ -34,6 +34,10 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 use serde_json::{Value, json};
 
+/// The deny rules a move into PROT and out of it meet (see [`deny_policy`]).
+const INTO: &str = "moves into PROT";
+const OUT_OF: &str = "moves out of PROT";
+
 /// `é` as one code point (NFC) and as `e` with a combining acute accent (NFD).
 const CAFE_NFC: &str = "Caf\u{e9}";
 const CAFE_NFD: &str = "Cafe\u{301}";
@@ -328,6 +332,16 @@ impl Attack {
     }
 }
 
+/// A path argument: `<root>/rel`, joined as text (see [`Layout::at`]).
+fn at(rel: &'static str) -> impl Fn(&Layout) -> String + 'static {
+    move |l| l.at(rel)
+}
+
+/// A path argument as it is written (relative, or with `~`), whatever the layout.
+fn given(path: &'static str) -> impl Fn(&Layout) -> String + 'static {
+    move |_| path.to_owned()
+}
+
 /// A client over a server's stdio (toolgate's, or the server's own), answering the server's
 /// `roots/list` requests.
 struct Client {
@@ -481,15 +495,36 @@ fn refused_through_toolgate(setups: &[Setup], attacks: &[Attack], benign: &[Atta
     );
 }
 
+/// One attack made on a layout of its own.
+struct Try {
+    layout: Layout,
+    /// What the protected folders held before the server started.
+    before: BTreeMap<PathBuf, Entry>,
+    client: Client,
+    id: i64,
+    arguments: Value,
+    answer: Value,
+}
+
+impl Try {
+    /// Lays out a fresh folder as `setup` and `attack` need it, starts the server on it (through
+    /// toolgate under `policy`, or directly without one) and makes the attack's call.
+    fn run(setup: &Setup, attack: &Attack, policy: Option<fn(&Layout) -> String>) -> Try {
+        let mut layout = Layout::new(setup.root_name);
+        (setup.prepare)(&mut layout);
+        (attack.prepare)(&mut layout);
+        let before = layout.snapshot();
+        let policy = policy.map(|policy| policy(&layout));
+        let mut client = Client::start(&layout, setup, policy.as_deref());
+        let arguments = (attack.arguments)(&layout);
+        let (id, answer) = client.call(attack.tool, arguments.clone());
+        Try { layout, before, client, id, arguments, answer }
+    }
+}
+
 fn attack_once(setup: &Setup, attack: &Attack, benign: &[Attack], policy: fn(&Layout) -> String) -> Result<(), String> {
     // 1. The server alone writes where the protected folder is.
-    let mut layout = Layout::new(setup.root_name);
-    (setup.prepare)(&mut layout);
-    (attack.prepare)(&mut layout);
-    let before = layout.snapshot();
-    let mut server = Client::start(&layout, setup, None);
-    let arguments = (attack.arguments)(&layout);
-    let (_, answer) = server.call(attack.tool, arguments.clone());
+    let Try { layout, before, client: server, arguments, answer, .. } = Try::run(setup, attack, None);
     server.finish();
     if !succeeded(&answer) || !attack.lands.on(&layout) || layout.snapshot() == before {
         return Err(format!(
@@ -500,13 +535,7 @@ fn attack_once(setup: &Setup, attack: &Attack, benign: &[Attack], policy: fn(&La
     }
 
     // 2. Through toolgate it is refused and nothing changes.
-    let mut layout = Layout::new(setup.root_name);
-    (setup.prepare)(&mut layout);
-    (attack.prepare)(&mut layout);
-    let before = layout.snapshot();
-    let mut gate = Client::start(&layout, setup, Some(&policy(&layout)));
-    let arguments = (attack.arguments)(&layout);
-    let (id, answer) = gate.call(attack.tool, arguments.clone());
+    let Try { layout, before, client: mut gate, id, arguments, answer } = Try::run(setup, attack, Some(policy));
     let record = decision(&layout, id);
     let after = layout.snapshot();
     let landed = attack.lands.on(&layout);
@@ -564,19 +593,19 @@ fn attack_once(setup: &Setup, attack: &Attack, benign: &[Attack], policy: fn(&La
 }
 
 fn plain_ok_write() -> Vec<Attack> {
-    vec![ok_write("a write into ok", |l| l.at("ok/fine.txt"), "ok/fine.txt")]
+    vec![ok_write("a write into ok", at("ok/fine.txt"), "ok/fine.txt")]
 }
 
 #[test]
 fn a_newline_in_a_path_is_refused() {
     let attacks = [
-        Attack::write("a newline at the end of the name", |l| l.at("PROT/x\n"), Landing::Exists("PROT/x\n")),
-        Attack::write("a newline at the start of the name", |l| l.at("PROT/\nx"), Landing::Exists("PROT/\nx")),
-        Attack::write("CR LF at the end", |l| l.at("PROT/x\r\n"), Landing::Exists("PROT/x\r\n")),
-        Attack::write("a newline segment that .. takes back", |l| l.at("ok\n/../PROT/y"), Landing::Exists("PROT/y")),
-        Attack::write("a name that is only a newline", |l| l.at("PROT/sub/\n"), Landing::Exists("PROT/sub/\n")),
+        Attack::write("a newline at the end of the name", at("PROT/x\n"), Landing::Exists("PROT/x\n")),
+        Attack::write("a newline at the start of the name", at("PROT/\nx"), Landing::Exists("PROT/\nx")),
+        Attack::write("CR LF at the end", at("PROT/x\r\n"), Landing::Exists("PROT/x\r\n")),
+        Attack::write("a newline segment that .. takes back", at("ok\n/../PROT/y"), Landing::Exists("PROT/y")),
+        Attack::write("a name that is only a newline", at("PROT/sub/\n"), Landing::Exists("PROT/sub/\n")),
     ];
-    let benign = [ok_write("a newline in ok", |l| l.at("ok/x\n"), "ok/x\n")];
+    let benign = [ok_write("a newline in ok", at("ok/x\n"), "ok/x\n")];
     refused_through_toolgate(&[Setup::plain()], &attacks, &benign, deny_policy);
 }
 
@@ -586,37 +615,33 @@ fn backslash_segments_are_refused() {
     let attacks = [
         Attack::write(
             "backslash dot-dot segments",
-            |l| l.at("PROT/x\\..\\..\\elsewhere.sh"),
+            at("PROT/x\\..\\..\\elsewhere.sh"),
             Landing::Exists("PROT/x\\..\\..\\elsewhere.sh"),
         ),
-        Attack::write(
-            "a name made of backslash dot-dots",
-            |l| l.at("PROT/..\\..\\y"),
-            Landing::Exists("PROT/..\\..\\y"),
-        ),
+        Attack::write("a name made of backslash dot-dots", at("PROT/..\\..\\y"), Landing::Exists("PROT/..\\..\\y")),
         Attack::write(
             "backslashes that would climb out of a subfolder",
-            |l| l.at("PROT/sub/z\\..\\..\\..\\ok\\z"),
+            at("PROT/sub/z\\..\\..\\..\\ok\\z"),
             Landing::Exists("PROT/sub/z\\..\\..\\..\\ok\\z"),
         ),
     ];
-    let benign = [ok_write("a backslash in ok", |l| l.at("ok/y\\z"), "ok/y\\z")];
+    let benign = [ok_write("a backslash in ok", at("ok/y\\z"), "ok/y\\z")];
     refused_through_toolgate(&[Setup::plain()], &attacks, &benign, deny_policy);
 }
 
 fn relative_attacks() -> Vec<Attack> {
     vec![
-        Attack::write("PROT/x", |_| "PROT/x".into(), Landing::Exists("PROT/x")),
-        Attack::write("./PROT/y", |_| "./PROT/y".into(), Landing::Exists("PROT/y")),
-        Attack::write("ok/../PROT/z", |_| "ok/../PROT/z".into(), Landing::Exists("PROT/z")),
-        Attack::write("ok/link/w through the symlink", |_| "ok/link/w".into(), Landing::Exists("PROT/w")),
-        Attack::create_directory("PROT/new", |_| "PROT/new".into(), Landing::Exists("PROT/new")),
+        Attack::write("PROT/x", given("PROT/x"), Landing::Exists("PROT/x")),
+        Attack::write("./PROT/y", given("./PROT/y"), Landing::Exists("PROT/y")),
+        Attack::write("ok/../PROT/z", given("ok/../PROT/z"), Landing::Exists("PROT/z")),
+        Attack::write("ok/link/w through the symlink", given("ok/link/w"), Landing::Exists("PROT/w")),
+        Attack::create_directory("PROT/new", given("PROT/new"), Landing::Exists("PROT/new")),
     ]
 }
 
 fn relative_ok_writes() -> Vec<Attack> {
     let mut benign = plain_ok_write();
-    benign.push(ok_write("a relative write into ok", |_| "ok/relative.txt".into(), "ok/relative.txt"));
+    benign.push(ok_write("a relative write into ok", given("ok/relative.txt"), "ok/relative.txt"));
     benign
 }
 
@@ -694,49 +719,48 @@ fn a_tilde_path_is_read_with_the_servers_home() {
     let home_is_root =
         Setup { what: "HOME=<root>, working folder /".into(), home: Box::new(|l| l.root.clone()), ..Setup::plain() };
     let attacks = [
-        Attack::write("~/PROT/x", |_| "~/PROT/x".into(), Landing::Exists("PROT/x")),
-        Attack::write("~/ok/../PROT/y", |_| "~/ok/../PROT/y".into(), Landing::Exists("PROT/y")),
-        Attack::write("~/ok/link/z through the symlink", |_| "~/ok/link/z".into(), Landing::Exists("PROT/z")),
-        Attack::create_directory("~/PROT/new", |_| "~/PROT/new".into(), Landing::Exists("PROT/new")),
+        Attack::write("~/PROT/x", given("~/PROT/x"), Landing::Exists("PROT/x")),
+        Attack::write("~/ok/../PROT/y", given("~/ok/../PROT/y"), Landing::Exists("PROT/y")),
+        Attack::write("~/ok/link/z through the symlink", given("~/ok/link/z"), Landing::Exists("PROT/z")),
+        Attack::create_directory("~/PROT/new", given("~/PROT/new"), Landing::Exists("PROT/new")),
         Attack::move_file(
             "~/ok/a.txt to ~/PROT/a.txt",
-            |_| "~/ok/a.txt".into(),
-            |_| "~/PROT/a.txt".into(),
+            given("~/ok/a.txt"),
+            given("~/PROT/a.txt"),
             Landing::Exists("PROT/a.txt"),
-            "moves into PROT",
+            INTO,
         ),
     ];
     let mut benign = plain_ok_write();
-    benign.push(ok_write("~/ok/home.txt", |_| "~/ok/home.txt".into(), "ok/home.txt"));
+    benign.push(ok_write("~/ok/home.txt", given("~/ok/home.txt"), "ok/home.txt"));
     refused_through_toolgate(&[home_is_root], &attacks, &benign, deny_policy);
+}
+
+/// Writes through the layout's symlinks, each landing in PROT.
+fn writes_through_symlinks() -> Vec<Attack> {
+    vec![
+        Attack::write("ok/link/x, link -> PROT", at("ok/link/x"), Landing::Exists("PROT/x")),
+        Attack::write("ok/deep/y, deep -> PROT/sub", at("ok/deep/y"), Landing::Exists("PROT/sub/y")),
+        Attack::write("ok/flink, flink -> PROT/secret.txt", at("ok/flink"), Landing::Holds("PROT/secret.txt", "pwned")),
+    ]
 }
 
 #[test]
 fn symlinks_into_the_protected_folder_are_refused() {
-    let attacks = [
-        Attack::write("ok/link/x, link -> PROT", |l| l.at("ok/link/x"), Landing::Exists("PROT/x")),
-        Attack::write("ok/deep/y, deep -> PROT/sub", |l| l.at("ok/deep/y"), Landing::Exists("PROT/sub/y")),
-        Attack::write(
-            "ok/flink, flink -> PROT/secret.txt",
-            |l| l.at("ok/flink"),
-            Landing::Holds("PROT/secret.txt", "pwned"),
-        ),
-        Attack::edit(
-            "ok/flink, flink -> PROT/secret.txt",
-            |l| l.at("ok/flink"),
-            Landing::Holds("PROT/secret.txt", "pwned"),
-        ),
-        Attack::create_directory("ok/link/new", |l| l.at("ok/link/new"), Landing::Exists("PROT/new")),
-        Attack::write("ok/./link//x2", |l| l.at("ok/./link//x2"), Landing::Exists("PROT/x2")),
+    let mut attacks = writes_through_symlinks();
+    attacks.extend([
+        Attack::edit("ok/flink, flink -> PROT/secret.txt", at("ok/flink"), Landing::Holds("PROT/secret.txt", "pwned")),
+        Attack::create_directory("ok/link/new", at("ok/link/new"), Landing::Exists("PROT/new")),
+        Attack::write("ok/./link//x2", at("ok/./link//x2"), Landing::Exists("PROT/x2")),
         // A symlink source is moved as what it resolves to: the file leaves PROT.
         Attack::move_file(
             "ok/flink (-> PROT/secret.txt) to ok/stolen",
-            |l| l.at("ok/flink"),
-            |l| l.at("ok/stolen"),
+            at("ok/flink"),
+            at("ok/stolen"),
             Landing::Holds("ok/stolen", "secret"),
-            "moves out of PROT",
+            OUT_OF,
         ),
-    ];
+    ]);
     refused_through_toolgate(&[Setup::plain()], &attacks, &plain_ok_write(), deny_policy);
 }
 
@@ -782,10 +806,10 @@ fn unicode_equivalent_names_are_refused() {
         ),
         Attack::move_file(
             "ok/a.txt to <root>/Cafe\\u{301}/a.txt",
-            |l| l.at("ok/a.txt"),
+            at("ok/a.txt"),
             |l| l.at(&format!("{CAFE_NFD}/a.txt")),
             Landing::Exists("Caf\u{e9}/a.txt"),
-            "moves into PROT",
+            INTO,
         ),
     ]
     .map(|a| {
@@ -810,9 +834,9 @@ fn a_symlink_behind_names_in_mixed_unicode_forms_is_refused() {
     // The server matches each name by NFC on its own, then follows the symlink; a reading that
     // puts the whole path in one form finds `ñ` or `línk` on disk, never both.
     let attacks = [
-        Attack::write("<root>/ñ/línk/x, all NFC", |l| l.at("\u{f1}/l\u{ed}nk/x"), Landing::Exists("PROT/x")),
-        Attack::write("<root>/ñ/línk/y, all NFD", |l| l.at("n\u{303}/li\u{301}nk/y"), Landing::Exists("PROT/y")),
-        Attack::write("ñ/línk/z, relative, all NFC", |_| "\u{f1}/l\u{ed}nk/z".into(), Landing::Exists("PROT/z")),
+        Attack::write("<root>/ñ/línk/x, all NFC", at("\u{f1}/l\u{ed}nk/x"), Landing::Exists("PROT/x")),
+        Attack::write("<root>/ñ/línk/y, all NFD", at("n\u{303}/li\u{301}nk/y"), Landing::Exists("PROT/y")),
+        Attack::write("ñ/línk/z, relative, all NFC", given("\u{f1}/l\u{ed}nk/z"), Landing::Exists("PROT/z")),
     ]
     .map(|a| a.prepared(symlink_behind_mixed_forms));
     refused_through_toolgate(&[Setup::plain()], &attacks, &plain_ok_write(), deny_policy);
@@ -820,9 +844,9 @@ fn a_symlink_behind_names_in_mixed_unicode_forms_is_refused() {
 
 fn root_attacks() -> Vec<Attack> {
     vec![
-        Attack::write("PROT/x", |_| "PROT/x".into(), Landing::Exists("PROT/x")),
-        Attack::write("ok/../PROT/y", |_| "ok/../PROT/y".into(), Landing::Exists("PROT/y")),
-        Attack::create_directory("PROT/new", |_| "PROT/new".into(), Landing::Exists("PROT/new")),
+        Attack::write("PROT/x", given("PROT/x"), Landing::Exists("PROT/x")),
+        Attack::write("ok/../PROT/y", given("ok/../PROT/y"), Landing::Exists("PROT/y")),
+        Attack::create_directory("PROT/new", given("PROT/new"), Landing::Exists("PROT/new")),
     ]
 }
 
@@ -883,92 +907,53 @@ fn without_prot(layout: &mut Layout) {
 fn the_protected_folder_itself_is_refused() {
     // A deny on `<root>/PROT/**` takes in `<root>/PROT`: making it, moving something to its
     // place, and moving it away.
-    let attacks = [
-        Attack::create_directory("<root>/PROT", |l| l.at("PROT"), Landing::Exists("PROT")).prepared(without_prot),
-        Attack::create_directory("<root>/PROT/", |l| l.at("PROT/"), Landing::Exists("PROT")).prepared(without_prot),
-        Attack::create_directory("<root>/ok/../PROT", |l| l.at("ok/../PROT"), Landing::Exists("PROT"))
-            .prepared(without_prot),
-        Attack::create_directory("PROT, relative", |_| "PROT".into(), Landing::Exists("PROT")).prepared(without_prot),
-        Attack::move_file(
-            "ok/dir to <root>/PROT",
-            |l| l.at("ok/dir"),
-            |l| l.at("PROT"),
-            Landing::Exists("PROT"),
-            "moves into PROT",
-        )
-        .prepared(without_prot),
-        Attack::move_file(
-            "<root>/PROT to ok/moved",
-            |l| l.at("PROT"),
-            |l| l.at("ok/moved"),
-            Landing::Exists("ok/moved/secret.txt"),
-            "moves out of PROT",
-        ),
-        Attack::move_file(
-            "<root>/PROT/ to ok/moved",
-            |l| l.at("PROT/"),
-            |l| l.at("ok/moved"),
-            Landing::Exists("ok/moved/secret.txt"),
-            "moves out of PROT",
-        ),
-        // The server moves what a symlink source resolves to: the folder itself.
-        Attack::move_file(
-            "ok/link (-> PROT) to ok/moved",
-            |l| l.at("ok/link"),
-            |l| l.at("ok/moved"),
-            Landing::Exists("ok/moved/secret.txt"),
-            "moves out of PROT",
-        ),
-    ];
+    let mut attacks = Vec::from(
+        [
+            Attack::create_directory("<root>/PROT", at("PROT"), Landing::Exists("PROT")),
+            Attack::create_directory("<root>/PROT/", at("PROT/"), Landing::Exists("PROT")),
+            Attack::create_directory("<root>/ok/../PROT", at("ok/../PROT"), Landing::Exists("PROT")),
+            Attack::create_directory("PROT, relative", given("PROT"), Landing::Exists("PROT")),
+            Attack::move_file("ok/dir to <root>/PROT", at("ok/dir"), at("PROT"), Landing::Exists("PROT"), INTO),
+        ]
+        .map(|a| a.prepared(without_prot)),
+    );
+    // The server moves what a symlink source resolves to: the folder itself.
+    attacks.extend([("<root>/PROT", "PROT"), ("<root>/PROT/", "PROT/"), ("ok/link (-> PROT)", "ok/link")].map(
+        |(what, source)| {
+            let lands = Landing::Exists("ok/moved/secret.txt");
+            Attack::move_file(&format!("{what} to ok/moved"), at(source), at("ok/moved"), lands, OUT_OF)
+        },
+    ));
     refused_through_toolgate(&[Setup::plain()], &attacks, &plain_ok_write(), deny_policy);
 }
 
 #[test]
 fn move_file_into_the_protected_folder_is_refused() {
-    let into = "moves into PROT";
-    let attacks = [
-        Attack::move_file(
-            "ok/a.txt to PROT/a.txt",
-            |l| l.at("ok/a.txt"),
-            |l| l.at("PROT/a.txt"),
-            Landing::Exists("PROT/a.txt"),
-            into,
-        ),
-        Attack::move_file(
-            "ok/a.txt to ok/link/b.txt",
-            |l| l.at("ok/a.txt"),
-            |l| l.at("ok/link/b.txt"),
-            Landing::Exists("PROT/b.txt"),
-            into,
-        ),
-        Attack::move_file(
-            "ok/a.txt to PROT/c.txt, relative",
-            |_| "ok/a.txt".into(),
-            |_| "PROT/c.txt".into(),
-            Landing::Exists("PROT/c.txt"),
-            into,
-        ),
-        Attack::move_file(
-            "ok/dir to PROT/dir",
-            |l| l.at("ok/dir"),
-            |l| l.at("PROT/dir"),
-            Landing::Exists("PROT/dir"),
-            into,
-        ),
-        Attack::move_file(
-            "ok/a.txt to PROT/x\\n",
-            |l| l.at("ok/a.txt"),
-            |l| l.at("PROT/x\n"),
-            Landing::Exists("PROT/x\n"),
-            into,
-        ),
-    ];
+    // What moves where, and where the server puts it.
+    let mut attacks = Vec::from(
+        [
+            ("ok/a.txt to PROT/a.txt", "ok/a.txt", "PROT/a.txt", "PROT/a.txt"),
+            ("ok/a.txt to ok/link/b.txt", "ok/a.txt", "ok/link/b.txt", "PROT/b.txt"),
+            ("ok/dir to PROT/dir", "ok/dir", "PROT/dir", "PROT/dir"),
+            ("ok/a.txt to PROT/x\\n", "ok/a.txt", "PROT/x\n", "PROT/x\n"),
+        ]
+        .map(|(what, source, destination, lands)| {
+            Attack::move_file(what, at(source), at(destination), Landing::Exists(lands), INTO)
+        }),
+    );
+    attacks.push(Attack::move_file(
+        "ok/a.txt to PROT/c.txt, relative",
+        given("ok/a.txt"),
+        given("PROT/c.txt"),
+        Landing::Exists("PROT/c.txt"),
+        INTO,
+    ));
     let benign = [Attack::move_file(
         "ok/a.txt to ok/b.txt",
-        |l| l.at("ok/a.txt"),
-        |l| l.at("ok/b.txt"),
+        at("ok/a.txt"),
+        at("ok/b.txt"),
         Landing::Holds("ok/b.txt", "a"),
-        into,
+        INTO,
     )];
     refused_through_toolgate(&[Setup::plain()], &attacks, &benign, deny_policy);
 }
@@ -978,24 +963,16 @@ fn an_allow_rule_applies_only_under_every_reading() {
     // `default_tier = "high"` and an allow rule on `<root>/ok/**`: a write that is inside `ok` as
     // written but inside PROT on the server's disk is not allowed, so it needs a person, and with
     // none to ask it is refused.
-    let attacks = [
-        Attack::write("ok/link/x, link -> PROT", |l| l.at("ok/link/x"), Landing::Exists("PROT/x")),
-        Attack::write("ok/deep/y, deep -> PROT/sub", |l| l.at("ok/deep/y"), Landing::Exists("PROT/sub/y")),
-        Attack::write(
-            "ok/flink, flink -> PROT/secret.txt",
-            |l| l.at("ok/flink"),
-            Landing::Holds("PROT/secret.txt", "pwned"),
-        ),
-        Attack::write(
-            "ok/link/\\n, a newline name through the symlink",
-            |l| l.at("ok/link/\n"),
-            Landing::Exists("PROT/\n"),
-        ),
-    ]
-    .map(|a| a.refused_as(Refusal::NoPerson));
+    let mut attacks = writes_through_symlinks();
+    attacks.push(Attack::write(
+        "ok/link/\\n, a newline name through the symlink",
+        at("ok/link/\n"),
+        Landing::Exists("PROT/\n"),
+    ));
+    let attacks: Vec<Attack> = attacks.into_iter().map(|a| a.refused_as(Refusal::NoPerson)).collect();
     let benign = [
-        ok_write("ok/a2.txt", |l| l.at("ok/a2.txt"), "ok/a2.txt"),
-        ok_write("ok/a.txt, overwritten", |l| l.at("ok/a.txt"), "ok/a.txt"),
+        ok_write("ok/a2.txt", at("ok/a2.txt"), "ok/a2.txt"),
+        ok_write("ok/a.txt, overwritten", at("ok/a.txt"), "ok/a.txt"),
     ];
     refused_through_toolgate(&[Setup::plain()], &attacks, &benign, allow_policy);
 }

@@ -1,6 +1,7 @@
 //! The terminal prompt, on a real pseudo-terminal in the production topology: JSON-RPC on
 //! pipes, the prompt on the controlling terminal.
 
+use crate::common::asking::pay;
 use crate::common::pty::{Place, Screen, toolgate_on_pty};
 use crate::common::*;
 use serde_json::{Value, json};
@@ -25,10 +26,6 @@ fn start_with(policy: &str, place: Place, vars: &[(&str, &str)]) -> Run {
 
 fn start(policy: &str) -> Run {
     start_with(policy, Place::Foreground, &[])
-}
-
-fn pay(peer: &mut Peer, id: i64) {
-    peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "send_payment", "arguments": {"to": "ACME", "amount": 1200}}}));
 }
 
 /// Waits for a new prompt (not a redraw of the one before) and returns what it shows.

@@ -11,10 +11,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod approvers;
+pub mod asking;
 pub mod env;
+pub mod fake;
 pub mod pty;
 
 pub use env::{Env, node_server, python, rmcp_server, toolgate};
+pub use fake::FakeServer;
 
 /// How long any single expected event may take before a test gives up (a hang guard, not a
 /// timing assertion).
@@ -132,6 +135,12 @@ impl Peer {
         self.response(&Value::from(id))
     }
 
+    /// Sends a `tools/call` without waiting for its answer.
+    pub fn send_call(&mut self, id: i64, tool: &str, arguments: Value) {
+        let params = serde_json::json!({"name": tool, "arguments": arguments});
+        self.send(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+    }
+
     /// Closes stdin (EOF for the peer).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
@@ -219,22 +228,28 @@ pub fn run_to_end(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The decision records of an audit log, in order.
-pub fn audit_decisions(audit: &Path) -> Vec<Value> {
-    std::fs::read_to_string(audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["event"] == "decision")
-        .collect()
+/// The records of an audit log, in order.
+pub fn audit_records(audit: &Path) -> Vec<Value> {
+    std::fs::read_to_string(audit).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect()
 }
 
-/// The standard `initialize` handshake through a peer.
+/// The decision records of an audit log, in order.
+pub fn audit_decisions(audit: &Path) -> Vec<Value> {
+    audit_records(audit).into_iter().filter(|r| r["event"] == "decision").collect()
+}
+
+/// The standard `initialize` handshake through a peer, declaring no client capabilities.
 pub fn initialize(peer: &mut Peer, version: &str) -> Value {
+    initialize_declaring(peer, version, serde_json::json!({}))
+}
+
+/// The `initialize` handshake through a peer, declaring these client capabilities (say
+/// `{"elicitation": {}}`, so that toolgate asks inside the client); the answer.
+pub fn initialize_declaring(peer: &mut Peer, version: &str, capabilities: Value) -> Value {
     let init = peer.request(
         0,
         "initialize",
-        serde_json::json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "toolgate-tests", "version": "0"}}),
+        serde_json::json!({"protocolVersion": version, "capabilities": capabilities, "clientInfo": {"name": "toolgate-tests", "version": "0"}}),
     );
     peer.send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     init
