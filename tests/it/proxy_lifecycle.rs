@@ -88,7 +88,11 @@ fn a_server_that_ignores_eof_and_sigterm_is_killed() {
 #[test]
 fn a_crashing_server_fails_every_pending_request_and_its_status_is_toolgates() {
     let f = FakeServer::new();
-    let mut p = start(&f, &["--crash-after", "4"], &[]);
+    // The tools are listed first, so that the call goes to the server (a call that waits for
+    // toolgate's own listing when the server ends is refused by toolgate instead, and recorded).
+    // The server then crashes on the ping, its fifth message, leaving both unanswered.
+    let mut p = start(&f, &["--crash-after", "5"], &[]);
+    p.request(10, "tools/list", json!({}));
     p.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}}));
     p.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
     let mut ids = Vec::new();
