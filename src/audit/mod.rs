@@ -411,7 +411,7 @@ impl AuditLog {
                 Some(tail) if tail.end == size => tail.clone(),
                 _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
             };
-            let ts = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+            let ts = humantime::format_rfc3339_micros(crate::clock::now()).to_string();
             // A decision and an outcome or two fit without growing.
             let mut bytes = Vec::with_capacity(1024 * records.len().max(1));
             // Outcomes of calls decided before go first; an outcome of a call whose decision is

@@ -73,7 +73,7 @@ pub(super) fn parse_time(text: String, flag: &'static str) -> Result<SystemTime,
         return Ok(time);
     }
     match humantime::parse_duration(&text) {
-        Ok(ago) => Ok(SystemTime::now() - ago),
+        Ok(ago) => Ok(crate::clock::now() - ago),
         Err(_) => Err(FlagError::Time { flag, text }),
     }
 }

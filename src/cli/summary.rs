@@ -1,7 +1,6 @@
 //! `toolgate summary`: the period's record read back to the person (see `crate::summary`).
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use super::audit::{glob, parse_time};
 use super::error::FlagError;
@@ -13,7 +12,7 @@ use crate::{paths, review, trust};
 pub fn run(args: SummaryArgs) -> Result<ExitCode, Error> {
     let audit = args.audit.or_else(paths::default_audit_log).ok_or(Error::NoAuditLog)?;
     let since = parse_time(args.since, "since")?;
-    let until = args.until.map(|t| parse_time(t, "until")).transpose()?.unwrap_or_else(SystemTime::now);
+    let until = args.until.map(|t| parse_time(t, "until")).transpose()?.unwrap_or_else(crate::clock::now);
     let server = glob(args.server, "server")?;
     let source = Source::locate(args.policy.as_deref());
     let policy = source.load().map_err(|errors| Error::Policy { errors, nothing_started: false })?;

@@ -165,7 +165,7 @@ impl Proposed {
 pub fn summarize(sources: &Sources<'_>, decisions: &[Decision], chain: String) -> Summary {
     let in_scope: Vec<&Decision> = decisions
         .iter()
-        .filter(|d| d.at >= sources.since && d.at < sources.until)
+        .filter(|d| d.at >= sources.since && d.at <= sources.until)
         .filter(|d| sources.server.is_none_or(|g| g.is_match(&d.server)))
         .collect();
     let mut ran = Ran::default();
@@ -420,7 +420,7 @@ pub fn write_rule(summary: &Summary, n: usize, path: &Path) -> Result<String, Wr
     let comment = match &proposal.what {
         Proposed::LowerGate { approved, .. } => format!(
             "Added by `toolgate summary --write-rule` ({}): a person approved every one of {approved} calls from {} to {}.",
-            humantime::format_rfc3339_seconds(SystemTime::now()),
+            humantime::format_rfc3339_seconds(crate::clock::now()),
             summary.since,
             summary.until
         ),

@@ -126,3 +126,39 @@ fn a_tool_a_person_always_approved_gets_a_rule_that_check_accepts_and_explain_ap
     let again: Value = serde_json::from_str(&json).unwrap();
     assert!(!again["proposals"].as_array().unwrap().iter().any(|p| p["kind"] == "lower_gate"), "{again:#}");
 }
+
+#[test]
+fn calls_made_on_different_days_by_the_tests_clock_are_counted_on_their_days() {
+    let env = Env::new();
+    let clock = env.join("clock");
+    let mut days = Vec::new();
+    for (day, reads) in [("2026-11-02", 2), ("2026-11-04", 3)] {
+        std::fs::write(&clock, format!("{day}T10:00:00Z")).unwrap();
+        let mut peer = env.proxy_with(env.path(), "notes", POLICY, &[("TOOLGATE_TEST_CLOCK", clock.to_str().unwrap())]);
+        for id in 0..reads {
+            peer.request(id, "tools/call", json!({"name": "read_file", "arguments": {"path": "a.txt"}}));
+        }
+        peer.close_stdin();
+        peer.wait();
+        days.push(day);
+    }
+    let audit = env.join("notes.jsonl");
+    let (ok, text) = run_to_end(env.toolgate().env("TOOLGATE_TEST_CLOCK", &clock).args([
+        "summary",
+        "--json",
+        "--since",
+        "2026-11-01",
+        "--audit",
+        audit.to_str().unwrap(),
+    ]));
+    assert!(ok, "{text}");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        s["days"],
+        json!([{"day": "2026-11-02", "by_gate": {"allow": 2}}, {"day": "2026-11-04", "by_gate": {"allow": 3}}])
+    );
+    // "Now" for the summary is the test's clock too: the period ends there.
+    assert_eq!(s["until"], "2026-11-04T10:00:00Z");
+    let (ok, text) = run_to_end(env.toolgate().arg("audit").arg("verify").arg(&audit));
+    assert!(ok, "{text}");
+}
