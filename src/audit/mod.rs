@@ -241,6 +241,8 @@ pub struct AuditLog {
     head_behind: bool,
     /// Outcomes not yet written: they go out with the next record, or when the proxy is idle.
     outcomes: Vec<(u64, OutcomeBody)>,
+    /// Records about no call ([`AuditLog::note`]), written as outcomes are.
+    notes: Vec<(&'static str, Box<RawValue>)>,
     /// Decisions encoded and waiting to be written together ([`AuditLog::stage`]).
     staged: Vec<(u64, Box<RawValue>)>,
     /// Staged decisions whose write failed, with why, until the proxy takes them
@@ -272,6 +274,7 @@ impl AuditLog {
             tail: None,
             head_behind: false,
             outcomes: Vec::new(),
+            notes: Vec::new(),
             staged: Vec::new(),
             failed: BTreeMap::new(),
             secrets: SecretKeys::default(),
@@ -375,15 +378,26 @@ impl AuditLog {
         self.outcomes.push((call, body));
     }
 
-    /// Whether something is still to be written: outcomes, or the head record.
+    /// Notes something that happened to no call in particular (`event`, with `body`'s fields:
+    /// a line toolgate refused, a policy that failed to reload), so that a person reading the
+    /// record later sees it. Its `call` is 0. Written as outcomes are: with the next record, or
+    /// when the proxy is idle; failing to write it is logged.
+    pub fn note(&mut self, event: &'static str, body: &impl Serialize) {
+        match serde_json::value::to_raw_value(body) {
+            Ok(body) => self.notes.push((event, body)),
+            Err(e) => tracing::error!("cannot encode an audit record: {e}"),
+        }
+    }
+
+    /// Whether something is still to be written: outcomes, notes, or the head record.
     pub fn behind(&self) -> bool {
-        self.head_behind || !self.outcomes.is_empty()
+        self.head_behind || !self.outcomes.is_empty() || !self.notes.is_empty()
     }
 
     /// Writes the decisions staged and the outcomes noted so far, and moves the head record.
     pub fn flush(&mut self) {
         self.commit();
-        if !self.outcomes.is_empty()
+        if (!self.outcomes.is_empty() || !self.notes.is_empty())
             && let Err(e) = self.append::<()>(&[])
         {
             tracing::error!("{e}");
@@ -420,6 +434,9 @@ impl AuditLog {
             for (call, body) in self.outcomes.iter().filter(|(call, _)| !in_this_write(*call)) {
                 link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
             }
+            for (event, body) in &self.notes {
+                link(&mut tail, (event, 0, &**body), &ts, &self.session, &mut bytes)?;
+            }
             for &record in records {
                 link(&mut tail, record, &ts, &self.session, &mut bytes)?;
             }
@@ -440,6 +457,7 @@ impl AuditLog {
         let _ = file.unlock();
         self.tail = Some(written?);
         self.outcomes.clear();
+        self.notes.clear();
         self.head_behind = true;
         Ok(())
     }

@@ -18,8 +18,7 @@ pub fn run(args: SummaryArgs) -> Result<ExitCode, Error> {
     let policy = source.load().map_err(|errors| Error::Policy { errors, nothing_started: false })?;
     let queue = review::default_path().and_then(|p| review::QueueFile::new(p).read().ok());
     let trust = trust::default_path().and_then(|p| trust::TrustFile::new(p).read().ok());
-    let decisions =
-        summary::read_decisions(&audit).map_err(|source| Error::File { verb: "read", path: audit.clone(), source })?;
+    let log = summary::read_log(&audit).map_err(|source| Error::File { verb: "read", path: audit.clone(), source })?;
     let chain = match crate::audit::verify::verify(&audit) {
         Ok(report) => report.problem.map_or_else(|| "ok".to_owned(), |p| p.to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "ok".to_owned(),
@@ -36,7 +35,7 @@ pub fn run(args: SummaryArgs) -> Result<ExitCode, Error> {
             propose_after: policy.settings.propose_after_approvals,
             now_ms: crate::clock::now_ms(),
         },
-        &decisions,
+        &log,
         chain,
     );
     let mut out = std::io::stdout().lock();

@@ -40,6 +40,9 @@ pub(super) enum FromApprover {
     Run { conn: u64, id: Value, item: u64 },
     /// Its connection closed.
     Gone { conn: u64 },
+    /// A line it sent was refused (`sha256`: of the line, when it was kept whole), for the
+    /// audit log.
+    Refused { reason: String, sha256: Option<String>, bytes: usize },
 }
 
 /// The approvers connected to this proxy.
@@ -243,6 +246,10 @@ async fn read_requests(
             Frame::Line(line) => line,
             Frame::TooLong { prefix, .. } | Frame::Oversized { prefix, .. } => {
                 tracing::warn!("refused a line from approver connection {conn}: it is longer than {MAX_LINE} bytes");
+                // Recorded before the approver hears of it, so that the record is never behind
+                // what the approver saw.
+                let reason = format!("longer than {MAX_LINE} bytes");
+                let _ = requests.send(FromApprover::Refused { reason, sha256: None, bytes: prefix.len() });
                 let id = envelope::sniff_id(&prefix).unwrap_or(Value::Null);
                 let _ = out.send(error_line(&id, -32600, &too_long()));
                 continue;
@@ -262,6 +269,9 @@ async fn read_requests(
             Ok(None) => {}
             Err(refused) => {
                 tracing::warn!("refused a line from approver connection {conn}: {}: {}", refused.why, preview(&line));
+                let sha256 = Some(crate::audit::chain::hash(&line));
+                let reason = refused.why.clone();
+                let _ = requests.send(FromApprover::Refused { reason, sha256, bytes: line.len() });
                 for id in &refused.ids {
                     let _ = out.send(error_line(id, refused.code, &refused.why));
                 }

@@ -429,6 +429,9 @@ impl Held {
         match news {
             FromApprover::Connected { conn, out } => self.approvers.connected(conn, out),
             FromApprover::Gone { conn } => self.approvers.gone(conn),
+            FromApprover::Refused { reason, sha256, bytes } => {
+                session.refused_digest("approver", &reason, sha256, bytes);
+            }
             FromApprover::Run { conn, id, item } => {
                 if let Some(refusal) = parking.run(session, id, item, conn) {
                     self.approvers.send_line(conn, refusal);

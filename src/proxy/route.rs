@@ -107,6 +107,7 @@ impl Router {
             },
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the client: {}: {}", refusal.reason, preview(&inbound.line));
+                self.session.refused_line("client", &refusal.reason, Some(&inbound.line), inbound.line.len());
                 for r in readable_ids(&inbound.line).into_iter().filter(|r| r.is_request) {
                     let message = format!("toolgate refused this message: {}", refusal.reason);
                     self.session.answer_client(reply::error(&r.id, refusal.code, &message), inbound._credit.take());
@@ -118,6 +119,7 @@ impl Router {
                     self.session.max_message_bytes
                 );
                 tracing::warn!("{message}");
+                self.session.refused_line("client", "larger than --max-message-bytes", None, *len);
                 if let Some(id) = id {
                     self.session.answer_client(reply::error(id, -32600, &message), inbound._credit.take());
                 }
@@ -201,6 +203,7 @@ impl Router {
             }
             Read::Refused(refusal) => {
                 tracing::warn!("refused a line from the server: {}: {}", refusal.reason, preview(&inbound.line));
+                self.session.refused_line("server", &refusal.reason, Some(&inbound.line), inbound.line.len());
                 for r in readable_ids(&inbound.line).into_iter().filter(|r| !r.is_request) {
                     let message = format!("toolgate refused the server's reply: {}", refusal.reason);
                     self.session.fail_one(&r.id, &message);
@@ -212,6 +215,7 @@ impl Router {
                     self.session.max_message_bytes
                 );
                 tracing::warn!("{message}");
+                self.session.refused_line("server", "larger than --max-message-bytes", None, *len);
                 if let Some(id) = id {
                     self.session.fail_one(id, &message);
                 }
@@ -371,10 +375,18 @@ impl Router {
                 self.session.policy = Arc::new(policy);
                 self.redecide("the policy was reloaded");
             }
-            Err(errors) => tracing::error!(
-                "the policy file changed and does not load; the previous policy ({}) stays in force:\n{errors}",
-                self.session.policy.version
-            ),
+            Err(errors) => {
+                tracing::error!(
+                    "the policy file changed and does not load; the previous policy ({}) stays in force:\n{errors}",
+                    self.session.policy.version
+                );
+                let body = serde_json::json!({
+                    "policy": path.display().to_string(),
+                    "errors": errors.to_string(),
+                    "in_force": self.session.policy.version,
+                });
+                self.session.audit.note("reload_failed", &body);
+            }
         }
     }
 
@@ -441,7 +453,7 @@ impl Router {
     }
 
     /// A `toolgate approve` connection said something: an answer, or a reviewer's request to
-    /// run an approved item of the review queue.
+    /// run an approved item of the review queue, or a line toolgate refused.
     pub fn on_approver(&mut self, news: FromApprover) {
         self.held.on_approver(&mut self.session, &mut self.parking, news);
     }

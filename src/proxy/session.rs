@@ -344,6 +344,23 @@ impl Session {
         }
     }
 
+    /// Records a line toolgate refused (from `from`: client, server or approver) in the audit
+    /// log: why, its length and its digest, never its bytes (`line`: `None` when it was too long
+    /// to be kept whole).
+    pub fn refused_line(&mut self, from: &str, reason: &str, line: Option<&[u8]>, bytes: usize) {
+        let sha256 = line.map(crate::audit::chain::hash);
+        self.refused_digest(from, reason, sha256, bytes);
+    }
+
+    /// As [`Session::refused_line`], with the line's digest taken already (or none).
+    pub fn refused_digest(&mut self, from: &str, reason: &str, sha256: Option<String>, bytes: usize) {
+        let mut body = serde_json::json!({"from": from, "reason": reason, "bytes": bytes});
+        if let Some(sha256) = sha256 {
+            body["sha256"] = Value::from(sha256);
+        }
+        self.audit.note("refused_line", &body);
+    }
+
     /// Answers every request the server will now never answer, but those the client cancelled.
     pub fn fail_pending(&mut self, status: i32) {
         let message = format!("the MCP server exited (status {status}) before answering");

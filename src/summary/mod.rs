@@ -20,7 +20,7 @@ use crate::policy::Policy;
 use crate::review::{Queue, Status};
 use crate::trust::Store;
 
-pub use read::{Decision, read_decisions};
+pub use read::{Decision, Log, Note, read_log};
 
 /// What the summary reads, and the period it covers.
 pub struct Sources<'a> {
@@ -120,6 +120,11 @@ pub enum Exception {
     ToolChanged { server: String, tool: String },
     /// A parked call still waiting for a person.
     Waiting { item: u64, server: String, tool: String, age_s: u64 },
+    /// Lines toolgate refused, from the client, the server or an approver, by reason.
+    RefusedLines { from: String, lines: u64, reasons: BTreeMap<String, u64> },
+    /// The policy file was edited and did not load, so the one before stayed in force; `last`:
+    /// the latest errors.
+    ReloadFailed { times: u64, last: String },
 }
 
 /// A change the record suggests.
@@ -162,10 +167,12 @@ impl Proposed {
 }
 
 /// Reads the record and sums up the period.
-pub fn summarize(sources: &Sources<'_>, decisions: &[Decision], chain: String) -> Summary {
-    let in_scope: Vec<&Decision> = decisions
+pub fn summarize(sources: &Sources<'_>, log: &Log, chain: String) -> Summary {
+    let in_period = |at: SystemTime| at >= sources.since && at <= sources.until;
+    let in_scope: Vec<&Decision> = log
+        .decisions
         .iter()
-        .filter(|d| d.at >= sources.since && d.at <= sources.until)
+        .filter(|d| in_period(d.at))
         .filter(|d| sources.server.is_none_or(|g| g.is_match(&d.server)))
         .collect();
     let mut ran = Ran::default();
@@ -226,8 +233,26 @@ pub fn summarize(sources: &Sources<'_>, decisions: &[Decision], chain: String) -
     if chain != "ok" {
         exceptions.push(Exception::Chain { problem: chain.clone() });
     }
+    let mut refused: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut reloads = (0, String::new());
+    for note in log.notes.iter().filter(|n| in_period(n.at)) {
+        let reason = note.reason.clone().unwrap_or_default();
+        match note.event.as_str() {
+            "refused_line" => {
+                let from = note.from.clone().unwrap_or_else(|| "?".to_owned());
+                *refused.entry(from).or_default().entry(reason).or_default() += 1;
+            }
+            _ => reloads = (reloads.0 + 1, reason),
+        }
+    }
+    if reloads.0 > 0 {
+        exceptions.push(Exception::ReloadFailed { times: reloads.0, last: reloads.1 });
+    }
     for ((server, tool), calls) in unreachable {
         exceptions.push(Exception::Unreachable { server, tool, calls });
+    }
+    for (from, reasons) in refused {
+        exceptions.push(Exception::RefusedLines { from, lines: reasons.values().sum(), reasons });
     }
     for ((server, tool), by) in denied {
         let calls = by.values().sum();

@@ -26,9 +26,31 @@ pub struct Decision {
     pub edited: bool,
 }
 
+/// A record about no call: a line toolgate refused, a policy that failed to reload.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub at: SystemTime,
+    /// `refused_line` or `reload_failed`.
+    pub event: String,
+    /// Who sent a refused line: client, server or approver.
+    pub from: Option<String>,
+    /// Why it was refused, or the policy's errors.
+    pub reason: Option<String>,
+}
+
+/// What the summary reads of an audit log.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub decisions: Vec<Decision>,
+    pub notes: Vec<Note>,
+}
+
 #[derive(Deserialize)]
 struct Line {
     event: Option<String>,
+    from: Option<String>,
+    reason: Option<String>,
+    errors: Option<String>,
     ts: Option<String>,
     server: Option<String>,
     tool: Option<String>,
@@ -46,29 +68,35 @@ struct Line {
     waited_ms: u64,
 }
 
-/// Every decision record of the log, oldest first. Lines that are not decision records (outcomes,
-/// lines from before the chain, a line cut short) are passed over; `audit verify` judges the
-/// log's integrity, not this.
-pub fn read_decisions(path: &Path) -> std::io::Result<Vec<Decision>> {
+/// Every decision record and note of the log, oldest first. Other lines (outcomes, lines from
+/// before the chain, a line cut short) are passed over; `audit verify` judges the log's
+/// integrity, not this.
+pub fn read_log(path: &Path) -> std::io::Result<Log> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
         Err(e) => return Err(e),
     };
-    let mut out = Vec::new();
+    let mut out = Log::default();
     for line in BufReader::new(file).lines() {
         let line = line?;
         let Ok(record) = serde_json::from_str::<Line>(&line) else { continue };
-        if record.event.as_deref() != Some("decision") {
-            continue;
-        }
         let Some(at) = record.ts.as_deref().and_then(|ts| humantime::parse_rfc3339_weak(ts).ok()) else { continue };
+        match record.event.as_deref() {
+            Some("decision") => {}
+            Some(event @ ("refused_line" | "reload_failed")) => {
+                let reason = record.reason.or(record.errors);
+                out.notes.push(Note { at, event: event.to_owned(), from: record.from, reason });
+                continue;
+            }
+            _ => continue,
+        }
         let (Some(server), Some(tool), Some(gate), Some(verdict), Some(decided_by)) =
             (record.server, record.tool, record.gate, record.verdict, record.decided_by)
         else {
             continue;
         };
-        out.push(Decision {
+        out.decisions.push(Decision {
             at,
             server,
             tool,

@@ -150,6 +150,18 @@ fn exception(e: &Exception) -> String {
             shell_word(server),
             shell_word(tool)
         ),
+        Exception::RefusedLines { from, lines, reasons } => format!(
+            "toolgate refused {lines} line(s) from the {} that it could not read safely ({}); see `toolgate audit show` and stderr",
+            visible(from),
+            counts(reasons)
+        ),
+        Exception::ReloadFailed { times, last } => {
+            let first = last.lines().next().unwrap_or_default();
+            format!(
+                "the policy was edited {times} time(s) into a file that does not load; the one before stayed in force ({}): run `toolgate check`",
+                visible(first)
+            )
+        }
         Exception::Waiting { item, server, tool, age_s } => format!(
             "review item {item} ({}/{}) has waited {}: toolgate review",
             visible(server),

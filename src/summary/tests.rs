@@ -29,6 +29,10 @@ fn decision(day: u64, server: &str, tool: &str, gate: &str, verdict: &str, by: &
     }
 }
 
+fn log(decisions: Vec<Decision>) -> Log {
+    Log { decisions, notes: Vec::new() }
+}
+
 fn approved(day: u64, tool: &str, waited_ms: u64) -> Decision {
     Decision { channel: Some("terminal".into()), waited_ms, ..decision(day, "bank", tool, "ask", "forwarded", "human") }
 }
@@ -64,7 +68,7 @@ fn summary_of(decisions: &[Decision], policy: &Policy, queue: Option<&Queue>, tr
         )
         .unwrap(),
     };
-    summarize(&sources, decisions, "ok".into())
+    summarize(&sources, &Log { decisions: decisions.to_vec(), notes: Vec::new() }, "ok".into())
 }
 
 fn week() -> Vec<Decision> {
@@ -179,7 +183,7 @@ fn exceptions_come_first_and_name_what_to_do() {
 
     let broken = summarize(
         &Sources { since: day0(), until: day0() + Duration::from_secs(86_400), ..sources_for(&policy) },
-        &[],
+        &Log::default(),
         "line 3: edited".into(),
     );
     assert!(matches!(&broken.exceptions[0], Exception::Chain { problem } if problem == "line 3: edited"));
@@ -207,7 +211,7 @@ fn a_tool_approved_every_time_often_enough_is_proposed_a_rule_that_check_accepts
     let mut sources = sources_for(&policy);
     sources.policy = Some((&policy, Some(path.clone())));
     sources.until = day0() + Duration::from_secs(7 * 86_400);
-    let s = summarize(&sources, &week(), "ok".into());
+    let s = summarize(&sources, &log(week()), "ok".into());
     let lower: Vec<&Proposal> = s.proposals.iter().filter(|p| matches!(p.what, Proposed::LowerGate { .. })).collect();
     assert_eq!(lower.len(), 1, "{:?}", s.proposals);
     assert!(
@@ -231,7 +235,7 @@ fn a_tool_approved_every_time_often_enough_is_proposed_a_rule_that_check_accepts
     let mut fewer = week();
     let at = fewer.iter().position(|d| d.tool == "get_balance").unwrap();
     fewer.remove(at);
-    let s = summarize(&sources, &fewer, "ok".into());
+    let s = summarize(&sources, &log(fewer), "ok".into());
     assert!(!s.proposals.iter().any(|p| matches!(p.what, Proposed::LowerGate { .. })));
     // A proposal without a rule is not written, and says why.
     let unused = s.proposals.iter().find(|p| matches!(p.what, Proposed::UnusedRule { .. })).unwrap();
@@ -248,4 +252,42 @@ fn names_from_the_record_are_shown_escaped() {
     assert!(!text.contains('\u{1b}'), "{text:?}");
     let markdown = render::markdown(&s);
     assert!(!markdown.contains('\u{1b}') && markdown.contains("\\|\\*"), "{markdown}");
+}
+
+#[test]
+fn refused_lines_and_failed_reloads_are_exceptions() {
+    let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
+    let note = |day: u64, event: &str, from: Option<&str>, reason: &str| Note {
+        at: day0() + Duration::from_secs(day * 86_400),
+        event: event.into(),
+        from: from.map(Into::into),
+        reason: Some(reason.into()),
+    };
+    let log = Log {
+        decisions: Vec::new(),
+        notes: vec![
+            note(1, "refused_line", Some("client"), "duplicate key \"name\""),
+            note(1, "refused_line", Some("client"), "duplicate key \"name\""),
+            note(2, "refused_line", Some("approver"), "not JSON"),
+            note(3, "reload_failed", None, "policy.toml:3:1: unknown key\nmore"),
+            // Before the period: not counted.
+            note(0, "reload_failed", None, "old"),
+        ],
+    };
+    let mut sources = sources_for(&policy);
+    sources.since = day0() + Duration::from_secs(3600);
+    sources.until = day0() + Duration::from_secs(7 * 86_400);
+    let s = summarize(&sources, &log, "ok".into());
+    let kinds: Vec<Value> = s.exceptions.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            json!({"kind": "reload_failed", "times": 1, "last": "policy.toml:3:1: unknown key\nmore"}),
+            json!({"kind": "refused_lines", "from": "approver", "lines": 1, "reasons": {"not JSON": 1}}),
+            json!({"kind": "refused_lines", "from": "client", "lines": 2, "reasons": {"duplicate key \"name\"": 2}}),
+        ]
+    );
+    let text = render::text(&s);
+    assert!(text.contains("refused 2 line(s) from the client"), "{text}");
+    assert!(text.contains("(policy.toml:3:1: unknown key): run `toolgate check`"), "{text}");
 }

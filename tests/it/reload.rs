@@ -96,7 +96,17 @@ fn an_edited_policy_takes_effect_and_a_bad_edit_keeps_the_previous_one() {
         audit_decisions(&demo.audit).iter().map(|r| r["policy"].as_str().unwrap().to_owned()).collect();
     let deny = toolgate::policy::version_of(DENY_READS);
     let allow = toolgate::policy::version_of(ALLOW_ALL);
-    assert_eq!(versions, vec![deny.clone(), allow.clone(), allow.clone(), allow, deny]);
+    assert_eq!(versions, vec![deny.clone(), allow.clone(), allow.clone(), allow.clone(), deny]);
+    // Each failed reload is in the audit log too, with the errors and the policy that stayed.
+    let failed: Vec<Value> = std::fs::read_to_string(&demo.audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "reload_failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0]["errors"].as_str().unwrap().contains("unknown field `acton`"), "{failed:?}");
+    assert_eq!(failed[0]["in_force"], json!(allow));
 }
 
 #[test]

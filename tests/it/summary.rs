@@ -162,3 +162,43 @@ fn calls_made_on_different_days_by_the_tests_clock_are_counted_on_their_days() {
     let (ok, text) = run_to_end(env.toolgate().arg("audit").arg("verify").arg(&audit));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn lines_toolgate_refused_are_in_the_audit_log_without_their_bytes_and_in_the_summary() {
+    let env = Env::new();
+    let mut peer = env.proxy_with(env.path(), "notes", POLICY, &[]);
+    // A smuggling shape: the strict check refuses a duplicate key, however the server would read it.
+    let smuggled = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_file","name":"delete_file","arguments":{"path":"SECRET-PATH"}}}"#;
+    peer.send_raw(&[&smuggled[..], b"\n"].concat());
+    let refusal = peer.response(&json!(7));
+    assert!(refusal.get("error").is_some(), "{refusal}");
+    // And an approver's line that is not JSON.
+    let mut socket = env.connect(&peer);
+    socket.send_raw(b"{not json\n");
+    assert_eq!(socket.recv()["error"]["code"], -32700);
+    peer.close_stdin();
+    peer.wait();
+
+    let audit = env.join("notes.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains("SECRET-PATH") && !text.contains("not json"), "the refused bytes are not kept: {text}");
+    let refused: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "refused_line")
+        .collect();
+    assert_eq!(refused.len(), 2, "{text}");
+    let from_client = refused.iter().find(|r| r["from"] == "client").expect("the client's line");
+    assert_eq!(from_client["bytes"], smuggled.len() + 1);
+    assert_eq!(from_client["sha256"].as_str().unwrap().len(), 64);
+    assert!(from_client["reason"].as_str().unwrap().contains("appears twice"), "{from_client}");
+    assert!(refused.iter().any(|r| r["from"] == "approver"), "{refused:?}");
+    let (ok, verified) = run_to_end(env.toolgate().arg("audit").arg("verify").arg(&audit));
+    assert!(ok, "{verified}");
+
+    let (ok, json) = summary(&env, &["--json", "--audit", audit.to_str().unwrap()]);
+    assert!(ok, "{json}");
+    let s: Value = serde_json::from_str(&json).unwrap();
+    let kinds: Vec<&Value> = s["exceptions"].as_array().unwrap().iter().map(|e| &e["kind"]).collect();
+    assert_eq!(kinds, [&json!("refused_lines"), &json!("refused_lines")], "{s:#}");
+}
