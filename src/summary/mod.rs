@@ -168,130 +168,26 @@ impl Proposed {
 
 /// Reads the record and sums up the period.
 pub fn summarize(sources: &Sources<'_>, log: &Log, chain: String) -> Summary {
-    let in_period = |at: SystemTime| at >= sources.since && at <= sources.until;
     let in_scope: Vec<&Decision> = log
         .decisions
         .iter()
-        .filter(|d| in_period(d.at))
+        .filter(|d| sources.in_period(d.at))
         .filter(|d| sources.server.is_none_or(|g| g.is_match(&d.server)))
         .collect();
-    let mut ran = Ran::default();
-    let mut tools: BTreeMap<(String, String), ToolRow> = BTreeMap::new();
-    let mut people = People::default();
-    let mut waits = Vec::new();
-    let mut days: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut denied: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    let mut unreachable: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut matched: BTreeSet<&str> = BTreeSet::new();
-    for d in &in_scope {
-        let decider = d.decider();
-        ran.calls += 1;
-        *ran.by_gate.entry(d.gate.clone()).or_default() += 1;
-        *ran.by_decider.entry(decider.to_owned()).or_default() += 1;
-        if d.verdict == "forwarded" && matches!(decider, "policy" | "trust" | "timer") {
-            ran.without_person += 1;
-        }
-        let row = tools.entry((d.server.clone(), d.tool.clone())).or_insert_with(|| ToolRow {
-            server: d.server.clone(),
-            tool: d.tool.clone(),
-            calls: 0,
-            by_gate: BTreeMap::new(),
-            by_decider: BTreeMap::new(),
-        });
-        row.calls += 1;
-        *row.by_gate.entry(d.gate.clone()).or_default() += 1;
-        *row.by_decider.entry(decider.to_owned()).or_default() += 1;
-        *days.entry(d.day()).or_default().entry(d.gate.clone()).or_default() += 1;
-        matched.extend(d.rules.iter().map(String::as_str));
-        let channel = d.channel.clone().unwrap_or_else(|| "-".to_owned());
-        if d.decided_by == "human" {
-            let counts = match d.verdict.as_str() {
-                "forwarded" if d.edited => &mut people.edited,
-                "forwarded" => &mut people.approved,
-                _ => &mut people.denied,
-            };
-            *counts.entry(channel).or_default() += 1;
-            if d.channel.as_deref() != Some("session") && d.channel.as_deref() != Some("review") {
-                waits.push(d.waited_ms);
-            }
-        }
-        if d.decided_by == "timeout" {
-            people.timed_out += 1;
-        }
-        if d.verdict == "refused" && matches!(d.decided_by.as_str(), "policy" | "human") {
-            *denied.entry((d.server.clone(), d.tool.clone())).or_default().entry(decider.to_owned()).or_default() += 1;
-        }
-        if d.unreachable() {
-            *unreachable.entry((d.server.clone(), d.tool.clone())).or_default() += 1;
-        }
-    }
-    waits.sort_unstable();
-    people.wait_p50_ms = percentile(&waits, 50);
-    people.wait_p95_ms = percentile(&waits, 95);
-
-    let mut exceptions = Vec::new();
-    if chain != "ok" {
-        exceptions.push(Exception::Chain { problem: chain.clone() });
-    }
-    let mut refused: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut reloads = (0, String::new());
-    for note in log.notes.iter().filter(|n| in_period(n.at)) {
-        let reason = note.reason.clone().unwrap_or_default();
-        match note.event.as_str() {
-            "refused_line" => {
-                let from = note.from.clone().unwrap_or_else(|| "?".to_owned());
-                *refused.entry(from).or_default().entry(reason).or_default() += 1;
-            }
-            _ => reloads = (reloads.0 + 1, reason),
-        }
-    }
-    if reloads.0 > 0 {
-        exceptions.push(Exception::ReloadFailed { times: reloads.0, last: reloads.1 });
-    }
-    for ((server, tool), calls) in unreachable {
-        exceptions.push(Exception::Unreachable { server, tool, calls });
-    }
-    for (from, reasons) in refused {
-        exceptions.push(Exception::RefusedLines { from, lines: reasons.values().sum(), reasons });
-    }
-    for ((server, tool), by) in denied {
-        let calls = by.values().sum();
-        exceptions.push(Exception::Denied { server, tool, calls, by });
-    }
-    if let Some(trust) = sources.trust {
-        for (key, record) in &trust.tools {
-            let Some((server, tool)) = key.split_once('/') else { continue };
-            if record.changed() && sources.server.is_none_or(|g| g.is_match(server)) {
-                exceptions.push(Exception::ToolChanged { server: server.to_owned(), tool: tool.to_owned() });
-            }
-        }
-    }
-    if let Some(queue) = sources.queue {
-        for item in queue.items.values().filter(|i| i.status == Status::Waiting) {
-            if sources.server.is_none_or(|g| g.is_match(&item.server)) {
-                let age_s = sources.now_ms.saturating_sub(item.at) / 1000;
-                exceptions.push(Exception::Waiting {
-                    item: item.id,
-                    server: item.server.clone(),
-                    tool: item.tool.clone(),
-                    age_s,
-                });
-            }
-        }
-    }
-
+    let tally = Tally::of(&in_scope);
+    let exceptions = exceptions(sources, log, &tally, &chain);
     let mut proposals = Vec::new();
     proposals.extend(lower_gates(sources, &in_scope));
     proposals.extend(retried(&in_scope));
     // A rule that matched nothing says something only when there were calls it could match.
     if let Some((policy, _)) = sources.policy.as_ref().filter(|_| !in_scope.is_empty()) {
         for rule in policy.rules.rules() {
-            if !matched.contains(&*rule.name) {
+            if !tally.matched.contains(&*rule.name) {
                 proposals.push(Proposed::UnusedRule { rule: rule.name.to_string() });
             }
         }
     }
-
+    let Tally { mut ran, tools, people, days, .. } = tally;
     let mut tools: Vec<ToolRow> = tools.into_values().collect();
     tools.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| (&a.server, &a.tool).cmp(&(&b.server, &b.tool))));
     ran.tools = tools;
@@ -306,6 +202,134 @@ pub fn summarize(sources: &Sources<'_>, log: &Log, chain: String) -> Summary {
         proposals: proposals.into_iter().enumerate().map(|(i, what)| Proposal { n: i + 1, what }).collect(),
         chain,
     }
+}
+
+impl Sources<'_> {
+    fn in_period(&self, at: SystemTime) -> bool {
+        at >= self.since && at <= self.until
+    }
+}
+
+/// The period's decisions, counted every way the summary shows them.
+#[derive(Default)]
+struct Tally<'a> {
+    ran: Ran,
+    tools: BTreeMap<(String, String), ToolRow>,
+    people: People,
+    days: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Refused calls by server and tool, by who refused them.
+    denied: BTreeMap<(String, String), BTreeMap<String, u64>>,
+    /// Calls refused because no person could be reached, by server and tool.
+    unreachable: BTreeMap<(String, String), u64>,
+    /// Every rule that matched a call.
+    matched: BTreeSet<&'a str>,
+}
+
+impl<'a> Tally<'a> {
+    fn of(decisions: &[&'a Decision]) -> Tally<'a> {
+        let mut t = Tally::default();
+        let mut waits = Vec::new();
+        for d in decisions {
+            let decider = d.decider();
+            let key = (d.server.clone(), d.tool.clone());
+            t.ran.calls += 1;
+            *t.ran.by_gate.entry(d.gate.clone()).or_default() += 1;
+            *t.ran.by_decider.entry(decider.to_owned()).or_default() += 1;
+            if d.verdict == "forwarded" && matches!(decider, "policy" | "trust" | "timer") {
+                t.ran.without_person += 1;
+            }
+            let row = t.tools.entry(key.clone()).or_insert_with(|| ToolRow {
+                server: d.server.clone(),
+                tool: d.tool.clone(),
+                calls: 0,
+                by_gate: BTreeMap::new(),
+                by_decider: BTreeMap::new(),
+            });
+            row.calls += 1;
+            *row.by_gate.entry(d.gate.clone()).or_default() += 1;
+            *row.by_decider.entry(decider.to_owned()).or_default() += 1;
+            *t.days.entry(d.day()).or_default().entry(d.gate.clone()).or_default() += 1;
+            t.matched.extend(d.rules.iter().map(String::as_str));
+            if d.decided_by == "human" {
+                let counts = match d.verdict.as_str() {
+                    "forwarded" if d.edited => &mut t.people.edited,
+                    "forwarded" => &mut t.people.approved,
+                    _ => &mut t.people.denied,
+                };
+                *counts.entry(d.channel.clone().unwrap_or_else(|| "-".to_owned())).or_default() += 1;
+                // A session's allowance and a review answer nothing while the call waits.
+                if !matches!(d.channel.as_deref(), Some("session" | "review")) {
+                    waits.push(d.waited_ms);
+                }
+            }
+            if d.decided_by == "timeout" {
+                t.people.timed_out += 1;
+            }
+            if d.verdict == "refused" && matches!(d.decided_by.as_str(), "policy" | "human") {
+                *t.denied.entry(key.clone()).or_default().entry(decider.to_owned()).or_default() += 1;
+            }
+            if d.unreachable() {
+                *t.unreachable.entry(key).or_default() += 1;
+            }
+        }
+        waits.sort_unstable();
+        t.people.wait_p50_ms = percentile(&waits, 50);
+        t.people.wait_p95_ms = percentile(&waits, 95);
+        t
+    }
+}
+
+/// What needs a person, most pressing first: the chain, the policy in force, calls no one could
+/// be asked about, refused lines, denials, changed tools, parked calls waiting.
+fn exceptions(sources: &Sources<'_>, log: &Log, tally: &Tally<'_>, chain: &str) -> Vec<Exception> {
+    let mut exceptions = Vec::new();
+    if chain != "ok" {
+        exceptions.push(Exception::Chain { problem: chain.to_owned() });
+    }
+    let mut refused: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut reloads = (0, String::new());
+    for note in log.notes.iter().filter(|n| sources.in_period(n.at)) {
+        let reason = note.reason.clone().unwrap_or_default();
+        match note.event.as_str() {
+            "refused_line" => {
+                let from = note.from.clone().unwrap_or_else(|| "?".to_owned());
+                *refused.entry(from).or_default().entry(reason).or_default() += 1;
+            }
+            _ => reloads = (reloads.0 + 1, reason),
+        }
+    }
+    if reloads.0 > 0 {
+        exceptions.push(Exception::ReloadFailed { times: reloads.0, last: reloads.1 });
+    }
+    for ((server, tool), calls) in &tally.unreachable {
+        exceptions.push(Exception::Unreachable { server: server.clone(), tool: tool.clone(), calls: *calls });
+    }
+    for (from, reasons) in refused {
+        exceptions.push(Exception::RefusedLines { from, lines: reasons.values().sum(), reasons });
+    }
+    for ((server, tool), by) in &tally.denied {
+        let calls = by.values().sum();
+        exceptions.push(Exception::Denied { server: server.clone(), tool: tool.clone(), calls, by: by.clone() });
+    }
+    let named = |server: &str| sources.server.is_none_or(|g| g.is_match(server));
+    for (key, record) in sources.trust.iter().flat_map(|t| &t.tools) {
+        let Some((server, tool)) = key.split_once('/') else { continue };
+        if record.changed() && named(server) {
+            exceptions.push(Exception::ToolChanged { server: server.to_owned(), tool: tool.to_owned() });
+        }
+    }
+    for item in sources.queue.iter().flat_map(|q| q.items.values()) {
+        if item.status == Status::Waiting && named(&item.server) {
+            let age_s = sources.now_ms.saturating_sub(item.at) / 1000;
+            exceptions.push(Exception::Waiting {
+                item: item.id,
+                server: item.server.clone(),
+                tool: item.tool.clone(),
+                age_s,
+            });
+        }
+    }
+    exceptions
 }
 
 /// Tools a person approved every time, often enough: their gate could be lowered.
