@@ -513,6 +513,77 @@ mod tests {
         );
     }
 
+    /// The record `decision` wrote for `record`, from `"call"` on (the preamble's time and
+    /// session change from run to run).
+    fn written(record: &DecisionRecord<'_>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path);
+        log.decision(record).unwrap();
+        drop(log);
+        let line = std::fs::read_to_string(&path).unwrap();
+        let at = line.find(r#""call":"#).unwrap();
+        line[at..].to_owned()
+    }
+
+    /// The bytes of a decision record, pinned: the hash chain covers them and `audit verify`
+    /// reads old logs, so no change of the types behind them may move a key or an omission.
+    #[test]
+    fn a_decision_record_keeps_its_bytes() {
+        let object = |v: Value| v.as_object().cloned().unwrap();
+        let arguments = object(serde_json::json!({"path": "/etc/hosts", "token": "abc"}));
+        let edited = object(serde_json::json!({"path": "/tmp/hosts", "token": "abc"}));
+        let full = DecisionRecord {
+            server: "fs",
+            tool: "write_file",
+            arguments: &arguments,
+            edited_arguments: Some(&edited),
+            request_id: serde_json::json!(7),
+            gate: Gate::Ask,
+            tier: Tier::High,
+            rules: vec!["writes outside the project", "notes writes"],
+            reason: Some("writes outside the project"),
+            verdict: Verdict::Forwarded,
+            decided_by: DecidedBy::Human,
+            channel: Some("terminal"),
+            note: Some("the person edited the arguments"),
+            confidence: Some(0.25),
+            policy: "sha256:6d7f9cc82f44ddcb",
+            waited_ms: 1234,
+        };
+        let secret = "[secret sha256:6cc43f858fbb763301637b5af970e2a46b46f461f27e5a0f41e009c59b827b25]";
+        assert_eq!(
+            written(&full),
+            format!(
+                r#""call":1,"server":"fs","tool":"write_file","arguments":{{"path":"/etc/hosts","token":"{secret}"}},"edited_arguments":{{"path":"/tmp/hosts","token":"{secret}"}},"request_id":7,"gate":"ask","tier":"high","rules":["writes outside the project","notes writes"],"reason":"writes outside the project","verdict":"forwarded","decided_by":"human","channel":"terminal","note":"the person edited the arguments","confidence":0.25,"policy":"sha256:6d7f9cc82f44ddcb","waited_ms":1234}}
+"#
+            )
+        );
+        let bare = DecisionRecord {
+            server: "fs",
+            tool: "read_file",
+            arguments: &Map::new(),
+            edited_arguments: None,
+            request_id: serde_json::json!("a"),
+            gate: Gate::Allow,
+            tier: Tier::Low,
+            rules: vec![],
+            reason: None,
+            verdict: Verdict::Refused,
+            decided_by: DecidedBy::Policy,
+            channel: None,
+            note: None,
+            confidence: None,
+            policy: "sha256:6d7f9cc82f44ddcb",
+            waited_ms: 0,
+        };
+        assert_eq!(
+            written(&bare),
+            r#""call":1,"server":"fs","tool":"read_file","arguments":{},"request_id":"a","gate":"allow","tier":"low","rules":[],"verdict":"refused","decided_by":"policy","policy":"sha256:6d7f9cc82f44ddcb","waited_ms":0}
+"#
+        );
+    }
+
     #[test]
     fn an_empty_body_still_closes_the_object_and_a_body_that_is_no_object_is_refused() {
         let mut out = Vec::new();

@@ -277,6 +277,62 @@ mod tests {
         assert!(serde_json::from_str::<AnswerParams>(r#"{"ticket":1,"decision":"deny","extra":1}"#).is_err());
     }
 
+    /// An approval's bytes, pinned: `toolgate approve` and other front ends read them
+    /// (docs/reference/approver-protocol.md). What a front end reads back shows the same.
+    #[test]
+    fn an_approval_keeps_its_bytes_and_reads_back_as_it_was_sent() {
+        let now = Instant::now();
+        let asked = Request {
+            ticket: 3,
+            kind: Kind::Approve,
+            server: "fs".into(),
+            tool: "write_file".into(),
+            arguments: serde_json::json!({"path": "/etc/hosts"}).as_object().cloned().unwrap(),
+            gate: Gate::Ask,
+            tier: Tier::High,
+            rules: vec![
+                ("writes outside the project".into(), Some("writes outside the project".into())),
+                ("asks writes".into(), None),
+            ],
+            reason: Some("writes outside the project".into()),
+            deadline: now + Duration::from_millis(1500),
+            remember: Remember::Possible {
+                policy: "/home/me/policy.toml".into(),
+                rule: "[[rules]]\nname = \"x\"\n".into(),
+            },
+        };
+        let held = Request {
+            ticket: 4,
+            kind: Kind::Hold,
+            server: "fs".into(),
+            tool: "t".into(),
+            arguments: Map::new(),
+            gate: Gate::Hold,
+            tier: Tier::Medium,
+            rules: vec![],
+            reason: None,
+            deadline: now,
+            remember: Remember::Impossible("no policy file".into()),
+        };
+        for (request, bytes) in [
+            (
+                &asked,
+                r#"{"ticket":3,"kind":"approve","server":"fs","tool":"write_file","arguments":{"path":"/etc/hosts"},"gate":"ask","tier":"high","rules":[{"rule":"writes outside the project","reason":"writes outside the project"},{"rule":"asks writes"}],"reason":"writes outside the project","expires_in_ms":1500,"remember":{"policy":"/home/me/policy.toml","rule":"[[rules]]\nname = \"x\"\n"}}"#,
+            ),
+            (
+                &held,
+                r#"{"ticket":4,"kind":"hold","server":"fs","tool":"t","arguments":{},"gate":"hold","tier":"medium","rules":[],"expires_in_ms":0,"cannot_remember":"no policy file"}"#,
+            ),
+        ] {
+            let sent = serde_json::to_string(&Approval::from_request(request, now)).unwrap();
+            assert_eq!(sent, bytes);
+            let read: Approval = serde_json::from_str(&sent).unwrap();
+            let shown = read.to_request(request.ticket, now);
+            assert_eq!(&shown, request);
+            assert_eq!(serde_json::to_string(&Approval::from_request(&shown, now)).unwrap(), bytes);
+        }
+    }
+
     #[test]
     fn a_folder_open_to_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();

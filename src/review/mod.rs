@@ -154,3 +154,105 @@ pub fn item(
         policy: Some(policy.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::{Basis, Decision, Matched};
+
+    /// A queue file as toolgate writes it: one item with every field, and one queued before the
+    /// policy's version was kept.
+    const FILE: &str = r#"{
+  "v": 1,
+  "next": 3,
+  "items": {
+    "1": {
+      "id": 1,
+      "status": "ran",
+      "server": "fs",
+      "tool": "write_file",
+      "arguments": {
+        "path": "/etc/hosts"
+      },
+      "gate": "queue",
+      "tier": "high",
+      "rules": [
+        "park writes"
+      ],
+      "reason": "writes outside the project",
+      "at": 1700000000000,
+      "proxy": 4242,
+      "params": {
+        "name": "write_file",
+        "arguments": {
+          "path": "/etc/hosts"
+        }
+      },
+      "result": {
+        "content": []
+      },
+      "note": "approved by a person",
+      "decided_at": 1700000001000,
+      "policy": "sha256:6d7f9cc82f44ddcb"
+    },
+    "2": {
+      "id": 2,
+      "status": "to_review",
+      "server": "fs",
+      "tool": "read_file",
+      "arguments": {},
+      "gate": "notify",
+      "tier": "medium",
+      "rules": [],
+      "at": 1700000000000
+    }
+  }
+}
+"#;
+
+    /// The queue's bytes, pinned: every proxy and `toolgate review` shares the file, and files
+    /// written by older versions must load and be written back as they were.
+    #[test]
+    fn a_queue_file_is_written_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.json");
+        std::fs::write(&path, FILE).unwrap();
+        let file = QueueFile::new(path.clone());
+        let tools = file.update(|q| q.items.values().map(|i| i.tool.clone()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(tools, ["write_file", "read_file"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), FILE);
+    }
+
+    #[test]
+    fn a_new_item_lists_the_rules_that_chose_its_gate() {
+        let matched = |rule: &str, gate: Gate, reason: Option<&str>| Matched {
+            rule: rule.into(),
+            gate: Some(gate),
+            tier: None,
+            reason: reason.map(str::to_owned),
+            some_readings: false,
+        };
+        let decision = Decision {
+            gate: Gate::Queue,
+            tier: Tier::High,
+            basis: Basis::Rules,
+            matched: vec![
+                matched("notes writes", Gate::Notify, None),
+                matched("park writes", Gate::Queue, Some("writes outside the project")),
+            ],
+            reason: Some("writes outside the project".into()),
+            hold: None,
+            always_ask: false,
+            confidence: None,
+        };
+        let arguments = json!({"path": "/etc/hosts"}).as_object().cloned().unwrap();
+        let mut item = item(Status::Waiting, "fs", "write_file", &arguments, &decision, "sha256:6d7f9cc82f44ddcb");
+        item.at = 1700000000000;
+        assert_eq!(
+            serde_json::to_string(&item).unwrap(),
+            r#"{"id":0,"status":"waiting","server":"fs","tool":"write_file","arguments":{"path":"/etc/hosts"},"gate":"queue","tier":"high","rules":["park writes"],"reason":"writes outside the project","at":1700000000000,"policy":"sha256:6d7f9cc82f44ddcb"}"#
+        );
+    }
+}
