@@ -172,26 +172,36 @@ fn loading(c: &mut Criterion) {
 /// The audit records of one allowed call, written to a real file as `toolgate run` does.
 fn auditing(c: &mut Criterion) {
     use toolgate::audit::{AuditLog, DecidedBy, DecisionRecord, Outcome, Verdict};
-    use toolgate::policy::{Gate, Tier};
+    use toolgate::decided::DecidedCall;
+    use toolgate::policy::{Gate, Matched, Tier};
     let dir = tempfile::tempdir().unwrap();
     let mut log = AuditLog::open(&dir.path().join("audit.jsonl"));
     let arguments: Map<String, Value> = json!({"path": "notes/todo.txt"}).as_object().cloned().unwrap();
-    let record = DecisionRecord {
-        server: "demo-server",
-        tool: "read_file",
-        arguments: &arguments,
-        edited_arguments: None,
-        request_id: json!(1),
+    let call = DecidedCall {
+        server: "demo-server".into(),
+        tool: "read_file".into(),
+        arguments,
         gate: Gate::Allow,
         tier: Tier::Low,
-        rules: vec!["reads"],
+        matched: vec![Matched {
+            rule: "reads".into(),
+            gate: None,
+            tier: Some(Tier::Low),
+            reason: None,
+            some_readings: false,
+        }],
         reason: None,
+        policy: Some("sha256:0123456789abcdef".into()),
+        confidence: None,
+    };
+    let record = DecisionRecord {
+        call: &call,
+        edited_arguments: None,
+        request_id: json!(1),
         verdict: Verdict::Forwarded,
         decided_by: DecidedBy::Policy,
         channel: None,
         note: None,
-        confidence: None,
-        policy: "sha256:0123456789abcdef",
         waited_ms: 0,
     };
     let mut g = c.benchmark_group("audit");

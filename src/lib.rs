@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod confidence;
 pub mod conformity;
+pub mod decided;
 pub mod demo;
 pub mod exit;
 pub mod explain;

@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::policy::{Decision, Gate, Tier};
+use crate::decided::DecidedCall;
+use crate::policy::{Gate, Tier};
 use chain::Tail;
 pub use secrets::SecretKeys;
 
@@ -77,39 +78,78 @@ pub enum Verdict {
     Parked,
 }
 
-/// One decision, as written.
-#[derive(Debug, Serialize)]
+/// One decision, as written: the decided call, and what only the record says about it.
+#[derive(Debug)]
 pub struct DecisionRecord<'a> {
-    pub server: &'a str,
-    pub tool: &'a str,
-    pub arguments: &'a Map<String, Value>,
+    pub call: &'a DecidedCall,
     /// The arguments a person changed them to, when the call ran edited.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_arguments: Option<&'a Map<String, Value>>,
     pub request_id: Value,
-    pub gate: Gate,
-    pub tier: Tier,
-    pub rules: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'a str>,
     pub verdict: Verdict,
     pub decided_by: DecidedBy,
     /// Where a person answered: `terminal`, or `session` for a tool allowed earlier.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<&'a str>,
     /// Why the verdict differs from the gate, when it does (e.g. no approval channel).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,
-    /// The confidence the model reported, when the policy asks for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<f64>,
-    pub policy: &'a str,
     pub waited_ms: u64,
 }
 
-impl<'a> DecisionRecord<'a> {
-    pub fn rules_of(decision: &'a Decision) -> Vec<&'a str> {
-        decision.matched.iter().map(|m| m.rule.as_str()).collect()
+/// A decision record's body as written. The decided call's fields and the record's own are
+/// interleaved in the order records have always had: the hash chain covers these bytes.
+#[derive(Serialize)]
+struct Body<'a> {
+    server: &'a str,
+    tool: &'a str,
+    arguments: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_arguments: Option<&'a Map<String, Value>>,
+    request_id: &'a Value,
+    gate: Gate,
+    tier: Tier,
+    /// Every rule that matched, by name.
+    #[serde(serialize_with = "rule_names")]
+    rules: &'a DecidedCall,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    verdict: Verdict,
+    decided_by: DecidedBy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    /// The confidence the model reported, when the policy asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f64>,
+    /// `-` when it is not known (a queue item older than the version it kept).
+    policy: &'a str,
+    waited_ms: u64,
+}
+
+fn rule_names<S: serde::Serializer>(call: &&DecidedCall, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(call.rule_names())
+}
+
+impl<'a> Body<'a> {
+    fn of(record: &'a DecisionRecord<'a>) -> Body<'a> {
+        let call = record.call;
+        Body {
+            server: &call.server,
+            tool: &call.tool,
+            arguments: &call.arguments,
+            edited_arguments: record.edited_arguments,
+            request_id: &record.request_id,
+            gate: call.gate,
+            tier: call.tier,
+            rules: call,
+            reason: call.reason.as_deref(),
+            verdict: record.verdict,
+            decided_by: record.decided_by,
+            channel: record.channel,
+            note: record.note,
+            confidence: call.confidence,
+            policy: call.policy.as_deref().unwrap_or("-"),
+            waited_ms: record.waited_ms,
+        }
     }
 }
 
@@ -324,21 +364,15 @@ impl AuditLog {
         }
         let call = self.next_call;
         self.next_call += 1;
-        let arguments = self.secrets.recordable(record.arguments);
-        let edited = record.edited_arguments.and_then(|e| self.secrets.recordable(e));
-        let body = if arguments.is_some() || edited.is_some() {
-            let shown = DecisionRecord {
-                arguments: arguments.as_ref().unwrap_or(record.arguments),
-                edited_arguments: edited.as_ref().or(record.edited_arguments),
-                request_id: record.request_id.clone(),
-                rules: record.rules.clone(),
-                ..*record
-            };
-            serde_json::value::to_raw_value(&shown)
-        } else {
-            serde_json::value::to_raw_value(record)
+        let body = Body::of(record);
+        let arguments = self.secrets.recordable(body.arguments);
+        let edited = body.edited_arguments.and_then(|e| self.secrets.recordable(e));
+        let body = Body {
+            arguments: arguments.as_ref().unwrap_or(body.arguments),
+            edited_arguments: edited.as_ref().or(body.edited_arguments),
+            ..body
         };
-        let body = body.map_err(Error::Encode)?;
+        let body = serde_json::value::to_raw_value(&body).map_err(Error::Encode)?;
         self.staged.push((call, body));
         Ok(call)
     }
@@ -533,22 +567,35 @@ mod tests {
         let object = |v: Value| v.as_object().cloned().unwrap();
         let arguments = object(serde_json::json!({"path": "/etc/hosts", "token": "abc"}));
         let edited = object(serde_json::json!({"path": "/tmp/hosts", "token": "abc"}));
-        let full = DecisionRecord {
-            server: "fs",
-            tool: "write_file",
-            arguments: &arguments,
-            edited_arguments: Some(&edited),
-            request_id: serde_json::json!(7),
+        let matched = |rule: &str, gate: Gate, reason: Option<&str>| crate::policy::Matched {
+            rule: rule.into(),
+            gate: Some(gate),
+            tier: None,
+            reason: reason.map(str::to_owned),
+            some_readings: false,
+        };
+        let call = DecidedCall {
+            server: "fs".into(),
+            tool: "write_file".into(),
+            arguments,
             gate: Gate::Ask,
             tier: Tier::High,
-            rules: vec!["writes outside the project", "notes writes"],
-            reason: Some("writes outside the project"),
+            matched: vec![
+                matched("writes outside the project", Gate::Ask, Some("writes outside the project")),
+                matched("notes writes", Gate::Notify, None),
+            ],
+            reason: Some("writes outside the project".into()),
+            policy: Some("sha256:6d7f9cc82f44ddcb".into()),
+            confidence: Some(0.25),
+        };
+        let full = DecisionRecord {
+            call: &call,
+            edited_arguments: Some(&edited),
+            request_id: serde_json::json!(7),
             verdict: Verdict::Forwarded,
             decided_by: DecidedBy::Human,
             channel: Some("terminal"),
             note: Some("the person edited the arguments"),
-            confidence: Some(0.25),
-            policy: "sha256:6d7f9cc82f44ddcb",
             waited_ms: 1234,
         };
         let secret = "[secret sha256:6cc43f858fbb763301637b5af970e2a46b46f461f27e5a0f41e009c59b827b25]";
@@ -559,22 +606,25 @@ mod tests {
 "#
             )
         );
-        let bare = DecisionRecord {
-            server: "fs",
-            tool: "read_file",
-            arguments: &Map::new(),
-            edited_arguments: None,
-            request_id: serde_json::json!("a"),
+        let call = DecidedCall {
+            server: "fs".into(),
+            tool: "read_file".into(),
+            arguments: Map::new(),
             gate: Gate::Allow,
             tier: Tier::Low,
-            rules: vec![],
+            matched: vec![],
             reason: None,
+            policy: Some("sha256:6d7f9cc82f44ddcb".into()),
+            confidence: None,
+        };
+        let bare = DecisionRecord {
+            call: &call,
+            edited_arguments: None,
+            request_id: serde_json::json!("a"),
             verdict: Verdict::Refused,
             decided_by: DecidedBy::Policy,
             channel: None,
             note: None,
-            confidence: None,
-            policy: "sha256:6d7f9cc82f44ddcb",
             waited_ms: 0,
         };
         assert_eq!(

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{Answer, Kind, Remember, Request};
+use crate::decided::DecidedCall;
 use crate::policy::{Gate, Tier};
 
 /// The folder every proxy of this user puts its socket in.
@@ -100,7 +101,8 @@ pub fn same_user(stream: &UnixStream) -> Result<(), String> {
     }
 }
 
-/// A pending approval as the socket carries it.
+/// A pending approval as the socket carries it: a [`Request`] and its decided call, with the
+/// rules that chose the gate and their reasons.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub ticket: u64,
@@ -146,20 +148,17 @@ impl Approval {
             }
             Remember::Impossible(why) => (None, Some(why.clone())),
         };
+        let call = &request.call;
         Approval {
             ticket: request.ticket,
             kind: request.kind,
-            server: request.server.clone(),
-            tool: request.tool.clone(),
-            arguments: request.arguments.clone(),
-            gate: request.gate,
-            tier: request.tier,
-            rules: request
-                .rules
-                .iter()
-                .map(|(rule, reason)| RuleReason { rule: rule.clone(), reason: reason.clone() })
-                .collect(),
-            reason: request.reason.clone(),
+            server: call.server.clone(),
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            gate: call.gate,
+            tier: call.tier,
+            rules: call.deciding().map(|m| RuleReason { rule: m.rule.clone(), reason: m.reason.clone() }).collect(),
+            reason: call.reason.clone(),
             expires_in_ms: u64::try_from(request.deadline.saturating_duration_since(now).as_millis())
                 .unwrap_or(u64::MAX),
             remember,
@@ -173,16 +172,21 @@ impl Approval {
             (Some(r), _) => Remember::Possible { policy: r.policy.clone(), rule: r.rule.clone() },
             (None, why) => Remember::Impossible(why.clone().unwrap_or_else(|| "the proxy did not say".to_owned())),
         };
+        let rules = self.rules.iter().map(|r| (r.rule.clone(), r.reason.clone()));
         Request {
             ticket,
             kind: self.kind,
-            server: self.server.clone(),
-            tool: self.tool.clone(),
-            arguments: self.arguments.clone(),
-            gate: self.gate,
-            tier: self.tier,
-            rules: self.rules.iter().map(|r| (r.rule.clone(), r.reason.clone())).collect(),
-            reason: self.reason.clone(),
+            call: DecidedCall {
+                server: self.server.clone(),
+                tool: self.tool.clone(),
+                arguments: self.arguments.clone(),
+                gate: self.gate,
+                tier: self.tier,
+                matched: DecidedCall::read_back(self.gate, rules),
+                reason: self.reason.clone(),
+                policy: None,
+                confidence: None,
+            },
             deadline: now + Duration::from_millis(self.expires_in_ms),
             remember,
         }
@@ -278,23 +282,36 @@ mod tests {
     }
 
     /// An approval's bytes, pinned: `toolgate approve` and other front ends read them
-    /// (docs/reference/approver-protocol.md). What a front end reads back shows the same.
+    /// (docs/reference/approver-protocol.md). It lists the rules that chose the gate; what a
+    /// front end reads back shows the same.
     #[test]
     fn an_approval_keeps_its_bytes_and_reads_back_as_it_was_sent() {
         let now = Instant::now();
+        let matched = |rule: &str, gate: Gate, reason: Option<&str>| crate::policy::Matched {
+            rule: rule.into(),
+            gate: Some(gate),
+            tier: Some(Tier::High),
+            reason: reason.map(str::to_owned),
+            some_readings: false,
+        };
         let asked = Request {
             ticket: 3,
             kind: Kind::Approve,
-            server: "fs".into(),
-            tool: "write_file".into(),
-            arguments: serde_json::json!({"path": "/etc/hosts"}).as_object().cloned().unwrap(),
-            gate: Gate::Ask,
-            tier: Tier::High,
-            rules: vec![
-                ("writes outside the project".into(), Some("writes outside the project".into())),
-                ("asks writes".into(), None),
-            ],
-            reason: Some("writes outside the project".into()),
+            call: DecidedCall {
+                server: "fs".into(),
+                tool: "write_file".into(),
+                arguments: serde_json::json!({"path": "/etc/hosts"}).as_object().cloned().unwrap(),
+                gate: Gate::Ask,
+                tier: Tier::High,
+                matched: vec![
+                    matched("notes writes", Gate::Notify, Some("it writes")),
+                    matched("writes outside the project", Gate::Ask, Some("writes outside the project")),
+                    matched("asks writes", Gate::Ask, None),
+                ],
+                reason: Some("writes outside the project".into()),
+                policy: Some("sha256:6d7f9cc82f44ddcb".into()),
+                confidence: Some(0.5),
+            },
             deadline: now + Duration::from_millis(1500),
             remember: Remember::Possible {
                 policy: "/home/me/policy.toml".into(),
@@ -304,13 +321,17 @@ mod tests {
         let held = Request {
             ticket: 4,
             kind: Kind::Hold,
-            server: "fs".into(),
-            tool: "t".into(),
-            arguments: Map::new(),
-            gate: Gate::Hold,
-            tier: Tier::Medium,
-            rules: vec![],
-            reason: None,
+            call: DecidedCall {
+                server: "fs".into(),
+                tool: "t".into(),
+                arguments: Map::new(),
+                gate: Gate::Hold,
+                tier: Tier::Medium,
+                matched: vec![],
+                reason: None,
+                policy: Some("sha256:6d7f9cc82f44ddcb".into()),
+                confidence: None,
+            },
             deadline: now,
             remember: Remember::Impossible("no policy file".into()),
         };
@@ -328,7 +349,10 @@ mod tests {
             assert_eq!(sent, bytes);
             let read: Approval = serde_json::from_str(&sent).unwrap();
             let shown = read.to_request(request.ticket, now);
-            assert_eq!(&shown, request);
+            assert_eq!(
+                (shown.kind, shown.deadline, &shown.remember),
+                (request.kind, request.deadline, &request.remember)
+            );
             assert_eq!(serde_json::to_string(&Approval::from_request(&shown, now)).unwrap(), bytes);
         }
     }

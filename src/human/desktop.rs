@@ -48,12 +48,12 @@ fn show(title: String, body: String) {
 /// The notification's title and body. Names and reasons are shown escaped, as on every
 /// channel (`visible`).
 fn texts(request: &Request) -> (String, String) {
-    let (server, tool) = (visible(&request.server), visible(&request.tool));
+    let (server, tool) = (visible(&request.call.server), visible(&request.call.tool));
     let title = match request.kind {
         Kind::Approve => format!("toolgate: {server} wants to run {tool}"),
         Kind::Hold => format!("toolgate: {server} will run {tool} unless you cancel"),
     };
-    let body = match &request.reason {
+    let body = match &request.call.reason {
         Some(reason) => {
             format!("{}. Answer in your terminal, your client, or `toolgate approve`.", visible(reason))
         }
@@ -80,13 +80,17 @@ mod tests {
         let request = Request {
             ticket: 1,
             kind: Kind::Approve,
-            server: "bank\u{202e}".into(),
-            tool: "pay\r\x1b[2Kread".into(),
-            arguments: serde_json::Map::new(),
-            gate: Gate::Ask,
-            tier: Tier::High,
-            rules: Vec::new(),
-            reason: Some("it moves money\u{200b}\u{9b}".into()),
+            call: crate::decided::DecidedCall {
+                server: "bank\u{202e}".into(),
+                tool: "pay\r\x1b[2Kread".into(),
+                arguments: serde_json::Map::new(),
+                gate: Gate::Ask,
+                tier: Tier::High,
+                matched: crate::decided::DecidedCall::read_back(Gate::Ask, Vec::new()),
+                reason: Some("it moves money\u{200b}\u{9b}".into()),
+                policy: None,
+                confidence: None,
+            },
             deadline: Instant::now() + Duration::from_secs(60),
             remember: Remember::Impossible("no".into()),
         };

@@ -11,8 +11,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::decided::DecidedCall;
 use crate::policy::remember::Remember;
-use crate::policy::{Gate, Tier};
 
 /// The arguments with every value longer than `max` characters cut short (a string by its
 /// text, anything else by its JSON), each cut value saying how long it was, then `hint`.
@@ -41,15 +41,10 @@ pub struct Request {
     /// Identifies this request in answers and withdrawals; never reused in a process.
     pub ticket: u64,
     pub kind: Kind,
-    pub server: String,
-    pub tool: String,
-    pub arguments: Map<String, Value>,
-    pub gate: Gate,
-    pub tier: Tier,
-    /// The rules that chose the gate, each with its reason.
-    pub rules: Vec<(String, Option<String>)>,
-    /// Why the call stopped, in one line (a rule's reason, a low confidence, ...).
-    pub reason: Option<String>,
+    /// The call as decided. A person is shown the rules that chose its gate, each with its
+    /// reason ([`DecidedCall::deciding`]); its reason also says why the tool's earned trust did
+    /// not spare the person the question, when it did not.
+    pub call: DecidedCall,
     /// When the request ends by itself: the approval timeout (`Approve`) or the end of the hold
     /// (`Hold`).
     pub deadline: Instant,

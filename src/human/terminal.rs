@@ -140,7 +140,7 @@ fn step(request: &Request, stage: &Stage, line: &str) -> Step {
         (Stage::Choose, Kind::Approve, "a") => Step::Answer(Answer::AllowForSession),
         (Stage::Choose, Kind::Approve, "n") => Step::AskReason,
         (Stage::Choose, Kind::Approve, "e") => Step::Edit,
-        (Stage::Choose, Kind::Approve, "v") => Step::Say(whole_arguments(&request.arguments)),
+        (Stage::Choose, Kind::Approve, "v") => Step::Say(whole_arguments(&request.call.arguments)),
         (Stage::Choose, Kind::Approve, "r") => match &request.remember {
             Remember::Possible { policy, rule } => {
                 let policy = policy.display().to_string();
@@ -166,31 +166,31 @@ pub fn render(request: &Request, waiting: usize) -> String {
     out.push_str(&format!("\n── {title} {}\n", "─".repeat(60usize.saturating_sub(title.len()))));
     // Every string below comes from the server, the model or a policy file: shown escaped
     // (`visible`), and a name that needed it is flagged, since it may pose as another.
-    out.push_str(&format!("  server   {}\n", visible(&request.server)));
-    if let Some(warning) = visible::warning("the server's name", &request.server) {
+    let call = &request.call;
+    out.push_str(&format!("  server   {}\n", visible(&call.server)));
+    if let Some(warning) = visible::warning("the server's name", &call.server) {
         out.push_str(&format!("           {warning}\n"));
     }
-    out.push_str(&format!("  tool     {}\n", visible(&request.tool)));
-    if let Some(warning) = visible::warning("the tool's name", &request.tool) {
+    out.push_str(&format!("  tool     {}\n", visible(&call.tool)));
+    if let Some(warning) = visible::warning("the tool's name", &call.tool) {
         out.push_str(&format!("           {warning}\n"));
     }
-    let args =
-        visible::to_json_pretty(&Value::Object(super::shortened(&request.arguments, SHORT, ", v shows it whole")))
-            .unwrap_or_default();
+    let args = visible::to_json_pretty(&Value::Object(super::shortened(&call.arguments, SHORT, ", v shows it whole")))
+        .unwrap_or_default();
     for (i, line) in args.lines().enumerate() {
         out.push_str(if i == 0 { "  args     " } else { "           " });
         out.push_str(line);
         out.push('\n');
     }
-    let mut why = format!("{} · tier {}", request.gate.as_str(), request.tier.as_str());
-    for (rule, reason) in &request.rules {
-        why.push_str(&format!(" · rule \"{}\"", visible(rule)));
-        if let Some(r) = reason {
+    let mut why = format!("{} · tier {}", call.gate.as_str(), call.tier.as_str());
+    for rule in call.deciding() {
+        why.push_str(&format!(" · rule \"{}\"", visible(&rule.rule)));
+        if let Some(r) = &rule.reason {
             why.push_str(&format!(": {}", visible(r)));
         }
     }
-    if request.rules.is_empty()
-        && let Some(reason) = &request.reason
+    if call.deciding().next().is_none()
+        && let Some(reason) = &call.reason
     {
         why.push_str(&format!(" · {}", visible(reason)));
     }
@@ -204,7 +204,7 @@ pub fn render(request: &Request, waiting: usize) -> String {
     match request.kind {
         Kind::Approve => out.push_str(&format!(
             "  [y] allow once  [a] allow {} for this session  [n] deny  [e] edit  [r] remember  [v] view whole\n",
-            visible(&request.tool)
+            visible(&call.tool)
         )),
         Kind::Hold => out.push_str("  [c] cancel it; otherwise it runs when the time is up\n"),
     }
@@ -480,7 +480,7 @@ impl Owner {
     fn edit(&mut self) {
         let Some(open) = self.current.as_ref() else { return };
         let saved = open.saved.clone();
-        let arguments = open.request.arguments.clone();
+        let arguments = open.request.call.arguments.clone();
         let _ = termios::tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, &saved);
         self.write("\r\n");
         let result = edit_arguments(&self.tty, &arguments);
@@ -574,16 +574,22 @@ mod tests {
     use crate::policy::{Gate, Tier};
 
     fn request(kind: Kind, arguments: Value) -> Request {
+        let gate = if kind == Kind::Hold { Gate::Hold } else { Gate::Ask };
+        let rules = vec![("money needs a yes".into(), Some("it moves money".into()))];
         Request {
             ticket: 1,
             kind,
-            server: "demo".into(),
-            tool: "send_payment".into(),
-            arguments: arguments.as_object().cloned().unwrap(),
-            gate: if kind == Kind::Hold { Gate::Hold } else { Gate::Ask },
-            tier: Tier::High,
-            rules: vec![("money needs a yes".into(), Some("it moves money".into()))],
-            reason: Some("it moves money".into()),
+            call: crate::decided::DecidedCall {
+                server: "demo".into(),
+                tool: "send_payment".into(),
+                arguments: arguments.as_object().cloned().unwrap(),
+                gate,
+                tier: Tier::High,
+                matched: crate::decided::DecidedCall::read_back(gate, rules),
+                reason: Some("it moves money".into()),
+                policy: None,
+                confidence: None,
+            },
             deadline: Instant::now() + Duration::from_secs(60),
             remember: Remember::Impossible("rule \"money needs a yes\" asks for this call".into()),
         }

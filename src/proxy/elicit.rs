@@ -95,28 +95,27 @@ pub fn input_required_line(id: &Id, request: &Request, wait_secs: u64, state: &s
 fn form(request: &Request, wait_secs: u64) -> Value {
     // The client shows this message to a person: every name, reason and argument escaped
     // (`visible`), and a name that needed it flagged.
-    let args = visible::to_json_pretty(&Value::Object(human::shortened(&request.arguments, SHORT, " in all")))
+    let call = &request.call;
+    let args = visible::to_json_pretty(&Value::Object(human::shortened(&call.arguments, SHORT, " in all")))
         .unwrap_or_default();
-    let (server, tool) = (visible(&request.server), visible(&request.tool));
+    let (server, tool) = (visible(&call.server), visible(&call.tool));
     let warnings: String =
-        [visible::warning("The server's name", &request.server), visible::warning("The tool's name", &request.tool)]
+        [visible::warning("The server's name", &call.server), visible::warning("The tool's name", &call.tool)]
             .into_iter()
             .flatten()
             .map(|w| format!("{w}\n"))
             .collect();
-    let why = match (&request.rules[..], &request.reason) {
+    let rules: Vec<String> = call
+        .deciding()
+        .map(|m| match &m.reason {
+            Some(r) => format!("rule \"{}\" ({})", visible(&m.rule), visible(r)),
+            None => format!("rule \"{}\"", visible(&m.rule)),
+        })
+        .collect();
+    let why = match (&rules[..], &call.reason) {
         ([], Some(reason)) => format!("It stopped because: {}.", visible(reason)),
-        ([], None) => format!("It stopped because calls like it are {} risk.", request.tier.as_str()),
-        (rules, _) => {
-            let named: Vec<String> = rules
-                .iter()
-                .map(|(name, reason)| match reason {
-                    Some(r) => format!("rule \"{}\" ({})", visible(name), visible(r)),
-                    None => format!("rule \"{}\"", visible(name)),
-                })
-                .collect();
-            format!("It was stopped by {}.", named.join(", "))
-        }
+        ([], None) => format!("It stopped because calls like it are {} risk.", call.tier.as_str()),
+        (named, _) => format!("It was stopped by {}.", named.join(", ")),
     };
     let (message, schema) = match request.kind {
         Kind::Approve => (
@@ -274,13 +273,20 @@ mod tests {
         let request = Request {
             ticket: 1,
             kind: Kind::Approve,
-            server: "bank\u{202e}".into(),
-            tool: "pay\r\x1b[2Kread".into(),
-            arguments: json!({"to": "ACME\u{9b}2J\u{200b}"}).as_object().cloned().unwrap(),
-            gate: crate::policy::Gate::Ask,
-            tier: crate::policy::Tier::High,
-            rules: vec![("r\u{2066}".into(), Some("why\x1b]0;t\x07".into()))],
-            reason: None,
+            call: crate::decided::DecidedCall {
+                server: "bank\u{202e}".into(),
+                tool: "pay\r\x1b[2Kread".into(),
+                arguments: json!({"to": "ACME\u{9b}2J\u{200b}"}).as_object().cloned().unwrap(),
+                gate: crate::policy::Gate::Ask,
+                tier: crate::policy::Tier::High,
+                matched: crate::decided::DecidedCall::read_back(
+                    crate::policy::Gate::Ask,
+                    vec![("r\u{2066}".into(), Some("why\x1b]0;t\x07".into()))],
+                ),
+                reason: None,
+                policy: None,
+                confidence: None,
+            },
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
             remember: crate::policy::remember::Remember::Impossible("no".into()),
         };

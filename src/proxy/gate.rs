@@ -21,6 +21,7 @@ use super::{Inbound, Outgoing, Peer, request_state};
 use crate::audit::{DecidedBy, DecisionRecord, Verdict};
 use crate::confidence;
 use crate::conformity;
+use crate::decided::DecidedCall;
 use crate::policy::ArgumentsSetting as Setting;
 use crate::policy::reading::Context;
 use crate::policy::{Call, Decision, Gate};
@@ -32,9 +33,13 @@ use crate::wire::{CallToolParams, Envelope, Id, reply};
 pub(super) struct Decided {
     pub id: Id,
     pub inbound: Inbound,
+    /// The call's params; their arguments moved into `decided`.
     pub params: CallToolParams,
+    /// The call as decided: what its record, its queue item and a person's question show.
+    pub decided: DecidedCall,
+    /// The policy's whole decision, for what only the proxy reads: how long a hold waits,
+    /// whether a rule says `always_ask`, what "remember" may propose.
     pub decision: Decision,
-    pub confidence: Option<f64>,
     /// toolgate's confidence property is not the tool's in this call: it is read and never
     /// forwarded, not even in arguments a person edited.
     pub strips: bool,
@@ -50,6 +55,16 @@ pub(super) struct Decided {
 impl Decided {
     pub fn stateless(&self) -> bool {
         self.params.is_stateless_era()
+    }
+
+    /// Takes a new judgement of the call, by the policy in force now.
+    pub fn judged_again(&mut self, session: &Session, judgement: Judgement) {
+        let arguments = std::mem::take(&mut self.decided.arguments);
+        let confidence = self.decided.confidence;
+        let (server, version) = (&session.server, &session.policy.version);
+        self.decided = DecidedCall::new(server, &self.params.name, arguments, &judgement.decision, version, confidence);
+        self.decision = judgement.decision;
+        self.trust = judgement.trust;
     }
 }
 
@@ -161,20 +176,23 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         failure,
     );
     let changed = if matches!(listed, Listed::Withdrawn | Listed::Abandoned(_)) { None } else { changed };
-    if let Some(why) = changed.filter(|_| decision.gate == Gate::Deny) {
-        let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", params.name);
+    let arguments = std::mem::take(&mut params.arguments);
+    let decided = DecidedCall::new(&session.server, &params.name, arguments, &decision, &policy.version, confidence);
+    let call = Decided { id, inbound, params, decided, decision, strips, stripped, written, since: session.now, trust };
+    if let Some(why) = changed.filter(|_| call.decided.gate == Gate::Deny) {
+        let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", call.params.name);
         let note = Some(format!("arguments = \"strict\": {why}"));
-        let call =
-            Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
         tracing::warn!("refused `{}`: {why}", call.params.name);
         settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note, text });
         return Next::Settled;
     }
     if setting == Setting::Off && !matches!(verdict, conformity::Verdict::Conforms(_)) {
-        tracing::debug!("`{}`: {} (arguments = \"off\")", params.name, conformity::refusal(&params.name, &verdict));
+        tracing::debug!(
+            "`{}`: {} (arguments = \"off\")",
+            call.params.name,
+            conformity::refusal(&call.params.name, &verdict)
+        );
     }
-    let call =
-        Decided { id, inbound, params, decision, confidence, strips, stripped, written, since: session.now, trust };
     if listed == Listed::Withdrawn {
         let note = "the client cancelled the call while toolgate listed the server's tools".to_owned();
         settle(session, call, Settlement::Drop { by: DecidedBy::Client, note });
@@ -194,8 +212,8 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
         Some(Value::String(state)) if request_state::is_toolgates(state) => Next::Retried(Box::new(call)),
         // The server asked for more input about a call a person approved; this is the retry.
         Some(Value::String(state))
-            if matches!(call.decision.gate, Gate::Ask | Gate::Hold)
-                && session.allowed.continuation(state, &call.params.name, &call.params.arguments, session.now) =>
+            if matches!(call.decided.gate, Gate::Ask | Gate::Hold)
+                && session.allowed.continuation(state, &call.params.name, &call.decided.arguments, session.now) =>
         {
             let note = Some("continues a call a person approved (the server asked the client for more input)".into());
             settle(session, call, Settlement::Forward { by: DecidedBy::Human, channel: None, note, edited: None });
@@ -261,7 +279,7 @@ pub(super) fn judge(
 
 /// Carries out the gate the policy chose for a call, or says where it waits.
 pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
-    match call.decision.gate {
+    match call.decided.gate {
         Gate::Allow => settle(
             session,
             call,
@@ -270,7 +288,7 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
         Gate::Notify => {
             let why = match &call.trust {
                 Some(TrustSays::Earned(earned)) => format!(" ({earned})"),
-                _ => because(&call.decision),
+                _ => because(&call.decided),
             };
             // Names and reasons are shown escaped: the notice reaches a terminal.
             let (server, tool) = (visible(&session.server), visible(&call.params.name));
@@ -281,18 +299,11 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
                 Some(TrustSays::Earned(earned)) => (DecidedBy::Trust, Some(earned)),
                 _ => (DecidedBy::Policy, None),
             };
-            session.add_to_review(review::item(
-                Status::ToReview,
-                &session.server,
-                &call.params.name,
-                &call.params.arguments,
-                &call.decision,
-                &session.policy.version,
-            ));
+            session.add_to_review(review::item(Status::ToReview, call.decided.clone()));
             settle(session, call, Settlement::Forward { by, channel: None, note, edited: None });
         }
         Gate::Deny => {
-            let text = refusal_text(&call.params.name, &call.decision);
+            let text = refusal_text(&call.decided);
             settle(session, call, Settlement::Refuse { by: DecidedBy::Policy, channel: None, note: None, text });
         }
         Gate::Queue => return Next::Park(Box::new(call)),
@@ -352,7 +363,6 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
             line => prepared = line.flatten(),
         }
     }
-    let policy = session.policy.clone();
     let waited = session.now.saturating_duration_since(call.since);
     let park_note = match &how {
         Settlement::Park { item, .. } => Some(format!("parked as review item {item}")),
@@ -378,29 +388,22 @@ pub(super) fn settle(session: &mut Session, mut call: Decided, mut how: Settleme
         note = Some(lost.as_str());
     }
     let record = DecisionRecord {
-        server: &session.server,
-        tool: &call.params.name,
-        arguments: &call.params.arguments,
+        call: &call.decided,
         edited_arguments: edited,
         request_id: call.id.to_value(),
-        gate: call.decision.gate,
-        tier: call.decision.tier,
-        rules: DecisionRecord::rules_of(&call.decision),
-        reason: call.decision.reason.as_deref(),
         verdict,
         decided_by: by,
         channel,
         note,
-        confidence: call.confidence,
-        policy: &policy.version,
         waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
     };
     let stateless = call.stateless();
     let id = call.id.to_value();
     if let Some(recorder) = &mut session.recorder {
+        let rules: Vec<&str> = call.decided.rule_names().collect();
         recorder.decision(serde_json::json!({
-            "request_id": id, "tool": call.params.name, "gate": call.decision.gate, "tier": call.decision.tier,
-            "rules": record.rules, "verdict": verdict, "decided_by": by, "channel": channel, "note": note,
+            "request_id": id, "tool": call.params.name, "gate": call.decided.gate, "tier": call.decided.tier,
+            "rules": rules, "verdict": verdict, "decided_by": by, "channel": channel, "note": note,
         }));
     }
     // The record is staged, and written before anything that carries the call out leaves
@@ -447,12 +450,12 @@ fn carry(
             if by != DecidedBy::Policy {
                 tracing::info!("`{}` runs: decided by {}{}", call.params.name, by.as_str(), wait_clause(waited));
             } else {
-                tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decision));
+                tracing::debug!("allowed `{}`{}", call.params.name, because(&call.decided));
             }
             let line = prepared.unwrap_or_else(|| std::mem::take(&mut call.inbound.line));
             // A person's yes covers the call that ran: with edited arguments, those.
             let approved = (by == DecidedBy::Human && stateless).then(|| {
-                let ran = edited.as_ref().unwrap_or(&call.params.arguments);
+                let ran = edited.as_ref().unwrap_or(&call.decided.arguments);
                 (call.params.name.clone(), request_state::digest(ran))
             });
             let what = Waiting::ToolsCall { call: call_no, approved };
@@ -488,28 +491,29 @@ pub(super) fn for_server(call: &Decided, edited: Option<&Map<String, Value>>) ->
 }
 
 /// What the model reads when the policy refuses a call, or when no person can be asked.
-pub(super) fn refusal_text(tool: &str, decision: &Decision) -> String {
-    match decision.gate {
+pub(super) fn refusal_text(call: &DecidedCall) -> String {
+    let tool = &call.tool;
+    match call.gate {
         Gate::Deny => format!(
             "toolgate refused this call to `{tool}`: {}{}. The call was not run.",
-            decision.reason.as_deref().unwrap_or("the policy does not allow it"),
-            rules_clause(decision),
+            call.reason.as_deref().unwrap_or("the policy does not allow it"),
+            rules_clause(call),
         ),
         Gate::Hold | Gate::Ask | Gate::Queue => format!(
             "toolgate stopped this call to `{tool}`: it needs a human's approval ({} tier{}{}), and no \
              approval channel is available, so the call was not run. Tell the user that this call \
              needs their approval.",
-            decision.tier.as_str(),
-            decision.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
-            rules_clause(decision),
+            call.tier.as_str(),
+            call.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
+            rules_clause(call),
         ),
         Gate::Allow | Gate::Notify => format!("toolgate did not run this call to `{tool}`."),
     }
 }
 
 /// `(rule "a", "b")`, naming the rules that chose the gate.
-pub(super) fn rules_clause(decision: &Decision) -> String {
-    let rules: Vec<String> = decision.deciding_rules().map(|r| format!("{r:?}")).collect();
+pub(super) fn rules_clause(call: &DecidedCall) -> String {
+    let rules: Vec<String> = call.deciding().map(|m| format!("{:?}", m.rule)).collect();
     match rules.len() {
         0 => String::new(),
         1 => format!(" (rule {})", rules[0]),
@@ -517,9 +521,9 @@ pub(super) fn rules_clause(decision: &Decision) -> String {
     }
 }
 
-fn because(decision: &Decision) -> String {
-    let mut out = rules_clause(decision);
-    if let Some(reason) = &decision.reason {
+fn because(call: &DecidedCall) -> String {
+    let mut out = rules_clause(call);
+    if let Some(reason) = &call.reason {
         out.push_str(&format!(": {}", visible(reason)));
     }
     out

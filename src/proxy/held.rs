@@ -196,7 +196,7 @@ impl Held {
     /// Holds a call that needs a person and offers it on every live channel; with none, refuses it
     /// at once and says how to get asked next time.
     pub fn hold(&mut self, session: &mut Session, call: Decided) {
-        let kind = if call.decision.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
+        let kind = if call.decided.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
         let wait = match kind {
             Kind::Hold => call.decision.hold.unwrap_or_default(),
             Kind::Approve => session.policy.settings.approval_timeout,
@@ -204,28 +204,19 @@ impl Held {
         let deadline = session.now + wait;
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        // Why trust did not spare the person the question (another program, a listing that has
+        // not shown the pinned tool, a reset) is theirs to read too.
+        let mut shown = call.decided.clone();
+        if let Some(super::session_trust::TrustSays::Lost(lost)) = &call.trust {
+            shown.reason = Some(match shown.reason {
+                Some(reason) => format!("{reason}; {lost}"),
+                None => lost.clone(),
+            });
+        }
         let request = Request {
             ticket,
             kind,
-            server: session.server.clone(),
-            tool: call.params.name.clone(),
-            arguments: call.params.arguments.clone(),
-            gate: call.decision.gate,
-            tier: call.decision.tier,
-            rules: call
-                .decision
-                .matched
-                .iter()
-                .filter(|m| m.gate == Some(call.decision.gate))
-                .map(|m| (m.rule.clone(), m.reason.clone()))
-                .collect(),
-            // Why trust did not spare the person the question (another program, a listing that has
-            // not shown the pinned tool, a reset) is theirs to read too.
-            reason: match (&call.decision.reason, &call.trust) {
-                (Some(reason), Some(super::session_trust::TrustSays::Lost(lost))) => Some(format!("{reason}; {lost}")),
-                (None, Some(super::session_trust::TrustSays::Lost(lost))) => Some(lost.clone()),
-                (reason, _) => reason.clone(),
-            },
+            call: shown,
             deadline: deadline.into_std(),
             remember: remember::proposal(
                 &session.policy,
@@ -282,7 +273,7 @@ impl Held {
                 "{} No person could be asked: {why}. To be asked next time, run `toolgate approve` in a terminal of \
                  this user, use a client that supports MCP elicitation, or run the agent and toolgate in a terminal \
                  you are using.",
-                gate::refusal_text(&call.params.name, &call.decision)
+                gate::refusal_text(&call.decided)
             );
             let note = Some(format!("needs a human, and no approval channel is available: {why}"));
             gate::settle(session, call, Settlement::Refuse { by: DecidedBy::Toolgate, channel: None, note, text });
@@ -299,9 +290,9 @@ impl Held {
         tracing::info!(
             "`{}` waits for a person ({}) on {}{}",
             call.params.name,
-            call.decision.gate.as_str(),
+            call.decided.gate.as_str(),
             channels.join(" and "),
-            gate::rules_clause(&call.decision)
+            gate::rules_clause(&call.decided)
         );
         if session.policy.settings.desktop_notifications {
             crate::human::desktop::notify(&request);
@@ -328,11 +319,11 @@ impl Held {
         }
         let carried = (!carried.is_empty()).then_some(Value::Object(carried));
         let now = request_state::now_ms();
-        let state = self.sealer.seal(&session.server, &call.params.name, &call.params.arguments, wait, carried, now);
+        let state = self.sealer.seal(&session.server, &call.params.name, &call.decided.arguments, wait, carried, now);
         tracing::info!(
             "`{}` needs a person; asking inside the client{}",
             call.params.name,
-            gate::rules_clause(&call.decision)
+            gate::rules_clause(&call.decided)
         );
         let line = elicit::input_required_line(&call.id, request, wait.as_secs(), &state);
         gate::settle(session, call, Settlement::Question { line });
@@ -350,7 +341,7 @@ impl Held {
         let channel = Some(Via::Elicitation.name());
         let tool = call.params.name.clone();
         let now = request_state::now_ms();
-        let opened = self.sealer.open(&state, &session.server, &tool, &call.params.arguments, now);
+        let opened = self.sealer.open(&state, &session.server, &tool, &call.decided.arguments, now);
         let carried = match opened {
             Ok(carried) => carried,
             Err(why) => {
@@ -374,7 +365,7 @@ impl Held {
                 return Next::Settled;
             }
         }
-        if !matches!(call.decision.gate, Gate::Ask | Gate::Hold) {
+        if !matches!(call.decided.gate, Gate::Ask | Gate::Hold) {
             // The policy changed since the question: it decides alone now.
             return gate::carry_out(session, call);
         }
@@ -410,10 +401,8 @@ impl Held {
                     return;
                 }
                 let Some(held) = self.take(ticket) else { return };
-                let text = format!(
-                    "{} The terminal could no longer be used: {why}.",
-                    gate::refusal_text(&held.call.params.name, &held.call.decision)
-                );
+                let text =
+                    format!("{} The terminal could no longer be used: {why}.", gate::refusal_text(&held.call.decided));
                 let note = Some(format!("the terminal was lost: {why}"));
                 gate::settle(
                     session,
@@ -649,33 +638,36 @@ impl Held {
         for ticket in tickets {
             let Some(held) = self.calls.get_mut(&ticket) else { continue };
             let tool = held.call.params.name.clone();
-            let mut arguments = std::mem::take(&mut held.call.params.arguments);
+            let mut arguments = std::mem::take(&mut held.call.decided.arguments);
             let written = held.call.written.clone().and_then(|r| held.call.inbound.line.get(r));
             let written = written.and_then(|w| std::str::from_utf8(w).ok()).map(str::to_owned);
-            let confidence = held.call.confidence;
+            let confidence = held.call.decided.confidence;
             let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
             let Some(held) = self.calls.get_mut(&ticket) else { continue };
-            held.call.params.arguments = arguments;
+            held.call.decided.arguments = arguments;
             let (was, now) = (&held.call.decision, &judged.decision);
             let rose = now.gate > was.gate
                 || (now.gate == Gate::Hold
                     && was.gate == Gate::Hold
                     && now.hold.unwrap_or_default() > was.hold.unwrap_or_default());
             if !rose {
+                // The policy in force now judged it and let it wait on: its record names this one.
+                held.call.decided.policy = Some(session.policy.version.clone());
                 tracing::debug!("`{}` still waits: {why}, and the call is judged no stricter", held.call.params.name);
                 continue;
             }
             let Some(mut held) = self.take(ticket) else { continue };
             self.retract(session, ticket, &held, Withdrawn::Redecided, None);
+            let was = held.call.decided.gate;
+            let changed = judged.changed.clone();
+            held.call.judged_again(session, judged);
             tracing::warn!(
                 "`{tool}` was waiting ({}) when {why}; it is now judged {}{}",
-                held.call.decision.gate.as_str(),
-                judged.decision.gate.as_str(),
-                gate::rules_clause(&judged.decision)
+                was.as_str(),
+                held.call.decided.gate.as_str(),
+                gate::rules_clause(&held.call.decided)
             );
-            held.call.decision = judged.decision;
-            held.call.trust = judged.trust;
-            match (held.call.decision.gate, judged.changed) {
+            match (held.call.decided.gate, changed) {
                 (Gate::Deny, Some(changed)) => {
                     let text = format!("toolgate refused this call to `{tool}`: {changed}. The call was not run.");
                     let note = Some(format!("{why}; arguments = \"strict\": {changed}"));
@@ -686,7 +678,7 @@ impl Held {
                     );
                 }
                 (Gate::Deny, None) => {
-                    let text = gate::refusal_text(&tool, &held.call.decision);
+                    let text = gate::refusal_text(&held.call.decided);
                     let note = Some(format!("{why} while the call waited for a person"));
                     gate::settle(
                         session,

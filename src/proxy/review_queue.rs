@@ -15,6 +15,7 @@ use super::approver_socket::{error_line, result_line};
 use super::gate::{self, Decided, Settlement};
 use super::session::Session;
 use crate::audit::{DecidedBy, DecisionRecord, Outcome, Verdict};
+use crate::decided::DecidedCall;
 use crate::review::{self, QueueFile, Status};
 use crate::wire::{Id, splice};
 
@@ -22,21 +23,8 @@ use crate::wire::{Id, splice};
 struct ParkedCall {
     /// The `tools/call` line as the server is to get it.
     line: Vec<u8>,
-    decided: DecidedParts,
-}
-
-/// What the audit record of the run needs from the original decision.
-struct DecidedParts {
-    tool: String,
-    arguments: serde_json::Map<String, Value>,
-    gate: crate::policy::Gate,
-    tier: crate::policy::Tier,
-    /// Every rule that matched, as a decision record lists them.
-    rules: Vec<String>,
-    reason: Option<String>,
-    confidence: Option<f64>,
-    /// The version of the policy that parked it: the one that decided it.
-    policy: String,
+    /// The call as the policy that parked it decided it: what the record of its run says.
+    call: DecidedCall,
 }
 
 /// A run in flight: the reviewer waiting for it.
@@ -77,7 +65,7 @@ impl Parking {
     /// A `notify` call ran: it goes into the queue "to review".
     pub fn to_review(&self, item: review::Item) {
         let Some(file) = &self.file else { return };
-        let tool = item.tool.clone();
+        let tool = item.call.tool.clone();
         if let Err(e) = file.update(|q| q.add(item)) {
             tracing::warn!("cannot add `{tool}` to the review queue: {e}");
         }
@@ -122,14 +110,7 @@ impl Parking {
             .ok()
             .and_then(|t| splice::member(t.trim_end(), "params"))
             .and_then(|p| serde_json::from_str::<Value>(p).ok());
-        let mut item = review::item(
-            Status::Waiting,
-            &session.server,
-            &tool,
-            &call.params.arguments,
-            &call.decision,
-            &session.policy.version,
-        );
+        let mut item = review::item(Status::Waiting, call.decided.clone());
         item.proxy = Some(std::process::id());
         item.params = params;
         let added = match &self.file {
@@ -151,21 +132,11 @@ impl Parking {
                 );
             }
         };
-        let decided = DecidedParts {
-            tool: tool.clone(),
-            arguments: call.params.arguments.clone(),
-            gate: call.decision.gate,
-            tier: call.decision.tier,
-            rules: call.decision.matched.iter().map(|m| m.rule.clone()).collect(),
-            reason: call.decision.reason.clone(),
-            confidence: call.confidence,
-            policy: session.policy.version.clone(),
-        };
-        self.parked.insert(number, ParkedCall { line, decided });
+        self.parked.insert(number, ParkedCall { line, call: call.decided.clone() });
         let text = format!(
             "toolgate parked this call to `{tool}` for human review as item {number}{}. It has NOT run. It runs only if \
          the user approves it (toolgate review); tell the user it is waiting.",
-            gate::rules_clause(&call.decision)
+            gate::rules_clause(&call.decided)
         );
         tracing::info!("parked `{tool}` as review item {number}");
         gate::settle(session, call, Settlement::Park { item: number, text });
@@ -192,23 +163,15 @@ impl Parking {
         else {
             return refuse(format!("item {item} cannot be prepared for the server"));
         };
-        let d = &parked.decided;
+        let note = format!("review item {item}, approved");
         let record = DecisionRecord {
-            server: &session.server,
-            tool: &d.tool,
-            arguments: &d.arguments,
+            call: &parked.call,
             edited_arguments: None,
             request_id: id.to_value(),
-            gate: d.gate,
-            tier: d.tier,
-            rules: d.rules.iter().map(String::as_str).collect(),
-            reason: d.reason.as_deref(),
             verdict: Verdict::Forwarded,
             decided_by: DecidedBy::Human,
             channel: Some("review"),
-            note: Some(&format!("review item {item}, approved")),
-            confidence: d.confidence,
-            policy: &d.policy,
+            note: Some(&note),
             waited_ms: 0,
         };
         let call = match session.audit.decision(&record) {
@@ -218,7 +181,7 @@ impl Parking {
                 return refuse(format!("the audit log cannot be written ({problem}); item {item} did not run"));
             }
         };
-        tracing::info!("running review item {item} (`{}`), approved by a person", parked.decided.tool);
+        tracing::info!("running review item {item} (`{}`), approved by a person", parked.call.tool);
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
         self.running.insert(id, Running { item, conn, rpc, call, since: session.now });

@@ -100,7 +100,12 @@ pub fn review(file: &QueueFile, request: &Request, out: &mut impl Write) -> Resu
             let changed = file.update(|q| set(q, id, from, to, note(verdict))).map_err(updating)?;
             match changed {
                 Ok(item) => {
-                    let _ = writeln!(out, "item {id}: {verdict} ({}/{})", visible(&item.server), visible(&item.tool));
+                    let _ = writeln!(
+                        out,
+                        "item {id}: {verdict} ({}/{})",
+                        visible(&item.call.server),
+                        visible(&item.call.tool)
+                    );
                     if to == Status::Flagged {
                         flagged(&item, request.write_rule.as_deref(), out)?;
                     }
@@ -156,16 +161,16 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
         }
         let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
         let status = format!("{:?}", item.status).to_lowercase();
-        let args = visible::json(&Value::Object(item.arguments.clone()).to_string()).into_owned();
+        let args = visible::json(&Value::Object(item.call.arguments.clone()).to_string()).into_owned();
         let short: String = args.chars().take(80).collect();
         let _ = writeln!(
             out,
             "{:>4}  {:<10} {:<6} {}/{}  {short}  ({age} ago{})",
             item.id,
             status,
-            item.tier.as_str(),
-            visible(&item.server),
-            visible(&item.tool),
+            item.call.tier.as_str(),
+            visible(&item.call.server),
+            visible(&item.call.tool),
             item.proxy.map(|p| format!(", toolgate {p}")).unwrap_or_default()
         );
     }
@@ -173,7 +178,7 @@ fn list(queue: &Queue, json: bool, out: &mut impl Write) {
 
 /// A flagged call: the rule that would have asked, shown, and written when asked to.
 fn flagged(item: &Item, policy: Option<&Path>, out: &mut impl Write) -> Result<(), Error> {
-    let rule = crate::policy::remember::should_have_asked(&item.server, &item.tool);
+    let rule = crate::policy::remember::should_have_asked(&item.call.server, &item.call.tool);
     let _ = writeln!(out, "this rule would have asked:\n\n{}", visible_lines(&rule));
     if let Some(policy) = policy {
         crate::policy::remember::append(policy, &rule, "Added from a review: this call should have asked.")
@@ -236,7 +241,7 @@ fn run_with_server(
     // A proxy that took toolgate's confidence property from the call decided on arguments
     // without it (items parked by older versions kept it in `params`); it is never sent.
     let property = crate::confidence::PROPERTY;
-    if !item.arguments.contains_key(property)
+    if !item.call.arguments.contains_key(property)
         && let Some(arguments) = params.get_mut("arguments").and_then(Value::as_object_mut)
     {
         arguments.shift_remove(property);
@@ -246,21 +251,13 @@ fn run_with_server(
     let mut audit = crate::audit::AuditLog::open(&crate::paths::default_audit_log().ok_or(Error::NoAuditLog)?);
     let note = format!("review item {id}, approved; run by toolgate review --run");
     let record = crate::audit::DecisionRecord {
-        server: &item.server,
-        tool: &item.tool,
-        arguments: &item.arguments,
+        call: &item.call,
         edited_arguments: None,
         request_id: json!(2),
-        gate: item.gate,
-        tier: item.tier,
-        rules: item.rules.iter().map(String::as_str).collect(),
-        reason: item.reason.as_deref(),
         verdict: crate::audit::Verdict::Forwarded,
         decided_by: crate::audit::DecidedBy::Human,
         channel: Some("review"),
         note: Some(&note),
-        confidence: None,
-        policy: item.policy.as_deref().unwrap_or("-"),
         waited_ms: 0,
     };
     let call = audit.decision(&record)?;
@@ -363,8 +360,8 @@ pub fn interactive(file: &QueueFile, expiry: Duration, out: &mut impl Write) -> 
 fn label(item: &Item) -> String {
     let age = humantime::format_duration(Duration::from_secs(now_ms().saturating_sub(item.at) / 1000));
     let what = if item.status == Status::Waiting { "parked, has not run" } else { "ran" };
-    let args = visible::json(&Value::Object(item.arguments.clone()).to_string()).into_owned();
+    let args = visible::json(&Value::Object(item.call.arguments.clone()).to_string()).into_owned();
     let short: String = args.chars().take(60).collect();
-    let (server, tool) = (visible(&item.server), visible(&item.tool));
-    format!("#{} {} {server}/{tool} {short} ({what}, {age} ago)", item.id, item.tier.as_str())
+    let (server, tool) = (visible(&item.call.server), visible(&item.call.tool));
+    format!("#{} {} {server}/{tool} {short} ({what}, {age} ago)", item.id, item.call.tier.as_str())
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
+use crate::decided::DecidedCall;
 use crate::policy::{Gate, Tier};
 
 pub mod command;
@@ -40,43 +41,114 @@ pub enum Status {
 
 /// One item of the queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
 pub struct Item {
     pub id: u64,
     pub status: Status,
-    pub server: String,
-    pub tool: String,
-    pub arguments: Map<String, Value>,
-    pub gate: Gate,
-    pub tier: Tier,
-    pub rules: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// The call as decided. The file keeps the rules that chose its gate, without their
+    /// reasons, and not the model's confidence.
+    pub call: DecidedCall,
     /// When it was queued (unix ms).
     pub at: u64,
     /// The proxy that holds a parked call (its process id), which runs it when approved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<u32>,
     /// A parked call's `tools/call` params as the server is to get them (as the client sent
     /// them, less toolgate's confidence property), to run it later.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Value>,
     /// The result (or error) of a parked call that ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     /// Who decided and why, when a person did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<u64>,
-    /// The version of the policy that decided it (absent in items queued before it was kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
 }
 
 impl Item {
     /// Higher first: tier, then waiting before done.
     pub fn risk(&self) -> (Tier, bool) {
-        (self.tier, matches!(self.status, Status::Waiting | Status::ToReview))
+        (self.call.tier, matches!(self.status, Status::Waiting | Status::ToReview))
+    }
+}
+
+/// An item as the file holds it: the decided call's fields among the item's own, in the order
+/// files have always had, so that every version reads what the others write.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    id: u64,
+    status: Status,
+    server: String,
+    tool: String,
+    arguments: Map<String, Value>,
+    gate: Gate,
+    tier: Tier,
+    /// The rules that chose the gate.
+    rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proxy: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    params: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decided_at: Option<u64>,
+    /// The version of the policy that decided it (absent in items queued before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+}
+
+impl From<Item> for Stored {
+    fn from(item: Item) -> Stored {
+        let Item { id, status, call, at, proxy, params, result, note, decided_at } = item;
+        let rules = call.deciding().map(|m| m.rule.clone()).collect();
+        let DecidedCall { server, tool, arguments, gate, tier, reason, policy, .. } = call;
+        Stored {
+            id,
+            status,
+            server,
+            tool,
+            arguments,
+            gate,
+            tier,
+            rules,
+            reason,
+            at,
+            proxy,
+            params,
+            result,
+            note,
+            decided_at,
+            policy,
+        }
+    }
+}
+
+impl From<Stored> for Item {
+    fn from(stored: Stored) -> Item {
+        let Stored {
+            id,
+            status,
+            server,
+            tool,
+            arguments,
+            gate,
+            tier,
+            rules,
+            reason,
+            at,
+            proxy,
+            params,
+            result,
+            note,
+            decided_at,
+            policy,
+        } = stored;
+        let matched = DecidedCall::read_back(gate, rules.into_iter().map(|rule| (rule, None)));
+        let call = DecidedCall { server, tool, arguments, gate, tier, matched, reason, policy, confidence: None };
+        Item { id, status, call, at, proxy, params, result, note, decided_at }
     }
 }
 
@@ -127,32 +199,8 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// A new item for a call, not yet numbered.
-pub fn item(
-    status: Status,
-    server: &str,
-    tool: &str,
-    arguments: &Map<String, Value>,
-    decision: &crate::policy::Decision,
-    policy: &str,
-) -> Item {
-    Item {
-        id: 0,
-        status,
-        server: server.to_owned(),
-        tool: tool.to_owned(),
-        arguments: arguments.clone(),
-        gate: decision.gate,
-        tier: decision.tier,
-        rules: decision.deciding_rules().map(str::to_owned).collect(),
-        reason: decision.reason.clone(),
-        at: now_ms(),
-        proxy: None,
-        params: None,
-        result: None,
-        note: None,
-        decided_at: None,
-        policy: Some(policy.to_owned()),
-    }
+pub fn item(status: Status, call: DecidedCall) -> Item {
+    Item { id: 0, status, call, at: now_ms(), proxy: None, params: None, result: None, note: None, decided_at: None }
 }
 
 #[cfg(test)]
@@ -220,7 +268,7 @@ mod tests {
         let path = dir.path().join("queue.json");
         std::fs::write(&path, FILE).unwrap();
         let file = QueueFile::new(path.clone());
-        let tools = file.update(|q| q.items.values().map(|i| i.tool.clone()).collect::<Vec<_>>()).unwrap();
+        let tools = file.update(|q| q.items.values().map(|i| i.call.tool.clone()).collect::<Vec<_>>()).unwrap();
         assert_eq!(tools, ["write_file", "read_file"]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), FILE);
     }
@@ -248,7 +296,8 @@ mod tests {
             confidence: None,
         };
         let arguments = json!({"path": "/etc/hosts"}).as_object().cloned().unwrap();
-        let mut item = item(Status::Waiting, "fs", "write_file", &arguments, &decision, "sha256:6d7f9cc82f44ddcb");
+        let call = DecidedCall::new("fs", "write_file", arguments, &decision, "sha256:6d7f9cc82f44ddcb", Some(0.5));
+        let mut item = item(Status::Waiting, call);
         item.at = 1700000000000;
         assert_eq!(
             serde_json::to_string(&item).unwrap(),

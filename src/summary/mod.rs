@@ -319,12 +319,12 @@ fn exceptions(sources: &Sources<'_>, log: &Log, tally: &Tally<'_>, chain: &str) 
         }
     }
     for item in sources.queue.iter().flat_map(|q| q.items.values()) {
-        if item.status == Status::Waiting && named(&item.server) {
+        if item.status == Status::Waiting && named(&item.call.server) {
             let age_s = sources.now_ms.saturating_sub(item.at) / 1000;
             exceptions.push(Exception::Waiting {
                 item: item.id,
-                server: item.server.clone(),
-                tool: item.tool.clone(),
+                server: item.call.server.clone(),
+                tool: item.call.tool.clone(),
                 age_s,
             });
         }
