@@ -17,14 +17,18 @@
 //! format has always had (an audit record's bytes are hash-chained, queue files and approver
 //! messages are read by other versions), mixed with fields of its own.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::policy::{Decision, Gate, Matched, Tier};
 
-/// A call and what the policy decided for it.
+/// A call and what the policy decided for it. The proxy builds one for every call it judges,
+/// so building it copies nothing but the tool's name: the arguments and the rules move in, and
+/// the server's name and the policy's version are shared with the session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecidedCall {
-    pub server: String,
+    pub server: Arc<str>,
     pub tool: String,
     /// The arguments it was judged on (without toolgate's confidence property).
     pub arguments: Map<String, Value>,
@@ -38,31 +42,32 @@ pub struct DecidedCall {
     pub reason: Option<String>,
     /// The version of the policy that decided it; unknown for a call read back from a queue item
     /// older than that field, or from an approval (the approver protocol does not carry it).
-    pub policy: Option<String>,
+    pub policy: Option<Arc<str>>,
     /// The confidence the model reported, when the policy asks for it.
     pub confidence: Option<f64>,
 }
 
 impl DecidedCall {
     /// The call `tool` with `arguments` to `server`, as `decision` of the policy `policy` (its
-    /// version) decided it.
+    /// version) decided it. What else the decision says (how long a hold waits, ...) is the
+    /// caller's to keep: its rules and reason move here.
     pub fn new(
-        server: &str,
+        server: Arc<str>,
         tool: &str,
         arguments: Map<String, Value>,
-        decision: &Decision,
-        policy: &str,
+        decision: Decision,
+        policy: Arc<str>,
         confidence: Option<f64>,
     ) -> DecidedCall {
         DecidedCall {
-            server: server.to_owned(),
+            server,
             tool: tool.to_owned(),
             arguments,
             gate: decision.gate,
             tier: decision.tier,
-            matched: decision.matched.clone(),
-            reason: decision.reason.clone(),
-            policy: Some(policy.to_owned()),
+            matched: decision.matched,
+            reason: decision.reason,
+            policy: Some(policy),
             confidence,
         }
     }
@@ -114,7 +119,7 @@ mod tests {
             always_ask: false,
             confidence: None,
         };
-        let call = DecidedCall::new("fs", "write", Map::new(), &decision, "sha256:1", Some(0.5));
+        let call = DecidedCall::new("fs".into(), "write", Map::new(), decision, "sha256:1".into(), Some(0.5));
         let names: Vec<&str> = call.rule_names().collect();
         assert_eq!(names, ["notes writes", "confident enough", "writes outside", "payments"]);
         let deciding: Vec<(&str, Option<&str>)> =

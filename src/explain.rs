@@ -107,7 +107,7 @@ pub fn explain(policy: &Policy, call: &Call<'_>) -> Explanation {
         .collect();
     Explanation {
         version: JSON_VERSION,
-        policy: PolicyRef { origin: policy.origin.clone(), version: policy.version.clone() },
+        policy: PolicyRef { origin: policy.origin.clone(), version: policy.version.to_string() },
         call: CallRef {
             server: call.server.to_owned(),
             identity: call.identity.map(str::to_owned),

@@ -277,7 +277,7 @@ impl State {
                 proxy.shown.insert(approval.ticket, local);
                 self.local.insert(local, (pid, approval.ticket));
                 let mut request = approval.to_request(local, Instant::now());
-                request.call.server = format!("{} (toolgate {pid})", request.call.server);
+                request.call.server = format!("{} (toolgate {pid})", request.call.server).into();
                 terminal.send(Command::Offer(request));
             }
             Front::Json => emit(&json!({"event": "offered", "proxy": pid, "approval": approval})),

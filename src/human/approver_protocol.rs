@@ -152,7 +152,7 @@ impl Approval {
         Approval {
             ticket: request.ticket,
             kind: request.kind,
-            server: call.server.clone(),
+            server: call.server.to_string(),
             tool: call.tool.clone(),
             arguments: call.arguments.clone(),
             gate: call.gate,
@@ -177,7 +177,7 @@ impl Approval {
             ticket,
             kind: self.kind,
             call: DecidedCall {
-                server: self.server.clone(),
+                server: self.server.as_str().into(),
                 tool: self.tool.clone(),
                 arguments: self.arguments.clone(),
                 gate: self.gate,

@@ -90,7 +90,7 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     let rules = RuleSet::new(rules).map_err(|e| {
         PolicyErrors(vec![PolicyError::at(origin, text, None, format!("cannot build the tool index: {e}"))])
     })?;
-    Ok(Policy { settings, rules, origin: origin.to_owned(), version: version_of(text) })
+    Ok(Policy { settings, rules, origin: origin.to_owned(), version: version_of(text).into() })
 }
 
 struct Compiler<'a> {

@@ -14,6 +14,7 @@ pub mod remember;
 pub mod rule;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -37,7 +38,7 @@ pub struct Policy {
     /// Where it came from: a path, or [`EMBEDDED_ORIGIN`].
     pub origin: String,
     /// `sha256:` and the first 16 hex digits of the file's bytes; audit records carry it.
-    pub version: String,
+    pub version: Arc<str>,
 }
 
 impl Policy {

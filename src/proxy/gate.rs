@@ -24,7 +24,7 @@ use crate::conformity;
 use crate::decided::DecidedCall;
 use crate::policy::ArgumentsSetting as Setting;
 use crate::policy::reading::Context;
-use crate::policy::{Call, Decision, Gate};
+use crate::policy::{Basis, Call, ConfidenceCheck, Decision, Gate};
 use crate::review::{self, Status};
 use crate::visible::{preview, visible};
 use crate::wire::{CallToolParams, Envelope, Id, reply};
@@ -37,9 +37,8 @@ pub(super) struct Decided {
     pub params: CallToolParams,
     /// The call as decided: what its record, its queue item and a person's question show.
     pub decided: DecidedCall,
-    /// The policy's whole decision, for what only the proxy reads: how long a hold waits,
-    /// whether a rule says `always_ask`, what "remember" may propose.
-    pub decision: Decision,
+    /// What else the policy's decision said.
+    pub beyond: Beyond,
     /// toolgate's confidence property is not the tool's in this call: it is read and never
     /// forwarded, not even in arguments a person edited.
     pub strips: bool,
@@ -61,11 +60,51 @@ impl Decided {
     pub fn judged_again(&mut self, session: &Session, judgement: Judgement) {
         let arguments = std::mem::take(&mut self.decided.arguments);
         let confidence = self.decided.confidence;
-        let (server, version) = (&session.server, &session.policy.version);
-        self.decided = DecidedCall::new(server, &self.params.name, arguments, &judgement.decision, version, confidence);
-        self.decision = judgement.decision;
+        (self.decided, self.beyond) = split(session, &self.params.name, arguments, judgement.decision, confidence);
         self.trust = judgement.trust;
     }
+
+    /// The policy's decision on the call, whole again (for `remember::proposal`).
+    pub fn decision(&self) -> Decision {
+        let Beyond { hold, always_ask, basis, confidence } = self.beyond;
+        Decision {
+            gate: self.decided.gate,
+            tier: self.decided.tier,
+            basis,
+            matched: self.decided.matched.clone(),
+            reason: self.decided.reason.clone(),
+            hold,
+            always_ask,
+            confidence,
+        }
+    }
+}
+
+/// What the policy's decision on a call says beyond the decided call, which only the proxy reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Beyond {
+    /// How long a `hold` gate waits.
+    pub hold: Option<Duration>,
+    /// A rule says `always_ask`: no allowance or earned trust may lower the gate.
+    pub always_ask: bool,
+    basis: Basis,
+    confidence: Option<ConfidenceCheck>,
+}
+
+/// The policy's decision on a call to `tool` with `arguments` (by the policy in force), as the
+/// decided call and what else it says.
+fn split(
+    session: &Session,
+    tool: &str,
+    arguments: Map<String, Value>,
+    decision: Decision,
+    confidence: Option<f64>,
+) -> (DecidedCall, Beyond) {
+    let Decision { hold, always_ask, basis, confidence: check, .. } = decision;
+    let beyond = Beyond { hold, always_ask, basis, confidence: check };
+    let (server, version) = (session.server.clone(), session.policy.version.clone());
+    let decided = DecidedCall::new(server, tool, arguments, decision, version, confidence);
+    (decided, beyond)
 }
 
 /// How a call ends.
@@ -177,8 +216,8 @@ fn decide(session: &mut Session, id: Id, env: Envelope, mut inbound: Inbound, li
     );
     let changed = if matches!(listed, Listed::Withdrawn | Listed::Abandoned(_)) { None } else { changed };
     let arguments = std::mem::take(&mut params.arguments);
-    let decided = DecidedCall::new(&session.server, &params.name, arguments, &decision, &policy.version, confidence);
-    let call = Decided { id, inbound, params, decided, decision, strips, stripped, written, since: session.now, trust };
+    let (decided, beyond) = split(session, &params.name, arguments, decision, confidence);
+    let call = Decided { id, inbound, params, decided, beyond, strips, stripped, written, since: session.now, trust };
     if let Some(why) = changed.filter(|_| call.decided.gate == Gate::Deny) {
         let text = format!("toolgate refused this call to `{}`: {why}. The call was not run.", call.params.name);
         let note = Some(format!("arguments = \"strict\": {why}"));
@@ -310,7 +349,7 @@ pub(super) fn carry_out(session: &mut Session, call: Decided) -> Next {
         // A session's allowance is for the tool as this session's listing showed it pinned.
         Gate::Ask
             if session.allowed.allows_tool(&call.params.name)
-                && !call.decision.always_ask
+                && !call.beyond.always_ask
                 && session.trust.shows_pinned(&session.server, &call.params.name) =>
         {
             let note = Some("the person allowed this tool for the session".to_owned());

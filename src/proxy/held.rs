@@ -198,7 +198,7 @@ impl Held {
     pub fn hold(&mut self, session: &mut Session, call: Decided) {
         let kind = if call.decided.gate == Gate::Hold { Kind::Hold } else { Kind::Approve };
         let wait = match kind {
-            Kind::Hold => call.decision.hold.unwrap_or_default(),
+            Kind::Hold => call.beyond.hold.unwrap_or_default(),
             Kind::Approve => session.policy.settings.approval_timeout,
         };
         let deadline = session.now + wait;
@@ -224,7 +224,7 @@ impl Held {
                 &session.server,
                 Some(&session.trust.identity().id),
                 &call.params.name,
-                &call.decision,
+                &call.decision(),
             ),
         };
         let mut absent = Vec::new();
@@ -645,11 +645,11 @@ impl Held {
             let judged = gate::judge(session, &tool, &mut arguments, confidence, written.as_deref(), None);
             let Some(held) = self.calls.get_mut(&ticket) else { continue };
             held.call.decided.arguments = arguments;
-            let (was, now) = (&held.call.decision, &judged.decision);
-            let rose = now.gate > was.gate
+            let (was, now) = (&held.call, &judged.decision);
+            let rose = now.gate > was.decided.gate
                 || (now.gate == Gate::Hold
-                    && was.gate == Gate::Hold
-                    && now.hold.unwrap_or_default() > was.hold.unwrap_or_default());
+                    && was.decided.gate == Gate::Hold
+                    && now.hold.unwrap_or_default() > was.beyond.hold.unwrap_or_default());
             if !rose {
                 // The policy in force now judged it and let it wait on: its record names this one.
                 held.call.decided.policy = Some(session.policy.version.clone());

@@ -56,7 +56,7 @@ impl Pending {
 }
 
 pub(super) struct Session {
-    pub server: String,
+    pub server: Arc<str>,
     pub policy: Arc<Policy>,
     pub audit: AuditLog,
     pub max_message_bytes: usize,
@@ -154,7 +154,7 @@ impl Session {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
         Session {
-            server,
+            server: server.into(),
             policy,
             audit,
             max_message_bytes,

@@ -108,7 +108,7 @@ impl From<Item> for Stored {
         Stored {
             id,
             status,
-            server,
+            server: server.to_string(),
             tool,
             arguments,
             gate,
@@ -121,7 +121,7 @@ impl From<Item> for Stored {
             result,
             note,
             decided_at,
-            policy,
+            policy: policy.map(|p| p.to_string()),
         }
     }
 }
@@ -147,6 +147,7 @@ impl From<Stored> for Item {
             policy,
         } = stored;
         let matched = DecidedCall::read_back(gate, rules.into_iter().map(|rule| (rule, None)));
+        let (server, policy) = (server.into(), policy.map(Into::into));
         let call = DecidedCall { server, tool, arguments, gate, tier, matched, reason, policy, confidence: None };
         Item { id, status, call, at, proxy, params, result, note, decided_at }
     }
@@ -296,7 +297,14 @@ mod tests {
             confidence: None,
         };
         let arguments = json!({"path": "/etc/hosts"}).as_object().cloned().unwrap();
-        let call = DecidedCall::new("fs", "write_file", arguments, &decision, "sha256:6d7f9cc82f44ddcb", Some(0.5));
+        let call = DecidedCall::new(
+            "fs".into(),
+            "write_file",
+            arguments,
+            decision,
+            "sha256:6d7f9cc82f44ddcb".into(),
+            Some(0.5),
+        );
         let mut item = item(Status::Waiting, call);
         item.at = 1700000000000;
         assert_eq!(

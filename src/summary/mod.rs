@@ -323,7 +323,7 @@ fn exceptions(sources: &Sources<'_>, log: &Log, tally: &Tally<'_>, chain: &str) 
             let age_s = sources.now_ms.saturating_sub(item.at) / 1000;
             exceptions.push(Exception::Waiting {
                 item: item.id,
-                server: item.call.server.clone(),
+                server: item.call.server.to_string(),
                 tool: item.call.tool.clone(),
                 age_s,
             });

@@ -148,7 +148,8 @@ fn exceptions_come_first_and_name_what_to_do() {
     let policy = Policy::from_toml(POLICY, "policy.toml").unwrap();
     let mut queue = Queue::default();
     let decision = policy.decide(&crate::policy::Call::new("bank", "refund", &Map::new()));
-    let call = crate::decided::DecidedCall::new("bank", "refund", Map::new(), &decision, &policy.version, None);
+    let call =
+        crate::decided::DecidedCall::new("bank".into(), "refund", Map::new(), decision, policy.version.clone(), None);
     let mut item = crate::review::item(crate::review::Status::Waiting, call);
     item.at = u64::try_from((day0() + Duration::from_secs(5 * 86_400)).duration_since(UNIX_EPOCH).unwrap().as_millis())
         .unwrap();
