@@ -381,6 +381,7 @@ impl Router {
                     self.session.policy.version
                 );
                 let body = serde_json::json!({
+                    "server": &*self.session.server,
                     "policy": path.display().to_string(),
                     "errors": errors.to_string(),
                     "in_force": self.session.policy.version,

@@ -354,7 +354,8 @@ impl Session {
 
     /// As [`Session::refused_line`], with the line's digest taken already (or none).
     pub fn refused_digest(&mut self, from: &str, reason: &str, sha256: Option<String>, bytes: usize) {
-        let mut body = serde_json::json!({"from": from, "reason": reason, "bytes": bytes});
+        let server = &*self.server;
+        let mut body = serde_json::json!({"server": server, "from": from, "reason": reason, "bytes": bytes});
         if let Some(sha256) = sha256 {
             body["sha256"] = Value::from(sha256);
         }

@@ -288,7 +288,10 @@ fn exceptions(sources: &Sources<'_>, log: &Log, tally: &Tally<'_>, chain: &str) 
     }
     let mut refused: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut reloads = (0, String::new());
-    for note in log.notes.iter().filter(|n| sources.in_period(n.at)) {
+    let named = |server: &str| sources.server.is_none_or(|g| g.is_match(server));
+    let notes = log.notes.iter().filter(|n| sources.in_period(n.at));
+    // A note names its proxy's server; one from before that was kept counts for every server.
+    for note in notes.filter(|n| n.server.as_deref().is_none_or(named)) {
         let reason = note.reason.clone().unwrap_or_default();
         match note.event.as_str() {
             "refused_line" => {
@@ -311,7 +314,6 @@ fn exceptions(sources: &Sources<'_>, log: &Log, tally: &Tally<'_>, chain: &str) 
         let calls = by.values().sum();
         exceptions.push(Exception::Denied { server: server.clone(), tool: tool.clone(), calls, by: by.clone() });
     }
-    let named = |server: &str| sources.server.is_none_or(|g| g.is_match(server));
     for (key, record) in sources.trust.iter().flat_map(|t| &t.tools) {
         let Some((server, tool)) = key.split_once('/') else { continue };
         if record.changed() && named(server) {

@@ -32,6 +32,8 @@ pub struct Note {
     pub at: SystemTime,
     /// `refused_line` or `reload_failed`.
     pub event: String,
+    /// The proxy's server (absent in records written before it was kept).
+    pub server: Option<String>,
     /// Who sent a refused line: client, server or approver.
     pub from: Option<String>,
     /// Why it was refused, or the policy's errors.
@@ -86,7 +88,8 @@ pub fn read_log(path: &Path) -> std::io::Result<Log> {
             Some("decision") => {}
             Some(event @ ("refused_line" | "reload_failed")) => {
                 let reason = record.reason.or(record.errors);
-                out.notes.push(Note { at, event: event.to_owned(), from: record.from, reason });
+                let (event, server) = (event.to_owned(), record.server.clone());
+                out.notes.push(Note { at, event, server, from: record.from, reason });
                 continue;
             }
             _ => continue,

@@ -256,6 +256,7 @@ fn refused_lines_and_failed_reloads_are_exceptions() {
     let note = |day: u64, event: &str, from: Option<&str>, reason: &str| Note {
         at: day0() + Duration::from_secs(day * 86_400),
         event: event.into(),
+        server: Some("fs".into()),
         from: from.map(Into::into),
         reason: Some(reason.into()),
     };
@@ -285,5 +286,9 @@ fn refused_lines_and_failed_reloads_are_exceptions() {
     );
     let text = render::text(&s);
     assert!(text.contains("refused 2 line(s) from the client"), "{text}");
+    // Another server's proxy refused them: a summary of one server leaves them out.
+    let bank = globset::Glob::new("bank").unwrap().compile_matcher();
+    sources.server = Some(&bank);
+    assert!(summarize(&sources, &log, "ok".into()).exceptions.is_empty());
     assert!(text.contains("(policy.toml:3:1: unknown key): run `toolgate check`"), "{text}");
 }
