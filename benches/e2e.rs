@@ -4,9 +4,11 @@
 //! Run: `cargo bench --bench e2e` (builds the release binary, prints a table; numbers in
 //! docs/reference/performance.md). Measures, per path: round-trip latency of an allowed `tools/call` (median and 99th
 //! percentile, and what the path adds over direct), the proxy's own CPU time per round trip
-//! (from /proc/PID/task/*/schedstat), and pipelined throughput of small requests; for toolgate
-//! its resident memory idle and after the load, and its start-up time to the first
-//! `initialize` answer, next to the floor of `toolgate --version`.
+//! (from /proc/PID/task/*/schedstat), and pipelined throughput of small requests; for every
+//! build of toolgate (this one and the baselines) its resident memory idle (total, anonymous and
+//! file-backed) and after the load, and its start-up time to the first `initialize` answer
+//! (interleaved with the other builds' and the server's alone), next to the floor of
+//! `toolgate --version`.
 //!
 //! Paths: `direct` (the client talks to the server), `thread relay` (a bare byte relay with one
 //! blocking thread per direction), `epoll relay` (a bare byte relay on toolgate's own I/O
@@ -106,7 +108,8 @@ fn main() {
     let only = std::env::var("TOOLGATE_BENCH_ONLY").ok();
     let rounds: usize = std::env::var("TOOLGATE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); paths.len()];
-    let (mut idle_rss, mut peak_rss) = (Vec::new(), Vec::new());
+    // Per path (toolgate's builds only): resident memory idle (total, anonymous, file-backed) and peak.
+    let mut memory: Vec<Vec<Memory>> = vec![Vec::new(); paths.len()];
     for _ in 0..rounds {
         for (i, (name, relay, cmd)) in paths.iter().enumerate() {
             if only.as_deref().is_some_and(|o| o != *name) {
@@ -118,13 +121,11 @@ fn main() {
             let (median, p99) = p.latency();
             let cpu =
                 if *name == "direct" { 0.0 } else { (cpu_ns(p.child.id()) - cpu_before) as f64 / 1e3 / CALLS as f64 };
-            if *name == "toolgate" {
-                idle_rss.push(rss(p.child.id(), "VmRSS"));
-            }
+            let idle = [rss(p.child.id(), "VmRSS"), rss(p.child.id(), "RssAnon"), rss(p.child.id(), "RssFile")];
             let throughput = p.pipelined(false);
             let calls = p.pipelined(true);
-            if *name == "toolgate" {
-                peak_rss.push(rss(p.child.id(), "VmHWM"));
+            if is_toolgate(name) {
+                memory[i].push(Memory { idle, peak: rss(p.child.id(), "VmHWM") });
             }
             samples[i].push(Sample { median, p99, cpu, throughput, calls });
             p.finish();
@@ -199,34 +200,64 @@ fn main() {
             );
         }
     }
-    if !idle_rss.is_empty() {
+    for (i, (name, _, _)) in paths.iter().enumerate() {
+        let m = &memory[i];
+        if m.is_empty() {
+            continue;
+        }
+        let kb = |f: &dyn Fn(&Memory) -> u64| cell(&m.iter().map(|x| f(x) as f64).collect::<Vec<_>>(), 0);
         println!(
-            "toolgate resident memory: idle {} kB, after the load (peak) {} kB",
-            cell(&idle_rss.iter().map(|&k| k as f64).collect::<Vec<_>>(), 0),
-            cell(&peak_rss.iter().map(|&k| k as f64).collect::<Vec<_>>(), 0)
+            "{name}: resident memory idle {} kB (anonymous {} kB, file-backed {} kB), after the load (peak) {} kB",
+            kb(&|x| x.idle[0]),
+            kb(&|x| x.idle[1]),
+            kb(&|x| x.idle[2]),
+            kb(&|x| x.peak)
         );
     }
-    if only.as_deref().is_none_or(|o| o == "toolgate") {
-        let first_answer = |cmd: &[String]| {
-            time_ms(|| {
+    // Start-up: every build of toolgate and the server alone, interleaved start by start, so
+    // that they meet the machine's load alike.
+    let starting: Vec<(String, Vec<String>)> = paths
+        .iter()
+        .filter(|(name, _, _)| is_toolgate(name) || name == "direct")
+        .filter(|(name, _, _)| only.as_deref().is_none_or(|o| o == name || name == "direct"))
+        .map(|(name, _, cmd)| (name.clone(), cmd.clone()))
+        .collect();
+    if starting.len() > 1 {
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); starting.len() + 1];
+        for _ in 0..STARTS {
+            for (i, (_, cmd)) in starting.iter().enumerate() {
+                let t = Instant::now();
                 let mut p = Proc::start(cmd, None);
                 p.initialize();
-                p
-            })
-        };
-        let version = time_ms(|| {
+                times[i].push(t.elapsed().as_secs_f64() * 1e3);
+                p.finish();
+            }
+            let t = Instant::now();
             let status = Command::new(exe).arg("--version").stdout(Stdio::null()).status().unwrap();
             assert!(status.success());
-        });
-        println!(
-            "start-up to the first initialize answer, median of {STARTS} [min-max]: toolgate {} ms, the server alone {} ms; \
-             `toolgate --version` {} ms",
-            first_answer(&toolgate_cmd),
-            first_answer(&paths[0].2),
-            version
-        );
+            times[starting.len()].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!("start-up to the first initialize answer, median of {STARTS} [min-max], interleaved:");
+        for (i, (name, _)) in starting.iter().enumerate() {
+            let name = if name == "direct" { "the server alone" } else { name };
+            println!("  {name}: {} ms", cell(&times[i], 2));
+        }
+        println!("  `toolgate --version`: {} ms", cell(&times[starting.len()], 2));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A path that runs a build of toolgate (this one or a baseline).
+fn is_toolgate(name: &str) -> bool {
+    name == "toolgate" || name.starts_with("baseline")
+}
+
+/// Resident memory of a toolgate process, in kB: idle after the sequential round trips (total,
+/// anonymous, file-backed) and its peak after the pipelined load.
+#[derive(Clone, Copy)]
+struct Memory {
+    idle: [u64; 3],
+    peak: u64,
 }
 
 fn ping() -> bool {
@@ -241,34 +272,6 @@ fn cell(values: &[f64], decimals: usize) -> String {
         0 => "-".into(),
         1 => format!("{:.*}", decimals, v[0]),
         n => format!("{:.*} [{:.*}-{:.*}]", decimals, v[n / 2], decimals, v[0], decimals, v[n - 1]),
-    }
-}
-
-/// Median [min-max] of `STARTS` timings of `f`, in ms; what `f` returns is finished after the clock stops.
-fn time_ms<T: Finish>(mut f: impl FnMut() -> T) -> String {
-    let times: Vec<f64> = (0..STARTS)
-        .map(|_| {
-            let t = Instant::now();
-            let out = f();
-            let took = t.elapsed().as_secs_f64() * 1e3;
-            out.finish();
-            took
-        })
-        .collect();
-    cell(&times, 2)
-}
-
-trait Finish {
-    fn finish(self);
-}
-
-impl Finish for () {
-    fn finish(self) {}
-}
-
-impl Finish for Proc {
-    fn finish(self) {
-        Proc::finish(self);
     }
 }
 
