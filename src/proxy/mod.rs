@@ -17,6 +17,7 @@ mod listing;
 mod place;
 mod record;
 mod reload;
+mod resident;
 #[doc(hidden)]
 pub mod request_state; // public for the fuzz targets (fuzz/)
 mod review_queue;
@@ -235,6 +236,9 @@ async fn drive(
 
     // Messages handled since the writers were last flushed.
     let mut unflushed = 0;
+    // Events handled, and after how many memory is next handed back (see `resident`): first
+    // after the client's `initialize` is forwarded, while the server starts.
+    let (mut handled, mut release_after) = (0u64, 1u64);
     while core.running() {
         // What the last messages produced goes out once no more are at hand (a burst leaves in
         // one write, after its audit records in one write), and at the latest every
@@ -243,6 +247,10 @@ async fn drive(
         if arrivals.is_empty() || unflushed >= FLUSH_EVERY {
             writers.deliver(core.flush(Instant::now()));
             unflushed = 0;
+            if handled >= release_after && arrivals.is_empty() {
+                resident::release();
+                release_after = handled.saturating_mul(resident::NEXT_RELEASE_AFTER);
+            }
         }
         let next = core.next_deadline();
         if next != armed {
@@ -265,6 +273,7 @@ async fn drive(
             Some(arrival) = arrivals.recv(), if core.reading() => arrival,
         };
         core.handle(event, Instant::now());
+        handled += 1;
     }
     Ok(())
 }
