@@ -17,9 +17,9 @@ mod listing;
 mod place;
 mod record;
 mod reload;
-mod resident;
 #[doc(hidden)]
 pub mod request_state; // public for the fuzz targets (fuzz/)
+mod resident;
 mod review_queue;
 mod route;
 mod session;
@@ -28,15 +28,18 @@ pub mod stdio;
 mod writer;
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::io::AsyncRead;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 use tokio::time::Instant;
 
 use crate::audit::AuditLog;
@@ -132,13 +135,13 @@ where
     let max = opts.max_message_bytes;
     let depth = opts.max_depth;
 
-    let to_server_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
-    let to_client_credit = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
-    // Both readers feed one queue: lines are taken in the order they were read, whichever side
-    // they came from, and the dispatcher waits on one queue instead of two.
-    let (arrival_tx, mut arrivals) = mpsc::channel(256);
-    tokio::spawn(read_loop(client_in, max, depth, to_server_credit, arrival_tx.clone(), Peer::Client));
-    tokio::spawn(read_loop(server_out, max, depth, to_client_credit, arrival_tx, Peer::Server));
+    // The driver reads both peers itself: a line is framed, checked and handed to the core in
+    // the same turn, with no task between them.
+    let mut sources = Sources {
+        client: Source::new(client_in, Peer::Client, Arc::new(Semaphore::new(IN_FLIGHT_BYTES)), max, depth),
+        server: Source::new(server_out, Peer::Server, Arc::new(Semaphore::new(IN_FLIGHT_BYTES)), max, depth),
+        server_first: false,
+    };
     let (to_client, client_writer) = writer::PeerInput::start(client_out, Peer::Client);
     let (to_server, server_writer) =
         writer::PeerInput::start(stdio::Destination::pipe(server_in.into_owned_fd()?)?, Peer::Server);
@@ -198,7 +201,7 @@ where
     let mut core = Dispatcher::new(route::Router::new(session, held, opts.queue_path), policy_path);
     let mut writers = Writers { to_client, to_server: Some(to_server), group };
     // A session that cannot go on still ends as every session does: what waits is answered.
-    let driven = drive(&mut core, &mut arrivals, &mut rare, &mut writers).await;
+    let driven = drive(&mut core, &mut sources, &mut rare, &mut writers).await;
     if let Err(e) = &driven {
         tracing::error!("the session cannot go on: {e}; every request still waiting gets an error");
     }
@@ -223,12 +226,16 @@ where
 
 /// Feeds the core every event as it happens, with the time, and delivers what it produces,
 /// until the server is gone.
-async fn drive(
+async fn drive<C, S>(
     core: &mut Dispatcher,
-    arrivals: &mut mpsc::Receiver<Event>,
+    sources: &mut Sources<C, S>,
     rare: &mut mpsc::UnboundedReceiver<Rare>,
     writers: &mut Writers,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    C: AsyncRead + Unpin,
+    S: AsyncRead + Unpin,
+{
     // One timer for every deadline: armed for the earliest, moved only when that changes.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
@@ -240,42 +247,85 @@ async fn drive(
     // after the client's `initialize` is forwarded, while the server starts.
     let (mut handled, mut release_after) = (0u64, 1u64);
     while core.running() {
+        rearm(timer.as_mut(), &mut armed, core.next_deadline());
         // What the last messages produced goes out once no more are at hand (a burst leaves in
         // one write, after its audit records in one write), and at the latest every
         // `FLUSH_EVERY` messages.
-        unflushed += 1;
-        if arrivals.is_empty() || unflushed >= FLUSH_EVERY {
-            writers.deliver(core.flush(Instant::now()));
-            unflushed = 0;
-            if handled >= release_after && arrivals.is_empty() {
-                resident::release();
-                release_after = handled.saturating_mul(resident::NEXT_RELEASE_AFTER);
-            }
-        }
-        let next = core.next_deadline();
-        if next != armed {
-            if let Some(at) = next {
-                timer.as_mut().reset(at);
-            }
-            armed = next;
-        }
-        // Rare events first, so that a flood of messages cannot keep them waiting; while they
-        // are quiet, each costs one look at an empty queue.
-        let event = tokio::select! {
-            biased;
-            // The one rare event that can fail: waiting for the server's exit.
-            Some(event) = rare.recv() => event?,
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                Event::Tick
-            },
-            // A line, or a peer's end (`Event::Line`, `Event::Closed`).
-            Some(arrival) = arrivals.recv(), if core.reading() => arrival,
+        let at_hand = if unflushed < FLUSH_EVERY {
+            let reading = core.reading();
+            std::future::poll_fn(|cx| Poll::Ready(next_event(cx, reading, rare, timer.as_mut(), &mut armed, sources)))
+                .await
+        } else {
+            Poll::Pending
         };
-        core.handle(event, Instant::now());
+        let event = match at_hand {
+            Poll::Ready(event) => event,
+            Poll::Pending => {
+                let idle = unflushed < FLUSH_EVERY;
+                writers.deliver(core.flush(Instant::now()));
+                unflushed = 0;
+                if idle && handled >= release_after {
+                    resident::release();
+                    release_after = handled.saturating_mul(resident::NEXT_RELEASE_AFTER);
+                }
+                if !idle {
+                    // A peer whose last read drained its pipe is read again only once the
+                    // reactor says it has more, and the reactor is asked when the driver
+                    // yields: without this, a client that writes without pause would keep the
+                    // server's answers (and the credit they hold) waiting.
+                    tokio::task::yield_now().await;
+                }
+                // The flush may have named a deadline of its own (the audit log's head record).
+                rearm(timer.as_mut(), &mut armed, core.next_deadline());
+                let reading = core.reading();
+                std::future::poll_fn(|cx| next_event(cx, reading, rare, timer.as_mut(), &mut armed, sources)).await
+            }
+        };
+        core.handle(event?, Instant::now());
+        unflushed += 1;
         handled += 1;
     }
     Ok(())
+}
+
+/// Points the timer at the core's next deadline, when that changed.
+fn rearm(timer: Pin<&mut tokio::time::Sleep>, armed: &mut Option<Instant>, next: Option<Instant>) {
+    if next != *armed {
+        if let Some(at) = next {
+            timer.reset(at);
+        }
+        *armed = next;
+    }
+}
+
+/// The next event, if one is at hand; otherwise every source of one will wake the driver.
+/// Rare events come first, so that a flood of messages cannot keep them waiting; while they
+/// are quiet, each costs one look at an empty queue.
+fn next_event<C, S>(
+    cx: &mut Context<'_>,
+    reading: bool,
+    rare: &mut mpsc::UnboundedReceiver<Rare>,
+    timer: Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<Instant>,
+    sources: &mut Sources<C, S>,
+) -> Poll<io::Result<Event>>
+where
+    C: AsyncRead + Unpin,
+    S: AsyncRead + Unpin,
+{
+    // (A closed queue of rare events has no more to say; the others still do.)
+    if let Poll::Ready(Some(event)) = rare.poll_recv(cx) {
+        return Poll::Ready(event);
+    }
+    if armed.is_some() && timer.poll(cx).is_ready() {
+        *armed = None;
+        return Poll::Ready(Ok(Event::Tick));
+    }
+    // A line, or a peer's end (`Event::Line`, `Event::Closed`).
+    if reading && let Poll::Ready(event) = sources.poll(cx) {
+        return Poll::Ready(Ok(event));
+    }
+    Poll::Pending
 }
 
 /// Where the dispatcher's output goes: the two writers and the server's process group.
@@ -364,47 +414,108 @@ async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals,
     }
 }
 
-/// Frames and checks one peer's lines and hands them to the dispatcher.
-async fn read_loop<R: AsyncRead + Unpin>(
-    reader: R,
-    max: usize,
-    depth: usize,
-    credit: Arc<Semaphore>,
-    tx: mpsc::Sender<Event>,
-    peer: Peer,
-) {
-    let mut lines = LineReader::new(reader, max);
-    loop {
-        let frame = match lines.next().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::warn!("cannot read from the {peer}: {e}");
-                break;
+/// Both peers' outputs, read in turns.
+struct Sources<C, S> {
+    client: Source<C>,
+    server: Source<S>,
+    /// Which peer is looked at first next time: they take turns, so that a peer that writes
+    /// without pause cannot keep the other's lines waiting.
+    server_first: bool,
+}
+
+impl<C: AsyncRead + Unpin, S: AsyncRead + Unpin> Sources<C, S> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        self.server_first = !self.server_first;
+        if self.server_first {
+            if let Poll::Ready(event) = self.server.poll(cx) {
+                return Poll::Ready(event);
             }
-        };
-        let (line, read) = match frame {
-            Frame::Line(line) => {
-                let read = match envelope::parse(&line, depth) {
-                    Ok(env) => Read::Message(env),
-                    Err(refusal) => Read::Refused(refusal),
-                };
-                (line, read)
+            self.client.poll(cx)
+        } else {
+            if let Poll::Ready(event) = self.client.poll(cx) {
+                return Poll::Ready(event);
             }
-            // (The wire's reader reads a long line to its end, so it never reports one early.)
-            Frame::Oversized { prefix, len } | Frame::TooLong { prefix, seen: len } => {
-                let id = envelope::sniff_id(&prefix);
-                (prefix, Read::Oversized { len, id })
-            }
-            Frame::Unterminated(rest) => (rest, Read::Unterminated),
-        };
-        let wanted = u32::try_from((line.len() + MESSAGE_OVERHEAD).min(IN_FLIGHT_BYTES)).unwrap_or(u32::MAX);
-        let Ok(permit) = credit.clone().acquire_many_owned(wanted).await else {
-            break;
-        };
-        if tx.send(Event::Line(peer, Inbound { line, read, _credit: Some(permit) })).await.is_err() {
-            return;
+            self.server.poll(cx)
         }
     }
-    let _ = tx.send(Event::Closed(peer)).await;
+}
+
+/// A wait for byte credit.
+type CreditWait = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// One peer's output: framed, checked, and charged to its direction's byte credit.
+struct Source<R> {
+    peer: Peer,
+    lines: LineReader<R>,
+    credit: Arc<Semaphore>,
+    depth: usize,
+    /// A line read while its direction had no credit left, until the credit comes back.
+    waiting: Option<(Vec<u8>, Read, CreditWait)>,
+    /// It ended (or could no longer be read, or be charged) and said so.
+    closed: bool,
+}
+
+impl<R: AsyncRead + Unpin> Source<R> {
+    fn new(reader: R, peer: Peer, credit: Arc<Semaphore>, max: usize, depth: usize) -> Self {
+        Source { peer, lines: LineReader::new(reader, max), credit, depth, waiting: None, closed: false }
+    }
+
+    /// The next line, with its credit; or the peer's end, once.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if self.closed {
+            return Poll::Pending;
+        }
+        if let Some((_, _, wait)) = &mut self.waiting {
+            let granted = ready!(wait.as_mut().poll(cx));
+            let (line, read, _) = self.waiting.take().expect("a line waits for credit");
+            return Poll::Ready(match granted {
+                Ok(permit) => Event::Line(self.peer, Inbound { line, read, _credit: Some(permit) }),
+                Err(_) => self.close(),
+            });
+        }
+        let frame = match ready!(self.lines.poll_next(cx)) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Poll::Ready(self.close()),
+            Err(e) => {
+                tracing::warn!("cannot read from the {}: {e}", self.peer);
+                return Poll::Ready(self.close());
+            }
+        };
+        let (line, read) = classify(frame, self.depth);
+        let wanted = u32::try_from((line.len() + MESSAGE_OVERHEAD).min(IN_FLIGHT_BYTES)).unwrap_or(u32::MAX);
+        match Arc::clone(&self.credit).try_acquire_many_owned(wanted) {
+            Ok(permit) => Poll::Ready(Event::Line(self.peer, Inbound { line, read, _credit: Some(permit) })),
+            Err(TryAcquireError::Closed) => Poll::Ready(self.close()),
+            Err(TryAcquireError::NoPermits) => {
+                // Nothing more is read from this peer until what it sent before is written.
+                self.waiting = Some((line, read, Box::pin(Arc::clone(&self.credit).acquire_many_owned(wanted))));
+                self.poll(cx)
+            }
+        }
+    }
+
+    fn close(&mut self) -> Event {
+        self.closed = true;
+        Event::Closed(self.peer)
+    }
+}
+
+/// What a line is: a message, a line the strict check refused, or what was kept of one too
+/// long or never ended.
+fn classify(frame: Frame, depth: usize) -> (Vec<u8>, Read) {
+    match frame {
+        Frame::Line(line) => {
+            let read = match envelope::parse(&line, depth) {
+                Ok(env) => Read::Message(env),
+                Err(refusal) => Read::Refused(refusal),
+            };
+            (line, read)
+        }
+        // (The wire's reader reads a long line to its end, so it never reports one early.)
+        Frame::Oversized { prefix, len } | Frame::TooLong { prefix, seen: len } => {
+            let id = envelope::sniff_id(&prefix);
+            (prefix, Read::Oversized { len, id })
+        }
+        Frame::Unterminated(rest) => (rest, Read::Unterminated),
+    }
 }

@@ -8,7 +8,10 @@
 //! ([`Frame::TooLong`]), and skips the rest of it on the next read: for a peer that waits for an
 //! answer before it sends more, and should hear at once that this line will not be read.
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncBufRead, AsyncRead, BufReader};
 
 /// How much of an oversized line is kept, to find its `id` for the error reply.
 pub const OVERSIZED_PREFIX: usize = 4096;
@@ -42,7 +45,8 @@ pub enum Frame {
     },
 }
 
-/// Reads [`Frame`]s from a byte stream.
+/// Reads [`Frame`]s from a byte stream. What a line read so far is kept here, not in the
+/// future that reads it: a read that stops halfway (one branch of a `select!`) loses nothing.
 pub struct LineReader<R> {
     inner: BufReader<R>,
     max: usize,
@@ -50,12 +54,23 @@ pub struct LineReader<R> {
     early: bool,
     /// The rest of a line reported as [`Frame::TooLong`] is still to be skipped.
     skipping: bool,
+    /// The line read so far (of an oversized line, its prefix).
+    line: Vec<u8>,
+    /// Counts bytes of an oversized line once it stopped being stored.
+    dropped: Option<usize>,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// `max` is the largest accepted line, in bytes, not counting the `\n`.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner: BufReader::with_capacity(READ_BUFFER, inner), max, early: false, skipping: false }
+        LineReader {
+            inner: BufReader::with_capacity(READ_BUFFER, inner),
+            max,
+            early: false,
+            skipping: false,
+            line: Vec::new(),
+            dropped: None,
+        }
     }
 
     /// A reader that reports a line longer than `max` as soon as it has its prefix
@@ -64,43 +79,46 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         LineReader { early: true, ..LineReader::new(inner, max) }
     }
 
+    /// The next frame, or `None` at a clean end of stream.
+    pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
     /// Consumes the rest of a line reported too long; `false` when the stream ended first.
-    async fn skip_rest(&mut self) -> std::io::Result<bool> {
+    fn poll_skip_rest(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
         loop {
-            let available = self.inner.fill_buf().await?;
+            let available = ready!(Pin::new(&mut self.inner).poll_fill_buf(cx))?;
             if available.is_empty() {
                 self.skipping = false;
-                return Ok(false);
+                return Poll::Ready(Ok(false));
             }
             let (taken, done) = match memchr::memchr(b'\n', available) {
                 Some(i) => (i + 1, true),
                 None => (available.len(), false),
             };
-            self.inner.consume(taken);
+            Pin::new(&mut self.inner).consume(taken);
             if done {
                 self.skipping = false;
-                return Ok(true);
+                return Poll::Ready(Ok(true));
             }
         }
     }
 
-    /// The next frame, or `None` at a clean end of stream.
-    pub async fn next(&mut self) -> std::io::Result<Option<Frame>> {
-        if self.skipping && !self.skip_rest().await? {
+    /// Polls for the next frame, or `None` at a clean end of stream.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Option<Frame>>> {
+        if self.skipping && !ready!(self.poll_skip_rest(cx))? {
             // The line was reported already: its missing `\n` changes nothing.
-            return Ok(None);
+            return Poll::Ready(Ok(None));
         }
-        let mut line = Vec::new();
-        // Counts bytes of an oversized line once it stopped being stored.
-        let mut dropped: Option<usize> = None;
         loop {
-            let available = self.inner.fill_buf().await?;
+            let available = ready!(Pin::new(&mut self.inner).poll_fill_buf(cx))?;
             if available.is_empty() {
-                return Ok(match dropped {
+                let line = std::mem::take(&mut self.line);
+                return Poll::Ready(Ok(match self.dropped.take() {
                     Some(len) => Some(Frame::Oversized { prefix: line, len }),
                     None if line.is_empty() => None,
                     None => Some(Frame::Unterminated(line)),
-                });
+                }));
             }
             let (chunk, done) = match memchr::memchr(b'\n', available) {
                 Some(i) => (&available[..=i], true),
@@ -108,7 +126,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             };
             let taken = chunk.len();
             let content = &chunk[..taken - usize::from(done)];
-            match dropped.as_mut() {
+            let line = &mut self.line;
+            match self.dropped.as_mut() {
                 // Keep filling the prefix: the line's `id` may come after the bytes read so far.
                 Some(len) => {
                     *len += content.len();
@@ -121,24 +140,26 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     line.extend_from_slice(&content[..keep]);
                     line.truncate(OVERSIZED_PREFIX);
                     line.shrink_to_fit();
-                    dropped = Some(total);
+                    self.dropped = Some(total);
                 }
                 // The usual case, a whole line in the buffer: one allocation of the right size.
-                None if line.is_empty() => line = chunk.to_vec(),
+                None if line.is_empty() => *line = chunk.to_vec(),
                 None => line.extend_from_slice(chunk),
             }
-            self.inner.consume(taken);
+            Pin::new(&mut self.inner).consume(taken);
             if done {
-                return Ok(Some(match dropped {
+                let line = std::mem::take(&mut self.line);
+                return Poll::Ready(Ok(Some(match self.dropped.take() {
                     Some(len) => Frame::Oversized { prefix: line, len },
                     None => Frame::Line(line),
-                }));
+                })));
             }
-            if let (true, Some(seen)) = (self.early, dropped)
-                && line.len() >= OVERSIZED_PREFIX
+            if let (true, Some(seen)) = (self.early, self.dropped)
+                && self.line.len() >= OVERSIZED_PREFIX
             {
                 self.skipping = true;
-                return Ok(Some(Frame::TooLong { prefix: line, seen }));
+                self.dropped = None;
+                return Poll::Ready(Ok(Some(Frame::TooLong { prefix: std::mem::take(&mut self.line), seen })));
             }
         }
     }
