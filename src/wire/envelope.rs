@@ -158,12 +158,13 @@ impl<'a> RawEnvelope<'a> {
     /// null` is a result, not a missing one.
     fn from_members(m: &strict::Members<'a>) -> Result<Self, serde_json::Error> {
         let string = |raw: Option<&'a str>| -> Result<Option<Cow<'a, str>>, serde_json::Error> {
-            raw.map(serde_json::from_str).transpose()
+            raw.map(|raw| plain_string(raw).map_or_else(|| serde_json::from_str(raw), |s| Ok(Cow::Borrowed(s))))
+                .transpose()
         };
         Ok(RawEnvelope {
             jsonrpc: string(m.jsonrpc)?,
             id: match m.id {
-                Some(raw) => serde_json::from_str(raw)?,
+                Some(raw) => plain_id(raw).map_or_else(|| serde_json::from_str(raw), Ok)?,
                 None => IdField::Absent,
             },
             method: string(m.method)?,
@@ -172,6 +173,29 @@ impl<'a> RawEnvelope<'a> {
             error: m.error,
         })
     }
+}
+
+/// A string as written in a checked line, when it has no escapes: its text between the quotes,
+/// which is what it decodes to (the strict check refused control characters already). `None`
+/// for anything else, which serde_json decodes.
+fn plain_string(raw: &str) -> Option<&str> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// The ids most messages carry, read without serde_json: a plain string, or an integer of at
+/// most 18 digits (which an `i64` holds). `None` for anything else, `-0` included (serde_json
+/// reads it as a float, which is no valid id), which serde_json decodes.
+fn plain_id(raw: &str) -> Option<IdField> {
+    if let Some(s) = plain_string(raw) {
+        return Some(IdField::Valid(Id::Str(s.to_owned())));
+    }
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = raw.parse().ok()?;
+    (n != 0 || digits.len() == raw.len()).then_some(IdField::Valid(Id::Int(n)))
 }
 
 /// The `id` member as written, so that `null`, `19.0` or `true` can be told from absence.
@@ -401,6 +425,38 @@ mod tests {
 
     fn kind(line: &str) -> Result<Kind, Refusal> {
         parse(line.as_bytes(), 64).map(|e| e.kind)
+    }
+
+    /// The ids and strings read without serde_json read as serde_json reads them, and what
+    /// they cannot read is left to it.
+    #[test]
+    fn plain_ids_and_strings_read_as_serde_json_reads_them() {
+        let id = |field: IdField| match field {
+            IdField::Absent => "absent".to_string(),
+            IdField::Null => "null".to_string(),
+            IdField::Valid(id) => format!("{id:?}"),
+            IdField::Invalid => "invalid".to_string(),
+        };
+        for raw in ["0", "7", "-7", "42", "123456789012345678", "-123456789012345678", r#""""#, r#""a b/é""#] {
+            let plain = plain_id(raw).unwrap_or_else(|| panic!("{raw} is left to serde_json"));
+            assert_eq!(id(plain), id(serde_json::from_str(raw).unwrap()), "{raw}");
+        }
+        for raw in ["-0", "1234567890123456789", "1.0", "1e3", "true", "null", "[1]", r#""a\"b""#, r#""\u0041""#] {
+            assert!(plain_id(raw).is_none(), "{raw} is read without serde_json");
+        }
+        assert_eq!(plain_string(r#""2.0""#), Some("2.0"));
+        assert_eq!(plain_string(r#""tools\/call""#), None);
+        assert_eq!(plain_string("2"), None);
+        // And so do whole messages.
+        assert_eq!(kind(r#"{"jsonrpc":"2.0","id":-0,"method":"ping"}"#).map_err(|r| r.code), Err(-32600));
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","id":"\u0031","method":"tools\/call"}"#).unwrap(),
+            Kind::Request { id: Id::Str("1".into()), method: "tools/call".into() }
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2\u002e0","id":3,"method":"ping"}"#).unwrap(),
+            kind(r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#).unwrap()
+        );
     }
 
     #[test]
