@@ -1,10 +1,11 @@
 //! The proxy: toolgate between an MCP client (its own stdin/stdout) and the server it launches.
 //!
-//! Four tasks own the four pipe ends (a reader and a writer per side). Readers frame and check
-//! lines and hand them to one dispatcher, which owns every piece of session state, decides, and
-//! hands bytes to the writers. Writers never block the dispatcher (their queues are unbounded),
-//! and each reader waits for byte credit from its own direction's writer, so a slow peer slows
-//! only the traffic going to it, and memory stays bounded.
+//! The driver reads both peers' pipes itself, frames and checks each line, and hands it to one
+//! dispatcher, which owns every piece of session state, decides, and hands bytes to the
+//! writers: straight into a pipe when it has room, else to a writer task per side. Writers
+//! never block the dispatcher (their queues are unbounded), and a peer is read only while its
+//! direction has byte credit, which a line gives back once written, so a slow peer slows only
+//! the traffic going to it, and memory stays bounded.
 
 mod allowances;
 mod approver_socket;
