@@ -127,10 +127,11 @@ where
     // and the call whose audit record it is gets refused; by default SIGXFSZ would end toolgate.
     // SAFETY: installing SIG_IGN runs no handler code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
+    let server = child::Server::spawn(&opts.command)?;
     // The server's identity binds trust to the program (`crate::identity`). It is hashed while
     // the server starts and the first messages pass; the first judgement that needs it waits.
+    // (Its thread starts once the server has: the server's start is what the client waits for.)
     let identity = session_trust::ServerIdentity::hash(opts.command.clone())?;
-    let server = child::Server::spawn(&opts.command)?;
     let (child, server_in, server_out, group) = server.into_parts();
     let server_pid = child.id();
     let max = opts.max_message_bytes;
@@ -245,8 +246,8 @@ where
     // Messages handled since the writers were last flushed.
     let mut unflushed = 0;
     // Events handled, and after how many memory is next handed back (see `resident`): first
-    // after the client's `initialize` is forwarded, while the server starts.
-    let (mut handled, mut release_after) = (0u64, 1u64);
+    // once the server's answer to `initialize` is on its way, so that it does not wait for it.
+    let (mut handled, mut release_after) = (0u64, 2u64);
     while core.running() {
         rearm(timer.as_mut(), &mut armed, core.next_deadline());
         // What the last messages produced goes out once no more are at hand (a burst leaves in

@@ -8,7 +8,7 @@
 //! unmaps every read-only page mapped from a file, and returns the heap's free pages to the
 //! system (`malloc_trim`): the pages of code stay in the page cache, and the ones the proxy still
 //! runs come back on their first touch, at the cost of a minor fault each. The proxy calls it
-//! when it first has nothing at hand after its 1st, 16th, 256th, ... event (`super::drive`),
+//! when it first has nothing at hand after its 2nd, 32nd, 512th, ... event (`super::drive`),
 //! so that what stays resident is what it keeps running.
 //!
 //! Only what can be read again from the file is unmapped: segments without write permission,
@@ -17,7 +17,7 @@
 //! (A breakpoint a debugger or a uprobe wrote into the code is dropped with its page.)
 
 /// How many more events the proxy handles before it releases again: releases come at the first
-/// idle moments after 1, 16, 256, 4096, ... events, a handful in a session's life.
+/// idle moments after 2, 32, 512, 8192, ... events, a handful in a session's life.
 pub const NEXT_RELEASE_AFTER: u64 = 16;
 
 /// Unmaps the read-only, file-backed pages of the program and its libraries, and returns the
