@@ -180,8 +180,8 @@ impl Drop for AuditLog {
         // soon after one (or a test) should leave its segments as the settings say.
         if let Some(running) = self.upkeep.take() {
             let _ = running.join();
-            if self.upkeep_again {
-                upkeep(&self.path, self.rotation);
+            if let (true, Some(rotation)) = (self.upkeep_again, self.rotation) {
+                upkeep(&self.path, rotation);
             }
         }
     }
@@ -327,8 +327,10 @@ pub struct AuditLog {
     /// ([`AuditLog::take_failed`]): their calls must not run.
     failed: BTreeMap<u64, Arc<Error>>,
     secrets: SecretKeys,
-    /// When the live segment rotates, and what becomes of the rotated ones.
-    rotation: AuditRotation,
+    /// When the live segment rotates, and what becomes of the rotated ones; never, until a
+    /// proxy sets it from its policy (a log opened for one record, by `review --run`, leaves
+    /// rotation to the proxies, which know the policy's settings).
+    rotation: Option<AuditRotation>,
     /// The device and inode of the live segment this process has open. Another writer that
     /// rotates it gives the path a new file, which this process sees when it takes the lock.
     live_id: (u64, u64),
@@ -372,7 +374,7 @@ impl AuditLog {
             staged: Vec::new(),
             failed: BTreeMap::new(),
             secrets: SecretKeys::default(),
-            rotation: AuditRotation::default(),
+            rotation: None,
             live_id,
             born: None,
             rotation_failed: false,
@@ -383,7 +385,7 @@ impl AuditLog {
 
     /// When the log rotates, and what becomes of rotated segments (`[settings] audit_rotate_*`).
     pub fn set_rotation(&mut self, rotation: AuditRotation) {
-        self.rotation = rotation;
+        self.rotation = Some(rotation);
     }
 
     /// Makes every write fail from now on, as a full disk does (tests).
@@ -585,15 +587,17 @@ impl AuditLog {
         if size == 0 {
             self.born = Some(now);
         }
-        let due = size > 0
-            && !self.rotation_failed
-            && (size >= self.rotation.size
-                || self.rotation.age.is_some_and(|age| {
-                    let born = *self
-                        .born
-                        .get_or_insert_with(|| segments::start_of(file).ok().and_then(|(_, t)| t).unwrap_or(now));
-                    now.duration_since(born).is_ok_and(|d| d >= age)
-                }));
+        let due = match self.rotation {
+            Some(_) if size == 0 || self.rotation_failed => false,
+            Some(rotation) if size >= rotation.size => true,
+            Some(AuditRotation { age: Some(age), .. }) => {
+                // Read once per segment: the first record's time does not change.
+                let born =
+                    *self.born.get_or_insert_with(|| segments::start_of(file).ok().and_then(|(_, t)| t).unwrap_or(now));
+                now.duration_since(born).is_ok_and(|d| d >= age)
+            }
+            Some(_) | None => false,
+        };
         // Outcomes of calls decided before go first; an outcome of a call whose decision is
         // in this write (the client cancelled it in the same burst) follows its decision.
         let encode_all = |tail: &mut Tail, previous: Option<&str>| -> Result<Vec<u8>, Error> {
@@ -655,7 +659,7 @@ impl AuditLog {
 
     /// Compresses and expires rotated segments on a thread of its own, off the call path.
     fn start_upkeep(&mut self) {
-        let rotation = self.rotation;
+        let Some(rotation) = self.rotation else { return };
         if !rotation.compress && rotation.retention.is_none() {
             return;
         }
@@ -917,6 +921,22 @@ mod tests {
         assert_eq!(report.problem, None);
         assert_eq!((report.segments, report.chained, report.from), (segments.len(), seq, None));
         assert_eq!(chain::read_head(&path).unwrap().unwrap().lines, seq);
+    }
+
+    #[test]
+    fn a_log_no_proxy_configured_never_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path);
+        for i in 0..10 {
+            read(&mut log, i);
+        }
+        log.set_rotation(small(false));
+        read(&mut log, 10);
+        drop(log);
+        // Rotated once, when the settings came: not before.
+        assert_eq!(segments::rotated(&path).unwrap().len(), 1);
+        assert_eq!(segments::rotated(&path).unwrap()[0].range, Some((1, 10)));
     }
 
     #[test]

@@ -118,8 +118,12 @@ pub fn verify(path: &Path) -> io::Result<Report> {
     let mut prev_hash = ORIGIN.to_owned();
     let mut expected: Option<u64> = None;
     let mut problem: Option<(Place, Problem)> = None;
+    let mut si = 0;
     segments::read_segments(&segments, |segment, n, line| {
-        let si = segments.iter().position(|s| s == segment).unwrap_or(0);
+        // Which segment: looked up once, at its first line.
+        if n == 1 {
+            si = segments.iter().position(|s| s == segment).unwrap_or(0);
+        }
         report.lines += 1;
         let here = (si, n);
         let found = |p| -> io::Result<ControlFlow<(Place, Problem)>> { Ok(ControlFlow::Break((here, p))) };
