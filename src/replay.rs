@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -22,7 +23,7 @@ use crate::visible::{json, visible};
 /// One recorded `tools/call`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedCall {
-    /// Its line in the recording.
+    /// Its line in the recording (counted across an audit log's segments, oldest first).
     pub line: usize,
     pub server: String,
     pub tool: String,
@@ -52,10 +53,28 @@ pub enum Error {
     Unexpected(String),
 }
 
+/// The lines of a recording, each with the file it is in and its line there. An audit log is read
+/// across its segments, oldest first (a transcript has no segments, and is read alone).
+fn read_lines(path: &Path) -> Result<Vec<(Arc<Path>, usize, String)>, Error> {
+    let mut lines = Vec::new();
+    let mut current: Option<Arc<Path>> = None;
+    crate::audit::segments::read_lines(path, |segment, n, line| {
+        let file = match &current {
+            Some(file) if **file == *segment.path => Arc::clone(file),
+            _ => Arc::clone(current.insert(segment.path.as_path().into())),
+        };
+        let text = String::from_utf8(line.to_vec()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        lines.push((file, n, text));
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    Ok(lines)
+}
+
 /// The calls in a recording, in order. `server` names the server of a transcript whose
 /// decisions do not say it.
 pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    let lines = read_lines(path)?;
     let mut annotations: HashMap<String, Annotations> = HashMap::new();
     let mut tools = crate::conformity::Tools::default();
     // Whether the next tools/list answer begins a listing (the one before it had no next page).
@@ -64,13 +83,13 @@ pub fn calls(path: &Path, server: &str) -> Result<Vec<RecordedCall>, Error> {
     let mut native: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     let mut server = server.to_owned();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, (segment, line_in_segment, raw)) in lines.iter().enumerate() {
         if raw.trim().is_empty() {
             continue;
         }
         let entry: Value = serde_json::from_str(raw).map_err(|source| Error::NotJsonLine {
-            path: path.to_owned(),
-            line: i + 1,
+            path: segment.to_path_buf(),
+            line: *line_in_segment,
             source,
         })?;
         // An audit log's decision record.

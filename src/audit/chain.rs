@@ -49,6 +49,8 @@ pub struct Link {
     pub v: u32,
     pub seq: Option<u64>,
     pub prev: Option<String>,
+    /// `segment` for the record that begins a rotated-to segment (`segments`).
+    pub event: Option<String>,
 }
 
 /// Reads the last complete line of a log `size` bytes long.

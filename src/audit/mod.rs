@@ -3,11 +3,14 @@
 //! If a decision cannot be written, the call is not forwarded: a call nobody can account for
 //! later must not run. Each line is chained to the one before it by hash (`chain`), under an
 //! exclusive lock on the file, so several proxies can share one log; `verify` finds edits,
-//! deletions, reordering and truncation, and `show` prints the history. Argument values whose
+//! deletions, reordering and truncation, and `show` prints the history. The live file is
+//! rotated into segments by size or age, which are then compressed and, past a retention period
+//! when one is set, deleted (`segments`); the chain runs on across them. Argument values whose
 //! keys look like secrets are recorded as a digest (`secrets`).
 
 pub mod chain;
 pub mod secrets;
+pub mod segments;
 pub mod show;
 pub mod verify;
 
@@ -23,7 +26,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::decided::DecidedCall;
-use crate::policy::{Gate, Tier};
+use crate::policy::{AuditRotation, Gate, Tier};
 use chain::Tail;
 pub use secrets::SecretKeys;
 
@@ -173,7 +176,42 @@ pub enum Outcome {
 impl Drop for AuditLog {
     fn drop(&mut self) {
         self.flush();
+        // Compression left half done is redone by the next rotation, but a proxy that ends
+        // soon after one (or a test) should leave its segments as the settings say.
+        if let Some(running) = self.upkeep.take() {
+            let _ = running.join();
+            if let (true, Some(rotation)) = (self.upkeep_again, self.rotation) {
+                upkeep(&self.path, rotation);
+            }
+        }
     }
+}
+
+/// Compresses and expires the rotated segments beside `path`, logging what fails.
+fn upkeep(path: &Path, rotation: AuditRotation) {
+    match segments::upkeep(path, &rotation, crate::clock::now()) {
+        Ok(deleted) => {
+            for gone in deleted {
+                tracing::info!("deleted the audit log segment {} (older than audit_retention)", gone.display());
+            }
+        }
+        Err(e) => {
+            tracing::error!("cannot compress or expire the old segments of the audit log {}: {e}", path.display())
+        }
+    }
+}
+
+/// The body of the record that begins a segment: the name the segment before it was rotated to.
+#[derive(Serialize)]
+struct SegmentBody<'a> {
+    previous: &'a str,
+}
+
+/// What one locked write did.
+struct Written {
+    tail: Tail,
+    /// The fresh live segment, its identity and its first record's time, when the write rotated.
+    rotated: Option<(File, (u64, u64), SystemTime)>,
 }
 
 #[derive(Serialize)]
@@ -289,6 +327,21 @@ pub struct AuditLog {
     /// ([`AuditLog::take_failed`]): their calls must not run.
     failed: BTreeMap<u64, Arc<Error>>,
     secrets: SecretKeys,
+    /// When the live segment rotates, and what becomes of the rotated ones; never, until a
+    /// proxy sets it from its policy (a log opened for one record, by `review --run`, leaves
+    /// rotation to the proxies, which know the policy's settings).
+    rotation: Option<AuditRotation>,
+    /// The device and inode of the live segment this process has open. Another writer that
+    /// rotates it gives the path a new file, which this process sees when it takes the lock.
+    live_id: (u64, u64),
+    /// The time of the live segment's first record, once read (for `audit_rotate_age`).
+    born: Option<SystemTime>,
+    /// A rotation failed on this segment (no hard links here?): it grows on without retrying.
+    rotation_failed: bool,
+    /// Compression and retention after a rotation, on a thread of their own.
+    upkeep: Option<std::thread::JoinHandle<()>>,
+    /// A rotation happened while the upkeep thread was still busy.
+    upkeep_again: bool,
 }
 
 impl AuditLog {
@@ -302,9 +355,12 @@ impl AuditLog {
             let log = OpenOptions::new().create(true).read(true).append(true).open(path)?;
             let head =
                 OpenOptions::new().create(true).truncate(false).read(true).write(true).open(chain::head_path(path))?;
-            Ok::<_, std::io::Error>((log, head))
+            let id = segments::identity(&log.metadata()?);
+            Ok::<_, std::io::Error>(((log, head), id))
         })()
         .map_err(Arc::new);
+        let live_id = file.as_ref().map_or((0, 0), |(_, id)| *id);
+        let file = file.map(|(files, _)| files);
         let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         AuditLog {
             path: path.to_owned(),
@@ -318,7 +374,18 @@ impl AuditLog {
             staged: Vec::new(),
             failed: BTreeMap::new(),
             secrets: SecretKeys::default(),
+            rotation: None,
+            live_id,
+            born: None,
+            rotation_failed: false,
+            upkeep: None,
+            upkeep_again: false,
         }
+    }
+
+    /// When the log rotates, and what becomes of rotated segments (`[settings] audit_rotate_*`).
+    pub fn set_rotation(&mut self, rotation: AuditRotation) {
+        self.rotation = Some(rotation);
     }
 
     /// Makes every write fail from now on, as a full disk does (tests).
@@ -439,77 +506,195 @@ impl AuditLog {
         self.flush_head();
     }
 
-    /// Appends records to the chain, after the outcomes noted. Under the file's exclusive lock: find the end of the
+    /// Locks the live segment. When another writer rotated the file this process has open since
+    /// (or it was removed), the path names another file: that one is opened, and locked, instead.
+    fn lock_live(&mut self) -> Result<(), Error> {
+        loop {
+            let file = match &mut self.file {
+                Ok((file, _)) => file,
+                Err(source) => return Err(Error::Open { path: self.path.clone(), source: Arc::clone(source) }),
+            };
+            let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: self.path.clone(), source };
+            file.lock().map_err(|e| fail("lock", e))?;
+            let now_at = match std::fs::metadata(&self.path) {
+                Ok(meta) => Some(segments::identity(&meta)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    let _ = file.unlock();
+                    return Err(fail("read", e));
+                }
+            };
+            if now_at == Some(self.live_id) {
+                return Ok(());
+            }
+            let _ = file.unlock();
+            let reopened = OpenOptions::new().create(true).read(true).append(true).open(&self.path);
+            let reopened =
+                reopened.and_then(|f| Ok((segments::identity(&f.metadata()?), f))).map_err(|e| fail("open", e))?;
+            (self.live_id, *file) = reopened;
+            self.tail = None;
+            self.born = None;
+            self.rotation_failed = false;
+        }
+    }
+
+    /// Appends records to the chain, after the outcomes noted. Under the live segment's exclusive lock: find the end of the
     /// chain (remembered, unless another writer moved it) and write the line in one `write`.
     /// The head record follows soon after ([`AuditLog::flush_head`]), not on every record: it
     /// is a second file write, and the proxy moves it when it is idle, or at the latest when
     /// the log is closed.
     fn append<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<(), Error> {
-        let file = match &self.file {
-            Ok((file, _)) => file,
-            Err(source) => return Err(Error::Open { path: self.path.clone(), source: Arc::clone(source) }),
-        };
-        let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: self.path.clone(), source };
-        file.lock().map_err(|e| fail("lock", e))?;
-        let written = (|| -> Result<Tail, Error> {
-            // The end of the file, where the next line goes (a seek is a cheaper system call
-            // than the full metadata a stat fetches, and with O_APPEND it moves nothing).
-            let size = (&*file).seek(SeekFrom::End(0)).map_err(|e| fail("read", e))?;
-            let mut tail = match &self.tail {
-                Some(tail) if tail.end == size => tail.clone(),
-                _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
-            };
-            let ts = humantime::format_rfc3339_micros(crate::clock::now()).to_string();
-            // A decision and an outcome or two fit without growing.
-            let mut bytes = Vec::with_capacity(1024 * records.len().max(1));
-            // Outcomes of calls decided before go first; an outcome of a call whose decision is
-            // in this write (the client cancelled it in the same burst) follows its decision.
-            let in_this_write = |call: u64| records.iter().any(|&(_, c, _)| c == call);
-            for (call, body) in self.outcomes.iter().filter(|(call, _)| !in_this_write(*call)) {
-                link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
+        self.lock_live()?;
+        let written = self.write_locked(records);
+        if let Ok((file, _)) = &self.file {
+            let _ = file.unlock();
+        }
+        let mut written = written?;
+        if let Some((fresh, id, born)) = written.rotated.take() {
+            // Nobody else has written to the fresh segment yet: this process renamed it into
+            // place while it held the old one's lock. From now on it is locked as any other.
+            if let Ok((file, _)) = &mut self.file {
+                *file = fresh;
             }
-            for (event, body) in &self.notes {
-                link(&mut tail, (event, 0, &**body), &ts, &self.session, &mut bytes)?;
-            }
-            for &record in records {
-                link(&mut tail, record, &ts, &self.session, &mut bytes)?;
-            }
-            for (call, body) in self.outcomes.iter().filter(|(call, _)| in_this_write(*call)) {
-                link(&mut tail, ("outcome", *call, body), &ts, &self.session, &mut bytes)?;
-            }
-            if let Err(e) = (&*file).write_all(&bytes) {
-                // A full disk can take part of the line: cut it off, so the chain stays whole
-                // and the next writer appends after the last complete record.
-                if let Err(cut) = file.set_len(size) {
-                    tracing::error!("cannot remove a partly written record from the audit log: {cut}");
-                }
-                return Err(fail("write", e));
-            }
-            tail.end = size + bytes.len() as u64;
-            Ok(tail)
-        })();
-        let _ = file.unlock();
-        self.tail = Some(written?);
+            (self.live_id, self.born) = (id, Some(born));
+            self.start_upkeep();
+        }
+        self.tail = Some(written.tail);
         self.outcomes.clear();
         self.notes.clear();
         self.head_behind = true;
         Ok(())
     }
 
+    /// The body of [`AuditLog::append`], with the live segment locked: rotates it first when it
+    /// is due.
+    fn write_locked<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<Written, Error> {
+        let file = match &self.file {
+            Ok((file, _)) => file,
+            Err(source) => return Err(Error::Open { path: self.path.clone(), source: Arc::clone(source) }),
+        };
+        let path = &self.path;
+        let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: path.clone(), source };
+        // The end of the file, where the next line goes (a seek is a cheaper system call
+        // than the full metadata a stat fetches, and with O_APPEND it moves nothing).
+        let size = (&*file).seek(SeekFrom::End(0)).map_err(|e| fail("read", e))?;
+        let mut tail = match &self.tail {
+            Some(tail) if tail.end == size => tail.clone(),
+            _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
+        };
+        let now = crate::clock::now();
+        let ts = humantime::format_rfc3339_micros(now).to_string();
+        if size == 0 {
+            self.born = Some(now);
+        }
+        let due = match self.rotation {
+            Some(_) if size == 0 || self.rotation_failed => false,
+            Some(rotation) if size >= rotation.size => true,
+            Some(AuditRotation { age: Some(age), .. }) => {
+                // Read once per segment: the first record's time does not change.
+                let born =
+                    *self.born.get_or_insert_with(|| segments::start_of(file).ok().and_then(|(_, t)| t).unwrap_or(now));
+                now.duration_since(born).is_ok_and(|d| d >= age)
+            }
+            Some(_) | None => false,
+        };
+        // Outcomes of calls decided before go first; an outcome of a call whose decision is
+        // in this write (the client cancelled it in the same burst) follows its decision.
+        let encode_all = |tail: &mut Tail, previous: Option<&str>| -> Result<Vec<u8>, Error> {
+            // A decision and an outcome or two fit without growing.
+            let mut bytes = Vec::with_capacity(1024 * records.len().max(1));
+            let session = &self.session;
+            if let Some(previous) = previous {
+                link(tail, ("segment", 0, &SegmentBody { previous }), &ts, session, &mut bytes)?;
+            }
+            let in_this_write = |call: u64| records.iter().any(|&(_, c, _)| c == call);
+            for (call, body) in self.outcomes.iter().filter(|(call, _)| !in_this_write(*call)) {
+                link(tail, ("outcome", *call, body), &ts, session, &mut bytes)?;
+            }
+            for (event, body) in &self.notes {
+                link(tail, (event, 0, &**body), &ts, session, &mut bytes)?;
+            }
+            for &record in records {
+                link(tail, record, &ts, session, &mut bytes)?;
+            }
+            for (call, body) in self.outcomes.iter().filter(|(call, _)| in_this_write(*call)) {
+                link(tail, ("outcome", *call, body), &ts, session, &mut bytes)?;
+            }
+            Ok(bytes)
+        };
+        if due {
+            // The new segment begins with a record naming the one before it, chained to its last.
+            let rotated = segments::start_of(file).map(|(first, _)| segments::rotated_path(path, first, tail.seq));
+            let attempt = rotated.and_then(|rotated| {
+                let mut fresh_tail = tail.clone();
+                let name = rotated.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let bytes = encode_all(&mut fresh_tail, Some(&name)).map_err(io::Error::other)?;
+                let fresh = segments::rotate(path, file, &rotated, &bytes)?;
+                fresh_tail.end = bytes.len() as u64;
+                Ok((fresh_tail, fresh))
+            });
+            match attempt {
+                Ok((tail, fresh)) => {
+                    let id = segments::identity(&fresh.metadata().map_err(|e| fail("read", e))?);
+                    return Ok(Written { tail, rotated: Some((fresh, id, now)) });
+                }
+                Err(e) => {
+                    tracing::warn!("cannot rotate the audit log {}: {e}; it grows on", path.display());
+                    self.rotation_failed = true;
+                }
+            }
+        }
+        let bytes = encode_all(&mut tail, None)?;
+        if let Err(e) = (&*file).write_all(&bytes) {
+            // A full disk can take part of the line: cut it off, so the chain stays whole
+            // and the next writer appends after the last complete record.
+            if let Err(cut) = file.set_len(size) {
+                tracing::error!("cannot remove a partly written record from the audit log: {cut}");
+            }
+            return Err(fail("write", e));
+        }
+        tail.end = size + bytes.len() as u64;
+        Ok(Written { tail, rotated: None })
+    }
+
+    /// Compresses and expires rotated segments on a thread of its own, off the call path.
+    fn start_upkeep(&mut self) {
+        let Some(rotation) = self.rotation else { return };
+        if !rotation.compress && rotation.retention.is_none() {
+            return;
+        }
+        if let Some(running) = self.upkeep.take() {
+            if !running.is_finished() {
+                self.upkeep = Some(running);
+                self.upkeep_again = true;
+                return;
+            }
+            let _ = running.join();
+        }
+        self.upkeep_again = false;
+        let path = self.path.clone();
+        let spawned = std::thread::Builder::new().name("audit-upkeep".into()).spawn(move || upkeep(&path, rotation));
+        match spawned {
+            Ok(running) => self.upkeep = Some(running),
+            Err(e) => tracing::error!("cannot start compressing the audit log's old segments: {e}"),
+        }
+    }
+
     /// Moves the head record to this process's last record, unless another writer already moved
     /// it further.
     pub fn flush_head(&mut self) {
-        let (Ok((file, head)), Some(tail)) = (&self.file, &self.tail) else { return };
-        if !self.head_behind {
+        let Some(tail) = self.tail.clone() else { return };
+        if !self.head_behind || self.file.is_err() {
             return;
         }
         self.head_behind = false;
-        if let Err(e) = file.lock() {
-            tracing::error!("cannot lock the audit log {}: {e}", self.path.display());
+        if let Err(e) = self.lock_live() {
+            tracing::error!("{e}");
             return;
         }
+        let Ok((file, head)) = &self.file else { return };
         let newer = chain::read_head(&self.path).ok().flatten().is_some_and(|h| h.lines >= tail.seq);
-        if !newer && let Err(e) = chain::write_head(head, tail) {
+        if !newer && let Err(e) = chain::write_head(head, &tail) {
             tracing::error!("cannot write the head of the audit log {}: {e}", self.path.display());
         }
         let _ = file.unlock();
@@ -641,5 +826,221 @@ mod tests {
         assert!(out.ends_with(b"\"call\":3}\n"), "{}", String::from_utf8_lossy(&out));
         serde_json::from_slice::<Value>(&out).unwrap();
         assert!(encode(&preamble(), &[1, 2], &mut Vec::new()).is_err());
+    }
+
+    /// A call to `read_file` with argument `i`, decided by policy and forwarded.
+    fn read(log: &mut AuditLog, i: usize) {
+        let call = DecidedCall {
+            server: "fs".into(),
+            tool: "read_file".into(),
+            arguments: serde_json::json!({"path": format!("notes/{i}.txt")}).as_object().cloned().unwrap(),
+            gate: Gate::Allow,
+            tier: Tier::Low,
+            matched: vec![],
+            reason: None,
+            policy: Some("sha256:6d7f9cc82f44ddcb".into()),
+            confidence: None,
+        };
+        let record = DecisionRecord {
+            call: &call,
+            edited_arguments: None,
+            request_id: serde_json::json!(i),
+            verdict: Verdict::Forwarded,
+            decided_by: DecidedBy::Policy,
+            channel: None,
+            note: None,
+            waited_ms: 0,
+        };
+        log.decision(&record).unwrap();
+    }
+
+    /// Rotation at 1 KiB (four or five records a segment), uncompressed unless asked.
+    fn small(compress: bool) -> AuditRotation {
+        AuditRotation { size: 1024, age: None, compress, retention: None }
+    }
+
+    /// A log of `calls` decisions written with `rotation`, and its segments.
+    fn rotated_log(dir: &Path, calls: usize, rotation: AuditRotation) -> (PathBuf, Vec<segments::Segment>) {
+        let path = dir.join("audit.jsonl");
+        let mut log = AuditLog::open(&path);
+        log.set_rotation(rotation);
+        for i in 0..calls {
+            read(&mut log, i);
+        }
+        drop(log);
+        let segments = segments::list(&path).unwrap();
+        (path, segments)
+    }
+
+    fn lines_of(segment: &segments::Segment) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        segments::read_segments(std::slice::from_ref(segment), |_, _, l| {
+            lines.push(l.to_vec());
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        lines
+    }
+
+    fn link_of(line: &[u8]) -> Value {
+        serde_json::from_slice(line).unwrap()
+    }
+
+    #[test]
+    fn the_chain_runs_on_across_segments_each_begun_by_a_record_naming_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, segments) = rotated_log(dir.path(), 30, small(false));
+        assert!(segments.len() >= 4, "{segments:#?}");
+        let mut seq = 0;
+        let mut last_hash = chain::ORIGIN.to_owned();
+        for (i, segment) in segments.iter().enumerate() {
+            let lines = lines_of(segment);
+            let first = link_of(&lines[0]);
+            if i > 0 {
+                // The first record of a new segment follows the previous segment's last one.
+                assert_eq!(first["event"], "segment");
+                let before = segments[i - 1].path.file_name().unwrap().to_string_lossy().into_owned();
+                assert_eq!(first["previous"], before.as_str());
+            }
+            for line in &lines {
+                let record = link_of(line);
+                seq += 1;
+                assert_eq!(record["seq"], seq);
+                assert_eq!(record["prev"], last_hash.as_str());
+                last_hash = chain::hash(line);
+            }
+            if let Some((first, last)) = segment.range {
+                assert_eq!((first, last), (link_of(&lines[0])["seq"].as_u64().unwrap(), seq));
+                // Rotated at the first write that found it at or past 1 KiB.
+                assert!(std::fs::metadata(&segment.path).unwrap().len() >= 1024);
+            }
+        }
+        let decisions = segments.iter().flat_map(lines_of).filter(|l| link_of(l)["event"] == "decision").count();
+        assert_eq!(decisions, 30);
+        let report = verify::verify(&path).unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!((report.segments, report.chained, report.from), (segments.len(), seq, None));
+        assert_eq!(chain::read_head(&path).unwrap().unwrap().lines, seq);
+    }
+
+    #[test]
+    fn a_log_no_proxy_configured_never_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path);
+        for i in 0..10 {
+            read(&mut log, i);
+        }
+        log.set_rotation(small(false));
+        read(&mut log, 10);
+        drop(log);
+        // Rotated once, when the settings came: not before.
+        assert_eq!(segments::rotated(&path).unwrap().len(), 1);
+        assert_eq!(segments::rotated(&path).unwrap()[0].range, Some((1, 10)));
+    }
+
+    #[test]
+    fn a_writer_whose_segment_another_rotated_writes_to_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut steady = AuditLog::open(&path);
+        read(&mut steady, 0);
+        let mut rotating = AuditLog::open(&path);
+        rotating.set_rotation(AuditRotation { size: 1, ..small(false) });
+        read(&mut rotating, 1);
+        read(&mut rotating, 2);
+        assert_eq!(segments::rotated(&path).unwrap().len(), 2);
+        // `steady` still holds the first segment open: its record must go to the live one.
+        read(&mut steady, 3);
+        drop((steady, rotating));
+        let segments = segments::list(&path).unwrap();
+        let live = lines_of(segments.last().unwrap());
+        assert_eq!(link_of(live.last().unwrap())["request_id"], 3);
+        for rotated in &segments[..2] {
+            assert_eq!(lines_of(rotated).len() as u64, rotated.range.map(|(a, b)| b - a + 1).unwrap());
+        }
+        assert_eq!(verify::verify(&path).unwrap().problem, None);
+    }
+
+    #[test]
+    fn rotated_segments_are_compressed_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, segments) = rotated_log(dir.path(), 20, small(true));
+        let (live, rotated) = segments.split_last().unwrap();
+        assert!(live.is_live() && !rotated.is_empty());
+        assert!(rotated.iter().all(segments::Segment::compressed), "{rotated:#?}");
+        let mut out = Vec::new();
+        assert_eq!(show::show(&path, &show::Filter::default(), true, &mut out).unwrap(), 20);
+        let ids: Vec<u64> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| link_of(l.as_bytes())["request_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, (0..20).collect::<Vec<u64>>());
+        assert_eq!(verify::verify(&path).unwrap().problem, None);
+    }
+
+    /// Rewrites one rotated segment's lines.
+    fn tamper(segment: &segments::Segment, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
+        let mut lines = lines_of(segment);
+        edit(&mut lines);
+        let text: Vec<u8> = lines
+            .into_iter()
+            .flat_map(|mut l| {
+                l.push(b'\n');
+                l
+            })
+            .collect();
+        std::fs::write(&segment.path, text).unwrap();
+    }
+
+    #[test]
+    fn verify_names_the_segment_edited_and_the_one_removed_but_accepts_a_log_whose_oldest_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, segments) = rotated_log(dir.path(), 30, small(false));
+        let middle = &segments[1];
+        let name = middle.path.file_name().unwrap().to_string_lossy().into_owned();
+        let original = std::fs::read(&middle.path).unwrap();
+        let problem = |path: &Path| verify::verify(path).unwrap().problem_text(path);
+
+        tamper(middle, |l| l[1] = String::from_utf8_lossy(&l[1]).replace("notes/", "secret/").into_bytes());
+        assert_eq!(problem(&path), Some(format!("{name}: line 2: edited (its hash no longer matches the chain)")));
+
+        // Its last line: only the next segment's first record can tell.
+        std::fs::write(&middle.path, &original).unwrap();
+        tamper(middle, |l| {
+            let last = l.last_mut().unwrap();
+            *last = String::from_utf8_lossy(last).replace("notes/", "secret/").into_bytes();
+        });
+        let lines = lines_of(middle).len();
+        assert_eq!(
+            problem(&path),
+            Some(format!("{name}: line {lines}: edited (its hash no longer matches the chain)"))
+        );
+
+        std::fs::write(&middle.path, &original).unwrap();
+        assert_eq!(problem(&path), None);
+        std::fs::remove_file(&middle.path).unwrap();
+        let (first, last) = middle.range.unwrap();
+        let next = segments[2].path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            problem(&path),
+            Some(format!(
+                "{next}: line 1: records {first} to {last} before it are missing: the segment that held them was removed"
+            ))
+        );
+
+        // Retention deletes the oldest first: the log then begins where the first kept one does.
+        std::fs::remove_file(&segments[0].path).unwrap();
+        std::fs::remove_file(&segments[2].path).unwrap();
+        let report = verify::verify(&path).unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!(report.from, segments[3].range.map(|(first, _)| first));
+        // But lines cut from the start of that segment are still a deletion.
+        tamper(&segments[3], |l| {
+            l.remove(0);
+        });
+        let text = problem(&path).unwrap();
+        assert!(text.contains("line 1: records 1 to"), "{text}");
     }
 }

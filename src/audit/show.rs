@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -38,11 +39,14 @@ impl Filter {
     }
 }
 
-/// Writes the matching decisions, oldest first; returns how many there were. Lines that are not
-/// records are skipped (`verify` is the place to hear about them).
+/// Writes the matching decisions of every segment of the log, oldest first; returns how many
+/// there were. Lines that are not records are skipped (`verify` is the place to hear about them).
 pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut (impl Write + ?Sized)) -> io::Result<usize> {
-    let text = std::fs::read_to_string(path)?;
-    let records: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut records: Vec<Value> = Vec::new();
+    super::segments::read_lines(path, |_, _, line| {
+        records.extend(serde_json::from_slice::<Value>(line).ok());
+        Ok(ControlFlow::Continue(()))
+    })?;
     let key = |r: &Value| (r["session"].as_str().unwrap_or_default().to_owned(), r["call"].as_u64().unwrap_or(0));
     let outcomes: HashMap<(String, u64), &Value> =
         records.iter().filter(|r| r["event"] == "outcome").map(|r| (key(r), r)).collect();

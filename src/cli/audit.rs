@@ -20,15 +20,26 @@ pub fn verify(file: Option<PathBuf>) -> Result<ExitCode, Error> {
         Err(source) => return Err(Error::File { verb: "read", path, source }),
     };
     let mut stdout = std::io::stdout().lock();
-    match report.problem {
+    match report.problem_text(&path) {
         None => {
+            let segments = match report.segments {
+                0 | 1 => String::new(),
+                n => format!("{n} segments, "),
+            };
             let _ = writeln!(
                 stdout,
-                "{}: ok: {} lines, {} chained records, the head record matches",
+                "{}: ok: {segments}{} lines, {} chained records, the head record matches",
                 path.display(),
                 report.lines,
                 report.chained
             );
+            if let Some(from) = report.from {
+                let _ = writeln!(
+                    stdout,
+                    "the log begins at record {from}: the segments before it are no longer kept (removed by \
+                     audit_retention, or by hand), so its link to them cannot be checked"
+                );
+            }
             Ok(ExitCode::OK)
         }
         Some(problem) => {

@@ -20,7 +20,7 @@ pub fn run(args: SummaryArgs) -> Result<ExitCode, Error> {
     let trust = trust::default_path().and_then(|p| trust::TrustFile::new(p).read().ok());
     let log = summary::read_log(&audit).map_err(|source| Error::File { verb: "read", path: audit.clone(), source })?;
     let chain = match crate::audit::verify::verify(&audit) {
-        Ok(report) => report.problem.map_or_else(|| "ok".to_owned(), |p| p.to_string()),
+        Ok(report) => report.problem_text(&audit).unwrap_or_else(|| "ok".to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "ok".to_owned(),
         Err(e) => format!("cannot be read: {e}"),
     };

@@ -105,7 +105,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     writeln!(out, "The audit trail of this session (toolgate audit show {}):", audit_path.display())?;
     crate::audit::show::show(&audit_path, &crate::audit::show::Filter::default(), false, out)?;
     let chain = crate::audit::verify::verify(&audit_path)?;
-    match chain.problem {
+    match chain.problem_text(&audit_path) {
         None => writeln!(out, "Its hash chain is whole: {} records (toolgate audit verify).\n", chain.chained)?,
         Some(problem) => writeln!(out, "Its hash chain is broken: {problem}\n")?,
     }

@@ -14,7 +14,7 @@ use super::error::{PolicyError, PolicyErrors, line_column};
 use super::file::{ConditionFile, ExampleFile, PolicyFile, RuleFile};
 use super::reading::number::{self, Number};
 use super::rule::{self, Rule, RuleParts, RuleSet, Settings};
-use super::{Policy, parse_duration, version_of};
+use super::{Policy, parse_duration, parse_size, version_of};
 
 /// Compiles policy text; `origin` names it in errors.
 pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
@@ -40,6 +40,16 @@ pub fn compile(text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
     settings.missing_confidence = s.missing_confidence.unwrap_or_default();
     settings.desktop_notifications = s.desktop_notifications.unwrap_or(true);
     settings.audit_secret_keys = s.audit_secret_keys;
+    if let Some(size) = s.audit_rotate_size {
+        match parse_size(size.get_ref()) {
+            Ok(0) => c.error(size.span(), "audit_rotate_size: a segment must be allowed at least one byte".into()),
+            Ok(n) => settings.audit_rotation.size = n,
+            Err(m) => c.error(size.span(), format!("audit_rotate_size: {m}")),
+        }
+    }
+    settings.audit_rotation.age = s.audit_rotate_age.and_then(|a| c.period(&a, "audit_rotate_age"));
+    settings.audit_rotation.compress = s.audit_compress.unwrap_or(true);
+    settings.audit_rotation.retention = s.audit_retention.and_then(|r| c.period(&r, "audit_retention"));
     settings.arguments = s.arguments.unwrap_or_default();
     if let Some(n) = s.propose_after_approvals {
         settings.propose_after_approvals = n.max(1);
@@ -102,6 +112,21 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     fn error(&mut self, span: Range<usize>, message: String) {
         self.errors.push(PolicyError::at(self.origin, self.text, Some(span), message));
+    }
+
+    /// A duration that must not be zero (a segment rotated, or deleted, as soon as it is written).
+    fn period(&mut self, value: &Spanned<String>, what: &str) -> Option<std::time::Duration> {
+        match parse_duration(value.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.error(value.span(), format!("{what}: must be longer than zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.error(value.span(), format!("{what}: {m}"));
+                None
+            }
+        }
     }
 
     fn confidence(&mut self, value: &Spanned<f64>, what: &str) -> Option<f64> {

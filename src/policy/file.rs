@@ -69,6 +69,14 @@ pub struct SettingsFile {
     pub desktop_notifications: Option<bool>,
     /// Argument keys whose values the audit log records as a digest.
     pub audit_secret_keys: Option<Vec<String>>,
+    /// The live audit segment is rotated once it is this big (`"64 MiB"`).
+    pub audit_rotate_size: Option<Spanned<String>>,
+    /// ... or once its first record is this old (`"1d"`).
+    pub audit_rotate_age: Option<Spanned<String>>,
+    /// Whether rotated segments are compressed (default true).
+    pub audit_compress: Option<bool>,
+    /// Rotated segments older than this are deleted; without it, none ever is.
+    pub audit_retention: Option<Spanned<String>>,
     /// What a call whose arguments do not conform to the tool's input schema gets.
     pub arguments: Option<ArgumentsSetting>,
     /// `toolgate summary` proposes a lower gate for a tool a person approved this many times

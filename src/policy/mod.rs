@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use decision::{Annotations, Basis, Call, ConfidenceCheck, Decision, Gate, Matched, Tier};
 pub use error::{PolicyError, PolicyErrors};
 pub use file::{ArgumentsSetting, Autonomy, ChangedTools, DefaultTier, MissingConfidence};
-pub use rule::{NearMiss, Rule, RuleSet, Settings, TrustBar};
+pub use rule::{AuditRotation, NearMiss, Rule, RuleSet, Settings, TrustBar};
 
 /// The policy used when no file is given or found.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../policies/default.toml");
@@ -97,6 +97,28 @@ pub fn version_of(text: &str) -> String {
 /// Parses a duration such as `90s`, `5m` or `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({e})"))
+}
+
+/// A size in bytes as a person writes it: `"64 MiB"`, `"500 KB"`, `"1GiB"`, `"4096"` (bytes).
+/// Binary (`KiB`, `MiB`, `GiB`) and decimal (`KB`, `MB`, `GB`) units, any case, with or without
+/// a space; a bare number is bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a size like \"64 MiB\" or \"500 KB\"");
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(unit).ok_or_else(bad)
 }
 
 /// Where a policy comes from, in order of precedence.

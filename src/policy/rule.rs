@@ -34,6 +34,8 @@ pub struct Settings {
     pub desktop_notifications: bool,
     /// Argument keys whose values the audit log records as a digest (`None`: the default list).
     pub audit_secret_keys: Option<Vec<String>>,
+    /// When the audit log rotates, and what becomes of its old segments.
+    pub audit_rotation: AuditRotation,
     /// Autonomy levels set for single servers (`[servers.NAME]`), by exact name.
     pub server_autonomy: std::collections::HashMap<String, Autonomy>,
     /// The bar a tool's record must pass to skip the question (`[trust]`).
@@ -63,12 +65,39 @@ impl Default for Settings {
             missing_confidence: MissingConfidence::Ask,
             desktop_notifications: true,
             audit_secret_keys: None,
+            audit_rotation: AuditRotation::default(),
             server_autonomy: std::collections::HashMap::new(),
             trust: TrustBar::default(),
             changed_tools: super::file::ChangedTools::Ask,
             arguments: super::file::ArgumentsSetting::Strict,
             propose_after_approvals: 20,
         }
+    }
+}
+
+/// When the audit log's live segment is rotated, and what becomes of the rotated ones
+/// (`audit_rotate_size`, `audit_rotate_age`, `audit_compress`, `audit_retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRotation {
+    /// Rotate once the live segment holds this many bytes.
+    pub size: u64,
+    /// Rotate once the live segment's first record is this old.
+    pub age: Option<Duration>,
+    /// Compress rotated segments.
+    pub compress: bool,
+    /// Delete rotated segments whose every record is older than this; never, when `None`.
+    pub retention: Option<Duration>,
+}
+
+impl AuditRotation {
+    /// 64 MiB: about a hundred thousand allowed calls with their outcomes, a segment that
+    /// compresses in well under a second and reads back quickly.
+    pub const DEFAULT_SIZE: u64 = 64 << 20;
+}
+
+impl Default for AuditRotation {
+    fn default() -> Self {
+        AuditRotation { size: Self::DEFAULT_SIZE, age: None, compress: true, retention: None }
     }
 }
 

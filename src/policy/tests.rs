@@ -232,6 +232,47 @@ fn semantic_errors_are_all_reported_with_places() {
 }
 
 #[test]
+fn audit_rotation_settings_compile_with_defaults_and_bad_values_name_their_place() {
+    let p = Policy::from_toml("", "p.toml").unwrap();
+    assert_eq!(p.settings.audit_rotation, crate::policy::AuditRotation::default());
+    assert_eq!(p.settings.audit_rotation.size, 64 << 20);
+    assert_eq!((p.settings.audit_rotation.compress, p.settings.audit_rotation.retention), (true, None));
+    let p = Policy::from_toml(
+        "[settings]\naudit_rotate_size = \"2 KiB\"\naudit_rotate_age = \"1d\"\naudit_compress = false\naudit_retention = \"90d\"\n",
+        "p.toml",
+    )
+    .unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(
+        p.settings.audit_rotation,
+        crate::policy::AuditRotation { size: 2048, age: Some(day), compress: false, retention: Some(90 * day) }
+    );
+    let errs = errors(concat!(
+        "[settings]\n",
+        "audit_rotate_size = \"64 MiBs\"\n",
+        "audit_rotate_age = \"daily\"\n",
+        "audit_retention = \"0s\"\n",
+    ));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].starts_with("p.toml:2:21: audit_rotate_size: \"64 MiBs\" is not a size"), "{errs:#?}");
+    assert!(errs[1].starts_with("p.toml:3:20: audit_rotate_age: \"daily\" is not a duration"), "{errs:#?}");
+    assert!(errs[2].starts_with("p.toml:4:19: audit_retention: must be longer than zero"), "{errs:#?}");
+    assert!(errors("[settings]\naudit_rotate_size = \"0\"\n")[0].starts_with("p.toml:2:21: audit_rotate_size:"));
+}
+
+#[test]
+fn sizes_read_as_people_write_them() {
+    use crate::policy::parse_size;
+    assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+    assert_eq!(parse_size("500KB"), Ok(500_000));
+    assert_eq!(parse_size("1 gib"), Ok(1 << 30));
+    assert_eq!(parse_size("4096"), Ok(4096));
+    for bad in ["", "MiB", "1.5 MiB", "-1", "12 parsecs", "99999999999 GiB"] {
+        assert!(parse_size(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn embedded_default_loads_and_denies_deletes() {
     let p = Policy::embedded();
     assert_eq!(decide(&p, "fs", "delete_file").gate, Gate::Deny);

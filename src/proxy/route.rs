@@ -372,6 +372,7 @@ impl Router {
                 self.session
                     .audit
                     .set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
+                self.session.audit.set_rotation(policy.settings.audit_rotation);
                 self.session.policy = Arc::new(policy);
                 self.redecide("the policy was reloaded");
             }

@@ -153,6 +153,7 @@ impl Session {
     ) -> Self {
         let mut audit = audit;
         audit.set_secret_keys(SecretKeys::from_setting(policy.settings.audit_secret_keys.as_deref()));
+        audit.set_rotation(policy.settings.audit_rotation);
         Session {
             server: server.into(),
             policy,

@@ -1,6 +1,6 @@
 //! The decision records of the audit log, as the summary reads them: only what it counts.
 
-use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -70,36 +70,44 @@ struct Line {
     waited_ms: u64,
 }
 
-/// Every decision record and note of the log, oldest first. Other lines (outcomes, lines from
-/// before the chain, a line cut short) are passed over; `audit verify` judges the log's
-/// integrity, not this.
+/// Every decision record and note of the log (all its segments), oldest first. Other lines
+/// (outcomes, lines from before the chain, a line cut short) are passed over; `audit verify`
+/// judges the log's integrity, not this.
 pub fn read_log(path: &Path) -> std::io::Result<Log> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
-        Err(e) => return Err(e),
-    };
     let mut out = Log::default();
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        let Ok(record) = serde_json::from_str::<Line>(&line) else { continue };
-        let Some(at) = record.ts.as_deref().and_then(|ts| humantime::parse_rfc3339_weak(ts).ok()) else { continue };
+    let read = crate::audit::segments::read_lines(path, |_, _, line| {
+        if let Ok(record) = serde_json::from_slice::<Line>(line) {
+            out.take(record);
+        }
+        Ok(ControlFlow::Continue(()))
+    });
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Log::default()),
+        Err(e) => Err(e),
+        Ok(()) => Ok(out),
+    }
+}
+
+impl Log {
+    /// Keeps a record if it is a decision or a note.
+    fn take(&mut self, record: Line) {
+        let Some(at) = record.ts.as_deref().and_then(|ts| humantime::parse_rfc3339_weak(ts).ok()) else { return };
         match record.event.as_deref() {
             Some("decision") => {}
             Some(event @ ("refused_line" | "reload_failed")) => {
                 let reason = record.reason.or(record.errors);
                 let (event, server) = (event.to_owned(), record.server.clone());
-                out.notes.push(Note { at, event, server, from: record.from, reason });
-                continue;
+                self.notes.push(Note { at, event, server, from: record.from, reason });
+                return;
             }
-            _ => continue,
+            _ => return,
         }
         let (Some(server), Some(tool), Some(gate), Some(verdict), Some(decided_by)) =
             (record.server, record.tool, record.gate, record.verdict, record.decided_by)
         else {
-            continue;
+            return;
         };
-        out.decisions.push(Decision {
+        self.decisions.push(Decision {
             at,
             server,
             tool,
@@ -114,7 +122,6 @@ pub fn read_log(path: &Path) -> std::io::Result<Log> {
             edited: record.edited_arguments.is_some(),
         });
     }
-    Ok(out)
 }
 
 impl Decision {

@@ -12,6 +12,7 @@ mod common;
 mod allow_for_session;
 mod approve;
 mod audit;
+mod audit_rotation;
 mod confidence;
 mod conformity;
 mod conventions;
