@@ -1,12 +1,14 @@
 //! `toolgate audit show`: the history of decisions, one line each with its outcome, filtered by
 //! tool, server, decision, who decided and time; or the matching records as JSON lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::SystemTime;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::visible::{json, visible};
@@ -39,41 +41,80 @@ impl Filter {
     }
 }
 
+/// How a call that ran ended: its outcome record's `outcome` and `ms`.
+struct Ran {
+    outcome: Box<str>,
+    ms: Value,
+}
+
+/// The fields every record begins with that tell what it is, read without building the rest.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session: Option<Cow<'a, str>>,
+    call: Option<u64>,
+}
+
 /// Writes the matching decisions of every segment of the log, oldest first; returns how many
 /// there were. Lines that are not records are skipped (`verify` is the place to hear about them).
+///
+/// The log is read twice, as a stream: first for how each call ended (an outcome record
+/// follows its decision, often much later), then for the decisions, each printed as it is
+/// read. Months of records need the memory of their outcomes, not of the whole log.
 pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut (impl Write + ?Sized)) -> io::Result<usize> {
-    let mut records: Vec<Value> = Vec::new();
-    super::segments::read_lines(path, |_, _, line| {
-        records.extend(serde_json::from_slice::<Value>(line).ok());
+    let segments = super::segments::list(path)?;
+    // Outcomes by session, then call: a session's name is kept once, not once per call.
+    let mut ran: HashMap<String, HashMap<u64, Ran>> = HashMap::new();
+    super::segments::read_segments(&segments, |_, _, bytes| {
+        let Ok(Kind { event: Some(event), session: Some(session), call: Some(call) }) = serde_json::from_slice(bytes)
+        else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        if event == "outcome"
+            && let Ok(record) = serde_json::from_slice::<Value>(bytes)
+        {
+            let outcome = record["outcome"].as_str().unwrap_or("?").into();
+            let ms = record.get("ms").cloned().unwrap_or(Value::Null);
+            let calls = match ran.get_mut(session.as_ref()) {
+                Some(calls) => calls,
+                None => ran.entry(session.into_owned()).or_default(),
+            };
+            calls.insert(call, Ran { outcome, ms });
+        }
         Ok(ControlFlow::Continue(()))
     })?;
-    let key = |r: &Value| (r["session"].as_str().unwrap_or_default().to_owned(), r["call"].as_u64().unwrap_or(0));
-    let outcomes: HashMap<(String, u64), &Value> =
-        records.iter().filter(|r| r["event"] == "outcome").map(|r| (key(r), r)).collect();
     let mut shown = 0;
-    for record in records.iter().filter(|r| r["event"] == "decision" && filter.matches(r)) {
+    super::segments::read_segments(&segments, |_, _, bytes| {
+        match serde_json::from_slice::<Kind>(bytes) {
+            Ok(Kind { event: Some(event), .. }) if event == "decision" => {}
+            _ => return Ok(ControlFlow::Continue(())),
+        }
+        let Ok(mut record) = serde_json::from_slice::<Value>(bytes) else { return Ok(ControlFlow::Continue(())) };
+        if !filter.matches(&record) {
+            return Ok(ControlFlow::Continue(()));
+        }
         shown += 1;
-        let outcome = outcomes.get(&key(record));
+        let session = record["session"].as_str().unwrap_or_default();
+        let call = record["call"].as_u64().unwrap_or(0);
+        let outcome = ran.get(session).and_then(|calls| calls.get(&call));
         if json {
-            let mut record = record.clone();
             if let Some(o) = outcome {
-                record["outcome"] = json_outcome(o);
+                record["outcome"] = serde_json::json!({"outcome": &*o.outcome, "ms": o.ms});
             }
             writeln!(out, "{}", crate::visible::to_json(&record).unwrap_or_default())?;
         } else {
-            writeln!(out, "{}", line(record, outcome.copied()))?;
+            writeln!(out, "{}", line(&record, outcome))?;
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(shown)
-}
-
-fn json_outcome(outcome: &Value) -> Value {
-    serde_json::json!({"outcome": outcome["outcome"], "ms": outcome["ms"]})
 }
 
 /// One decision as a person reads it; every string from the record shown escaped (`visible`),
 /// since names and arguments came from a server or a model.
-fn line(record: &Value, outcome: Option<&Value>) -> String {
+fn line(record: &Value, outcome: Option<&Ran>) -> String {
     let text = |key: &str| visible(record.get(key).and_then(Value::as_str).unwrap_or("?"));
     let ts = text("ts");
     let when = ts.get(..19).unwrap_or(&ts).replace('T', " ");
@@ -89,11 +130,7 @@ fn line(record: &Value, outcome: Option<&Value>) -> String {
         out.push_str(&format!(" ({})", visible(channel)));
     }
     if let Some(o) = outcome {
-        out.push_str(&format!(
-            ", {} in {} ms",
-            visible(o["outcome"].as_str().unwrap_or("?")),
-            json(&o["ms"].to_string())
-        ));
+        out.push_str(&format!(", {} in {} ms", visible(&o.outcome), json(&o.ms.to_string())));
     }
     let rules: Vec<String> = record["rules"]
         .as_array()
