@@ -18,7 +18,11 @@ pub fn run(args: SummaryArgs) -> Result<ExitCode, Error> {
     let policy = source.load().map_err(|errors| Error::Policy { errors, nothing_started: false })?;
     let queue = review::default_path().and_then(|p| review::QueueFile::new(p).read().ok());
     let trust = trust::default_path().and_then(|p| trust::TrustFile::new(p).read().ok());
-    let log = summary::read_log(&audit).map_err(|source| Error::File { verb: "read", path: audit.clone(), source })?;
+    let log = summary::read_log(&audit, since, until).map_err(|source| Error::File {
+        verb: "read",
+        path: audit.clone(),
+        source,
+    })?;
     let chain = match crate::audit::verify::verify(&audit) {
         Ok(report) => report.problem_text(&audit).unwrap_or_else(|| "ok".to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "ok".to_owned(),

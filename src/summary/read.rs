@@ -70,14 +70,15 @@ struct Line {
     waited_ms: u64,
 }
 
-/// Every decision record and note of the log (all its segments), oldest first. Other lines
-/// (outcomes, lines from before the chain, a line cut short) are passed over; `audit verify`
-/// judges the log's integrity, not this.
-pub fn read_log(path: &Path) -> std::io::Result<Log> {
+/// Every decision record and note of the log (all its segments) written between `since` and
+/// `until`, oldest first: months of log are read for a week's summary, and only the week is
+/// kept. Other lines (outcomes, lines from before the chain, a line cut short) are passed over;
+/// `audit verify` judges the log's integrity, not this.
+pub fn read_log(path: &Path, since: SystemTime, until: SystemTime) -> std::io::Result<Log> {
     let mut out = Log::default();
     let read = crate::audit::segments::read_lines(path, |_, _, line| {
         if let Ok(record) = serde_json::from_slice::<Line>(line) {
-            out.take(record);
+            out.take(record, since, until);
         }
         Ok(ControlFlow::Continue(()))
     });
@@ -89,9 +90,12 @@ pub fn read_log(path: &Path) -> std::io::Result<Log> {
 }
 
 impl Log {
-    /// Keeps a record if it is a decision or a note.
-    fn take(&mut self, record: Line) {
+    /// Keeps a record if it is a decision or a note of the period.
+    fn take(&mut self, record: Line, since: SystemTime, until: SystemTime) {
         let Some(at) = record.ts.as_deref().and_then(|ts| humantime::parse_rfc3339_weak(ts).ok()) else { return };
+        if at < since || at > until {
+            return;
+        }
         match record.event.as_deref() {
             Some("decision") => {}
             Some(event @ ("refused_line" | "reload_failed")) => {
