@@ -1,0 +1,111 @@
+"""A Streamable HTTP MCP server built with the official Python SDK (mcp 2.3.0), for toolgate's
+`run --url` tests.
+
+Usage: http_server.py LOG [--json]
+
+Binds 127.0.0.1 on a free port and prints the port on its first line of stdout once it listens.
+Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
+`X-Test-Token`, and the JSON-RPC method and tool name of a POST. A `tools/call` of the tool
+`explode` gets HTTP 500 before the SDK sees it. `--json` answers with JSON bodies instead of
+SSE streams.
+"""
+import json
+import socket
+import sys
+
+import anyio
+import uvicorn
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("toolgate-test-http-server")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return text
+
+
+@server.tool()
+def write_marker(path: str) -> str:
+    """Write a marker file (the side effect tests watch for)."""
+    with open(path, "w") as f:
+        f.write("written")
+    return "written"
+
+
+@server.tool()
+async def slow(path: str) -> str:
+    """Write a marker file saying it started, then take a minute."""
+    with open(path, "w") as f:
+        f.write("started")
+    await anyio.sleep(60)
+    return "done"
+
+
+@server.tool()
+def explode() -> str:
+    """Never reached: the server answers HTTP 500 first."""
+    return "not reached"
+
+
+def logging_app(app, log_path):
+    async def logged(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        entry = {
+            "http": scope["method"],
+            "session": headers.get("mcp-session-id"),
+            "version": headers.get("mcp-protocol-version"),
+            "token": headers.get("x-test-token"),
+            "last_event_id": headers.get("last-event-id"),
+        }
+        try:
+            parsed = json.loads(body) if body else {}
+            entry["method"] = parsed.get("method")
+            entry["tool"] = (parsed.get("params") or {}).get("name")
+        except ValueError:
+            pass
+        with open(log_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if entry.get("tool") == "explode":
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"boom"})
+            return
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await app(scope, replay, send)
+
+    return logged
+
+
+def main():
+    log_path = sys.argv[1]
+    json_response = "--json" in sys.argv[2:]
+    app = server.streamable_http_app(json_response=json_response)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(logging_app(app, log_path), log_level="warning", lifespan="on")
+    anyio.run(uvicorn.Server(config).serve, [sock])
+
+
+if __name__ == "__main__":
+    main()
