@@ -271,3 +271,43 @@ fn header_values_stay_out_of_errors_and_bad_flags_stop_before_anything_runs() {
     let both = env.toolgate().args(["run", "--url", "http://127.0.0.1:9/", "--", "true"]).output().unwrap();
     assert_eq!(both.status.code(), Some(2), "--url and a command conflict");
 }
+
+#[test]
+fn server_everything_over_streamable_http_through_toolgate() {
+    let env = Env::new();
+    // It takes its port from PORT: a free one, picked here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let entry = root().join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(entry.exists(), "run tests/setup.sh first: {} is missing", entry.display());
+    let mut node = env
+        .command("node")
+        .arg(entry)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(node.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on port") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
+    let mut cmd = env.toolgate();
+    cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(env.join("audit.jsonl"));
+    cmd.arg("--url").arg(format!("http://127.0.0.1:{port}/mcp"));
+    let mut peer = Peer::start(cmd);
+    let init = initialize(&mut peer, "2025-06-18");
+    assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
+    let listed = peer.request(2, "tools/list", json!({}));
+    assert!(listed["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "echo"), "{listed}");
+    let echoed = call(&mut peer, 3, "echo", json!({"message": "through the gate"}));
+    assert_eq!(echoed["result"]["content"][0]["text"], "Echo: through the gate", "{echoed}");
+    let rest = rest(&mut peer);
+    assert_eq!(answers_to(&rest, 3), 0, "{rest:?}");
+    let _ = node.kill();
+    let _ = node.wait();
+}
