@@ -311,3 +311,34 @@ fn server_everything_over_streamable_http_through_toolgate() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+#[test]
+fn an_expired_session_ends_with_one_error_for_every_request_in_flight() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &[]);
+    let mut peer = start(&env, &server);
+    initialize(&mut peer, "2025-06-18");
+    peer.request(2, "tools/list", json!({}));
+    let started = env.join("started");
+    peer.send_call(10, "slow", json!({"path": started}));
+    eventually("the slow call reached the server", || started.exists());
+    peer.send_call(11, "expire", json!({}));
+    let mut answered: Vec<(i64, String)> = (0..2)
+        .map(|_| {
+            let answer = peer.recv();
+            (answer["id"].as_i64().unwrap(), answer["error"]["message"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    answered.sort();
+    assert_eq!(answered[0].0, 10);
+    assert!(answered[0].1.contains("session expired"), "{answered:?}");
+    assert_eq!(answered[1].0, 11);
+    assert!(answered[1].1.contains("session expired (HTTP 404)"), "{answered:?}");
+    // The session is over: toolgate ends as when a server exits, with status 1.
+    let mut rest = Vec::new();
+    while let Some(line) = peer.next_line() {
+        rest.push(line);
+    }
+    assert!(rest.iter().all(|l| !l.contains("\"id\":10") && !l.contains("\"id\":11")), "{rest:?}");
+    assert_eq!(peer.wait().code(), Some(1));
+}

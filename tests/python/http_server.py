@@ -6,7 +6,8 @@ Usage: http_server.py LOG [--json]
 Binds 127.0.0.1 on a free port and prints the port on its first line of stdout once it listens.
 Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
 `X-Test-Token`, and the JSON-RPC method and tool name of a POST. A `tools/call` of the tool
-`explode` gets HTTP 500 before the SDK sees it. `--json` answers with JSON bodies instead of
+`explode` gets HTTP 500 before the SDK sees it, one of `expire` HTTP 404 (as for a session the
+server forgot). `--json` answers with JSON bodies instead of
 SSE streams.
 """
 import json
@@ -50,6 +51,12 @@ def explode() -> str:
     return "not reached"
 
 
+@server.tool()
+def expire() -> str:
+    """Never reached: the server answers HTTP 404 first."""
+    return "not reached"
+
+
 def logging_app(app, log_path):
     async def logged(scope, receive, send):
         if scope["type"] != "http":
@@ -79,6 +86,11 @@ def logging_app(app, log_path):
         if entry.get("tool") == "explode":
             await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": b"boom"})
+            return
+        if entry.get("tool") == "expire":
+            # What a server answers once it forgot the session.
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
             return
         sent = False
 
