@@ -342,3 +342,22 @@ fn an_expired_session_ends_with_one_error_for_every_request_in_flight() {
     assert!(rest.iter().all(|l| !l.contains("\"id\":10") && !l.contains("\"id\":11")), "{rest:?}");
     assert_eq!(peer.wait().code(), Some(1));
 }
+
+#[test]
+fn a_stream_the_server_closes_before_its_answer_is_resumed_with_last_event_id() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &["--resumable"]);
+    let mut peer = start(&env, &server);
+    // The SDK primes a stream with an event id only for 2025-11-25 clients.
+    initialize(&mut peer, "2025-11-25");
+    peer.request(2, "tools/list", json!({}));
+    let answer = call(&mut peer, 3, "polled", json!({"text": "after the cut"}));
+    assert_eq!(answer["result"]["content"][0]["text"], "after the cut", "{answer}");
+    let rest = rest(&mut peer);
+    assert_eq!(answers_to(&rest, 3), 0, "answered once: {rest:?}");
+    let requests = server.requests();
+    assert!(
+        requests.iter().any(|r| r["http"] == "GET" && r["last_event_id"].is_string()),
+        "the stream was resumed with Last-Event-ID: {requests:?}"
+    );
+}

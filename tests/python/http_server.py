@@ -1,14 +1,16 @@
 """A Streamable HTTP MCP server built with the official Python SDK (mcp 2.3.0), for toolgate's
 `run --url` tests.
 
-Usage: http_server.py LOG [--json]
+Usage: http_server.py LOG [--json] [--resumable]
 
 Binds 127.0.0.1 on a free port and prints the port on its first line of stdout once it listens.
 Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
 `X-Test-Token`, and the JSON-RPC method and tool name of a POST. A `tools/call` of the tool
 `explode` gets HTTP 500 before the SDK sees it, one of `expire` HTTP 404 (as for a session the
 server forgot). `--json` answers with JSON bodies instead of
-SSE streams.
+SSE streams. `--resumable` keeps the events in memory and gives them ids, so that a stream the
+server closes (the tool `polled` closes its own before it answers) can be resumed with
+`Last-Event-ID`.
 """
 import json
 import socket
@@ -17,7 +19,8 @@ import sys
 import anyio
 import uvicorn
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore
 
 server = MCPServer("toolgate-test-http-server")
 
@@ -55,6 +58,35 @@ def explode() -> str:
 def expire() -> str:
     """Never reached: the server answers HTTP 404 first."""
     return "not reached"
+
+
+@server.tool()
+async def polled(text: str, ctx: Context) -> str:
+    """Close this call's stream, then answer: the client must resume the stream to read it."""
+    await ctx.close_sse_stream()
+    await anyio.sleep(0.2)
+    return text
+
+
+class MemoryEventStore(EventStore):
+    def __init__(self):
+        self.events = []
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        ids = [e[0] for e in self.events]
+        if last_event_id not in ids:
+            return None
+        at = ids.index(last_event_id)
+        stream_id = self.events[at][1]
+        for event_id, stream, message in self.events[at + 1:]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
 
 
 def logging_app(app, log_path):
@@ -109,7 +141,12 @@ def logging_app(app, log_path):
 def main():
     log_path = sys.argv[1]
     json_response = "--json" in sys.argv[2:]
-    app = server.streamable_http_app(json_response=json_response)
+    resumable = "--resumable" in sys.argv[2:]
+    app = server.streamable_http_app(
+        json_response=json_response,
+        event_store=MemoryEventStore() if resumable else None,
+        retry_interval=100 if resumable else None,
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
