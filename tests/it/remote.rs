@@ -63,11 +63,19 @@ const POLICY: &str = r#"
 [settings]
 default_tier = "low"
 
+approval_timeout = "30s"
+
 [[rules]]
 name = "no denied files"
 tools = ["write_marker"]
 args = { "/path" = { glob = "**/denied*" } }
 action = "deny"
+
+[[rules]]
+name = "ask about these"
+tools = ["write_marker"]
+args = { "/path" = { glob = "**/asked*" } }
+action = "ask"
 "#;
 
 fn toolgate_cmd(env: &Env, server: &HttpServer, extra: &[&str]) -> std::process::Command {
@@ -359,5 +367,29 @@ fn a_stream_the_server_closes_before_its_answer_is_resumed_with_last_event_id() 
     assert!(
         requests.iter().any(|r| r["http"] == "GET" && r["last_event_id"].is_string()),
         "the stream was resumed with Last-Event-ID: {requests:?}"
+    );
+}
+
+#[test]
+fn a_call_asked_about_inside_the_client_runs_on_the_remote_server_only_once_allowed() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &[]);
+    let mut peer = start(&env, &server);
+    initialize_declaring(&mut peer, "2025-06-18", json!({"elicitation": {}}));
+    peer.request(2, "tools/list", json!({}));
+    let asked = env.join("asked.txt");
+    peer.send_call(3, "write_marker", json!({"path": asked}));
+    let question = asking::question(&peer);
+    assert!(!asked.exists(), "an asked call waits for the answer");
+    assert!(server.requests().iter().all(|r| r["method"] != "tools/call"), "nothing reached the server yet");
+    asking::answer(&mut peer, &question, asking::accept("allow_once"));
+    let answer = peer.response(&json!(3));
+    assert_eq!(answer["result"]["content"][0]["text"], "written", "{answer}");
+    assert!(asked.exists());
+    // The client's answer to toolgate's question is toolgate's: it never reaches the server.
+    assert!(
+        server.requests().iter().all(|r| r["method"].is_string() || r["http"] != "POST"),
+        "{:?}",
+        server.requests()
     );
 }
