@@ -398,10 +398,21 @@ async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent:
         return;
     }
     if !status.is_success() {
-        let why = format!("the remote MCP server answered HTTP {status}{}", body_hint(response).await);
-        match &asked {
-            Some(asked) => shared.answer_error(&asked.id, &why).await,
-            None => tracing::warn!("{why} to a message that needs no answer"),
+        let answer = match &asked {
+            Some(asked) => own_error_answer(response, asked, shared.max).await,
+            None => Err(body_hint(response).await),
+        };
+        match (answer, &asked) {
+            // The server's own JSON-RPC error for this request (a 2026-07-28 server's
+            // unsupported version, say) is its answer: the client reads what it sent.
+            (Ok(body), Some(asked)) => shared.deliver(body, Some(asked)).await,
+            (Err(hint), Some(asked)) => {
+                let why = format!("the remote MCP server answered HTTP {status}{hint}");
+                shared.answer_error(&asked.id, &why).await;
+            }
+            (_, None) => {
+                tracing::warn!("the remote MCP server answered HTTP {status} to a message that needs no answer")
+            }
         }
         let _ = sent.send(());
         return;
@@ -483,10 +494,27 @@ async fn body(mut response: Response, max: usize) -> Result<Vec<u8>, String> {
     }
 }
 
+/// An HTTP error's body when it is a JSON-RPC response to `asked` (by its id); else the start
+/// of the body, for the error toolgate writes instead.
+async fn own_error_answer(response: Response, asked: &Asked, max: usize) -> Result<Vec<u8>, String> {
+    if !content_type(&response).starts_with("application/json") {
+        return Err(body_hint(response).await);
+    }
+    let body = body(response, max).await?;
+    match Probe::of(&body) {
+        Some(probe) if probe.response_id().is_some_and(|id| key(id) == asked.key) => Ok(body),
+        _ => Err(hint(&body)),
+    }
+}
+
 /// The start of an error body, for the error message: a server often says why there.
 async fn body_hint(response: Response) -> String {
     let Ok(bytes) = body(response, 64 * 1024).await else { return String::new() };
-    let text = String::from_utf8_lossy(&bytes);
+    hint(&bytes)
+}
+
+fn hint(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
     let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
     if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) }
 }

@@ -205,10 +205,14 @@ fn an_http_error_answers_its_own_request_once_and_the_session_goes_on() {
     let failed = call(&mut peer, 3, "explode", json!({}));
     let message = failed["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("HTTP 500") && message.contains("boom"), "{failed}");
+    // An HTTP error whose body is the server's own JSON-RPC answer to the request is that answer.
+    let refused = call(&mut peer, 5, "refuse", json!({}));
+    assert_eq!(refused["error"], json!({"code": -32020, "message": "Header mismatch: test"}), "{refused}");
     let after = call(&mut peer, 4, "echo", json!({"text": "still here"}));
     assert_eq!(after["result"]["content"][0]["text"], "still here", "{after}");
     let rest = rest(&mut peer);
     assert_eq!(answers_to(&rest, 3), 0, "answered once: {rest:?}");
+    assert_eq!(answers_to(&rest, 5), 0, "answered once: {rest:?}");
 }
 
 #[test]
@@ -392,4 +396,35 @@ fn a_call_asked_about_inside_the_client_runs_on_the_remote_server_only_once_allo
         "{:?}",
         server.requests()
     );
+}
+
+#[test]
+fn the_python_sdk_client_in_either_mode_talks_through_toolgate_to_the_remote_server() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &[]);
+    let policy = policy_file(env.path(), POLICY);
+    // `auto` probes `server/discover` (2026-07-28) first, gets an error, and falls back to
+    // `initialize`, as it would straight to this server.
+    let script = "import anyio, os, sys\nfrom mcp import Client, StdioServerParameters\n\
+        async def main():\n    tg, policy, audit, url, mode = sys.argv[1:]\n    \
+        p = StdioServerParameters(command=tg, args=['run', '--policy', policy, '--audit', audit, '--url', url], env=dict(os.environ))\n    \
+        async with Client(p, mode=mode, read_timeout_seconds=30) as c:\n        \
+        print((await c.call_tool('echo', {'text': 'hi ' + mode})).content[0].text)\n\
+        anyio.run(main)\n";
+    for mode in ["legacy", "auto"] {
+        let out = env
+            .python()
+            .arg("-c")
+            .arg(script)
+            .arg(toolgate())
+            .arg(&policy)
+            .arg(env.join("audit.jsonl"))
+            .arg(server.url())
+            .arg(mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.trim(), format!("hi {mode}"));
+    }
 }

@@ -7,7 +7,7 @@ Binds 127.0.0.1 on a free port and prints the port on its first line of stdout o
 Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
 `X-Test-Token`, and the JSON-RPC method and tool name of a POST. A `tools/call` of the tool
 `explode` gets HTTP 500 before the SDK sees it, one of `expire` HTTP 404 (as for a session the
-server forgot). `--json` answers with JSON bodies instead of
+server forgot), one of `refuse` HTTP 400 with a JSON-RPC error of its own. `--json` answers with JSON bodies instead of
 SSE streams. `--resumable` keeps the events in memory and gives them ids, so that a stream the
 server closes (the tool `polled` closes its own before it answers) can be resumed with
 `Last-Event-ID`.
@@ -51,6 +51,12 @@ async def slow(path: str) -> str:
 @server.tool()
 def explode() -> str:
     """Never reached: the server answers HTTP 500 first."""
+    return "not reached"
+
+
+@server.tool()
+def refuse() -> str:
+    """Never reached: the server answers HTTP 400 with a JSON-RPC error first."""
     return "not reached"
 
 
@@ -118,6 +124,12 @@ def logging_app(app, log_path):
         if entry.get("tool") == "explode":
             await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
             await send({"type": "http.response.body", "body": b"boom"})
+            return
+        if entry.get("tool") == "refuse":
+            # A JSON-RPC error of the server's own, under the request's id, with HTTP 400.
+            error = {"jsonrpc": "2.0", "id": parsed["id"], "error": {"code": -32020, "message": "Header mismatch: test"}}
+            await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(error).encode()})
             return
         if entry.get("tool") == "expire":
             # What a server answers once it forgot the session.
