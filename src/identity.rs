@@ -1,7 +1,7 @@
 //! Which program a server is: what trust, "allow for the session" and remembered rules are bound
 //! to, so that a name (`run --name`) cannot carry them to another program.
 //!
-//! A server's identity is its command line (argv, exactly), the SHA-256 of its executable
+//! A remote server's identity is its URL ([`Identity::of_url`]). A command's is its command line (argv, exactly), the SHA-256 of its executable
 //! (resolved through `PATH` as the child is spawned), and the SHA-256 of the code files named on
 //! its command line (arguments that are existing regular files: `python3 server.py`, `node
 //! dist/index.js`). It is one digest, `sha256:…`, over all of these.
@@ -20,6 +20,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// What stands for the program's digest in a remote server's identity.
+const REMOTE: &str = "remote: its identity is its URL";
 
 /// Code files named on the command line that are hashed, at most.
 pub const MAX_FILES: usize = 16;
@@ -90,6 +93,21 @@ impl Identity {
         Identity { id, argv, program, files, unhashed }
     }
 
+    /// The identity of a remote server: its URL's scheme, host, port and path (its query is
+    /// left out: it may carry a key). What answers at that URL is the server's to change, as a
+    /// program's code is its author's; trust is bound to the address, and a changed tool is
+    /// still caught by pinning.
+    pub fn of_url(url: &str) -> Identity {
+        let id = format!("sha256:{}", crate::wire::canonical::sha256_hex(&json!({"url": url})));
+        let program = Hashed { path: url.to_owned(), digest: REMOTE.to_owned() };
+        Identity { id, argv: vec![url.to_owned()], program, files: Vec::new(), unhashed: 0 }
+    }
+
+    /// Whether this is a remote server's identity.
+    pub fn is_remote(&self) -> bool {
+        self.program.digest == REMOTE
+    }
+
     /// The digest's first 12 hex digits, for people.
     pub fn short(&self) -> &str {
         self.id.get(..19).unwrap_or(&self.id)
@@ -107,6 +125,9 @@ impl Identity {
     /// What differs from `before`, in words.
     pub fn differences(&self, before: &Identity) -> String {
         let mut parts = Vec::new();
+        if self.is_remote() || before.is_remote() {
+            return format!("the server was {}, is {}", before.command_line(), self.command_line());
+        }
         if self.argv != before.argv {
             parts.push(format!("the command line was `{}`, is `{}`", before.command_line(), self.command_line()));
         }
@@ -205,6 +226,20 @@ mod tests {
         std::fs::write(&big, b"xxxxyyyyyy").unwrap();
         let four = crate::hex::encode(&Sha256::digest(b"xxxx"));
         assert_eq!(hash_file(&big, 4), format!("sha256:{four} of the first 4 of 10 bytes"));
+    }
+
+    #[test]
+    fn a_remote_server_is_its_url() {
+        let a = Identity::of_url("https://mcp.example.com:443/mcp");
+        assert_eq!(a, Identity::of_url("https://mcp.example.com:443/mcp"));
+        let b = Identity::of_url("https://mcp.example.com:443/other");
+        assert_ne!(a.id, b.id);
+        assert!(a.is_remote() && a.files.is_empty());
+        assert_ne!(a.id, Identity::of(&command(&["https://mcp.example.com:443/mcp"])).id, "never a command's");
+        assert_eq!(
+            b.differences(&a),
+            "the server was https://mcp.example.com:443/mcp, is https://mcp.example.com:443/other"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod mcp_client;
 pub mod paths;
 pub mod policy;
 pub mod proxy;
+pub mod remote;
 pub mod replay;
 pub mod review;
 pub mod state_file;

@@ -414,8 +414,16 @@ pub struct RunArgs {
     /// Accepts a plain number of bytes or a KiB/MiB/GiB suffix.
     #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_message_bytes: usize,
+    /// A remote MCP server's URL, spoken to over Streamable HTTP, instead of a command
+    /// (see docs/guide/remote-servers.md).
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    pub url: Option<String>,
+    /// A header sent with every request to --url, as NAME=VALUE; `${VAR}` in the value is
+    /// taken from the environment at start. Values are never shown or logged. Repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", requires = "url")]
+    pub headers: Vec<String>,
     /// The server command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "url", value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 

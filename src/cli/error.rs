@@ -108,6 +108,9 @@ impl Error {
 /// A flag whose value is not what it must be.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
+    /// `run --url` or a `--header` is not usable.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::TargetError),
     #[error("--args must be a JSON object, like '{{\"path\": \"/tmp/x\"}}'")]
     ArgsNotAnObject,
     #[error("--args is not JSON: {0}")]

@@ -3,12 +3,19 @@
 
 use std::path::PathBuf;
 
+use super::error::FlagError;
 use super::{Error, ExitCode, RecordArgs, RunArgs, runtime};
 use crate::policy::{EMBEDDED_ORIGIN, Source};
-use crate::proxy::{self, Options};
+use crate::proxy::{self, Options, Upstream};
+use crate::remote::Target;
 use crate::{paths, wire};
 
 pub fn run(args: RunArgs) -> Result<ExitCode, Error> {
+    if args.url.is_some() {
+        // HTTPS uses rustls with the ring provider (see Cargo.toml); installed once, before
+        // any TLS connection is made. (A second install fails harmlessly.)
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     runtime()?.block_on(serve(args))
 }
 
@@ -27,12 +34,22 @@ async fn serve(args: RunArgs) -> Result<ExitCode, Error> {
         tracing::info!("policy {} ({})", policy.origin, policy.version);
     }
     let audit_path = args.audit.or_else(paths::default_audit_log).ok_or(Error::NoAuditLocation)?;
-    let server_name = args.name.unwrap_or_else(|| {
-        let program = PathBuf::from(&args.command[0]);
-        program.file_name().map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
+    let server = match &args.url {
+        Some(url) => {
+            Upstream::Remote(Target::parse(url, &args.headers, |var| std::env::var(var).ok()).map_err(FlagError::from)?)
+        }
+        None => Upstream::Command(args.command),
+    };
+    let server_name = args.name.unwrap_or_else(|| match &server {
+        // A remote server is named by its host by default.
+        Upstream::Remote(target) => target.url.host_str().unwrap_or("server").to_owned(),
+        Upstream::Command(command) => {
+            let program = PathBuf::from(&command[0]);
+            program.file_name().map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned())
+        }
     });
     let options = Options {
-        command: args.command,
+        server,
         server_name,
         policy,
         policy_path: source.path().map(ToOwned::to_owned),

@@ -11,7 +11,7 @@ use tokio::io::BufReader;
 
 use crate::mcp_client::{AsyncClient, ClientError};
 use crate::policy::{Call, Gate, Policy};
-use crate::proxy::{self, Options, ProxyError};
+use crate::proxy::{self, Options, ProxyError, Upstream};
 use crate::visible::visible;
 use crate::wire;
 
@@ -35,7 +35,7 @@ pub async fn run(out: &mut (dyn Write + Send), audit_path: PathBuf) -> Result<i3
     let (client_side, proxy_side) = tokio::io::duplex(1 << 20);
     let (proxy_in, proxy_out) = tokio::io::split(proxy_side);
     let options = Options {
-        command: vec![exe.into_os_string(), "demo-server".into()],
+        server: Upstream::Command(vec![exe.into_os_string(), "demo-server".into()]),
         server_name: "demo".into(),
         policy,
         policy_path: None,

@@ -59,10 +59,17 @@ const IN_FLIGHT_BYTES: usize = 16 * 1024 * 1024;
 /// held to about `IN_FLIGHT_BYTES` of memory too, not to several times that.
 const MESSAGE_OVERHEAD: usize = 256;
 
+/// The server toolgate stands in front of.
+pub enum Upstream {
+    /// A command toolgate starts, speaking MCP on its stdin/stdout.
+    Command(Vec<OsString>),
+    /// A remote server, speaking Streamable HTTP (`crate::remote`).
+    Remote(crate::remote::Target),
+}
+
 /// Everything `toolgate run` needs.
 pub struct Options {
-    /// The server command and its arguments.
-    pub command: Vec<OsString>,
+    pub server: Upstream,
     /// The server's name in rules and records (`--name`).
     pub server_name: String,
     pub policy: Policy,
@@ -127,15 +134,37 @@ where
     // and the call whose audit record it is gets refused; by default SIGXFSZ would end toolgate.
     // SAFETY: installing SIG_IGN runs no handler code.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
-    let server = child::Server::spawn(&opts.command)?;
-    // The server's identity binds trust to the program (`crate::identity`). It is hashed while
-    // the server starts and the first messages pass; the first judgement that needs it waits.
-    // (Its thread starts once the server has: the server's start is what the client waits for.)
-    let identity = session_trust::ServerIdentity::hash(opts.command.clone())?;
-    let (child, server_in, server_out, group) = server.into_parts();
-    let server_pid = child.id();
     let max = opts.max_message_bytes;
     let depth = opts.max_depth;
+    let (server_in, server_out, exit, stopper, server_pid, identity) = match opts.server {
+        Upstream::Command(command) => {
+            let server = child::Server::spawn(&command)?;
+            // The server's identity binds trust to the program (`crate::identity`). It is
+            // hashed while the server starts and the first messages pass; the first judgement
+            // that needs it waits. (Its thread starts once the server has: the server's start
+            // is what the client waits for.)
+            let identity = session_trust::ServerIdentity::hash(command)?;
+            let (child, server_in, server_out, group) = server.into_parts();
+            let pid = child.id();
+            (
+                server_in.into_owned_fd()?,
+                ServerOutput::Child(server_out),
+                Exit::Child(child),
+                Stopper::Group(group),
+                pid,
+                identity,
+            )
+        }
+        Upstream::Remote(target) => {
+            // A remote server is its URL (`crate::identity`): there is no program to hash.
+            let identity =
+                session_trust::ServerIdentity::known(crate::identity::Identity::of_url(&target.origin_and_path()));
+            tracing::info!("remote MCP server {}", target.origin_and_path());
+            let bridge = crate::remote::start(target, max)?;
+            let out = ServerOutput::Remote(bridge.from_server);
+            (bridge.to_server, out, Exit::Bridge(bridge.ended), Stopper::Bridge(bridge.stop), None, identity)
+        }
+    };
 
     // The driver reads both peers itself: a line is framed, checked and handed to the core in
     // the same turn, with no task between them.
@@ -145,8 +174,7 @@ where
         server_first: false,
     };
     let (to_client, client_writer) = writer::PeerInput::start(client_out, Peer::Client);
-    let (to_server, server_writer) =
-        writer::PeerInput::start(stdio::Destination::pipe(server_in.into_owned_fd()?)?, Peer::Server);
+    let (to_server, server_writer) = writer::PeerInput::start(stdio::Destination::pipe(server_in)?, Peer::Server);
     // Everything else (signals, the server's exit, people's answers, approvers, policy edits)
     // arrives on one queue of rare events, so that the dispatcher looks at one queue, not four,
     // for every message.
@@ -156,7 +184,7 @@ where
         interrupt: signal(SignalKind::interrupt())?,
         terminate: signal(SignalKind::terminate())?,
     };
-    let lifecycle_task = tokio::spawn(watch_lifecycle(child, signals, rare_tx.clone()));
+    let lifecycle_task = tokio::spawn(watch_lifecycle(exit, signals, rare_tx.clone()));
 
     let audit = AuditLog::open(&opts.audit_path);
     if let Some(problem) = audit.unavailable() {
@@ -201,7 +229,7 @@ where
         }
     });
     let mut core = Dispatcher::new(route::Router::new(session, held, opts.queue_path), policy_path);
-    let mut writers = Writers { to_client, to_server: Some(to_server), group };
+    let mut writers = Writers { to_client, to_server: Some(to_server), stopper: stopper.clone() };
     // A session that cannot go on still ends as every session does: what waits is answered.
     let driven = drive(&mut core, &mut sources, &mut rare, &mut writers).await;
     if let Err(e) = &driven {
@@ -209,7 +237,7 @@ where
     }
     lifecycle_task.abort();
     // Whatever the server started must not outlive it.
-    group.signal(Signal::SIGKILL);
+    stopper.signal(Signal::SIGKILL);
     let (last, code) = core.finish(Instant::now());
     writers.deliver(last);
     let Writers { to_client, .. } = writers;
@@ -330,11 +358,11 @@ where
     Poll::Pending
 }
 
-/// Where the dispatcher's output goes: the two writers and the server's process group.
+/// Where the dispatcher's output goes: the two writers and what stops the server.
 struct Writers {
     to_client: writer::PeerInput,
     to_server: Option<writer::PeerInput>,
-    group: child::Group,
+    stopper: Stopper,
 }
 
 impl Writers {
@@ -354,7 +382,7 @@ impl Writers {
             self.to_server = None;
         }
         for signal in signals {
-            self.group.signal(signal);
+            self.stopper.signal(signal);
         }
     }
 }
@@ -395,12 +423,66 @@ struct Signals {
 /// policy edits), or why the server's exit could not be awaited.
 type Rare = io::Result<Event>;
 
+/// What stops the server: signals to its process group, or to the bridge to a remote one.
+#[derive(Clone)]
+enum Stopper {
+    Group(child::Group),
+    Bridge(crate::remote::Stop),
+}
+
+impl Stopper {
+    /// SIGKILL ends a bridge at once; any other signal ends its session in order.
+    fn signal(&self, signal: Signal) {
+        match self {
+            Stopper::Group(group) => group.signal(signal),
+            Stopper::Bridge(stop) if signal == Signal::SIGKILL => stop.kill(),
+            Stopper::Bridge(stop) => stop.terminate(),
+        }
+    }
+}
+
+/// The server's end: a child's exit, or the bridge's.
+enum Exit {
+    Child(tokio::process::Child),
+    Bridge(tokio::task::JoinHandle<i32>),
+}
+
+impl Exit {
+    /// Waits for the end. A bridge's ends as a process's would: its code, or SIGKILL when it
+    /// was ended at once.
+    async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Exit::Child(child) => child.wait().await,
+            Exit::Bridge(bridge) => Ok(match bridge.await {
+                Ok(code) => std::process::ExitStatus::from_raw((code & 0xff) << 8),
+                Err(_) => std::process::ExitStatus::from_raw(Signal::SIGKILL as i32),
+            }),
+        }
+    }
+}
+
+/// The server's output: a child's stdout, or the bridge's pipe.
+enum ServerOutput {
+    Child(tokio::process::ChildStdout),
+    Remote(tokio::net::unix::pipe::Receiver),
+}
+
+impl AsyncRead for ServerOutput {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerOutput::Child(out) => Pin::new(out).poll_read(cx, buf),
+            ServerOutput::Remote(out) => Pin::new(out).poll_read(cx, buf),
+        }
+    }
+}
+
 /// Waits for the server to exit and for signals, and tells the dispatcher.
-async fn watch_lifecycle(mut child: tokio::process::Child, mut signals: Signals, tx: mpsc::UnboundedSender<Rare>) {
+async fn watch_lifecycle(mut exit: Exit, mut signals: Signals, tx: mpsc::UnboundedSender<Rare>) {
     let mut running = true;
     loop {
         let event = tokio::select! {
-            exited = child.wait(), if running => {
+            exited = exit.wait(), if running => {
                 running = false;
                 exited.map(Event::Exited)
             }

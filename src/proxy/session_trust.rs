@@ -45,8 +45,7 @@ impl ServerIdentity {
         Ok(ServerIdentity { hashing: Some(thread), known: None })
     }
 
-    /// An identity already known (the core's tests).
-    #[cfg(test)]
+    /// An identity already known (a remote server's URL; the core's tests).
     pub fn known(identity: Identity) -> ServerIdentity {
         ServerIdentity { hashing: None, known: Some(identity) }
     }

@@ -38,6 +38,7 @@ mod python_interop;
 mod readings_filesystem;
 mod readings_python;
 mod reload;
+mod remote;
 mod review;
 mod smoke;
 mod summary;
