@@ -47,7 +47,8 @@ struct Ran {
     ms: Value,
 }
 
-/// The fields every record begins with that tell what it is, read without building the rest.
+/// The fields every record begins with that tell what it is, and an outcome's, read without
+/// building the rest.
 #[derive(Deserialize)]
 struct Kind<'a> {
     #[serde(borrow)]
@@ -55,6 +56,9 @@ struct Kind<'a> {
     #[serde(borrow)]
     session: Option<Cow<'a, str>>,
     call: Option<u64>,
+    /// An outcome record's own fields (absent from other records).
+    outcome: Option<Value>,
+    ms: Option<Value>,
 }
 
 /// Writes the matching decisions of every segment of the log, oldest first; returns how many
@@ -68,15 +72,14 @@ pub fn show(path: &Path, filter: &Filter, json: bool, out: &mut (impl Write + ?S
     // Outcomes by session, then call: a session's name is kept once, not once per call.
     let mut ran: HashMap<String, HashMap<u64, Ran>> = HashMap::new();
     super::segments::read_segments(&segments, |_, _, bytes| {
-        let Ok(Kind { event: Some(event), session: Some(session), call: Some(call) }) = serde_json::from_slice(bytes)
+        let Ok(Kind { event: Some(event), session: Some(session), call: Some(call), outcome, ms }) =
+            serde_json::from_slice(bytes)
         else {
             return Ok(ControlFlow::Continue(()));
         };
-        if event == "outcome"
-            && let Ok(record) = serde_json::from_slice::<Value>(bytes)
-        {
-            let outcome = record["outcome"].as_str().unwrap_or("?").into();
-            let ms = record.get("ms").cloned().unwrap_or(Value::Null);
+        if event == "outcome" {
+            let outcome = outcome.as_ref().and_then(Value::as_str).unwrap_or("?").into();
+            let ms = ms.unwrap_or(Value::Null);
             let calls = match ran.get_mut(session.as_ref()) {
                 Some(calls) => calls,
                 None => ran.entry(session.into_owned()).or_default(),
