@@ -16,7 +16,7 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -508,7 +508,9 @@ impl AuditLog {
 
     /// Locks the live segment. When another writer rotated the file this process has open since
     /// (or it was removed), the path names another file: that one is opened, and locked, instead.
-    fn lock_live(&mut self) -> Result<(), Error> {
+    /// Returns the live segment's size, read in the same `stat` that checks it is still the file
+    /// at the path (under the lock nobody else writes to it, so no seek is needed).
+    fn lock_live(&mut self) -> Result<u64, Error> {
         loop {
             let file = match &mut self.file {
                 Ok((file, _)) => file,
@@ -517,15 +519,17 @@ impl AuditLog {
             let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: self.path.clone(), source };
             file.lock().map_err(|e| fail("lock", e))?;
             let now_at = match std::fs::metadata(&self.path) {
-                Ok(meta) => Some(segments::identity(&meta)),
+                Ok(meta) => Some((segments::identity(&meta), meta.len())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => {
                     let _ = file.unlock();
                     return Err(fail("read", e));
                 }
             };
-            if now_at == Some(self.live_id) {
-                return Ok(());
+            if let Some((id, size)) = now_at
+                && id == self.live_id
+            {
+                return Ok(size);
             }
             let _ = file.unlock();
             let reopened = OpenOptions::new().create(true).read(true).append(true).open(&self.path);
@@ -544,8 +548,8 @@ impl AuditLog {
     /// is a second file write, and the proxy moves it when it is idle, or at the latest when
     /// the log is closed.
     fn append<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<(), Error> {
-        self.lock_live()?;
-        let written = self.write_locked(records);
+        let size = self.lock_live()?;
+        let written = self.write_locked(records, size);
         if let Ok((file, _)) = &self.file {
             let _ = file.unlock();
         }
@@ -566,18 +570,19 @@ impl AuditLog {
         Ok(())
     }
 
-    /// The body of [`AuditLog::append`], with the live segment locked: rotates it first when it
-    /// is due.
-    fn write_locked<T: Serialize + ?Sized>(&mut self, records: &[(&str, u64, &T)]) -> Result<Written, Error> {
+    /// The body of [`AuditLog::append`], with the live segment locked (`size` is its size, where
+    /// the next line goes): rotates it first when it is due.
+    fn write_locked<T: Serialize + ?Sized>(
+        &mut self,
+        records: &[(&str, u64, &T)],
+        size: u64,
+    ) -> Result<Written, Error> {
         let file = match &self.file {
             Ok((file, _)) => file,
             Err(source) => return Err(Error::Open { path: self.path.clone(), source: Arc::clone(source) }),
         };
         let path = &self.path;
         let fail = |verb: &'static str, source: io::Error| Error::Io { verb, path: path.clone(), source };
-        // The end of the file, where the next line goes (a seek is a cheaper system call
-        // than the full metadata a stat fetches, and with O_APPEND it moves nothing).
-        let size = (&*file).seek(SeekFrom::End(0)).map_err(|e| fail("read", e))?;
         let mut tail = match &self.tail {
             Some(tail) if tail.end == size => tail.clone(),
             _ => chain::read_tail(file, size).map_err(|e| fail("read", e))?,
