@@ -10,7 +10,8 @@
 //! `notifications/initialized`, it opens the GET stream for what the server starts on its own
 //! (405: the server offers none), and resumes a stream cut before its end with `Last-Event-ID`,
 //! after the `retry` time the stream asked for. When the client closes its side, it ends the
-//! session with DELETE.
+//! session with DELETE. A server that offers only the HTTP+SSE transport of 2024-11-05 (a 4xx
+//! to the POST of `initialize`) is spoken to as [`legacy`] describes.
 //!
 //! Every request on its way has an entry in one map; whoever takes the entry out answers it:
 //! the server's answer, or the bridge's own error when its POST failed (the server unreachable,
@@ -20,6 +21,7 @@
 //! ends the session as when a child exits.
 
 pub mod frame;
+mod legacy;
 pub mod sse;
 mod target;
 
@@ -147,6 +149,9 @@ struct State {
     listening: Option<AbortHandle>,
     /// Why the session ended, once it has.
     ended: Option<String>,
+    /// Where messages go when the server speaks the HTTP+SSE transport of 2024-11-05
+    /// (`legacy`): the endpoint its event stream named.
+    legacy: Option<reqwest::Url>,
 }
 
 /// What the bridge needs to know of a message: its id and method.
@@ -258,13 +263,25 @@ async fn end(shared: &Shared, why: &str) {
 }
 
 impl Shared {
-    /// A request to the server with the `--header`s and the negotiated protocol version.
+    /// A request to the server with the `--header`s and the negotiated protocol version. A
+    /// POST goes to the endpoint of the 2024-11-05 transport once the server turned out to
+    /// speak only that.
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         let mut headers: HeaderMap = self.target.headers.clone();
-        if let Some(version) = &self.state.lock().expect("state").version {
+        let state = self.state.lock().expect("state");
+        if let Some(version) = &state.version {
             headers.insert(PROTOCOL_VERSION, version.clone());
         }
-        self.client.request(method, self.target.url.clone()).headers(headers)
+        let url = match &state.legacy {
+            Some(endpoint) if method == reqwest::Method::POST => endpoint.clone(),
+            _ => self.target.url.clone(),
+        };
+        self.client.request(method, url).headers(headers)
+    }
+
+    /// Whether the server speaks the HTTP+SSE transport of 2024-11-05.
+    fn legacy(&self) -> bool {
+        self.state.lock().expect("state").legacy.is_some()
     }
 
     /// The session's id, if the server gave one.
@@ -362,6 +379,8 @@ async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent:
         state.in_flight.insert(asked.key.clone(), asked.id.clone());
     }
     let initialized = probe.as_ref().is_some_and(|p| p.method.as_deref() == Some("notifications/initialized"));
+    // Kept to be sent again, should the server turn out to speak only the 2024-11-05 transport.
+    let again = asked.as_ref().is_some_and(|a| a.initialize && !shared.legacy()).then(|| message.clone());
     let mut request = shared
         .request(reqwest::Method::POST)
         .header(ACCEPT, "application/json, text/event-stream")
@@ -408,12 +427,31 @@ async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent:
             (Ok(body), Some(asked)) => shared.deliver(body, Some(asked)).await,
             (Err(hint), Some(asked)) => {
                 let why = format!("the remote MCP server answered HTTP {status}{hint}");
-                shared.answer_error(&asked.id, &why).await;
+                // A server of the 2024-11-05 transport refuses a POST to its URL with a 4xx.
+                if let Some(again) = again.filter(|_| status.is_client_error() && shared.session().is_none()) {
+                    match legacy::fall_back(&shared).await {
+                        Ok(()) => {
+                            let probe = Probe::of(&again);
+                            return Box::pin(post(Arc::clone(&shared), again, probe, sent)).await;
+                        }
+                        Err(not) => {
+                            let why = format!("{why}; nor does it speak the HTTP+SSE transport of 2024-11-05: {not}");
+                            shared.answer_error(&asked.id, &why).await;
+                        }
+                    }
+                } else {
+                    shared.answer_error(&asked.id, &why).await;
+                }
             }
             (_, None) => {
                 tracing::warn!("the remote MCP server answered HTTP {status} to a message that needs no answer")
             }
         }
+        let _ = sent.send(());
+        return;
+    }
+    if shared.legacy() {
+        // The server took the message (202); what it says comes on its event stream.
         let _ = sent.send(());
         return;
     }

@@ -15,6 +15,8 @@ struct HttpServer {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// It speaks the HTTP+SSE transport of 2024-11-05 (`--sse`).
+    sse: bool,
 }
 
 impl HttpServer {
@@ -34,11 +36,12 @@ impl HttpServer {
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         let port = first.trim().parse().unwrap_or_else(|_| panic!("no port from the server: {first:?}"));
-        HttpServer { child, port, log }
+        HttpServer { child, port, log, sse: flags.contains(&"--sse") }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
+        let path = if self.sse { "sse" } else { "mcp" };
+        format!("http://127.0.0.1:{}/{path}", self.port)
     }
 
     /// Every HTTP request the server got, in order.
@@ -111,8 +114,14 @@ fn answers_to(messages: &[Value], id: i64) -> usize {
 
 /// The same call straight to the server, with the SDK's own client: the control.
 fn call_directly(env: &Env, url: &str, tool: &str, arguments: Value) {
+    // The SDK's client takes a URL as Streamable HTTP; the 2024-11-05 transport is its own.
+    let server = if url.ends_with("/sse") {
+        format!("__import__('mcp.client.sse').client.sse.sse_client({url:?})")
+    } else {
+        format!("{url:?}")
+    };
     let script = format!(
-        "import anyio, json, sys\nfrom mcp import Client\nasync def main():\n    async with Client({url:?}) as c:\n        \
+        "import anyio, json, sys\nfrom mcp import Client\nasync def main():\n    async with Client({server}) as c:\n        \
          print(json.dumps((await c.call_tool({tool:?}, json.loads(sys.argv[1]))).model_dump(mode='json')))\n\
          anyio.run(main)\n"
     );
@@ -161,6 +170,49 @@ fn calls_to_a_remote_server_are_gated_over_sse_streams() {
 #[test]
 fn calls_to_a_remote_server_are_gated_over_json_answers() {
     session_gated(&["--json"]);
+}
+
+#[test]
+fn calls_to_a_server_of_the_2024_11_05_transport_are_gated_over_its_event_stream() {
+    session_gated(&["--sse"]);
+}
+
+#[test]
+fn the_2024_11_05_transport_is_tried_only_after_the_post_fails_and_then_used_for_every_message() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &["--sse"]);
+    let secret = "s3cret-token-value";
+    let mut cmd = toolgate_cmd(&env, &server, &["--header", "X-Test-Token=${TEST_TOKEN}"]);
+    cmd.env("TEST_TOKEN", secret);
+    let mut peer = Peer::start(cmd);
+    initialize(&mut peer, "2024-11-05");
+    let echoed = call(&mut peer, 2, "echo", json!({"text": "old transport"}));
+    assert_eq!(echoed["result"]["content"][0]["text"], "old transport", "{echoed}");
+    let rest = rest(&mut peer);
+    assert_eq!(answers_to(&rest, 2), 0, "{rest:?}");
+    let requests = server.requests();
+    // The POST of `initialize` to the URL (refused: the server has no such route), the event
+    // stream, then `initialize` again and every later message to the endpoint it named.
+    let http: Vec<(&str, Option<&str>)> =
+        requests.iter().map(|r| (r["http"].as_str().unwrap(), r["method"].as_str())).collect();
+    assert_eq!(
+        http[..4],
+        [
+            ("POST", Some("initialize")),
+            ("GET", None),
+            ("POST", Some("initialize")),
+            ("POST", Some("notifications/initialized"))
+        ],
+        "{requests:?}"
+    );
+    assert!(http[4..].contains(&("POST", Some("tools/call"))), "{requests:?}");
+    assert_eq!((requests[0]["path"].as_str(), requests[1]["path"].as_str()), (Some("/sse"), Some("/sse")));
+    for request in &requests[2..] {
+        assert_eq!(request["path"], "/messages/", "to the endpoint the stream named: {request}");
+    }
+    for request in &requests {
+        assert_eq!(request["token"], secret, "the headers go with every request: {request}");
+    }
 }
 
 #[test]
@@ -217,8 +269,18 @@ fn an_http_error_answers_its_own_request_once_and_the_session_goes_on() {
 
 #[test]
 fn a_server_killed_mid_session_answers_every_request_in_flight_once() {
+    killed_mid_session(&[]);
+}
+
+#[test]
+fn a_server_of_the_2024_11_05_transport_killed_mid_session_answers_every_request_in_flight_once() {
+    // Its one event stream carries every answer, and cannot be resumed.
+    killed_mid_session(&["--sse"]);
+}
+
+fn killed_mid_session(flags: &[&str]) {
     let env = Env::new();
-    let mut server = HttpServer::start(&env, &[]);
+    let mut server = HttpServer::start(&env, flags);
     let mut peer = start(&env, &server);
     initialize(&mut peer, "2025-06-18");
     peer.request(2, "tools/list", json!({}));
@@ -286,6 +348,16 @@ fn header_values_stay_out_of_errors_and_bad_flags_stop_before_anything_runs() {
 
 #[test]
 fn server_everything_over_streamable_http_through_toolgate() {
+    server_everything("streamableHttp", "mcp", "listening on port");
+}
+
+#[test]
+fn server_everything_over_the_2024_11_05_transport_through_toolgate() {
+    server_everything("sse", "sse", "Server is running on port");
+}
+
+/// server-everything in one of its HTTP modes, its `echo` called through toolgate.
+fn server_everything(mode: &str, path: &str, ready: &str) {
     let env = Env::new();
     // It takes its port from PORT: a free one, picked here.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -294,7 +366,7 @@ fn server_everything_over_streamable_http_through_toolgate() {
     let mut node = env
         .command("node")
         .arg(entry)
-        .arg("streamableHttp")
+        .arg(mode)
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -302,7 +374,7 @@ fn server_everything_over_streamable_http_through_toolgate() {
         .unwrap();
     let mut stderr = BufReader::new(node.stderr.take().unwrap());
     let mut line = String::new();
-    while !line.contains("listening on port") {
+    while !line.contains(ready) {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
     }
@@ -310,7 +382,7 @@ fn server_everything_over_streamable_http_through_toolgate() {
     let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
     let mut cmd = env.toolgate();
     cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(env.join("audit.jsonl"));
-    cmd.arg("--url").arg(format!("http://127.0.0.1:{port}/mcp"));
+    cmd.arg("--url").arg(format!("http://127.0.0.1:{port}/{path}"));
     let mut peer = Peer::start(cmd);
     let init = initialize(&mut peer, "2025-06-18");
     assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");

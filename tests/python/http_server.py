@@ -1,7 +1,7 @@
 """A Streamable HTTP MCP server built with the official Python SDK (mcp 2.3.0), for toolgate's
 `run --url` tests.
 
-Usage: http_server.py LOG [--json] [--resumable]
+Usage: http_server.py LOG [--json] [--resumable] [--sse]
 
 Binds 127.0.0.1 on a free port and prints the port on its first line of stdout once it listens.
 Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
@@ -10,7 +10,8 @@ Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP he
 server forgot), one of `refuse` HTTP 400 with a JSON-RPC error of its own. `--json` answers with JSON bodies instead of
 SSE streams. `--resumable` keeps the events in memory and gives them ids, so that a stream the
 server closes (the tool `polled` closes its own before it answers) can be resumed with
-`Last-Event-ID`.
+`Last-Event-ID`. `--sse` serves the HTTP+SSE transport of 2024-11-05 instead (GET `/sse` for the
+event stream, POSTs to the endpoint it names), as a server that predates Streamable HTTP does.
 """
 import json
 import socket
@@ -108,6 +109,7 @@ def logging_app(app, log_path):
             more = message.get("more_body", False)
         entry = {
             "http": scope["method"],
+            "path": scope["path"],
             "session": headers.get("mcp-session-id"),
             "version": headers.get("mcp-protocol-version"),
             "token": headers.get("x-test-token"),
@@ -154,11 +156,14 @@ def main():
     log_path = sys.argv[1]
     json_response = "--json" in sys.argv[2:]
     resumable = "--resumable" in sys.argv[2:]
-    app = server.streamable_http_app(
-        json_response=json_response,
-        event_store=MemoryEventStore() if resumable else None,
-        retry_interval=100 if resumable else None,
-    )
+    if "--sse" in sys.argv[2:]:
+        app = server.sse_app()
+    else:
+        app = server.streamable_http_app(
+            json_response=json_response,
+            event_store=MemoryEventStore() if resumable else None,
+            retry_interval=100 if resumable else None,
+        )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
