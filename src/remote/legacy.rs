@@ -1,8 +1,8 @@
 //! The HTTP+SSE transport of protocol version 2024-11-05, for servers that offer only that.
 //!
 //! As the specification's backwards-compatibility section says: when a POST of `initialize` to
-//! the URL fails with an HTTP 4xx (other than 401, which asks for authorization, and other than
-//! a JSON-RPC answer of the server's own), the bridge GETs the URL, expecting an event stream
+//! the URL fails with HTTP 400, 404 or 405 whose body is not a JSON-RPC answer of the server's
+//! own, the bridge GETs the URL, expecting an event stream
 //! whose first event, `endpoint`, names where to POST messages. Every later message is POSTed
 //! there (the server answers 202), and everything the server says, answers included, comes on
 //! that one stream. The stream cannot be resumed in this transport: when it ends, the session

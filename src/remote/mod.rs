@@ -22,6 +22,7 @@
 
 pub mod frame;
 mod legacy;
+mod metadata;
 pub mod sse;
 mod target;
 
@@ -152,6 +153,10 @@ struct State {
     /// Where messages go when the server speaks the HTTP+SSE transport of 2024-11-05
     /// (`legacy`): the endpoint its event stream named.
     legacy: Option<reqwest::Url>,
+    /// The `Mcp-Param-*` headers of the tools the server listed (2026-07-28).
+    params: metadata::ParamHeaders,
+    /// 2026-07-28 requests on their way, by key: closing a request's stream cancels it there.
+    cancels: HashMap<String, oneshot::Sender<()>>,
 }
 
 /// What the bridge needs to know of a message: its id and method.
@@ -212,6 +217,9 @@ async fn run(shared: Arc<Shared>, requests: pipe::Receiver, gently: Arc<Notify>)
                     line.pop();
                 }
                 let message = std::mem::take(&mut line);
+                if cancel_modern(&shared, &message) {
+                    continue;
+                }
                 let probe = Probe::of(&message);
                 let (sent, answered) = oneshot::channel();
                 // A notification or a response waits for its 202 before the next message
@@ -219,7 +227,8 @@ async fn run(shared: Arc<Shared>, requests: pipe::Receiver, gently: Arc<Notify>)
                 // that follow it (the Python SDK refuses them otherwise). So must `initialize`,
                 // whose answer names the session the next message belongs to.
                 let wait = probe.as_ref().is_none_or(|p| p.request_id().is_none() || p.method.as_deref() == Some("initialize"));
-                posts.spawn(post(Arc::clone(&shared), message, probe, sent));
+                let cancel = modern_request(&shared, &message, probe.as_ref());
+                posts.spawn(post(Arc::clone(&shared), message, probe, sent, cancel));
                 if wait {
                     let _ = answered.await;
                 }
@@ -332,10 +341,13 @@ impl Shared {
                     return;
                 }
                 if let Some(asked) = asked
-                    && asked.initialize
                     && asked.key == k
                 {
-                    state.version = negotiated_version(&message);
+                    if asked.initialize {
+                        state.version = negotiated_version(&message);
+                    } else if asked.listing {
+                        state.params.learn(&message);
+                    }
                 }
             }
         }
@@ -364,14 +376,85 @@ struct Asked {
     id: Value,
     key: String,
     initialize: bool,
+    /// A `tools/list`: its answer names the tools' `Mcp-Param-*` headers.
+    listing: bool,
+}
+
+/// A 2026-07-28 request (its `_meta` names a protocol version): registered so that the client's
+/// `notifications/cancelled` can close its stream, which is how that era cancels over HTTP.
+fn modern_request(shared: &Shared, message: &[u8], probe: Option<&Probe>) -> Option<oneshot::Receiver<()>> {
+    let id = probe?.request_id()?;
+    metadata::Request::of(message)?.modern_version()?;
+    let (cancel, cancelled) = oneshot::channel();
+    shared.state.lock().expect("state").cancels.insert(key(id), cancel);
+    Some(cancelled)
+}
+
+/// The client's `notifications/cancelled` of a 2026-07-28 request on its way: its stream is
+/// closed instead (that era has no notifications from client to server over HTTP). `false`
+/// when the message is anything else, and goes as it is.
+fn cancel_modern(shared: &Shared, message: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Cancelled {
+        method: String,
+        params: CancelledParams,
+    }
+    #[derive(Deserialize)]
+    struct CancelledParams {
+        #[serde(rename = "requestId")]
+        request_id: Value,
+    }
+    if shared.state.lock().expect("state").cancels.is_empty() {
+        return false;
+    }
+    let Ok(cancelled) = serde_json::from_slice::<Cancelled>(message) else { return false };
+    if cancelled.method != "notifications/cancelled" {
+        return false;
+    }
+    let Some(cancel) = shared.state.lock().expect("state").cancels.remove(&key(&cancelled.params.request_id)) else {
+        return false;
+    };
+    let _ = cancel.send(());
+    true
+}
+
+/// POSTs one message (see [`exchange`]); a 2026-07-28 request stops when the client cancels it,
+/// which closes its stream: the server's sign that it was cancelled. It gets no answer then, as
+/// a cancelled request gets none.
+async fn post(
+    shared: Arc<Shared>,
+    message: Vec<u8>,
+    probe: Option<Probe>,
+    sent: oneshot::Sender<()>,
+    cancel: Option<oneshot::Receiver<()>>,
+) {
+    let Some(cancelled) = cancel else { return exchange(shared, message, probe, sent).await };
+    let k = probe.as_ref().and_then(Probe::request_id).map(key).unwrap_or_default();
+    tokio::select! {
+        () = exchange(Arc::clone(&shared), message, probe, sent) => {}
+        Ok(()) = cancelled => {
+            tracing::debug!("request {k} was cancelled by the client: its stream is closed");
+            let mut state = shared.state.lock().expect("state");
+            if state.in_flight.remove(&k).is_some() {
+                state.answered.insert(k.clone());
+            }
+        }
+    }
+    shared.state.lock().expect("state").cancels.remove(&k);
 }
 
 /// POSTs one message and delivers what comes back. `sent` is told once the server answered
 /// the POST (or it failed).
-async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent: oneshot::Sender<()>) {
+async fn exchange(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent: oneshot::Sender<()>) {
     let asked = probe.as_ref().and_then(|p| {
         let id = p.request_id()?;
-        Some(Asked { id: id.clone(), key: key(id), initialize: p.method.as_deref() == Some("initialize") })
+        let method = p.method.as_deref();
+        Some(Asked {
+            id: id.clone(),
+            key: key(id),
+            initialize: method == Some("initialize"),
+            listing: method == Some("tools/list"),
+        })
     });
     if let Some(asked) = &asked {
         let mut state = shared.state.lock().expect("state");
@@ -381,8 +464,27 @@ async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent:
     let initialized = probe.as_ref().is_some_and(|p| p.method.as_deref() == Some("notifications/initialized"));
     // Kept to be sent again, should the server turn out to speak only the 2024-11-05 transport.
     let again = asked.as_ref().is_some_and(|a| a.initialize && !shared.legacy()).then(|| message.clone());
+    // A 2026-07-28 request carries its version, method, name and marked arguments as headers.
+    let mirrored = match metadata::Request::of(&message) {
+        Some(request) => metadata::headers(&request, &shared.state.lock().expect("state").params),
+        None => Ok(Vec::new()),
+    };
+    let mirrored = match mirrored {
+        Ok(mirrored) => mirrored,
+        Err(why) => {
+            match &asked {
+                Some(asked) => {
+                    shared.answer_error(&asked.id, &format!("toolgate does not send this request: {why}")).await
+                }
+                None => tracing::warn!("toolgate did not send a message: {why}"),
+            }
+            let _ = sent.send(());
+            return;
+        }
+    };
     let mut request = shared
         .request(reqwest::Method::POST)
+        .headers(mirrored.into_iter().collect())
         .header(ACCEPT, "application/json, text/event-stream")
         .header(CONTENT_TYPE, "application/json");
     if let Some(session) = shared.session() {
@@ -427,12 +529,15 @@ async fn post(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, sent:
             (Ok(body), Some(asked)) => shared.deliver(body, Some(asked)).await,
             (Err(hint), Some(asked)) => {
                 let why = format!("the remote MCP server answered HTTP {status}{hint}");
-                // A server of the 2024-11-05 transport refuses a POST to its URL with a 4xx.
-                if let Some(again) = again.filter(|_| status.is_client_error() && shared.session().is_none()) {
+                // A server of the 2024-11-05 transport refuses a POST to its URL with 400, 404 or
+                // 405 (and without a JSON-RPC error of its own, which was taken above).
+                let old_transport =
+                    matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED);
+                if let Some(again) = again.filter(|_| old_transport && shared.session().is_none()) {
                     match legacy::fall_back(&shared).await {
                         Ok(()) => {
                             let probe = Probe::of(&again);
-                            return Box::pin(post(Arc::clone(&shared), again, probe, sent)).await;
+                            return Box::pin(exchange(Arc::clone(&shared), again, probe, sent)).await;
                         }
                         Err(not) => {
                             let why = format!("{why}; nor does it speak the HTTP+SSE transport of 2024-11-05: {not}");

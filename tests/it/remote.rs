@@ -500,3 +500,63 @@ fn the_python_sdk_client_in_either_mode_talks_through_toolgate_to_the_remote_ser
         assert_eq!(stdout.trim(), format!("hi {mode}"));
     }
 }
+
+/// One session of the Python SDK's client in the 2026-07-28 era (no `initialize`: each request
+/// carries its version in `_meta`), straight to `url` or through toolgate: a call, a call whose
+/// argument the tool marks `x-mcp-header`, a call cancelled by the client, a call after it.
+/// Prints one line per result.
+const MODERN_SESSION: &str = "import anyio, os, sys\nfrom mcp import Client, StdioServerParameters\n\
+async def main():\n    url, started = sys.argv[1], sys.argv[2]\n    server = url\n    \
+    if len(sys.argv) > 3:\n        tg, policy, audit = sys.argv[3:]\n        \
+        server = StdioServerParameters(command=tg, args=['run', '--policy', policy, '--audit', audit, '--url', url], env=dict(os.environ))\n    \
+    async with Client(server, mode='2026-07-28', read_timeout_seconds=30) as c:\n        \
+        print((await c.call_tool('echo', {'text': 'modern'})).content[0].text)\n        \
+        print((await c.call_tool('regional', {'region': 'eu-west 1 \u{e9}', 'text': 'hi'})).content[0].text)\n        \
+        with anyio.move_on_after(60) as scope:\n            \
+            async with anyio.create_task_group() as tg_:\n                \
+                async def slow():\n                    await c.call_tool('slow', {'path': started})\n                \
+                tg_.start_soon(slow)\n                \
+                while not os.path.exists(started):\n                    await anyio.sleep(0.01)\n                \
+                tg_.cancel_scope.cancel()\n        \
+        print('cancelled' if not scope.cancelled_caught else 'not cancelled')\n        \
+        print((await c.call_tool('echo', {'text': 'after'})).content[0].text)\n\
+anyio.run(main)\n";
+
+#[test]
+fn a_2026_07_28_session_carries_its_request_headers_and_cancels_by_closing_the_stream() {
+    let env = Env::new();
+    let server = HttpServer::start(&env, &[]);
+    let policy = policy_file(env.path(), POLICY);
+    let session = |started: &str, through: bool| {
+        let mut cmd = env.python();
+        cmd.arg("-c").arg(MODERN_SESSION).arg(server.url()).arg(env.join(started));
+        if through {
+            cmd.arg(toolgate()).arg(&policy).arg(env.join("audit.jsonl"));
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "through toolgate: {through}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The control: the same session straight to the server.
+    let direct = session("started-direct", false);
+    let sent_directly = server.requests().len();
+    let through = session("started-through", true);
+    assert_eq!(direct, "modern\neu-west 1 \u{e9}: hi\ncancelled\nafter\n");
+    assert_eq!(through, direct, "the same session through toolgate");
+
+    let requests = &server.requests()[sent_directly..];
+    assert!(requests.iter().all(|r| r["session"].is_null()), "no sessions in this era: {requests:?}");
+    assert!(requests.iter().all(|r| r["http"] == "POST"), "no GET stream, no DELETE: {requests:?}");
+    for request in requests {
+        assert_eq!(request["version"], "2026-07-28", "{request}");
+        assert_eq!(request["mcp_method"], request["method"], "{request}");
+    }
+    let regional = requests.iter().find(|r| r["tool"] == "regional").expect("the call reached the server");
+    assert_eq!(regional["mcp_name"], "regional");
+    // Not plain ASCII, with a space at the end: base64, as the spec says.
+    assert_eq!(regional["mcp_param_region"], "=?base64?ZXUtd2VzdCAxIMOp?=", "{regional}");
+    assert!(
+        !requests.iter().any(|r| r["method"] == "notifications/cancelled"),
+        "over HTTP this era cancels by closing the stream, not by a notification: {requests:?}"
+    );
+}

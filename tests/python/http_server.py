@@ -16,9 +16,11 @@ event stream, POSTs to the endpoint it names), as a server that predates Streama
 import json
 import socket
 import sys
+from typing import Annotated
 
 import anyio
 import uvicorn
+from pydantic import Field
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventMessage, EventStore
@@ -47,6 +49,12 @@ async def slow(path: str) -> str:
         f.write("started")
     await anyio.sleep(60)
     return "done"
+
+
+@server.tool()
+def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], text: str) -> str:
+    """Echo the text from a region: a 2026-07-28 client sends the region as `Mcp-Param-Region` too."""
+    return f"{region}: {text}"
 
 
 @server.tool()
@@ -114,6 +122,9 @@ def logging_app(app, log_path):
             "version": headers.get("mcp-protocol-version"),
             "token": headers.get("x-test-token"),
             "last_event_id": headers.get("last-event-id"),
+            "mcp_method": headers.get("mcp-method"),
+            "mcp_name": headers.get("mcp-name"),
+            "mcp_param_region": headers.get("mcp-param-region"),
         }
         try:
             parsed = json.loads(body) if body else {}
