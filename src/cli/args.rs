@@ -422,6 +422,11 @@ pub struct RunArgs {
     /// taken from the environment at start. Values are never shown or logged. Repeatable.
     #[arg(long = "header", value_name = "NAME=VALUE", requires = "url")]
     pub headers: Vec<String>,
+    /// A header sent with every request to --url, as NAME=ENVVAR: its value is the environment
+    /// variable ENVVAR's, taken whole at start (nothing in it is expanded). Keeps a secret out of
+    /// the command line, where other users can read it; `wrap` writes these. Repeatable.
+    #[arg(long = "header-env", value_name = "NAME=ENVVAR", requires = "url")]
+    pub header_envs: Vec<String>,
     /// The server command and its arguments.
     #[arg(last = true, required_unless_present = "url", value_name = "CMD")]
     pub command: Vec<OsString>,
