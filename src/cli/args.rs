@@ -111,8 +111,8 @@ pub enum Command {
         after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml\n\nSee docs/reference/cli.md#toolgate-init and docs/reference/policy.md"
     )]
     Init(InitArgs),
-    /// Put toolgate in front of every stdio MCP server in a client's configuration (a backup is
-    /// kept; wrapping twice changes nothing).
+    /// Put toolgate in front of every stdio and Streamable HTTP MCP server in a client's
+    /// configuration (a backup is kept; wrapping twice changes nothing).
     #[command(
         after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-wrap"
     )]
