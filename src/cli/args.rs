@@ -111,8 +111,8 @@ pub enum Command {
         after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml\n\nSee docs/reference/cli.md#toolgate-init and docs/reference/policy.md"
     )]
     Init(InitArgs),
-    /// Put toolgate in front of every stdio MCP server in a client's configuration (a backup is
-    /// kept; wrapping twice changes nothing).
+    /// Put toolgate in front of every stdio and Streamable HTTP MCP server in a client's
+    /// configuration (a backup is kept; wrapping twice changes nothing).
     #[command(
         after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-wrap"
     )]
@@ -422,6 +422,11 @@ pub struct RunArgs {
     /// taken from the environment at start. Values are never shown or logged. Repeatable.
     #[arg(long = "header", value_name = "NAME=VALUE", requires = "url")]
     pub headers: Vec<String>,
+    /// A header sent with every request to --url, as NAME=ENVVAR: its value is the environment
+    /// variable ENVVAR's, taken whole at start (nothing in it is expanded). Keeps a secret out of
+    /// the command line, where other users can read it; `wrap` writes these. Repeatable.
+    #[arg(long = "header-env", value_name = "NAME=ENVVAR", requires = "url")]
+    pub header_envs: Vec<String>,
     /// The server command and its arguments.
     #[arg(last = true, required_unless_present = "url", value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -111,6 +111,12 @@ pub enum FlagError {
     /// `run --url` or a `--header` is not usable.
     #[error(transparent)]
     Remote(#[from] crate::remote::TargetError),
+    #[error("--header-env must be NAME=ENVVAR, like Authorization=MY_TOKEN, not {0:?}")]
+    HeaderEnvForm(String),
+    #[error("--header-env {header}: {var:?} is not an environment variable name")]
+    HeaderEnvName { header: String, var: String },
+    #[error("--header-env {header}: the environment variable {var} is not set (or not UTF-8)")]
+    HeaderEnvUnset { header: String, var: String },
     #[error("--args must be a JSON object, like '{{\"path\": \"/tmp/x\"}}'")]
     ArgsNotAnObject,
     #[error("--args is not JSON: {0}")]

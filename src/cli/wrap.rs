@@ -1,5 +1,5 @@
-//! `toolgate wrap` and `toolgate unwrap`: toolgate in front of a client's stdio servers, and
-//! taken away again.
+//! `toolgate wrap` and `toolgate unwrap`: toolgate in front of a client's stdio and remote
+//! servers, and taken away again.
 
 use super::{Error, ExitCode, WrapArgs};
 
