@@ -11,14 +11,14 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// The test server, killed when dropped.
-struct HttpServer {
+pub struct HttpServer {
     child: Child,
     port: u16,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl HttpServer {
-    fn start(env: &Env, flags: &[&str]) -> HttpServer {
+    pub fn start(env: &Env, flags: &[&str]) -> HttpServer {
         let log = env.join(format!("http-{}.jsonl", flags.join("")));
         let script = root().join("tests/python/http_server.py");
         let mut child = env
@@ -37,12 +37,12 @@ impl HttpServer {
         HttpServer { child, port, log }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
     /// Every HTTP request the server got, in order.
-    fn requests(&self) -> Vec<Value> {
+    pub fn requests(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
@@ -284,33 +284,57 @@ fn header_values_stay_out_of_errors_and_bad_flags_stop_before_anything_runs() {
     assert_eq!(both.status.code(), Some(2), "--url and a command conflict");
 }
 
+/// server-everything in its Streamable HTTP mode, killed when dropped.
+pub struct Everything {
+    child: Child,
+    port: u16,
+}
+
+impl Everything {
+    pub fn start(env: &Env) -> Everything {
+        // It takes its port from PORT: a free one, picked here.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let entry = root().join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(entry.exists(), "run tests/setup.sh first: {} is missing", entry.display());
+        let mut child = env
+            .command("node")
+            .arg(entry)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on port") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Everything { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn server_everything_over_streamable_http_through_toolgate() {
     let env = Env::new();
-    // It takes its port from PORT: a free one, picked here.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let entry = root().join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(entry.exists(), "run tests/setup.sh first: {} is missing", entry.display());
-    let mut node = env
-        .command("node")
-        .arg(entry)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(node.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on port") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
-    }
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let everything = Everything::start(&env);
     let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
     let mut cmd = env.toolgate();
     cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(env.join("audit.jsonl"));
-    cmd.arg("--url").arg(format!("http://127.0.0.1:{port}/mcp"));
+    cmd.arg("--url").arg(everything.url());
     let mut peer = Peer::start(cmd);
     let init = initialize(&mut peer, "2025-06-18");
     assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
@@ -320,8 +344,6 @@ fn server_everything_over_streamable_http_through_toolgate() {
     assert_eq!(echoed["result"]["content"][0]["text"], "Echo: through the gate", "{echoed}");
     let rest = rest(&mut peer);
     assert_eq!(answers_to(&rest, 3), 0, "{rest:?}");
-    let _ = node.kill();
-    let _ = node.wait();
 }
 
 #[test]
