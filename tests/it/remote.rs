@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// The test server, killed when dropped.
-struct HttpServer {
+pub struct HttpServer {
     child: Child,
     port: u16,
-    log: PathBuf,
+    pub log: PathBuf,
     /// It speaks the HTTP+SSE transport of 2024-11-05 (`--sse`).
     sse: bool,
 }
 
 impl HttpServer {
-    fn start(env: &Env, flags: &[&str]) -> HttpServer {
+    pub fn start(env: &Env, flags: &[&str]) -> HttpServer {
         let log = env.join(format!("http-{}.jsonl", flags.join("")));
         let script = root().join("tests/python/http_server.py");
         let mut child = env
@@ -39,13 +39,13 @@ impl HttpServer {
         HttpServer { child, port, log, sse: flags.contains(&"--sse") }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let path = if self.sse { "sse" } else { "mcp" };
         format!("http://127.0.0.1:{}/{path}", self.port)
     }
 
     /// Every HTTP request the server got, in order.
-    fn requests(&self) -> Vec<Value> {
+    pub fn requests(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
@@ -346,6 +346,56 @@ fn header_values_stay_out_of_errors_and_bad_flags_stop_before_anything_runs() {
     assert_eq!(both.status.code(), Some(2), "--url and a command conflict");
 }
 
+/// server-everything in one of its HTTP modes, killed when dropped.
+pub struct Everything {
+    child: Child,
+    port: u16,
+    path: &'static str,
+}
+
+impl Everything {
+    /// In its Streamable HTTP mode.
+    pub fn start(env: &Env) -> Everything {
+        Everything::start_in(env, "streamableHttp", "listening on port", "mcp")
+    }
+
+    /// In `mode`, which says `ready` once it listens, at `path`.
+    fn start_in(env: &Env, mode: &str, ready: &str, path: &'static str) -> Everything {
+        // It takes its port from PORT: a free one, picked here.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let entry = root().join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(entry.exists(), "run tests/setup.sh first: {} is missing", entry.display());
+        let mut child = env
+            .command("node")
+            .arg(entry)
+            .arg(mode)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(ready) {
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Everything { child, port, path }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, self.path)
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn server_everything_over_streamable_http_through_toolgate() {
     server_everything("streamableHttp", "mcp", "listening on port");
@@ -357,32 +407,13 @@ fn server_everything_over_the_2024_11_05_transport_through_toolgate() {
 }
 
 /// server-everything in one of its HTTP modes, its `echo` called through toolgate.
-fn server_everything(mode: &str, path: &str, ready: &str) {
+fn server_everything(mode: &str, path: &'static str, ready: &str) {
     let env = Env::new();
-    // It takes its port from PORT: a free one, picked here.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let entry = root().join("tests/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(entry.exists(), "run tests/setup.sh first: {} is missing", entry.display());
-    let mut node = env
-        .command("node")
-        .arg(entry)
-        .arg(mode)
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(node.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains(ready) {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server-everything ended before it listened");
-    }
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let everything = Everything::start_in(&env, mode, ready, path);
     let policy = policy_file(env.path(), "[settings]\ndefault_tier = \"low\"\n");
     let mut cmd = env.toolgate();
     cmd.arg("run").arg("--policy").arg(policy).arg("--audit").arg(env.join("audit.jsonl"));
-    cmd.arg("--url").arg(format!("http://127.0.0.1:{port}/{path}"));
+    cmd.arg("--url").arg(everything.url());
     let mut peer = Peer::start(cmd);
     let init = initialize(&mut peer, "2025-06-18");
     assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
@@ -392,8 +423,6 @@ fn server_everything(mode: &str, path: &str, ready: &str) {
     assert_eq!(echoed["result"]["content"][0]["text"], "Echo: through the gate", "{echoed}");
     let rest = rest(&mut peer);
     assert_eq!(answers_to(&rest, 3), 0, "{rest:?}");
-    let _ = node.kill();
-    let _ = node.wait();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 `run --url` tests.
 
 Usage: http_server.py LOG [--json] [--resumable] [--sse]
+       http_server.py LOG --stdio
 
 Binds 127.0.0.1 on a free port and prints the port on its first line of stdout once it listens.
 Every HTTP request it gets is logged to LOG as one JSON line: method, the MCP headers and
@@ -12,8 +13,19 @@ SSE streams. `--resumable` keeps the events in memory and gives them ids, so tha
 server closes (the tool `polled` closes its own before it answers) can be resumed with
 `Last-Event-ID`. `--sse` serves the HTTP+SSE transport of 2024-11-05 instead (GET `/sse` for the
 event stream, POSTs to the endpoint it names), as a server that predates Streamable HTTP does.
+
+`--stdio` serves the same tools over stdio instead, as a local server: the tests compare how
+toolgate's rules treat one tool served either way.
+
+For the session the TypeScript SDK client plays (`tests/node/session_client.mjs`): `count_up`
+reports progress, `summarise` asks the client for a sampling, `ask_name` for an elicitation,
+`hang` reports progress once and then waits for a cancellation. A client's
+`notifications/roots/list_changed` makes the server ask `roots/list` outside any call (on the
+GET stream), write the roots to the file LOG.roots, then say so in a log message.
 """
+import asyncio
 import json
+import os
 import socket
 import sys
 from typing import Annotated
@@ -22,6 +34,7 @@ import anyio
 import uvicorn
 from pydantic import Field
 
+from mcp import types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventMessage, EventStore
 
@@ -81,6 +94,66 @@ async def polled(text: str, ctx: Context) -> str:
     await ctx.close_sse_stream()
     await anyio.sleep(0.2)
     return text
+
+
+@server.tool()
+async def count_up(steps: int, ctx: Context) -> str:
+    """Report progress at each step."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps, f"step {step}")
+    return f"counted to {steps}"
+
+
+@server.tool()
+async def summarise(text: str, ctx: Context) -> str:
+    """Ask the client's model for a summary (sampling)."""
+    result = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=text))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    return f"{result.model}: {result.content.text}"
+
+
+@server.tool()
+async def ask_name(ctx: Context) -> str:
+    """Ask the user for a name (elicitation)."""
+    result = await ctx.session.elicit_form(
+        "Who is there?",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        ctx.request_id,
+    )
+    return f"{result.action}: {json.dumps(result.content, sort_keys=True)}"
+
+
+@server.tool()
+async def hang(ctx: Context) -> str:
+    """Report progress once, then wait for a cancellation."""
+    await ctx.report_progress(1, 2, "started")
+    await anyio.sleep(60)
+    return "not cancelled"
+
+
+ROOTS_TASKS = set()
+
+
+async def roots_changed(ctx, params) -> None:
+    # Asked from a task of its own: the notification's handler must not wait on the client.
+    async def ask():
+        roots = await ctx.session.list_roots()
+        uris = [str(r.uri) for r in roots.roots]
+        with open(sys.argv[1] + ".roots", "w") as f:
+            f.write("\n".join(uris))
+        await ctx.session.send_log_message("info", f"roots: {len(uris)}", logger="roots")
+
+    task = asyncio.get_running_loop().create_task(ask())
+    ROOTS_TASKS.add(task)
+    task.add_done_callback(ROOTS_TASKS.discard)
+
+
+server._lowlevel_server.add_notification_handler(
+    "notifications/roots/list_changed", types.NotificationParams, roots_changed
+)
 
 
 class MemoryEventStore(EventStore):
@@ -165,6 +238,9 @@ def logging_app(app, log_path):
 
 def main():
     log_path = sys.argv[1]
+    if "--stdio" in sys.argv[2:]:
+        server.run("stdio")
+        return
     json_response = "--json" in sys.argv[2:]
     resumable = "--resumable" in sys.argv[2:]
     if "--sse" in sys.argv[2:]:
