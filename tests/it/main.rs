@@ -14,6 +14,7 @@ mod approve;
 mod audit;
 mod audit_rotation;
 mod confidence;
+mod conformance;
 mod conformity;
 mod conventions;
 mod demo;
