@@ -39,6 +39,7 @@ mod readings_filesystem;
 mod readings_python;
 mod reload;
 mod remote;
+mod remote_auth;
 mod review;
 mod smoke;
 mod summary;
