@@ -237,3 +237,20 @@ fn login_ahead_lets_run_start_where_nobody_can_sign_in_and_logout_forgets() {
     assert!(out.status.success());
     assert_eq!(std::fs::read_dir(env.state().join("toolgate/oauth")).unwrap().count(), 0);
 }
+
+#[test]
+fn an_authorization_header_of_the_user_s_own_turns_sign_in_off() {
+    let env = Env::new();
+    let server = OAuthServer::start(&env);
+    let mut cmd = run_cmd(&env, &server);
+    cmd.args(["--header", "Authorization=Bearer not-a-token-of-this-server"]).env("BROWSER", browser(&env));
+    let mut peer = Peer::start(cmd);
+    let init = initialize(&mut peer, "2025-11-25");
+    let message = init["error"]["message"].as_str().unwrap_or_else(|| panic!("an error: {init}"));
+    assert!(message.contains("HTTP 401"), "{message}");
+    peer.close_stdin();
+    peer.wait();
+    assert_eq!(browser_runs(&env), 0, "no sign-in");
+    assert!(server.requests().iter().all(|r| r["path"] == "/mcp"), "no discovery, no registration");
+    assert!(!env.state().join("toolgate/oauth").exists());
+}
