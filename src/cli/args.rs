@@ -122,6 +122,16 @@ pub enum Command {
         after_help = "Examples:\n  toolgate unwrap --client claude-desktop\n  toolgate unwrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-unwrap"
     )]
     Unwrap(WrapArgs),
+    /// Sign in to a remote MCP server that needs OAuth, and keep its tokens for `run --url`.
+    #[command(
+        after_help = "Example:\n  toolgate login https://mcp.example.com/mcp\n\nSee docs/reference/cli.md#toolgate-login and docs/guide/remote-servers.md"
+    )]
+    Login(LoginArgs),
+    /// Forget the tokens kept for a remote MCP server.
+    #[command(
+        after_help = "Example:\n  toolgate logout https://mcp.example.com/mcp\n\nSee docs/reference/cli.md#toolgate-logout"
+    )]
+    Logout(LoginArgs),
     /// Print a shell completion script: toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate
     #[command(
         after_help = "Examples:\n  toolgate completions bash > ~/.local/share/bash-completion/completions/toolgate\n  toolgate completions zsh > ~/.zfunc/_toolgate\n  toolgate completions fish > ~/.config/fish/completions/toolgate.fish\n\nSee docs/reference/cli.md#toolgate-completions"
@@ -430,6 +440,17 @@ pub struct RunArgs {
     /// The server command and its arguments.
     #[arg(last = true, required_unless_present = "url", value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The remote MCP server's URL, as given to `run --url`.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// A header sent with the requests to the server, as NAME=VALUE (as with `run --url`);
+    /// values are never shown or logged. Repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
 }
 
 /// Parses `1048576`, `512KiB`, `16MiB` or `1GiB`.

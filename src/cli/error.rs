@@ -66,6 +66,10 @@ pub enum Error {
     Serve(#[source] crate::replay::Error),
     #[error("cannot write the man page: {0}")]
     Man(#[source] io::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::remote::auth::AuthError),
+    #[error("--header Authorization is set: toolgate sends that header and does not sign in")]
+    OwnAuthorization,
     #[error("the demo failed: {0}")]
     Demo(#[source] ProxyError),
     #[error("demo server: {0}")]
@@ -83,6 +87,7 @@ impl Error {
             | Error::NoHome
             | Error::Flag(_)
             | Error::Tools(_)
+            | Error::OwnAuthorization
             | Error::Serve(_) => ExitCode::USAGE,
             Error::Proxy(ProxyError::Spawn(e)) => ExitCode::passed_on(e.exit_code()),
             Error::Approve(e) => e.exit_code(),
@@ -100,6 +105,7 @@ impl Error {
             | Error::Replay(_)
             | Error::Man(_)
             | Error::Demo(_)
+            | Error::Auth(_)
             | Error::DemoServer(_) => ExitCode::FAILURE,
         }
     }

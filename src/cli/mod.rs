@@ -10,6 +10,7 @@ mod demo;
 mod error;
 mod explain;
 mod init;
+mod login;
 mod man;
 mod replay;
 mod review;
@@ -38,6 +39,8 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Wrap(args) => wrap::wrap(&args),
         Command::Unwrap(args) => wrap::unwrap(&args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Completions { shell } => completions::run(shell),
         Command::Man => man::run(),
         Command::Test(args) => test::run(&args),

@@ -16,10 +16,13 @@
 //! Every request on its way has an entry in one map; whoever takes the entry out answers it:
 //! the server's answer, or the bridge's own error when its POST failed (the server unreachable,
 //! an HTTP error, a stream that ended before the answer). So each request is answered once.
-//! Failures that end the session (401: authorization, which toolgate does not support yet; 404
-//! on a session: it expired) answer every request on its way, then close the pipe, and the proxy
-//! ends the session as when a child exits.
+//! A 401 (or a 403 asking for more scopes) goes to `auth`, which refreshes the token or signs in
+//! while the POST waits, and the POST is sent again with the new token. Failures that end the
+//! session (a 401 toolgate could not answer with a token; 404 on a session: it expired) answer
+//! every request on its way, then close the pipe, and the proxy ends the session as when a child
+//! exits.
 
+pub mod auth;
 pub mod frame;
 mod legacy;
 mod metadata;
@@ -94,6 +97,7 @@ impl Stop {
 /// Starts the bridge to `target` on the current runtime. Messages over `max_message_bytes`
 /// from the server are refused.
 pub fn start(target: Target, max_message_bytes: usize) -> io::Result<Bridge> {
+    let auth = auth::Auth::new(&target, auth::Prompt::Proxy).map_err(|e| io::Error::other(e.to_string()))?;
     let (requests_rx, to_server) = pipe_pair()?;
     let (from_server, lines_tx) = pipe_pair()?;
     let requests = pipe::Receiver::from_owned_fd(requests_rx)?;
@@ -110,6 +114,7 @@ pub fn start(target: Target, max_message_bytes: usize) -> io::Result<Bridge> {
     let shared = Arc::new(Shared {
         client,
         target,
+        auth,
         max: max_message_bytes,
         out,
         state: Mutex::new(State::default()),
@@ -130,6 +135,8 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 struct Shared {
     client: reqwest::Client,
     target: Target,
+    /// OAuth for the server, unless the user sends an `Authorization` header of their own.
+    auth: Option<auth::Auth>,
     max: usize,
     /// Lines for the proxy, each with its `\n`.
     out: mpsc::Sender<Vec<u8>>,
@@ -280,6 +287,9 @@ impl Shared {
         let state = self.state.lock().expect("state");
         if let Some(version) = &state.version {
             headers.insert(PROTOCOL_VERSION, version.clone());
+        }
+        if let Some((_, Some(bearer))) = self.auth.as_ref().map(auth::Auth::header) {
+            headers.insert(reqwest::header::AUTHORIZATION, bearer);
         }
         let url = match &state.legacy {
             Some(endpoint) if method == reqwest::Method::POST => endpoint.clone(),
@@ -469,8 +479,8 @@ async fn exchange(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, s
         Some(request) => metadata::headers(&request, &shared.state.lock().expect("state").params),
         None => Ok(Vec::new()),
     };
-    let mirrored = match mirrored {
-        Ok(mirrored) => mirrored,
+    let mirrored: HeaderMap = match mirrored {
+        Ok(mirrored) => mirrored.into_iter().collect(),
         Err(why) => {
             match &asked {
                 Some(asked) => {
@@ -482,15 +492,26 @@ async fn exchange(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, s
             return;
         }
     };
-    let mut request = shared
-        .request(reqwest::Method::POST)
-        .headers(mirrored.into_iter().collect())
-        .header(ACCEPT, "application/json, text/event-stream")
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(session) = shared.session() {
-        request = request.header(SESSION_ID, session);
+    // Kept for sending again after a sign-in, only when toolgate does OAuth for this server.
+    let signed_in_again = shared.auth.is_some().then(|| message.clone());
+    let (seen, mut response) = send_message(&shared, message, mirrored.clone()).await;
+    if let (Some(auth), Some(message), Ok(r)) = (&shared.auth, signed_in_again, &response)
+        && let Some(challenge) = auth_challenge(r)
+    {
+        // The request waits here while the token is refreshed or a person signs in.
+        match auth.refused(seen, &challenge).await {
+            Ok(()) => response = send_message(&shared, message, mirrored).await.1,
+            Err(e) => {
+                let why = e.to_string();
+                if let Some(asked) = &asked {
+                    shared.answer_error(&asked.id, &why).await;
+                }
+                shared.fail(why);
+                let _ = sent.send(());
+                return;
+            }
+        }
     }
-    let response = request.body(message).send().await;
     let response = match response {
         Ok(r) => r,
         Err(e) => {
@@ -596,14 +617,40 @@ async fn exchange(shared: Arc<Shared>, message: Vec<u8>, probe: Option<Probe>, s
     }
 }
 
+/// POSTs `message`: the generation of the token it carried, and the answer.
+async fn send_message(shared: &Shared, message: Vec<u8>, mirrored: HeaderMap) -> (u64, reqwest::Result<Response>) {
+    let seen = shared.auth.as_ref().map_or(0, |a| a.header().0);
+    let mut request = shared
+        .request(reqwest::Method::POST)
+        .headers(mirrored)
+        .header(ACCEPT, "application/json, text/event-stream")
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(session) = shared.session() {
+        request = request.header(SESSION_ID, session);
+    }
+    (seen, request.body(message).send().await)
+}
+
+/// The challenge of a 401, or of a 403 asking for more scopes: toolgate's to answer with a token.
+fn auth_challenge(response: &Response) -> Option<auth::Challenge> {
+    let challenge = || {
+        auth::Challenge::parse(
+            response.headers().get_all(reqwest::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
+        )
+    };
+    match response.status() {
+        StatusCode::UNAUTHORIZED => Some(challenge()),
+        StatusCode::FORBIDDEN => Some(challenge()).filter(auth::Challenge::insufficient_scope),
+        _ => None,
+    }
+}
+
 /// A status that ends the session, and why.
 fn ending(status: StatusCode, in_session: bool) -> Option<String> {
     match status {
-        StatusCode::UNAUTHORIZED => Some(
-            "the remote MCP server needs authorization (HTTP 401); toolgate does not support that yet \
-             (a fixed token can be sent with --header)"
-                .into(),
-        ),
+        StatusCode::UNAUTHORIZED => {
+            Some("the remote MCP server refused the authorization toolgate sent (HTTP 401)".into())
+        }
         StatusCode::NOT_FOUND if in_session => {
             Some("the remote MCP server's session expired (HTTP 404); toolgate ends the session".into())
         }

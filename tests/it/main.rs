@@ -40,6 +40,7 @@ mod readings_filesystem;
 mod readings_python;
 mod reload;
 mod remote;
+mod remote_auth;
 mod remote_sessions;
 mod review;
 mod smoke;
