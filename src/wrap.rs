@@ -9,9 +9,10 @@
 //! VALUE...}}`: each header's value moves to the entry's `env`, where the client interpolates
 //! it as it did in `headers`, and where no other user can read it (a command line can be read
 //! by anyone with `ps`). The args and env carry all that `unwrap` needs to rebuild the entry.
-//! Entries of the 2024-11-05 HTTP+SSE transport (`type: sse`, or no `type` and a URL ending in
-//! `/sse`), which `run --url` does not speak, are left alone and listed, as is anything toolgate
-//! cannot tell how to wrap. Entries that already run toolgate are left alone, so wrapping twice
+//! Entries of the 2024-11-05 HTTP+SSE transport (`type: sse`) are wrapped the same way (`run
+//! --url` falls back to that transport when the server speaks only that), with
+//! `TOOLGATE_WRAPPED_TYPE=sse` in `env` so that `unwrap` gives the entry its `type` back;
+//! anything toolgate cannot tell how to wrap is left alone and listed. Entries that already run toolgate are left alone, so wrapping twice
 //! changes nothing. Before the first change the file is copied to `FILE.toolgate-backup`;
 //! `unwrap` restores that copy byte for byte when the file is still as `wrap` left it, and
 //! otherwise unwraps entry by entry.
@@ -145,6 +146,9 @@ struct Remote {
 
 /// The prefix of the environment variables that carry a wrapped remote entry's headers.
 const HEADER_VAR: &str = "TOOLGATE_HEADER_";
+/// The variable that remembers a wrapped entry's `type` when it was not `http` (`sse`). toolgate
+/// itself does not read it: `run --url` finds the transport the server speaks.
+const TYPE_VAR: &str = "TOOLGATE_WRAPPED_TYPE";
 
 fn plan(entry: &Map<String, Value>) -> Plan {
     let kind = entry.get("type").map(|t| t.as_str().unwrap_or("?"));
@@ -157,10 +161,7 @@ fn plan(entry: &Map<String, Value>) -> Plan {
                 Plan::Skip("neither a command nor a url".into())
             }
         }
-        None | Some("http") => remote(entry),
-        Some("sse") => Plan::Skip(
-            "the 2024-11-05 HTTP+SSE transport (type sse), which `toolgate run --url` does not speak yet".into(),
-        ),
+        None | Some("http" | "sse") => remote(entry),
         Some(other) => Plan::Skip(format!("type {other:?}: not a transport toolgate knows how to wrap")),
     }
 }
@@ -170,17 +171,6 @@ fn remote(entry: &Map<String, Value>) -> Plan {
     let Some(url) = entry.get("url").and_then(Value::as_str) else {
         return Plan::Skip("a remote server without a `url` string".into());
     };
-    if entry.get("type").is_none()
-        && url.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/').ends_with("/sse")
-    {
-        // Cursor writes no `type` and tells the two transports apart itself; by convention
-        // the old transport lives at `/sse`.
-        return Plan::Skip(
-            "its URL ends in /sse, the mark of the 2024-11-05 HTTP+SSE transport, which `toolgate run --url` \
-             does not speak yet (if it is Streamable HTTP, add \"type\": \"http\" and wrap again)"
-                .into(),
-        );
-    }
     for key in ["headersHelper", "oauth", "command", "args"] {
         if entry.contains_key(key) {
             return Plan::Skip(format!("a remote server with `{key}`, which toolgate cannot carry over"));
@@ -260,6 +250,9 @@ fn wrap_remote(entry: &Map<String, Value>, remote: Remote, mut args: Vec<Value>,
         taken.push(var.clone());
         env.insert(var, Value::String(value));
     }
+    if let Some(kind) = entry.get("type").filter(|t| *t != "http") {
+        env.insert(TYPE_VAR.into(), kind.clone());
+    }
     let mut out = Map::new();
     for (key, value) in entry {
         match key.as_str() {
@@ -283,10 +276,13 @@ fn wrap_remote(entry: &Map<String, Value>, remote: Remote, mut args: Vec<Value>,
             }
         }
     }
+    if !out.contains_key("env") && !env.is_empty() {
+        out.insert("env".into(), Value::Object(env));
+    }
     out
 }
 
-/// Wraps every stdio and Streamable HTTP entry of `config`.
+/// Wraps every stdio and remote entry of `config`.
 fn wrap_config(config: &mut Value, toolgate: &str, policy: Option<&Path>) -> Changes {
     let mut changes = Changes::default();
     for table in server_tables(config) {
@@ -358,6 +354,7 @@ fn read_wrapped(args: &[Value]) -> Result<Wrapped, String> {
 /// The remote entry a wrapped one stood for, every other key where it was.
 fn unwrap_remote(entry: &Map<String, Value>, wrapped: Wrapped) -> Result<Map<String, Value>, String> {
     let mut env = entry.get("env").and_then(Value::as_object).cloned().unwrap_or_default();
+    let kind = env.remove(TYPE_VAR).unwrap_or_else(|| json!("http"));
     let mut headers = Map::new();
     for (name, header) in wrapped.headers {
         let value = match header {
@@ -374,7 +371,7 @@ fn unwrap_remote(entry: &Map<String, Value>, wrapped: Wrapped) -> Result<Map<Str
     for (key, value) in entry {
         match key.as_str() {
             "type" => {
-                out.insert("type".into(), json!("http"));
+                out.insert("type".into(), kind.clone());
             }
             "command" => {
                 out.insert("url".into(), json!(wrapped.url));
@@ -644,10 +641,8 @@ mod tests {
     }
 
     #[test]
-    fn sse_and_what_toolgate_cannot_carry_are_left_alone_with_why() {
+    fn what_toolgate_cannot_carry_is_left_alone_with_why() {
         let config = json!({"mcpServers": {
-            "old": {"type": "sse", "url": "https://mcp.asana.com/sse"},
-            "cursor-old": {"url": "https://example.com/sse/"},
             "helper": {"type": "http", "url": "https://x.example/mcp", "headersHelper": "/bin/get-headers"},
             "ws": {"type": "ws", "url": "wss://x.example/mcp"},
             "own": {"type": "http", "url": "https://x.example/mcp", "headers": {"Accept": "text/html"}},
@@ -657,8 +652,6 @@ mod tests {
         assert_eq!(after, config, "nothing changed");
         let skipped = changes.skipped.join("\n");
         for expected in [
-            "old: the 2024-11-05 HTTP+SSE transport (type sse)",
-            "cursor-old: its URL ends in /sse",
             "helper: a remote server with `headersHelper`",
             "ws: type \"ws\"",
             "own: --header Accept: toolgate sets this header itself",
@@ -667,6 +660,25 @@ mod tests {
             assert!(skipped.contains(expected), "{expected:?} in {skipped}");
         }
         assert!(!skipped.contains("pw"), "{skipped}");
+    }
+
+    #[test]
+    fn entries_of_the_2024_11_05_transport_are_wrapped_and_get_their_type_back() {
+        let config = json!({"mcpServers": {
+            "old": {"type": "sse", "url": "https://mcp.asana.com/sse"},
+            "old-keyed": {"type": "sse", "url": "https://x.example/sse", "headers": {"X-Key": "${KEY}"}, "timeout": 5},
+            "cursor-old": {"url": "https://example.com/sse/"},
+        }});
+        let (mut wrapped, changes) = wrapped(&config);
+        assert_eq!(changes.changed.len(), 3, "{changes:?}");
+        let old = &wrapped["mcpServers"]["old"];
+        assert_eq!(old["type"], "stdio");
+        assert_eq!(strings(&old["args"])[5..], ["--url", "https://mcp.asana.com/sse"]);
+        assert_eq!(old["env"], json!({"TOOLGATE_WRAPPED_TYPE": "sse"}));
+        assert!(wrapped["mcpServers"]["cursor-old"].get("type").is_none(), "Cursor's own spelling stays");
+        // Entry by entry (not from the backup): each comes back as it was.
+        unwrap_config(&mut wrapped);
+        assert_eq!(wrapped, config);
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub enum Command {
         after_help = "Examples:\n  toolgate init --list-tools\n  toolgate init --print > my-policy.toml\n\nSee docs/reference/cli.md#toolgate-init and docs/reference/policy.md"
     )]
     Init(InitArgs),
-    /// Put toolgate in front of every stdio and Streamable HTTP MCP server in a client's
+    /// Put toolgate in front of every stdio and remote (HTTP) MCP server in a client's
     /// configuration (a backup is kept; wrapping twice changes nothing).
     #[command(
         after_help = "Examples:\n  toolgate wrap --client claude-desktop --dry-run\n  toolgate wrap --client cursor --policy ~/.config/toolgate/policy.toml\n  toolgate wrap --config ./.mcp.json\n\nSee docs/reference/cli.md#toolgate-wrap"
@@ -424,8 +424,8 @@ pub struct RunArgs {
     /// Accepts a plain number of bytes or a KiB/MiB/GiB suffix.
     #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size)]
     pub max_message_bytes: usize,
-    /// A remote MCP server's URL, spoken to over Streamable HTTP, instead of a command
-    /// (see docs/guide/remote-servers.md).
+    /// A remote MCP server's URL, spoken to over Streamable HTTP (or the older HTTP+SSE, when
+    /// the server offers only that), instead of a command (see docs/guide/remote-servers.md).
     #[arg(long, value_name = "URL", conflicts_with = "command")]
     pub url: Option<String>,
     /// A header sent with every request to --url, as NAME=VALUE; `${VAR}` in the value is

@@ -1,8 +1,8 @@
 //! `toolgate wrap` / `unwrap` on real-looking configuration files of Claude Desktop, Claude Code,
 //! Cursor and VS Code (found where each client keeps it, under a test HOME): every stdio and
 //! Streamable HTTP server runs through toolgate, with header values moved off the command line
-//! into the entry's `env` where the client still fills in its own `${...}`; HTTP+SSE entries are
-//! left alone and listed with why; wrapping twice changes nothing, `--dry-run` changes nothing,
+//! into the entry's `env` where the client still fills in its own `${...}`; HTTP+SSE entries too,
+//! their `type` kept in `env` for unwrap; wrapping twice changes nothing, `--dry-run` changes nothing,
 //! and unwrapping restores the file byte for byte. One test launches a wrapped remote entry as a
 //! client would and sees a call go through the gate to the Python SDK's HTTP server.
 
@@ -125,8 +125,11 @@ fn claude_code_round_trip_wraps_user_and_project_servers_http_ones_too_and_leave
         assert_eq!(bank["env"]["TOOLGATE_HEADER_AUTHORIZATION"], "Bearer ${BANK_TOKEN}");
         assert_eq!(bank["env"]["TOOLGATE_HEADER_X_API_KEY"], "literal-s3cret");
         assert!(!bank["args"].to_string().contains("s3cret") && !bank["args"].to_string().contains("BANK_TOKEN"));
-        assert_eq!(c["mcpServers"]["linear"], serde_json::json!({"type": "sse", "url": "https://mcp.linear.app/sse"}));
-        assert!(out.contains("left alone: linear: the 2024-11-05 HTTP+SSE transport (type sse)"), "{out}");
+        // An HTTP+SSE entry: `run --url` falls back to that transport; `env` keeps its type for unwrap.
+        let linear = &c["mcpServers"]["linear"];
+        runs_remote_through_toolgate(linear, "linear", "https://mcp.linear.app/sse", None);
+        assert_eq!(linear["env"], serde_json::json!({"TOOLGATE_WRAPPED_TYPE": "sse"}));
+        assert!(!out.contains("left alone"), "{out}");
         assert_eq!(c["numStartups"], 42);
     });
 }
@@ -142,7 +145,8 @@ fn cursor_round_trip_keeps_a_four_space_file_without_a_final_newline() {
             Some(("CONTEXT7_API_KEY", "${env:CONTEXT7_API_KEY}")),
         );
         assert!(c["mcpServers"]["context7"].get("type").is_none(), "Cursor's entries have no type");
-        assert!(out.contains("left alone: remote: its URL ends in /sse"), "{out}");
+        runs_remote_through_toolgate(&c["mcpServers"]["remote"], "remote", "https://example.com/sse", None);
+        assert!(!out.contains("left alone"), "{out}");
     });
 }
 
@@ -159,7 +163,9 @@ fn vscode_round_trip_uses_its_servers_table() {
             Some(("Authorization", "Bearer ${input:github-token}")),
         );
         assert_eq!(c["servers"]["github"]["type"], "stdio", "VS Code wants a type");
-        assert!(out.contains("left alone: legacy: the 2024-11-05 HTTP+SSE transport"), "{out}");
+        runs_remote_through_toolgate(&c["servers"]["legacy"], "legacy", "http://localhost:3001/sse", None);
+        assert_eq!(c["servers"]["legacy"]["env"]["TOOLGATE_WRAPPED_TYPE"], "sse");
+        assert!(!out.contains("left alone"), "{out}");
         assert_eq!(c["inputs"][0]["id"], "api-key");
     });
 }
