@@ -12,16 +12,30 @@ use serde_json::Value;
 use crate::common::*;
 
 /// The client scenarios toolgate passes, each with the tool its client calls through the gate
-/// (none for `initialize`). The one list to extend as toolgate passes more (the auth/ ones
-/// once it speaks OAuth).
-const PASSING: [(&str, Option<&str>); 5] = [
+/// (none for `initialize`). The one list to extend as toolgate passes more. The auth/ ones sign
+/// in through `tests/python/browser.py`, as toolgate's own sign-in tests do.
+const PASSING: [(&str, Option<&str>); 20] = [
     ("initialize", None),
     ("tools_call", Some("add_numbers")),
     ("elicitation-sep1034-client-defaults", Some("test_client_elicitation_defaults")),
     ("sse-retry", Some("test_reconnection")),
-    // Passes because toolgate refuses every 401 today, before it could fetch the mismatched
-    // resource metadata; kept here so that OAuth support must go on refusing it.
+    // The metadata names another resource: toolgate must not sign in with it, and does not.
     ("auth/resource-mismatch", None),
+    ("auth/metadata-default", Some("test-tool")),
+    ("auth/metadata-var1", Some("test-tool")),
+    ("auth/metadata-var2", Some("test-tool")),
+    ("auth/metadata-var3", Some("test-tool")),
+    ("auth/scope-from-www-authenticate", Some("test-tool")),
+    ("auth/scope-from-scopes-supported", Some("test-tool")),
+    ("auth/scope-omitted-when-undefined", Some("test-tool")),
+    ("auth/scope-step-up", Some("test-tool")),
+    ("auth/scope-retry-limit", None),
+    ("auth/token-endpoint-auth-basic", Some("test-tool")),
+    ("auth/token-endpoint-auth-post", Some("test-tool")),
+    ("auth/token-endpoint-auth-none", Some("test-tool")),
+    ("auth/2025-03-26-oauth-endpoint-fallback", Some("test-tool")),
+    ("auth/offline-access-scope", Some("test-tool")),
+    ("auth/offline-access-not-supported", Some("test-tool")),
 ];
 
 /// What one run of the suite's CLI for one scenario gave.
@@ -52,6 +66,15 @@ fn run_scenario(env: &Env, scenario: &str, toolgate: &Path, audit: &Path) -> Out
     cmd.args(["client", "--scenario", scenario, "--timeout", "30000", "-o"]).arg(&results);
     cmd.arg("--command").arg(format!("node {}", adapter.display()));
     cmd.env("TOOLGATE_CONFORMANCE_BIN", toolgate).env("TOOLGATE_CONFORMANCE_AUDIT", audit);
+    // The auth/ scenarios' sign-in: the browser of toolgate's own sign-in tests, which follows
+    // the authorization URL to toolgate's loopback listener.
+    let browser = format!(
+        "{} {} {}",
+        python().display(),
+        root().join("tests/python/browser.py").display(),
+        env.join("browser.log").display()
+    );
+    cmd.env("TOOLGATE_CONFORMANCE_BROWSER", browser);
     let (passed, output) = run_to_end(&mut cmd);
     let checks = find_checks(&results)
         .map(|p| serde_json::from_str::<Vec<Value>>(&std::fs::read_to_string(p).unwrap()).unwrap())

@@ -46,15 +46,22 @@ pub async fn sign_in(
     stored: Option<&Stored>,
     prompt: Prompt,
 ) -> Result<Stored, AuthError> {
-    let (resource, prm) = resource_metadata(http, target, challenge).await?;
-    let issuer_text = prm
-        .authorization_servers
-        .first()
-        .ok_or_else(|| AuthError::Discovery("the protected-resource metadata names no authorization server".into()))?;
-    let issuer = Url::parse(issuer_text)
-        .map_err(|e| AuthError::Discovery(format!("the authorization server {issuer_text:?} is not a URL: {e}")))?;
-    let metadata = server_metadata(http, &issuer).await?;
-    let scope = scope.or_else(|| prm.scopes_supported.as_ref().map(|s| s.join(" "))).filter(|s| !s.is_empty());
+    let (resource, metadata, scopes_supported) = match resource_metadata(http, target, challenge).await? {
+        Some((resource, prm)) => {
+            let issuer_text = prm.authorization_servers.first().ok_or_else(|| {
+                AuthError::Discovery("the protected-resource metadata names no authorization server".into())
+            })?;
+            let issuer = Url::parse(issuer_text).map_err(|e| {
+                AuthError::Discovery(format!("the authorization server {issuer_text:?} is not a URL: {e}"))
+            })?;
+            let metadata = server_metadata(http, &issuer)
+                .await?
+                .ok_or_else(|| AuthError::Discovery(format!("no authorization server metadata for {issuer_text}")))?;
+            (resource, metadata, prm.scopes_supported)
+        }
+        None => (discovery::canonical_resource(&target.url), of_2025_03_26(http, &target.url).await?, None),
+    };
+    let scope = scope.or_else(|| scopes_supported.map(|s| s.join(" "))).filter(|s| !s.is_empty());
 
     // A client registered before with this issuer is used again when its redirect port is free.
     let reusable = stored.filter(|s| s.issuer == metadata.issuer);
@@ -268,34 +275,62 @@ async fn register_on_new_port(
     Ok((listener, client))
 }
 
-/// The server's resource metadata, from the first URI that has it, and the resource to ask for.
+/// The server's resource metadata, from the first URI that has it, and the resource to ask for;
+/// `None` when no URI has any (metadata found for another resource is an error, not `None`).
 async fn resource_metadata(
     http: &reqwest::Client,
     target: &Target,
     challenge: &Challenge,
-) -> Result<(String, ResourceMetadata), AuthError> {
+) -> Result<Option<(String, ResourceMetadata)>, AuthError> {
     let mut tried = Vec::new();
     for url in discovery::resource_metadata_urls(&target.url, challenge) {
         match get_json::<ResourceMetadata>(http, &url).await {
-            Ok(metadata) => return Ok((discovery::check_resource(&target.url, &metadata)?, metadata)),
+            Ok(metadata) => return Ok(Some((discovery::check_resource(&target.url, &metadata)?, metadata))),
             Err(why) => tried.push(format!("{url}: {why}")),
         }
     }
-    Err(AuthError::Discovery(format!("no protected-resource metadata ({})", tried.join("; "))))
+    tracing::debug!("no protected-resource metadata ({})", tried.join("; "));
+    Ok(None)
 }
 
-async fn server_metadata(http: &reqwest::Client, issuer: &Url) -> Result<ServerMetadata, AuthError> {
+/// The issuer's metadata, checked, from the first URI that has it; `None` when none has any.
+async fn server_metadata(http: &reqwest::Client, issuer: &Url) -> Result<Option<ServerMetadata>, AuthError> {
     let mut tried = Vec::new();
     for url in discovery::server_metadata_urls(issuer) {
         match get_json::<ServerMetadata>(http, &url).await {
             Ok(metadata) => {
                 discovery::check_server(issuer, &metadata)?;
-                return Ok(metadata);
+                return Ok(Some(metadata));
             }
             Err(why) => tried.push(format!("{url}: {why}")),
         }
     }
-    Err(AuthError::Discovery(format!("no authorization server metadata ({})", tried.join("; "))))
+    tracing::debug!("no authorization server metadata for {issuer} ({})", tried.join("; "));
+    Ok(None)
+}
+
+/// Where to sign in to a server of protocol version 2025-03-26, which publishes no
+/// protected-resource metadata: that version's authorization server is the MCP server's own
+/// origin, with its metadata (RFC 8414) there, or else the default endpoints `/authorize`,
+/// `/token` and `/register` (PKCE was required of every server then).
+async fn of_2025_03_26(http: &reqwest::Client, server: &Url) -> Result<ServerMetadata, AuthError> {
+    let mut origin = server.clone();
+    origin.set_path("");
+    origin.set_query(None);
+    origin.set_fragment(None);
+    if let Some(metadata) = server_metadata(http, &origin).await? {
+        return Ok(metadata);
+    }
+    tracing::info!("{origin} publishes no authorization metadata: signing in at its default endpoints (2025-03-26)");
+    let at = |path: &str| origin.join(path).map(String::from).unwrap_or_default();
+    Ok(ServerMetadata {
+        issuer: discovery::canonical_resource(&origin),
+        authorization_endpoint: at("/authorize"),
+        token_endpoint: at("/token"),
+        registration_endpoint: Some(at("/register")),
+        code_challenge_methods_supported: Some(vec!["S256".into()]),
+        client_id_metadata_document_supported: None,
+    })
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &Url) -> Result<T, String> {

@@ -78,7 +78,12 @@ async function main() {
     const transport = new StdioClientTransport({
       command: toolgate,
       args,
-      env: { PATH: process.env.PATH ?? '', ...user.env },
+      // The sign-in's browser, when the test names one (the auth/ scenarios).
+      env: {
+        PATH: process.env.PATH ?? '',
+        ...user.env,
+        ...(process.env.TOOLGATE_CONFORMANCE_BROWSER ? { BROWSER: process.env.TOOLGATE_CONFORMANCE_BROWSER } : {}),
+      },
       stderr: 'inherit',
     });
     const client = new Client(
