@@ -197,7 +197,13 @@ fn with_no_browser_and_no_terminal_the_call_fails_closed_saying_how_to_sign_in()
     let mut cmd = run_cmd(&env, &server);
     no_browser(&env, &mut cmd);
     let mut peer = Peer::start(cmd);
-    let init = initialize(&mut peer, "2025-11-25");
+    // Only the request: toolgate ends the session once it answered it, so a
+    // `notifications/initialized` after the answer could meet a closed pipe.
+    let init = peer.request(
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
     let message = init["error"]["message"].as_str().unwrap_or_else(|| panic!("an error: {init}"));
     assert!(message.contains(&format!("toolgate login {}", server.url().trim_end_matches("/mcp"))), "{message}");
     // Nothing can go on without a token: the session ends, as when a server exits.
@@ -245,7 +251,13 @@ fn an_authorization_header_of_the_user_s_own_turns_sign_in_off() {
     let mut cmd = run_cmd(&env, &server);
     cmd.args(["--header", "Authorization=Bearer not-a-token-of-this-server"]).env("BROWSER", browser(&env));
     let mut peer = Peer::start(cmd);
-    let init = initialize(&mut peer, "2025-11-25");
+    // Only the request: toolgate ends the session once it answered it, so a
+    // `notifications/initialized` after the answer could meet a closed pipe.
+    let init = peer.request(
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    );
     let message = init["error"]["message"].as_str().unwrap_or_else(|| panic!("an error: {init}"));
     assert!(message.contains("HTTP 401"), "{message}");
     peer.close_stdin();
