@@ -218,6 +218,43 @@ struct Written {
 struct OutcomeBody {
     outcome: Outcome,
     ms: f64,
+    /// An `error` outcome's JSON-RPC error: its code and the start of its message, so that the
+    /// record says why (the server's own error, or the one toolgate wrote when the server could
+    /// not be reached, answered an HTTP error, or ended its stream before the answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorNote>,
+}
+
+/// What an outcome record keeps of a JSON-RPC error.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ErrorNote {
+    pub code: i64,
+    pub message: String,
+}
+
+impl ErrorNote {
+    /// The longest message kept, in characters.
+    const MESSAGE_CHARS: usize = 300;
+
+    /// The error of a JSON-RPC error response, if the line is one.
+    pub fn of(line: &[u8]) -> Option<ErrorNote> {
+        #[derive(serde::Deserialize)]
+        struct Response {
+            error: Error,
+        }
+        #[derive(serde::Deserialize)]
+        struct Error {
+            code: i64,
+            #[serde(default)]
+            message: String,
+        }
+        let response: Response = serde_json::from_slice(line).ok()?;
+        let mut message: String = response.error.message.chars().take(Self::MESSAGE_CHARS).collect();
+        if message.len() < response.error.message.len() {
+            message.push('…');
+        }
+        Some(ErrorNote { code: response.error.code, message })
+    }
 }
 
 /// The fields every record begins with, in this order: `v`, `seq`, `prev`, `ts`, `event`,
@@ -475,7 +512,15 @@ impl AuditLog {
         if self.failed.contains_key(&call) {
             return;
         }
-        let body = OutcomeBody { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3 };
+        self.outcome_with(call, outcome, took, None);
+    }
+
+    /// The outcome of a call answered with a JSON-RPC error, with that error.
+    pub fn outcome_with(&mut self, call: u64, outcome: Outcome, took: Duration, error: Option<ErrorNote>) {
+        if self.failed.contains_key(&call) {
+            return;
+        }
+        let body = OutcomeBody { outcome, ms: (took.as_secs_f64() * 1e6).round() / 1e3, error };
         self.outcomes.push((call, body));
     }
 
@@ -724,7 +769,7 @@ mod tests {
     #[test]
     fn a_record_is_its_preamble_then_its_body_in_one_json_object() {
         let mut out = Vec::new();
-        let body = OutcomeBody { outcome: Outcome::ToolError, ms: 1.5 };
+        let body = OutcomeBody { outcome: Outcome::ToolError, ms: 1.5, error: None };
         encode(&preamble(), &body, &mut out).unwrap();
         assert_eq!(out.pop(), Some(b'\n'));
         let record: serde_json::Map<String, Value> = serde_json::from_slice(&out).unwrap();
@@ -734,6 +779,26 @@ mod tests {
             Value::Object(record),
             serde_json::json!({"v": 2, "seq": 7, "prev": chain::ORIGIN, "ts": "2026-12-01T10:06:40.498556Z",
                 "event": "decision", "session": "1-2", "call": 3, "outcome": "tool_error", "ms": 1.5})
+        );
+    }
+
+    #[test]
+    fn an_error_outcome_keeps_the_error_s_code_and_the_start_of_its_message() {
+        let line =
+            br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"the remote MCP server answered HTTP 500"}}"#;
+        let note = ErrorNote::of(line).unwrap();
+        assert_eq!(note, ErrorNote { code: -32000, message: "the remote MCP server answered HTTP 500".into() });
+        let long = serde_json::json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "é".repeat(1000)}});
+        let note = ErrorNote::of(long.to_string().as_bytes()).unwrap();
+        assert_eq!(note.message.chars().count(), ErrorNote::MESSAGE_CHARS + 1, "cut, with an ellipsis");
+        assert!(ErrorNote::of(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_none());
+        let mut out = Vec::new();
+        encode(&preamble(), &OutcomeBody { outcome: Outcome::Error, ms: 2.0, error: ErrorNote::of(line) }, &mut out)
+            .unwrap();
+        let record: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            record["error"],
+            serde_json::json!({"code": -32000, "message": "the remote MCP server answered HTTP 500"})
         );
     }
 

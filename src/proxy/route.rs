@@ -17,7 +17,7 @@ use super::review_queue::Parking;
 use super::session::{Effect, Pending, Session, Waiting};
 use super::session_trust;
 use super::{Inbound, Read, elicit};
-use crate::audit::{Outcome, SecretKeys};
+use crate::audit::{ErrorNote, Outcome, SecretKeys};
 use crate::confidence;
 use crate::policy::{Annotations, ChangedTools, Policy, lint};
 use crate::visible::{preview, visible};
@@ -243,14 +243,15 @@ impl Router {
                     let ttl = self.session.policy.settings.approval_timeout;
                     self.session.allowed.continues(state, tool, digest, ttl, self.session.now);
                 }
-                let outcome = if is_error {
-                    Outcome::Error
+                let (outcome, error) = if is_error {
+                    (Outcome::Error, ErrorNote::of(line))
                 } else if result_is_error(line) {
-                    Outcome::ToolError
+                    (Outcome::ToolError, None)
                 } else {
-                    Outcome::Ok
+                    (Outcome::Ok, None)
                 };
-                self.session.audit.outcome(call, outcome, self.session.now.saturating_duration_since(pending.since));
+                let took = self.session.now.saturating_duration_since(pending.since);
+                self.session.audit.outcome_with(call, outcome, took, error);
                 None
             }
             Waiting::ToolsList { first } if !is_error => {

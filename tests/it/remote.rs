@@ -265,6 +265,19 @@ fn an_http_error_answers_its_own_request_once_and_the_session_goes_on() {
     let rest = rest(&mut peer);
     assert_eq!(answers_to(&rest, 3), 0, "answered once: {rest:?}");
     assert_eq!(answers_to(&rest, 5), 0, "answered once: {rest:?}");
+    // The audit log says why each failed call failed.
+    let audit = std::fs::read_to_string(env.join("audit.jsonl")).unwrap();
+    let errors: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "outcome" && r["outcome"] == "error")
+        .map(|r| r["error"].clone())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("HTTP 500") && m.contains("boom"))),
+        "{errors:?}"
+    );
+    assert!(errors.contains(&json!({"code": -32020, "message": "Header mismatch: test"})), "{errors:?}");
 }
 
 #[test]
