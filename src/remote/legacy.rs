@@ -42,7 +42,11 @@ pub(super) async fn fall_back(shared: &Arc<Shared>) -> Result<(), String> {
         Ok(found) => found?,
         Err(_) => return Err("its event stream named no endpoint".into()),
     };
-    tracing::info!("the remote MCP server speaks the HTTP+SSE transport of 2024-11-05; messages go to {endpoint}");
+    // Its path only: the query carries the session's id.
+    tracing::info!(
+        "the remote MCP server speaks the HTTP+SSE transport of 2024-11-05; messages go to {}",
+        endpoint.path()
+    );
     let listener = Arc::clone(shared);
     let reading = tokio::spawn(async move {
         let why = match stream.read(&listener, response, None).await {
@@ -80,10 +84,10 @@ async fn endpoint(shared: &Shared, stream: &mut Stream, response: &mut Response)
 
 /// The endpoint an `endpoint` event names, relative to `base`; refused off `base`'s origin.
 fn resolve(base: &reqwest::Url, named: &str) -> Result<reqwest::Url, String> {
-    let url = base.join(named).map_err(|e| format!("its endpoint {named:?} is not a URL: {e}"))?;
+    let url = base.join(named).map_err(|e| format!("its endpoint is not a URL: {e}"))?;
     if url.origin() != base.origin() {
         return Err(format!(
-            "its endpoint {} is on another origin than {}; toolgate sends the headers only to the server's own origin",
+            "its endpoint is on another origin ({}) than {}; toolgate sends the headers only to the server's own origin",
             url.origin().ascii_serialization(),
             base.origin().ascii_serialization()
         ));

@@ -155,6 +155,28 @@ fn well_known(url: &Url, name: &str, only_inserted: bool) -> Vec<Url> {
     if only_inserted { vec![inserted] } else { vec![inserted, root] }
 }
 
+/// Whether toolgate may send anything of the sign-in to `url`: the MCP spec has every
+/// authorization server endpoint (and the metadata that names them) served over HTTPS. Plain
+/// HTTP is taken only on the loopback interface, and only when the MCP server itself is there
+/// (a server on this machine, as in development). So a server cannot have toolgate send a code,
+/// a verifier or a token in the clear, nor send its metadata requests to plain-HTTP addresses.
+pub fn check_secure(server: &Url, url: &Url, what: &str) -> Result<(), AuthError> {
+    let loopback = |u: &Url| {
+        let host = u.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback(url) && loopback(server) => Ok(()),
+        _ => Err(AuthError::Discovery(format!(
+            "the {what} is not an HTTPS URL ({}://{}); the MCP specification has every authorization endpoint \
+             served over HTTPS, and toolgate sends nothing of a sign-in otherwise",
+            url.scheme(),
+            url.host_str().unwrap_or("")
+        ))),
+    }
+}
+
 /// The canonical URI of the MCP server (RFC 8707 §2, as the MCP spec asks): lower-case scheme
 /// and host, no fragment, no query, and no lone trailing slash.
 pub fn canonical_resource(server: &Url) -> String {
@@ -236,6 +258,22 @@ mod tests {
         assert_eq!((bare.error.as_deref(), bare.scope.as_deref()), (Some("invalid_token"), Some("a")));
         assert_eq!(Challenge::parse(["Bearer"]), Challenge::default());
         assert_eq!(Challenge::parse([r#"Bearer scope="a\"b""#]).scope.as_deref(), Some("a\"b"));
+    }
+
+    #[test]
+    fn sign_in_traffic_goes_over_https_unless_server_and_endpoint_are_both_on_this_machine() {
+        let public = url("https://mcp.example.com/mcp");
+        let local = url("http://127.0.0.1:8000/mcp");
+        assert!(check_secure(&public, &url("https://auth.example.com/token"), "token endpoint").is_ok());
+        for insecure in ["http://auth.example.com/token", "http://127.0.0.1/token", "http://192.168.1.1/x", "ftp://a/b"]
+        {
+            let err = check_secure(&public, &url(insecure), "token endpoint").unwrap_err().to_string();
+            assert!(err.contains("not an HTTPS URL"), "{insecure}: {err}");
+        }
+        for fine in ["http://127.0.0.1:9000/token", "http://localhost/t", "http://[::1]:1/t", "https://a.example/t"] {
+            assert!(check_secure(&local, &url(fine), "token endpoint").is_ok(), "{fine}");
+        }
+        assert!(check_secure(&local, &url("http://10.0.0.1/token"), "token endpoint").is_err());
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub async fn sign_in(
             let issuer = Url::parse(issuer_text).map_err(|e| {
                 AuthError::Discovery(format!("the authorization server {issuer_text:?} is not a URL: {e}"))
             })?;
+            discovery::check_secure(&target.url, &issuer, "authorization server")?;
             let metadata = server_metadata(http, &issuer)
                 .await?
                 .ok_or_else(|| AuthError::Discovery(format!("no authorization server metadata for {issuer_text}")))?;
@@ -61,6 +62,16 @@ pub async fn sign_in(
         }
         None => (discovery::canonical_resource(&target.url), of_2025_03_26(http, &target.url).await?, None),
     };
+    for (url, what) in [
+        (Some(&metadata.authorization_endpoint), "authorization endpoint"),
+        (Some(&metadata.token_endpoint), "token endpoint"),
+        (metadata.registration_endpoint.as_ref(), "registration endpoint"),
+    ] {
+        if let Some(url) = url {
+            let parsed = Url::parse(url).map_err(|e| AuthError::Discovery(format!("the {what} is not a URL: {e}")))?;
+            discovery::check_secure(&target.url, &parsed, what)?;
+        }
+    }
     let scope = scope.or_else(|| scopes_supported.map(|s| s.join(" "))).filter(|s| !s.is_empty());
 
     // A client registered before with this issuer is used again when its redirect port is free.
@@ -284,6 +295,7 @@ async fn resource_metadata(
 ) -> Result<Option<(String, ResourceMetadata)>, AuthError> {
     let mut tried = Vec::new();
     for url in discovery::resource_metadata_urls(&target.url, challenge) {
+        discovery::check_secure(&target.url, &url, "protected-resource metadata")?;
         match get_json::<ResourceMetadata>(http, &url).await {
             Ok(metadata) => return Ok(Some((discovery::check_resource(&target.url, &metadata)?, metadata))),
             Err(why) => tried.push(format!("{url}: {why}")),
