@@ -187,6 +187,11 @@ fn remote(entry: &Map<String, Value>) -> Plan {
                 let Some(value) = value.as_str() else {
                     return Plan::Skip(format!("header {name:?} is not a string"));
                 };
+                // `--header-env NAME=VAR` would read a name with `=` in it otherwise.
+                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                if name.is_empty() || !name.bytes().all(token) {
+                    return Plan::Skip(format!("header {name:?} is not an HTTP header name"));
+                }
                 headers.push((name.clone(), value.to_owned()));
             }
         }
@@ -647,6 +652,7 @@ mod tests {
             "ws": {"type": "ws", "url": "wss://x.example/mcp"},
             "own": {"type": "http", "url": "https://x.example/mcp", "headers": {"Accept": "text/html"}},
             "creds": {"type": "http", "url": "https://me:pw@x.example/mcp"},
+            "eq": {"type": "http", "url": "https://x.example/mcp", "headers": {"X=Y": "v"}},
         }});
         let (after, changes) = wrapped(&config);
         assert_eq!(after, config, "nothing changed");
@@ -656,6 +662,7 @@ mod tests {
             "ws: type \"ws\"",
             "own: --header Accept: toolgate sets this header itself",
             "creds: --url must not carry a user name or password",
+            "eq: header \"X=Y\" is not an HTTP header name",
         ] {
             assert!(skipped.contains(expected), "{expected:?} in {skipped}");
         }
